@@ -1,0 +1,60 @@
+//! Conversions between the WIT types and the core's types.
+
+use crate::bindings::exports::mcp_proxy::core::proxy as wit;
+use mcp_proxy_core::{self as core, ExchangeId, UpstreamId};
+
+fn header_in(header: wit::Header) -> core::Header {
+    core::Header { name: header.name, value: header.value }
+}
+
+fn header_out(header: core::Header) -> wit::Header {
+    wit::Header { name: header.name, value: header.value }
+}
+
+fn head_out(head: core::ResponseHead) -> wit::ResponseHead {
+    wit::ResponseHead { exchange: head.exchange.0, status: head.status, headers: head.headers.into_iter().map(header_out).collect() }
+}
+
+/// Converts an input from the host.
+pub(crate) fn input(input: wit::Input) -> core::Input {
+    match input {
+        wit::Input::HttpRequest(request) => core::Input::HttpRequest(core::HttpRequest {
+            exchange: ExchangeId(request.exchange),
+            method: request.method,
+            target: request.target,
+            headers: request.headers.into_iter().map(header_in).collect(),
+            body: request.body,
+            body_too_large: request.body_too_large,
+        }),
+        wit::Input::HttpClosed(exchange) => core::Input::HttpClosed(ExchangeId(exchange)),
+        wit::Input::UpstreamMessage(message) => core::Input::UpstreamMessage { upstream: UpstreamId(message.upstream), data: message.data },
+        wit::Input::UpstreamClosed(closed) => core::Input::UpstreamClosed { upstream: UpstreamId(closed.upstream), reason: closed.reason },
+        wit::Input::Timeout => core::Input::Timeout,
+    }
+}
+
+/// Converts an output for the host.
+pub(crate) fn output(output: core::Output) -> wit::Output {
+    match output {
+        core::Output::Respond { head, body } => wit::Output::Respond(wit::Response { head: head_out(head), body }),
+        core::Output::StreamStart(head) => wit::Output::StreamStart(head_out(head)),
+        core::Output::StreamData { exchange, data } => wit::Output::StreamData(wit::StreamData { exchange: exchange.0, data }),
+        core::Output::StreamEnd(exchange) => wit::Output::StreamEnd(exchange.0),
+        core::Output::Spawn { upstream, server } => wit::Output::Spawn(wit::Spawn {
+            upstream: upstream.0,
+            server: wit::StdioServer { command: server.command, args: server.args, env: server.env, shell: server.shell },
+        }),
+        core::Output::Send { upstream, data } => wit::Output::Send(wit::UpstreamMessage { upstream: upstream.0, data }),
+        core::Output::CloseUpstream(upstream) => wit::Output::CloseUpstream(upstream.0),
+        core::Output::Log { level, message } => wit::Output::Log(wit::Log { level: log_level(level), message }),
+    }
+}
+
+fn log_level(level: core::LogLevel) -> wit::LogLevel {
+    match level {
+        core::LogLevel::Error => wit::LogLevel::Error,
+        core::LogLevel::Warn => wit::LogLevel::Warn,
+        core::LogLevel::Info => wit::LogLevel::Info,
+        core::LogLevel::Debug => wit::LogLevel::Debug,
+    }
+}

@@ -1,0 +1,222 @@
+//! The core's configuration: parsed from JSON, validated, errors naming the field.
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// Everything the core needs to know to serve.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// The stdio MCP server each session runs.
+    pub server: StdioServer,
+    /// Which client-facing transports are served.
+    #[serde(default)]
+    pub transports: Transports,
+    /// Path of the Streamable HTTP endpoint.
+    #[serde(default = "defaults::stream_endpoint")]
+    pub stream_endpoint: String,
+    /// Path of the legacy SSE stream endpoint.
+    #[serde(default = "defaults::sse_endpoint")]
+    pub sse_endpoint: String,
+    /// Path where legacy SSE clients POST their messages.
+    #[serde(default = "defaults::messages_endpoint")]
+    pub messages_endpoint: String,
+    /// Serve Streamable HTTP without sessions.
+    #[serde(default)]
+    pub stateless: bool,
+    /// How long a new child may take to answer `initialize`, in milliseconds.
+    #[serde(default = "defaults::connection_timeout_ms")]
+    pub connection_timeout_ms: u64,
+    /// How long any request may wait for its answer, in milliseconds.
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// The API key every request but `/ping` and preflights must carry, if set.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Cross-origin resource sharing.
+    #[serde(default)]
+    pub cors: Cors,
+    /// The largest request body accepted, in bytes.
+    #[serde(default = "defaults::max_body_size")]
+    pub max_body_size: u64,
+    /// Log every message in and out.
+    #[serde(default)]
+    pub debug: bool,
+}
+
+/// How to start a stdio MCP server.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdioServer {
+    /// The program (or, with `shell`, the whole command line).
+    pub command: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Run through the user's shell.
+    #[serde(default)]
+    pub shell: bool,
+}
+
+/// Which client-facing transports are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transports {
+    /// Legacy HTTP+SSE (`/sse` and `/messages`).
+    pub sse: bool,
+    /// Streamable HTTP (`/mcp`).
+    pub stream: bool,
+}
+
+impl Default for Transports {
+    fn default() -> Self {
+        Transports { sse: true, stream: true }
+    }
+}
+
+/// Cross-origin resource sharing settings.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cors {
+    /// Send CORS headers at all.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Allowed origins; `*` allows any.
+    #[serde(default = "defaults::origins")]
+    pub origins: Vec<String>,
+    /// Request headers allowed beyond the built-in list.
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Cors { enabled: true, origins: defaults::origins(), allow_headers: Vec::new() }
+    }
+}
+
+mod defaults {
+    pub(super) fn stream_endpoint() -> String {
+        "/mcp".into()
+    }
+    pub(super) fn sse_endpoint() -> String {
+        "/sse".into()
+    }
+    pub(super) fn messages_endpoint() -> String {
+        "/messages".into()
+    }
+    pub(super) fn connection_timeout_ms() -> u64 {
+        60_000
+    }
+    pub(super) fn request_timeout_ms() -> u64 {
+        300_000
+    }
+    pub(super) fn max_body_size() -> u64 {
+        10 * 1024 * 1024
+    }
+    pub(super) fn yes() -> bool {
+        true
+    }
+    pub(super) fn origins() -> Vec<String> {
+        vec!["*".into()]
+    }
+}
+
+impl Config {
+    /// Parses and validates a JSON configuration document.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            ConfigError::new(path, error.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.command.trim().is_empty() {
+            return Err(ConfigError::new("server.command", "must not be empty"));
+        }
+        let endpoints = [
+            ("streamEndpoint", &self.stream_endpoint),
+            ("sseEndpoint", &self.sse_endpoint),
+            ("messagesEndpoint", &self.messages_endpoint),
+        ];
+        for (index, (field, path)) in endpoints.iter().enumerate() {
+            if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+                return Err(ConfigError::new(*field, format!("must be a path starting with '/', got {path:?}")));
+            }
+            if path.as_str() == "/ping" {
+                return Err(ConfigError::new(*field, "/ping is reserved for the health check"));
+            }
+            if let Some((other, _)) = endpoints[..index].iter().find(|(_, p)| p == path) {
+                return Err(ConfigError::new(*field, format!("{path:?} is already used by {other}")));
+            }
+        }
+        if !self.transports.sse && !self.transports.stream {
+            return Err(ConfigError::new("transports", "at least one transport must be served"));
+        }
+        if self.connection_timeout_ms == 0 {
+            return Err(ConfigError::new("connectionTimeoutMs", "must be greater than 0"));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::new("requestTimeoutMs", "must be greater than 0"));
+        }
+        if self.max_body_size == 0 {
+            return Err(ConfigError::new("maxBodySize", "must be greater than 0"));
+        }
+        if matches!(&self.api_key, Some(key) if key.is_empty()) {
+            return Err(ConfigError::new("apiKey", "must not be empty when set"));
+        }
+        for (index, origin) in self.cors.origins.iter().enumerate() {
+            if origin.is_empty() || origin.contains(char::is_whitespace) {
+                return Err(ConfigError::new(format!("cors.origins[{index}]"), format!("not an origin: {origin:?}")));
+            }
+        }
+        for (index, header) in self.cors.allow_headers.iter().enumerate() {
+            if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(ConfigError::new(format!("cors.allowHeaders[{index}]"), format!("not a header name: {header:?}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_the_defaults() {
+        let config = Config::from_json(r#"{"server":{"command":"node"}}"#).expect("valid");
+        assert_eq!(config.stream_endpoint, "/mcp");
+        assert_eq!(config.sse_endpoint, "/sse");
+        assert_eq!(config.request_timeout_ms, 300_000);
+        assert_eq!(config.max_body_size, 10 * 1024 * 1024);
+        assert!(config.cors.enabled);
+        assert_eq!(config.cors.origins, ["*"]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let error = Config::from_json(r#"{"server":{"command":"node","args":[1]}}"#).expect_err("args are strings");
+        assert_eq!(error.path, "server.args[0]");
+        let error = Config::from_json(r#"{"server":{"command":"node"},"cors":{"origns":[]}}"#).expect_err("typo");
+        assert_eq!(error.path, "cors.origns");
+        assert!(error.message.contains("origns"), "{error}");
+        let error = Config::from_json(r#"{"server":{"command":" "}}"#).expect_err("empty command");
+        assert_eq!(error.path, "server.command");
+        let error = Config::from_json(r#"{"server":{"command":"x"},"sseEndpoint":"/mcp"}"#).expect_err("clash");
+        assert_eq!(error.path, "sseEndpoint");
+        let error = Config::from_json(r#"{"server":{"command":"x"},"cors":{"allowHeaders":["a b"]}}"#).expect_err("bad header");
+        assert_eq!(error.path, "cors.allowHeaders[0]");
+        let error = Config::from_json("[").expect_err("not json");
+        assert!(!error.message.is_empty());
+    }
+}

@@ -1,0 +1,70 @@
+//! Typed errors of the core and their one mapping onto JSON-RPC error objects.
+
+use crate::jsonrpc::ErrorObject;
+
+/// JSON-RPC error codes the proxy produces.
+pub mod codes {
+    /// The body is not valid JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// The JSON is not a valid JSON-RPC message.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// An internal error of the proxy.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// The upstream connection closed (the same code the MCP SDKs use for "connection closed").
+    pub const CONNECTION_CLOSED: i64 = -32000;
+    /// A request got no answer in time (the same code the MCP SDKs use for "request timeout").
+    pub const REQUEST_TIMEOUT: i64 = -32001;
+    /// A transport-level refusal (bad session header, unauthorized, ...).
+    pub const TRANSPORT: i64 = -32000;
+    /// The session is unknown or has ended.
+    pub const SESSION_NOT_FOUND: i64 = -32001;
+}
+
+/// A configuration error, naming the field it is about.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// The path of the offending field, like `cors.origins[1]` (`.` for the document itself).
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// Builds an error about the field at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError { path: path.into(), message: message.into() }
+    }
+}
+
+/// Why a forwarded request failed without an answer from upstream.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The upstream server exited or its connection closed.
+    #[error("upstream server closed the connection: {0}")]
+    UpstreamClosed(String),
+    /// The upstream server gave no answer within the request timeout.
+    #[error("request timed out after {0} ms")]
+    Timeout(u64),
+    /// The upstream did not finish `initialize` within the connection timeout.
+    #[error("upstream server did not answer initialize within {0} ms")]
+    ConnectTimeout(u64),
+    /// The session ended (DELETE or shutdown) while the request was in flight.
+    #[error("session ended")]
+    SessionEnded,
+    /// The client cancelled the request.
+    #[error("request cancelled by the client")]
+    Cancelled,
+}
+
+impl RequestError {
+    /// The JSON-RPC error object that reports this error to the client.
+    pub fn to_error_object(&self) -> ErrorObject {
+        let code = match self {
+            RequestError::Timeout(_) | RequestError::ConnectTimeout(_) => codes::REQUEST_TIMEOUT,
+            RequestError::UpstreamClosed(_) | RequestError::SessionEnded | RequestError::Cancelled => codes::CONNECTION_CLOSED,
+        };
+        ErrorObject::new(code, self.to_string())
+    }
+}

@@ -1,0 +1,64 @@
+//! The sans-IO routing core of mcp-proxy.
+//!
+//! This crate decides everything the proxy does and does nothing itself: no sockets, no
+//! processes, no clock, no randomness of its own. A shell (the native host, the component
+//! wrapper, the Cloudflare Worker) turns what it observes into [`Input`]s, hands each to
+//! [`Proxy::handle_input`] with the current time, carries out every [`Output`] from
+//! [`Proxy::poll_output`], and wakes the proxy with [`Input::Timeout`] at
+//! [`Proxy::poll_timeout`].
+//!
+//! ```
+//! use mcp_proxy_core::{Config, ExchangeId, Header, HttpRequest, Input, Instant, Output, Proxy};
+//!
+//! let config = Config::from_json(r#"{"server": {"command": "my-mcp-server"}}"#).unwrap();
+//! let mut proxy = Proxy::new(config, [0; 32]);
+//! let ping = HttpRequest {
+//!     exchange: ExchangeId(1),
+//!     method: "GET".into(),
+//!     target: "/ping".into(),
+//!     headers: vec![Header::new("host", "localhost")],
+//!     body: Vec::new(),
+//!     body_too_large: false,
+//! };
+//! proxy.handle_input(Instant(0), Input::HttpRequest(ping));
+//! while let Some(output) = proxy.poll_output() {
+//!     match output {
+//!         Output::Respond { head, body } => assert_eq!((head.status, body.as_slice()), (200, &b"pong"[..])),
+//!         other => panic!("unexpected {other:?}"),
+//!     }
+//! }
+//! assert_eq!(proxy.poll_timeout(), None);
+//! ```
+//!
+//! Panic policy: bad input from clients, servers or configuration never panics; it becomes
+//! an HTTP refusal, a JSON-RPC error or a log line. Panics mean a broken invariant.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+mod exchange;
+pub mod http;
+pub mod ids;
+pub mod jsonrpc;
+mod legacy_sse;
+pub mod mcp;
+mod pending;
+pub mod policy;
+mod proxy;
+mod session;
+pub mod sse;
+mod streamable;
+mod time;
+
+pub use config::{Config, Cors, StdioServer, Transports};
+pub use error::{ConfigError, RequestError};
+pub use http::{Header, HttpRequest, ResponseHead};
+pub use ids::{ExchangeId, SessionId, UpstreamId};
+pub use proxy::{Input, LogLevel, Output, Proxy};
+pub use time::Instant;
+
+/// Describes the machine the core was compiled for, like `x86_64` or `wasm32`.
+pub fn build_arch() -> &'static str {
+    std::env::consts::ARCH
+}

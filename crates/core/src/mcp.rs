@@ -1,0 +1,69 @@
+//! MCP specifics on top of JSON-RPC: method names, protocol versions, progress and cancellation.
+
+use serde_json::Value;
+
+use crate::jsonrpc::{param, params_object, RequestId};
+
+/// The `initialize` request.
+pub const INITIALIZE: &str = "initialize";
+/// The `notifications/cancelled` notification.
+pub const CANCELLED: &str = "notifications/cancelled";
+
+/// Protocol revisions the proxy accepts in `MCP-Protocol-Version`.
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// Whether `version` is a protocol revision the proxy can carry.
+pub fn is_supported_version(version: &str) -> bool {
+    SUPPORTED_PROTOCOL_VERSIONS.contains(&version)
+}
+
+/// A progress token: a string or an integer, chosen by the requester.
+pub type ProgressToken = RequestId;
+
+/// Reads `params._meta.progressToken` of a request.
+pub fn progress_token(params: &Option<Value>) -> Option<ProgressToken> {
+    let token = param(params, "_meta")?.get("progressToken")?;
+    serde_json::from_value(token.clone()).ok()
+}
+
+/// Reads `params.progressToken` of a `notifications/progress`.
+pub fn progress_notification_token(params: &Option<Value>) -> Option<ProgressToken> {
+    serde_json::from_value(param(params, "progressToken")?.clone()).ok()
+}
+
+/// Reads `params.requestId` of a `notifications/cancelled`.
+pub fn cancelled_request_id(params: &Option<Value>) -> Option<RequestId> {
+    serde_json::from_value(param(params, "requestId")?.clone()).ok()
+}
+
+/// Rewrites `params.requestId` of a `notifications/cancelled`.
+pub fn set_cancelled_request_id(params: &mut Option<Value>, id: i64) {
+    if let Some(object) = params_object(params) {
+        object.insert("requestId".into(), Value::from(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_progress_tokens_and_cancel_ids() {
+        let params = Some(json!({"_meta": {"progressToken": "p1"}, "name": "x"}));
+        assert_eq!(progress_token(&params), Some(RequestId::String("p1".into())));
+        assert_eq!(progress_token(&Some(json!({"name": "x"}))), None);
+        assert_eq!(progress_notification_token(&Some(json!({"progressToken": 4, "progress": 1}))), Some(RequestId::Number(4)));
+        let mut cancel = Some(json!({"requestId": "abc", "reason": "x"}));
+        assert_eq!(cancelled_request_id(&cancel), Some(RequestId::String("abc".into())));
+        set_cancelled_request_id(&mut cancel, 9);
+        assert_eq!(cancelled_request_id(&cancel), Some(RequestId::Number(9)));
+    }
+
+    #[test]
+    fn knows_the_protocol_revisions() {
+        assert!(is_supported_version("2025-11-25"));
+        assert!(is_supported_version("2025-03-26"));
+        assert!(!is_supported_version("1999-01-01"));
+    }
+}

@@ -1,0 +1,96 @@
+//! Requests forwarded upstream and awaiting an answer, keyed by the id the proxy gave them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
+use crate::jsonrpc::RequestId;
+use crate::mcp::ProgressToken;
+use crate::time::Instant;
+
+/// Where the answer to a request goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReplyTo {
+    /// The POST exchange that carried the request.
+    Exchange(ExchangeId),
+    /// The session's own stream (legacy SSE).
+    SessionStream,
+}
+
+/// One forwarded request.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingRequest {
+    pub(crate) session: SessionId,
+    pub(crate) reply_to: ReplyTo,
+    pub(crate) original_id: RequestId,
+    pub(crate) progress: Option<ProgressToken>,
+    pub(crate) deadline: Instant,
+    pub(crate) initialize: bool,
+}
+
+/// Something that happens at a deadline.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// A forwarded request's answer is due.
+    Request(ProxyRequestId),
+    /// A new session's `initialize` result is due.
+    Connect(SessionId),
+}
+
+/// The table of forwarded requests and the timers of the proxy.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    requests: HashMap<ProxyRequestId, PendingRequest>,
+    timers: BTreeSet<(Instant, Timer)>,
+    next_id: i64,
+}
+
+impl Pending {
+    /// Records a forwarded request and returns the id to send upstream.
+    pub(crate) fn insert(&mut self, request: PendingRequest) -> ProxyRequestId {
+        self.next_id += 1;
+        let id = ProxyRequestId(self.next_id);
+        self.timers.insert((request.deadline, Timer::Request(id)));
+        self.requests.insert(id, request);
+        id
+    }
+
+    /// Takes a request out of the table (its timer is dropped lazily).
+    pub(crate) fn remove(&mut self, id: ProxyRequestId) -> Option<PendingRequest> {
+        let request = self.requests.remove(&id)?;
+        self.timers.remove(&(request.deadline, Timer::Request(id)));
+        Some(request)
+    }
+
+    /// Looks a request up.
+    pub(crate) fn get(&self, id: ProxyRequestId) -> Option<&PendingRequest> {
+        self.requests.get(&id)
+    }
+
+    /// Arms a timer.
+    pub(crate) fn set_timer(&mut self, at: Instant, timer: Timer) {
+        self.timers.insert((at, timer));
+    }
+
+    /// Disarms a timer.
+    pub(crate) fn cancel_timer(&mut self, at: Instant, timer: Timer) {
+        self.timers.remove(&(at, timer));
+    }
+
+    /// The earliest armed deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Takes the earliest timer if it is due at `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        match self.timers.first() {
+            Some((at, _)) if *at <= now => self.timers.pop_first().map(|(_, timer)| timer),
+            _ => None,
+        }
+    }
+
+    /// How many requests are in flight.
+    pub(crate) fn len(&self) -> usize {
+        self.requests.len()
+    }
+}

@@ -1,0 +1,73 @@
+//! API key authentication.
+
+use crate::http::HttpRequest;
+
+/// The outcome of an authentication check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthDecision {
+    /// The request may proceed.
+    Allow,
+    /// The request carries no key or a wrong one.
+    Deny,
+}
+
+/// Checks the `X-API-Key` header (or `Authorization: Bearer <key>`) against `expected`.
+///
+/// With no key configured every request is allowed. Keys are compared in constant time.
+pub fn check_api_key(expected: Option<&str>, request: &HttpRequest) -> AuthDecision {
+    let Some(expected) = expected else {
+        return AuthDecision::Allow;
+    };
+    let presented = request.header("x-api-key").or_else(|| {
+        let value = request.header("authorization")?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    match presented {
+        Some(key) if constant_time_eq(key.as_bytes(), expected.as_bytes()) => AuthDecision::Allow,
+        _ => AuthDecision::Deny,
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = u8::from(a.len() != b.len());
+    for index in 0..a.len().max(b.len()) {
+        let x = a.get(index).copied().unwrap_or(0);
+        let y = b.get(index).copied().unwrap_or(0);
+        difference |= x ^ y;
+    }
+    difference == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::tests::request;
+
+    #[test]
+    fn accepts_the_key_in_either_header() {
+        let key = Some("s3cret");
+        assert_eq!(check_api_key(key, &request("GET", "/mcp", &[("X-API-Key", "s3cret")])), AuthDecision::Allow);
+        assert_eq!(check_api_key(key, &request("GET", "/mcp", &[("authorization", "Bearer s3cret")])), AuthDecision::Allow);
+        assert_eq!(check_api_key(key, &request("GET", "/mcp", &[("authorization", "bearer  s3cret")])), AuthDecision::Allow);
+    }
+
+    #[test]
+    fn denies_missing_or_wrong_keys() {
+        let key = Some("s3cret");
+        assert_eq!(check_api_key(key, &request("GET", "/mcp", &[])), AuthDecision::Deny);
+        assert_eq!(check_api_key(key, &request("GET", "/mcp", &[("x-api-key", "s3cre")])), AuthDecision::Deny);
+        assert_eq!(check_api_key(key, &request("GET", "/mcp", &[("x-api-key", "s3cret!")])), AuthDecision::Deny);
+        assert_eq!(check_api_key(key, &request("GET", "/mcp", &[("authorization", "Basic s3cret")])), AuthDecision::Deny);
+        assert_eq!(check_api_key(None, &request("GET", "/mcp", &[])), AuthDecision::Allow);
+    }
+
+    #[test]
+    fn compares_exactly() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abc\0"));
+    }
+}

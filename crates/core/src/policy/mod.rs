@@ -1,0 +1,7 @@
+//! HTTP policy decisions: pure functions of the configuration and the request.
+
+mod auth;
+mod cors;
+
+pub use auth::{check_api_key, constant_time_eq, AuthDecision};
+pub use cors::{cors_response_headers, preflight_headers};

@@ -1,0 +1,632 @@
+//! The proxy state machine: inputs in, outputs out, time passed in.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+use crate::config::{Config, StdioServer};
+use crate::error::{codes, RequestError};
+use crate::exchange::{error_body, json_head, sse_head, Exchange, ExchangeKind};
+use crate::http::{Header, HttpRequest, ResponseHead};
+use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
+use crate::jsonrpc::{batch_to_bytes, Message, Notification, Payload, Request, RequestId, Response};
+use crate::mcp;
+use crate::pending::{Pending, PendingRequest, ReplyTo, Timer};
+use crate::policy::{check_api_key, cors_response_headers, preflight_headers, AuthDecision};
+use crate::session::{Session, SessionState, Transport, BACKLOG_LIMIT};
+use crate::sse;
+use crate::time::Instant;
+
+/// Something the shell observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// An HTTP request arrived and its body was read.
+    HttpRequest(HttpRequest),
+    /// The client of an exchange went away before the core finished it.
+    HttpClosed(ExchangeId),
+    /// An upstream wrote one message (a line of a stdio child's stdout).
+    UpstreamMessage {
+        /// Which upstream.
+        upstream: UpstreamId,
+        /// The line, without its newline.
+        data: Vec<u8>,
+    },
+    /// An upstream ended, or could not be started.
+    UpstreamClosed {
+        /// Which upstream.
+        upstream: UpstreamId,
+        /// Why, for the log and for the errors sent to clients.
+        reason: String,
+    },
+    /// The deadline from [`Proxy::poll_timeout`] passed.
+    Timeout,
+}
+
+/// Severity of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Something failed.
+    Error,
+    /// Something is wrong but serving goes on.
+    Warn,
+    /// Lifecycle events.
+    Info,
+    /// Message traffic (with `debug` on).
+    Debug,
+}
+
+/// Something the shell must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Answer an exchange with a complete response.
+    Respond {
+        /// Status and headers.
+        head: ResponseHead,
+        /// The body.
+        body: Vec<u8>,
+    },
+    /// Answer an exchange with a streaming (SSE) response; data follows.
+    StreamStart(ResponseHead),
+    /// Write bytes to an open stream.
+    StreamData {
+        /// The stream.
+        exchange: ExchangeId,
+        /// Bytes, already framed as server-sent events.
+        data: Vec<u8>,
+    },
+    /// Finish an open stream.
+    StreamEnd(ExchangeId),
+    /// Start a stdio upstream; report its lines as [`Input::UpstreamMessage`].
+    Spawn {
+        /// The handle the core will use for it.
+        upstream: UpstreamId,
+        /// What to run.
+        server: StdioServer,
+    },
+    /// Write one message (a line) to an upstream.
+    Send {
+        /// Which upstream.
+        upstream: UpstreamId,
+        /// The message, without a newline.
+        data: Vec<u8>,
+    },
+    /// Stop an upstream (terminate the child).
+    CloseUpstream(UpstreamId),
+    /// Write a log line.
+    Log {
+        /// Severity.
+        level: LogLevel,
+        /// The line.
+        message: String,
+    },
+}
+
+/// The proxy: one state machine for every session of one server.
+///
+/// Drive it by handing in each [`Input`] with the current time, then draining
+/// [`Proxy::poll_output`] until `None`, and waking up at [`Proxy::poll_timeout`].
+#[derive(Debug)]
+pub struct Proxy {
+    pub(crate) config: Config,
+    rng: ChaCha20Rng,
+    outputs: VecDeque<Output>,
+    pub(crate) sessions: HashMap<SessionId, Session>,
+    by_upstream: HashMap<UpstreamId, SessionId>,
+    pub(crate) exchanges: HashMap<ExchangeId, Exchange>,
+    pending: Pending,
+    next_upstream: u64,
+}
+
+impl Proxy {
+    /// Creates a proxy. `seed` feeds the session-id generator: give it 32 bytes
+    /// from the operating system's secure random source.
+    pub fn new(config: Config, seed: [u8; 32]) -> Proxy {
+        Proxy {
+            config,
+            rng: ChaCha20Rng::from_seed(seed),
+            outputs: VecDeque::new(),
+            sessions: HashMap::new(),
+            by_upstream: HashMap::new(),
+            exchanges: HashMap::new(),
+            pending: Pending::default(),
+            next_upstream: 0,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The largest request body the shell should read; larger ones are reported with
+    /// [`HttpRequest::body_too_large`].
+    pub fn max_body_size(&self) -> u64 {
+        self.config.max_body_size
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Number of requests forwarded upstream and not yet answered.
+    pub fn in_flight_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Feeds one observation to the proxy.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::HttpRequest(request) => self.handle_http_request(now, request),
+            Input::HttpClosed(exchange) => self.handle_http_closed(exchange),
+            Input::UpstreamMessage { upstream, data } => self.handle_upstream_message(upstream, &data),
+            Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason),
+            Input::Timeout => self.handle_timeout(now),
+        }
+    }
+
+    /// The next thing for the shell to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When the shell must next hand in [`Input::Timeout`], if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pending.next_deadline()
+    }
+
+    fn handle_http_request(&mut self, now: Instant, request: HttpRequest) {
+        let exchange = request.exchange;
+        if request.method == "OPTIONS" {
+            let mut headers = preflight_headers(&self.config.cors, &request);
+            headers.push(Header::new("allow", "GET, POST, DELETE, OPTIONS"));
+            return self.respond(ResponseHead { exchange, status: 204, headers }, Vec::new());
+        }
+        let cors = cors_response_headers(&self.config.cors, &request);
+        let path = request.path();
+        if path == "/ping" && matches!(request.method.as_str(), "GET" | "HEAD") {
+            let mut headers = cors;
+            headers.push(Header::new("content-type", "text/plain"));
+            return self.respond(ResponseHead { exchange, status: 200, headers }, b"pong".to_vec());
+        }
+        if check_api_key(self.config.api_key.as_deref(), &request) == AuthDecision::Deny {
+            let mut headers = cors;
+            headers.push(Header::new("www-authenticate", "Bearer"));
+            return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid API key");
+        }
+        let transports = self.config.transports;
+        let method = request.method.as_str();
+        if transports.stream && path == self.config.stream_endpoint {
+            match method {
+                "POST" => self.stream_post(now, request, cors),
+                "GET" => self.stream_get(request, cors),
+                "DELETE" => self.stream_delete(request, cors),
+                _ => self.method_not_allowed(exchange, cors, "GET, POST, DELETE, OPTIONS"),
+            }
+        } else if transports.sse && path == self.config.sse_endpoint {
+            match method {
+                "GET" => self.legacy_open(request, cors),
+                _ => self.method_not_allowed(exchange, cors, "GET, OPTIONS"),
+            }
+        } else if transports.sse && path == self.config.messages_endpoint {
+            match method {
+                "POST" => self.legacy_post(now, request, cors),
+                _ => self.method_not_allowed(exchange, cors, "POST, OPTIONS"),
+            }
+        } else {
+            let message = format!("Not Found: no endpoint at {}", truncate(path, 200));
+            self.refuse(exchange, cors, 404, &message);
+        }
+    }
+
+    fn handle_http_closed(&mut self, exchange_id: ExchangeId) {
+        let Some(exchange) = self.exchanges.remove(&exchange_id) else {
+            return;
+        };
+        match exchange.kind {
+            ExchangeKind::LegacyStream => {
+                self.end_session(&exchange.session, &RequestError::SessionEnded, "the client closed its SSE stream");
+            }
+            ExchangeKind::Standalone | ExchangeKind::Post(_) => {
+                if let Some(Transport::Streamable { standalone, posts, .. }) = self.sessions.get_mut(&exchange.session).map(|s| &mut s.transport) {
+                    if *standalone == Some(exchange_id) {
+                        *standalone = None;
+                    }
+                    posts.retain(|id| *id != exchange_id);
+                }
+            }
+        }
+    }
+
+    fn handle_upstream_message(&mut self, upstream: UpstreamId, data: &[u8]) {
+        let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
+            return;
+        };
+        let messages = match Payload::parse(data) {
+            Ok(Payload::Single(message)) => vec![message],
+            Ok(Payload::Batch(messages)) => messages,
+            Err(error) => {
+                let line = String::from_utf8_lossy(data);
+                let message = format!("session {session_id}: skipped a line from the server that is not JSON-RPC ({error}): {}", truncate(&line, 300));
+                return self.log(LogLevel::Warn, message);
+            }
+        };
+        for message in messages {
+            if self.config.debug {
+                self.log(LogLevel::Debug, format!("session {session_id} <- server: {}", String::from_utf8_lossy(&message.to_bytes())));
+            }
+            match message {
+                Message::Response(response) => self.handle_upstream_response(&session_id, response),
+                Message::Notification(notification) if notification.method == "notifications/progress" => {
+                    let target = mcp::progress_notification_token(&notification.params)
+                        .and_then(|token| self.sessions.get(&session_id)?.progress.get(&token).copied())
+                        .and_then(|proxy_id| self.pending.get(proxy_id))
+                        .map(|pending| pending.reply_to);
+                    let message = Message::Notification(notification);
+                    match target {
+                        Some(ReplyTo::Exchange(exchange)) if self.send_event(exchange, &message) => {}
+                        _ => self.route_to_session(&session_id, &message),
+                    }
+                }
+                other => self.route_to_session(&session_id, &other),
+            }
+        }
+    }
+
+    fn handle_upstream_response(&mut self, session_id: &SessionId, mut response: Response) {
+        let pending = match response.id {
+            Some(RequestId::Number(number)) => self.pending.get(ProxyRequestId(number)).filter(|p| p.session == *session_id).map(|_| ProxyRequestId(number)),
+            _ => None,
+        };
+        let Some(proxy_id) = pending else {
+            let message = format!("session {session_id}: dropped a response to no request in flight (id {:?})", response.id);
+            return self.log(LogLevel::Warn, message);
+        };
+        let Some(pending) = self.take_pending(proxy_id) else {
+            return;
+        };
+        response.id = Some(pending.original_id.clone());
+        self.deliver_response(&pending, response);
+    }
+
+    fn handle_upstream_closed(&mut self, upstream: UpstreamId, reason: String) {
+        let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
+            return;
+        };
+        self.log(LogLevel::Warn, format!("session {session_id}: the server exited: {reason}"));
+        self.end_session(&session_id, &RequestError::UpstreamClosed(reason), "the server exited");
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.pending.pop_due(now) {
+            match timer {
+                Timer::Request(proxy_id) => {
+                    let Some(pending) = self.take_pending(proxy_id) else {
+                        continue;
+                    };
+                    if let Some(upstream) = self.sessions.get(&pending.session).map(|s| s.upstream) {
+                        let params = serde_json::json!({"requestId": proxy_id.0, "reason": "request timed out in the proxy"});
+                        let cancel = Message::Notification(Notification { method: mcp::CANCELLED.into(), params: Some(params) });
+                        self.send_upstream(upstream, &cancel);
+                    }
+                    let error = RequestError::Timeout(self.config.request_timeout_ms);
+                    self.log(LogLevel::Warn, format!("session {}: request {:?} timed out", pending.session, pending.original_id));
+                    let response = Response::error(Some(pending.original_id.clone()), error.to_error_object());
+                    self.deliver_response(&pending, response);
+                }
+                Timer::Connect(session_id) => {
+                    let expecting = self.sessions.get(&session_id).is_some_and(|s| matches!(s.state, SessionState::ExpectInitializeResult { .. }));
+                    if expecting {
+                        let error = RequestError::ConnectTimeout(self.config.connection_timeout_ms);
+                        self.log(LogLevel::Warn, format!("session {session_id}: {error}"));
+                        self.end_session(&session_id, &error, "the server did not initialize in time");
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- machinery shared by the transports ----
+
+    /// Starts a new session with its own child and returns its id.
+    pub(crate) fn open_session(&mut self, state: SessionState, transport: Transport) -> (SessionId, UpstreamId) {
+        let id = SessionId::generate(&mut self.rng);
+        self.next_upstream += 1;
+        let upstream = UpstreamId(self.next_upstream);
+        self.outputs.push_back(Output::Spawn { upstream, server: self.config.server.clone() });
+        if let SessionState::ExpectInitializeResult { deadline } = state {
+            self.pending.set_timer(deadline, Timer::Connect(id.clone()));
+        }
+        self.sessions.insert(id.clone(), Session::new(upstream, state, transport));
+        self.by_upstream.insert(upstream, id.clone());
+        self.log(LogLevel::Info, format!("session {id}: started"));
+        (id, upstream)
+    }
+
+    /// Forwards the messages a client sent in one body; returns how many were requests.
+    pub(crate) fn forward_from_client(&mut self, now: Instant, session_id: &SessionId, reply_to: ReplyTo, messages: Vec<Message>) -> usize {
+        let mut requests = 0;
+        for message in messages {
+            match message {
+                Message::Request(request) => {
+                    requests += 1;
+                    self.forward_request(now, session_id, reply_to, request);
+                }
+                Message::Notification(mut notification) => {
+                    if notification.method == mcp::CANCELLED {
+                        self.rewrite_cancellation(session_id, &mut notification);
+                    }
+                    self.send_to_session_upstream(session_id, &Message::Notification(notification));
+                }
+                response @ Message::Response(_) => self.send_to_session_upstream(session_id, &response),
+            }
+        }
+        requests
+    }
+
+    fn forward_request(&mut self, now: Instant, session_id: &SessionId, reply_to: ReplyTo, mut request: Request) {
+        let Some(upstream) = self.sessions.get(session_id).map(|s| s.upstream) else {
+            return;
+        };
+        let progress = mcp::progress_token(&request.params);
+        let deadline = now.after(Duration::from_millis(self.config.request_timeout_ms));
+        let initialize = request.method == mcp::INITIALIZE;
+        let pending = PendingRequest { session: session_id.clone(), reply_to, original_id: request.id.clone(), progress: progress.clone(), deadline, initialize };
+        let proxy_id = self.pending.insert(pending);
+        if let Some(session) = self.sessions.get_mut(session_id) {
+            session.in_flight.insert(proxy_id, request.id.clone());
+            if let Some(token) = progress {
+                session.progress.insert(token, proxy_id);
+            }
+        }
+        request.id = RequestId::Number(proxy_id.0);
+        self.send_upstream(upstream, &Message::Request(request));
+    }
+
+    /// Points a client's `notifications/cancelled` at the id the server knows, and
+    /// finishes the cancelled request.
+    fn rewrite_cancellation(&mut self, session_id: &SessionId, notification: &mut Notification) {
+        let Some(client_id) = mcp::cancelled_request_id(&notification.params) else {
+            return;
+        };
+        let Some(proxy_id) = self.sessions.get(session_id).and_then(|s| s.proxy_id_of(&client_id)) else {
+            return;
+        };
+        mcp::set_cancelled_request_id(&mut notification.params, proxy_id.0);
+        if let Some(pending) = self.take_pending(proxy_id) {
+            let response = Response::error(Some(pending.original_id.clone()), RequestError::Cancelled.to_error_object());
+            self.deliver_response(&pending, response);
+        }
+    }
+
+    /// Removes a request from the pending table and from its session's maps.
+    fn take_pending(&mut self, proxy_id: ProxyRequestId) -> Option<PendingRequest> {
+        let pending = self.pending.remove(proxy_id)?;
+        if let Some(session) = self.sessions.get_mut(&pending.session) {
+            session.finish(proxy_id, pending.progress.as_ref());
+        }
+        Some(pending)
+    }
+
+    /// Hands the answer of a request to whoever waits for it.
+    fn deliver_response(&mut self, pending: &PendingRequest, response: Response) {
+        let succeeded = response.outcome.is_ok();
+        if pending.initialize {
+            if let Some(session) = self.sessions.get_mut(&pending.session) {
+                if let SessionState::ExpectInitializeResult { deadline } = session.state {
+                    self.pending.cancel_timer(deadline, Timer::Connect(pending.session.clone()));
+                }
+                session.state = SessionState::Ready;
+            }
+        }
+        let message = Message::Response(response);
+        match pending.reply_to {
+            ReplyTo::SessionStream => self.route_to_session(&pending.session, &message),
+            ReplyTo::Exchange(exchange_id) => self.answer_post(exchange_id, message),
+        }
+        if pending.initialize && !succeeded && self.sessions.get(&pending.session).is_some_and(Session::is_streamable) {
+            self.end_session(&pending.session, &RequestError::SessionEnded, "the server refused initialize");
+        }
+    }
+
+    /// Adds one answer to a POST exchange, finishing it when nothing is outstanding.
+    fn answer_post(&mut self, exchange_id: ExchangeId, message: Message) {
+        let streaming = match self.exchanges.get_mut(&exchange_id) {
+            Some(Exchange { kind: ExchangeKind::Post(post), .. }) => {
+                post.outstanding = post.outstanding.saturating_sub(1);
+                post.streaming
+            }
+            _ => return,
+        };
+        if streaming {
+            self.send_event(exchange_id, &message);
+        } else if let Some(Exchange { kind: ExchangeKind::Post(post), .. }) = self.exchanges.get_mut(&exchange_id) {
+            post.collected.push(message);
+        }
+        let done = matches!(self.exchanges.get(&exchange_id), Some(Exchange { kind: ExchangeKind::Post(post), .. }) if post.outstanding == 0);
+        if done {
+            self.finish_post(exchange_id);
+        }
+    }
+
+    fn finish_post(&mut self, exchange_id: ExchangeId) {
+        let Some(exchange) = self.exchanges.remove(&exchange_id) else {
+            return;
+        };
+        if let Some(Transport::Streamable { posts, .. }) = self.sessions.get_mut(&exchange.session).map(|s| &mut s.transport) {
+            posts.retain(|id| *id != exchange_id);
+        }
+        let ExchangeKind::Post(post) = exchange.kind else {
+            return;
+        };
+        if post.streaming {
+            return self.outputs.push_back(Output::StreamEnd(exchange_id));
+        }
+        let mut headers = exchange.headers;
+        let initialized = post.initialize && matches!(post.collected.first(), Some(Message::Response(Response { outcome: Ok(_), .. })));
+        if initialized {
+            headers.push(Header::new("mcp-session-id", exchange.session.as_str()));
+        }
+        let body = match (post.batch, post.collected.as_slice()) {
+            (false, [single]) => single.to_bytes(),
+            (_, collected) => batch_to_bytes(collected),
+        };
+        self.respond(json_head(exchange_id, 200, headers), body);
+    }
+
+    /// Sends a server message as an SSE event on `exchange_id`, turning a POST response
+    /// into a stream if needed. Returns false if that exchange cannot carry it.
+    pub(crate) fn send_event(&mut self, exchange_id: ExchangeId, message: &Message) -> bool {
+        let Some(exchange) = self.exchanges.get_mut(&exchange_id) else {
+            return false;
+        };
+        if let ExchangeKind::Post(post) = &mut exchange.kind {
+            if !post.accepts_sse {
+                return false;
+            }
+            if !post.streaming {
+                post.streaming = true;
+                let mut headers = exchange.headers.clone();
+                if post.initialize {
+                    headers.push(Header::new("mcp-session-id", exchange.session.as_str()));
+                }
+                self.outputs.push_back(Output::StreamStart(sse_head(exchange_id, headers)));
+            }
+        }
+        let session_id = exchange.session.clone();
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return false;
+        };
+        let event_id = session.next_event_id();
+        let data = sse::event(Some(&event_id), Some("message"), &message.to_bytes());
+        self.outputs.push_back(Output::StreamData { exchange: exchange_id, data });
+        true
+    }
+
+    /// Delivers a server message that belongs to no particular request.
+    fn route_to_session(&mut self, session_id: &SessionId, message: &Message) {
+        let Some(session) = self.sessions.get(session_id) else {
+            return;
+        };
+        let candidates: Vec<ExchangeId> = match &session.transport {
+            Transport::LegacySse { stream } => vec![*stream],
+            Transport::Streamable { standalone, posts, .. } => standalone.iter().chain(posts.iter().rev()).copied().collect(),
+        };
+        if candidates.into_iter().any(|exchange| self.send_event(exchange, message)) {
+            return;
+        }
+        let Some(Transport::Streamable { backlog, .. }) = self.sessions.get_mut(session_id).map(|s| &mut s.transport) else {
+            return;
+        };
+        backlog.push_back(message.to_bytes());
+        if backlog.len() > BACKLOG_LIMIT {
+            backlog.pop_front();
+            self.log(LogLevel::Warn, format!("session {session_id}: no stream open; dropped the oldest waiting server message"));
+        }
+    }
+
+    fn send_to_session_upstream(&mut self, session_id: &SessionId, message: &Message) {
+        if let Some(upstream) = self.sessions.get(session_id).map(|s| s.upstream) {
+            self.send_upstream(upstream, message);
+        }
+    }
+
+    fn send_upstream(&mut self, upstream: UpstreamId, message: &Message) {
+        let data = message.to_bytes();
+        if self.config.debug {
+            let session = self.by_upstream.get(&upstream).map(SessionId::to_string).unwrap_or_default();
+            self.log(LogLevel::Debug, format!("session {session} -> server: {}", String::from_utf8_lossy(&data)));
+        }
+        self.outputs.push_back(Output::Send { upstream, data });
+    }
+
+    /// Ends a session: fails what is in flight, closes its streams, stops its child.
+    pub(crate) fn end_session(&mut self, session_id: &SessionId, error: &RequestError, why: &str) {
+        let Some(session) = self.sessions.get(session_id) else {
+            return;
+        };
+        let in_flight: Vec<ProxyRequestId> = session.in_flight.keys().copied().collect();
+        for proxy_id in in_flight {
+            if let Some(pending) = self.take_pending(proxy_id) {
+                let response = Response::error(Some(pending.original_id.clone()), error.to_error_object());
+                self.deliver_response(&pending, response);
+            }
+        }
+        let Some(session) = self.sessions.remove(session_id) else {
+            return;
+        };
+        if let SessionState::ExpectInitializeResult { deadline } = session.state {
+            self.pending.cancel_timer(deadline, Timer::Connect(session_id.clone()));
+        }
+        self.by_upstream.remove(&session.upstream);
+        self.outputs.push_back(Output::CloseUpstream(session.upstream));
+        let streams: Vec<ExchangeId> = match session.transport {
+            Transport::LegacySse { stream } => vec![stream],
+            Transport::Streamable { standalone, posts, .. } => standalone.into_iter().chain(posts).collect(),
+        };
+        for exchange_id in streams {
+            let Some(exchange) = self.exchanges.remove(&exchange_id) else {
+                continue;
+            };
+            match exchange.kind {
+                ExchangeKind::Post(post) if !post.streaming => {
+                    self.refuse(exchange_id, exchange.headers, 404, "Session ended");
+                }
+                _ => self.outputs.push_back(Output::StreamEnd(exchange_id)),
+            }
+        }
+        self.log(LogLevel::Info, format!("session {session_id}: ended ({why})"));
+    }
+
+    // ---- responses and logs ----
+
+    pub(crate) fn respond(&mut self, head: ResponseHead, body: Vec<u8>) {
+        self.outputs.push_back(Output::Respond { head, body });
+    }
+
+    pub(crate) fn start_stream(&mut self, exchange: ExchangeId, headers: Vec<Header>) {
+        self.outputs.push_back(Output::StreamStart(sse_head(exchange, headers)));
+    }
+
+    pub(crate) fn stream_data(&mut self, exchange: ExchangeId, data: Vec<u8>) {
+        self.outputs.push_back(Output::StreamData { exchange, data });
+    }
+
+    /// Answers with an HTTP error status and a JSON-RPC error body.
+    pub(crate) fn refuse(&mut self, exchange: ExchangeId, headers: Vec<Header>, status: u16, message: &str) {
+        let code = match status {
+            404 => codes::SESSION_NOT_FOUND,
+            413 | 415 | 406 => codes::INVALID_REQUEST,
+            _ => codes::TRANSPORT,
+        };
+        self.respond(json_head(exchange, status, headers), error_body(code, message));
+    }
+
+    /// Answers with an HTTP status and the given JSON-RPC response as body.
+    pub(crate) fn refuse_with(&mut self, exchange: ExchangeId, headers: Vec<Header>, status: u16, response: Response) {
+        self.respond(json_head(exchange, status, headers), Message::Response(response).to_bytes());
+    }
+
+    fn method_not_allowed(&mut self, exchange: ExchangeId, mut headers: Vec<Header>, allow: &str) {
+        headers.push(Header::new("allow", allow));
+        self.refuse(exchange, headers, 405, "Method Not Allowed");
+    }
+
+    pub(crate) fn log(&mut self, level: LogLevel, message: String) {
+        self.outputs.push_back(Output::Log { level, message });
+    }
+}
+
+/// Shortens `text` to at most `max` bytes, on a character boundary, for log lines.
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -1,0 +1,156 @@
+//! The Streamable HTTP transport (MCP 2025-11-25): POST, GET and DELETE on one endpoint.
+
+use std::time::Duration;
+
+use crate::error::RequestError;
+use crate::exchange::{Exchange, ExchangeKind, PostState};
+use crate::http::{Header, HttpRequest};
+use crate::ids::SessionId;
+use crate::jsonrpc::{Message, Payload};
+use crate::mcp;
+use crate::pending::ReplyTo;
+use crate::proxy::Proxy;
+use crate::session::{SessionState, Transport};
+use crate::sse;
+use crate::time::Instant;
+
+/// Why a request names no usable session.
+enum SessionLookup {
+    Found(SessionId),
+    Missing,
+    Unknown,
+}
+
+impl Proxy {
+    fn lookup_streamable_session(&self, request: &HttpRequest) -> SessionLookup {
+        let Some(header) = request.header("mcp-session-id") else {
+            return SessionLookup::Missing;
+        };
+        match SessionId::parse(header.trim()) {
+            Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable()) => SessionLookup::Found(id),
+            _ => SessionLookup::Unknown,
+        }
+    }
+
+    /// Checks the session header of a non-initialize request, answering the refusal itself.
+    fn require_session(&mut self, request: &HttpRequest, cors: &[Header]) -> Option<SessionId> {
+        match self.lookup_streamable_session(request) {
+            SessionLookup::Found(id) => Some(id),
+            SessionLookup::Missing => {
+                self.refuse(request.exchange, cors.to_vec(), 400, "Bad Request: Mcp-Session-Id header is required");
+                None
+            }
+            SessionLookup::Unknown => {
+                self.refuse(request.exchange, cors.to_vec(), 404, "Session not found");
+                None
+            }
+        }
+    }
+
+    /// Checks `MCP-Protocol-Version`, answering 400 itself when it names an unknown revision.
+    fn check_protocol_version(&mut self, request: &HttpRequest, cors: &[Header]) -> bool {
+        match request.header("mcp-protocol-version").map(str::trim) {
+            Some(version) if !mcp::is_supported_version(version) => {
+                let message = format!(
+                    "Bad Request: unsupported MCP-Protocol-Version {:?} (supported: {})",
+                    crate::proxy::truncate(version, 40),
+                    mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+                );
+                self.refuse(request.exchange, cors.to_vec(), 400, &message);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    pub(crate) fn stream_post(&mut self, now: Instant, request: HttpRequest, cors: Vec<Header>) {
+        let exchange = request.exchange;
+        if request.body_too_large {
+            let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);
+            return self.refuse(exchange, cors, 413, &message);
+        }
+        if !request.has_json_body() {
+            return self.refuse(exchange, cors, 415, "Unsupported Media Type: Content-Type must be application/json");
+        }
+        let accepts_sse = request.accepts("text/event-stream");
+        let accepts_json = request.accepts("application/json");
+        if !accepts_sse && !accepts_json {
+            return self.refuse(exchange, cors, 406, "Not Acceptable: Accept must include application/json or text/event-stream");
+        }
+        if !self.check_protocol_version(&request, &cors) {
+            return;
+        }
+        let (messages, batch) = match Payload::parse(&request.body) {
+            Ok(Payload::Single(message)) => (vec![message], false),
+            Ok(Payload::Batch(messages)) => (messages, true),
+            Err(error) => return self.refuse_with(exchange, cors, 400, error.to_response()),
+        };
+        let initialize = messages.iter().any(|m| matches!(m, Message::Request(r) if r.method == mcp::INITIALIZE));
+        let session_id = if initialize {
+            if batch {
+                return self.refuse(exchange, cors, 400, "Bad Request: initialize must be sent alone, not in a batch");
+            }
+            if request.header("mcp-session-id").is_some() {
+                return self.refuse(exchange, cors, 400, "Bad Request: initialize starts a new session and must not carry Mcp-Session-Id");
+            }
+            let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
+            let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
+            self.open_session(SessionState::ExpectInitializeResult { deadline }, transport).0
+        } else {
+            match self.require_session(&request, &cors) {
+                Some(id) => id,
+                None => return,
+            }
+        };
+        if self.config.debug {
+            self.log(crate::proxy::LogLevel::Debug, format!("session {session_id} <- client: {}", String::from_utf8_lossy(&request.body)));
+        }
+        let requests = self.forward_from_client(now, &session_id, ReplyTo::Exchange(exchange), messages);
+        if requests == 0 {
+            return self.respond(crate::http::ResponseHead { exchange, status: 202, headers: cors }, Vec::new());
+        }
+        let post = PostState { outstanding: requests, batch, collected: Vec::new(), accepts_sse, streaming: false, initialize };
+        self.exchanges.insert(exchange, Exchange { session: session_id.clone(), headers: cors, kind: ExchangeKind::Post(post) });
+        if let Some(Transport::Streamable { posts, .. }) = self.sessions.get_mut(&session_id).map(|s| &mut s.transport) {
+            posts.push(exchange);
+        }
+    }
+
+    pub(crate) fn stream_get(&mut self, request: HttpRequest, cors: Vec<Header>) {
+        let exchange = request.exchange;
+        if !request.accepts("text/event-stream") {
+            return self.refuse(exchange, cors, 406, "Not Acceptable: Accept must include text/event-stream");
+        }
+        if !self.check_protocol_version(&request, &cors) {
+            return;
+        }
+        let Some(session_id) = self.require_session(&request, &cors) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return;
+        };
+        let Transport::Streamable { standalone, backlog, .. } = &mut session.transport else {
+            return;
+        };
+        if standalone.is_some() {
+            return self.refuse(exchange, cors, 409, "Conflict: this session already has an open GET stream");
+        }
+        *standalone = Some(exchange);
+        let waiting: Vec<Vec<u8>> = backlog.drain(..).collect();
+        let events: Vec<Vec<u8>> = waiting.iter().map(|payload| sse::event(Some(&session.next_event_id()), Some("message"), payload)).collect();
+        self.exchanges.insert(exchange, Exchange { session: session_id, headers: cors.clone(), kind: ExchangeKind::Standalone });
+        self.start_stream(exchange, cors);
+        for data in events {
+            self.stream_data(exchange, data);
+        }
+    }
+
+    pub(crate) fn stream_delete(&mut self, request: HttpRequest, cors: Vec<Header>) {
+        let Some(session_id) = self.require_session(&request, &cors) else {
+            return;
+        };
+        self.end_session(&session_id, &RequestError::SessionEnded, "the client deleted it");
+        self.respond(crate::http::ResponseHead { exchange: request.exchange, status: 200, headers: cors }, Vec::new());
+    }
+}
