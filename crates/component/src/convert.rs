@@ -4,15 +4,25 @@ use crate::bindings::exports::mcp_proxy::core::proxy as wit;
 use mcp_proxy_core::{self as core, ExchangeId, UpstreamId};
 
 fn header_in(header: wit::Header) -> core::Header {
-    core::Header { name: header.name, value: header.value }
+    core::Header {
+        name: header.name,
+        value: header.value,
+    }
 }
 
 fn header_out(header: core::Header) -> wit::Header {
-    wit::Header { name: header.name, value: header.value }
+    wit::Header {
+        name: header.name,
+        value: header.value,
+    }
 }
 
 fn head_out(head: core::ResponseHead) -> wit::ResponseHead {
-    wit::ResponseHead { exchange: head.exchange.0, status: head.status, headers: head.headers.into_iter().map(header_out).collect() }
+    wit::ResponseHead {
+        exchange: head.exchange.0,
+        status: head.status,
+        headers: head.headers.into_iter().map(header_out).collect(),
+    }
 }
 
 /// Converts an input from the host.
@@ -27,8 +37,14 @@ pub(crate) fn input(input: wit::Input) -> core::Input {
             body_too_large: request.body_too_large,
         }),
         wit::Input::HttpClosed(exchange) => core::Input::HttpClosed(ExchangeId(exchange)),
-        wit::Input::UpstreamMessage(message) => core::Input::UpstreamMessage { upstream: UpstreamId(message.upstream), data: message.data },
-        wit::Input::UpstreamClosed(closed) => core::Input::UpstreamClosed { upstream: UpstreamId(closed.upstream), reason: closed.reason },
+        wit::Input::UpstreamMessage(message) => core::Input::UpstreamMessage {
+            upstream: UpstreamId(message.upstream),
+            data: message.data,
+        },
+        wit::Input::UpstreamClosed(closed) => core::Input::UpstreamClosed {
+            upstream: UpstreamId(closed.upstream),
+            reason: closed.reason,
+        },
         wit::Input::Timeout => core::Input::Timeout,
     }
 }
@@ -36,17 +52,34 @@ pub(crate) fn input(input: wit::Input) -> core::Input {
 /// Converts an output for the host.
 pub(crate) fn output(output: core::Output) -> wit::Output {
     match output {
-        core::Output::Respond { head, body } => wit::Output::Respond(wit::Response { head: head_out(head), body }),
+        core::Output::Respond { head, body } => wit::Output::Respond(wit::Response {
+            head: head_out(head),
+            body,
+        }),
         core::Output::StreamStart(head) => wit::Output::StreamStart(head_out(head)),
-        core::Output::StreamData { exchange, data } => wit::Output::StreamData(wit::StreamData { exchange: exchange.0, data }),
+        core::Output::StreamData { exchange, data } => wit::Output::StreamData(wit::StreamData {
+            exchange: exchange.0,
+            data,
+        }),
         core::Output::StreamEnd(exchange) => wit::Output::StreamEnd(exchange.0),
         core::Output::Spawn { upstream, server } => wit::Output::Spawn(wit::Spawn {
             upstream: upstream.0,
-            server: wit::StdioServer { command: server.command, args: server.args, env: server.env, shell: server.shell },
+            server: wit::StdioServer {
+                command: server.command,
+                args: server.args,
+                env: server.env,
+                shell: server.shell,
+            },
         }),
-        core::Output::Send { upstream, data } => wit::Output::Send(wit::UpstreamMessage { upstream: upstream.0, data }),
+        core::Output::Send { upstream, data } => wit::Output::Send(wit::UpstreamMessage {
+            upstream: upstream.0,
+            data,
+        }),
         core::Output::CloseUpstream(upstream) => wit::Output::CloseUpstream(upstream.0),
-        core::Output::Log { level, message } => wit::Output::Log(wit::Log { level: log_level(level), message }),
+        core::Output::Log { level, message } => wit::Output::Log(wit::Log {
+            level: log_level(level),
+            message,
+        }),
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Config {
     /// Serve Streamable HTTP without sessions.
     #[serde(default)]
     pub stateless: bool,
+    /// How many children serve stateless mode.
+    #[serde(default = "defaults::stateless_pool_size")]
+    pub stateless_pool_size: usize,
     /// How long a new child may take to answer `initialize`, in milliseconds.
     #[serde(default = "defaults::connection_timeout_ms")]
     pub connection_timeout_ms: u64,
@@ -74,7 +77,10 @@ pub struct Transports {
 
 impl Default for Transports {
     fn default() -> Self {
-        Transports { sse: true, stream: true }
+        Transports {
+            sse: true,
+            stream: true,
+        }
     }
 }
 
@@ -95,7 +101,11 @@ pub struct Cors {
 
 impl Default for Cors {
     fn default() -> Self {
-        Cors { enabled: true, origins: defaults::origins(), allow_headers: Vec::new() }
+        Cors {
+            enabled: true,
+            origins: defaults::origins(),
+            allow_headers: Vec::new(),
+        }
     }
 }
 
@@ -108,6 +118,9 @@ mod defaults {
     }
     pub(super) fn messages_endpoint() -> String {
         "/messages".into()
+    }
+    pub(super) fn stateless_pool_size() -> usize {
+        2
     }
     pub(super) fn connection_timeout_ms() -> u64 {
         60_000
@@ -130,10 +143,11 @@ impl Config {
     /// Parses and validates a JSON configuration document.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            ConfigError::new(path, error.into_inner().to_string())
-        })?;
+        let config: Config =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+                let path = error.path().to_string();
+                ConfigError::new(path, error.into_inner().to_string())
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -150,23 +164,47 @@ impl Config {
         ];
         for (index, (field, path)) in endpoints.iter().enumerate() {
             if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-                return Err(ConfigError::new(*field, format!("must be a path starting with '/', got {path:?}")));
+                return Err(ConfigError::new(
+                    *field,
+                    format!("must be a path starting with '/', got {path:?}"),
+                ));
             }
             if path.as_str() == "/ping" {
-                return Err(ConfigError::new(*field, "/ping is reserved for the health check"));
+                return Err(ConfigError::new(
+                    *field,
+                    "/ping is reserved for the health check",
+                ));
             }
             if let Some((other, _)) = endpoints[..index].iter().find(|(_, p)| p == path) {
-                return Err(ConfigError::new(*field, format!("{path:?} is already used by {other}")));
+                return Err(ConfigError::new(
+                    *field,
+                    format!("{path:?} is already used by {other}"),
+                ));
             }
         }
         if !self.transports.sse && !self.transports.stream {
-            return Err(ConfigError::new("transports", "at least one transport must be served"));
+            return Err(ConfigError::new(
+                "transports",
+                "at least one transport must be served",
+            ));
+        }
+        if self.stateless_pool_size == 0 || self.stateless_pool_size > 256 {
+            return Err(ConfigError::new(
+                "statelessPoolSize",
+                "must be between 1 and 256",
+            ));
         }
         if self.connection_timeout_ms == 0 {
-            return Err(ConfigError::new("connectionTimeoutMs", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "connectionTimeoutMs",
+                "must be greater than 0",
+            ));
         }
         if self.request_timeout_ms == 0 {
-            return Err(ConfigError::new("requestTimeoutMs", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "requestTimeoutMs",
+                "must be greater than 0",
+            ));
         }
         if self.max_body_size == 0 {
             return Err(ConfigError::new("maxBodySize", "must be greater than 0"));
@@ -176,12 +214,22 @@ impl Config {
         }
         for (index, origin) in self.cors.origins.iter().enumerate() {
             if origin.is_empty() || origin.contains(char::is_whitespace) {
-                return Err(ConfigError::new(format!("cors.origins[{index}]"), format!("not an origin: {origin:?}")));
+                return Err(ConfigError::new(
+                    format!("cors.origins[{index}]"),
+                    format!("not an origin: {origin:?}"),
+                ));
             }
         }
         for (index, header) in self.cors.allow_headers.iter().enumerate() {
-            if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(ConfigError::new(format!("cors.allowHeaders[{index}]"), format!("not a header name: {header:?}")));
+            if header.is_empty()
+                || !header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::new(
+                    format!("cors.allowHeaders[{index}]"),
+                    format!("not a header name: {header:?}"),
+                ));
             }
         }
         Ok(())
@@ -205,16 +253,21 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let error = Config::from_json(r#"{"server":{"command":"node","args":[1]}}"#).expect_err("args are strings");
+        let error = Config::from_json(r#"{"server":{"command":"node","args":[1]}}"#)
+            .expect_err("args are strings");
         assert_eq!(error.path, "server.args[0]");
-        let error = Config::from_json(r#"{"server":{"command":"node"},"cors":{"origns":[]}}"#).expect_err("typo");
+        let error = Config::from_json(r#"{"server":{"command":"node"},"cors":{"origns":[]}}"#)
+            .expect_err("typo");
         assert_eq!(error.path, "cors.origns");
         assert!(error.message.contains("origns"), "{error}");
         let error = Config::from_json(r#"{"server":{"command":" "}}"#).expect_err("empty command");
         assert_eq!(error.path, "server.command");
-        let error = Config::from_json(r#"{"server":{"command":"x"},"sseEndpoint":"/mcp"}"#).expect_err("clash");
+        let error = Config::from_json(r#"{"server":{"command":"x"},"sseEndpoint":"/mcp"}"#)
+            .expect_err("clash");
         assert_eq!(error.path, "sseEndpoint");
-        let error = Config::from_json(r#"{"server":{"command":"x"},"cors":{"allowHeaders":["a b"]}}"#).expect_err("bad header");
+        let error =
+            Config::from_json(r#"{"server":{"command":"x"},"cors":{"allowHeaders":["a b"]}}"#)
+                .expect_err("bad header");
         assert_eq!(error.path, "cors.allowHeaders[0]");
         let error = Config::from_json("[").expect_err("not json");
         assert!(!error.message.is_empty());

@@ -42,9 +42,17 @@ pub(crate) struct PostState {
 }
 
 /// Response head for a JSON body.
-pub(crate) fn json_head(exchange: ExchangeId, status: u16, mut headers: Vec<Header>) -> ResponseHead {
+pub(crate) fn json_head(
+    exchange: ExchangeId,
+    status: u16,
+    mut headers: Vec<Header>,
+) -> ResponseHead {
     headers.push(Header::new("content-type", "application/json"));
-    ResponseHead { exchange, status, headers }
+    ResponseHead {
+        exchange,
+        status,
+        headers,
+    }
 }
 
 /// Response head that opens an SSE stream.
@@ -52,7 +60,11 @@ pub(crate) fn sse_head(exchange: ExchangeId, mut headers: Vec<Header>) -> Respon
     headers.push(Header::new("content-type", "text/event-stream"));
     headers.push(Header::new("cache-control", "no-cache, no-transform"));
     headers.push(Header::new("x-accel-buffering", "no"));
-    ResponseHead { exchange, status: 200, headers }
+    ResponseHead {
+        exchange,
+        status: 200,
+        headers,
+    }
 }
 
 /// A JSON-RPC error body with a null id, for refusals at the HTTP level.

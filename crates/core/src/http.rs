@@ -14,7 +14,10 @@ pub struct Header {
 impl Header {
     /// Builds a header.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Header {
-        Header { name: name.into(), value: value.into() }
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -38,23 +41,33 @@ pub struct HttpRequest {
 impl HttpRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
     }
 
     /// The path part of the target.
     pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(self.target.as_str(), |(path, _)| path)
+        self.target
+            .split_once('?')
+            .map_or(self.target.as_str(), |(path, _)| path)
     }
 
     /// The decoded value of query parameter `key`.
     pub fn query_param(&self, key: &str) -> Option<String> {
         let (_, query) = self.target.split_once('?')?;
-        query.split('&').filter_map(|pair| pair.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| percent_decode(v))
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| percent_decode(v))
     }
 
     /// Whether the `Content-Type` is JSON.
     pub fn has_json_body(&self) -> bool {
-        self.header("content-type").is_some_and(|value| media_type(value).eq_ignore_ascii_case("application/json"))
+        self.header("content-type")
+            .is_some_and(|value| media_type(value).eq_ignore_ascii_case("application/json"))
     }
 
     /// Whether the client accepts `media` (an absent `Accept` accepts anything).
@@ -64,7 +77,11 @@ impl HttpRequest {
         };
         let (kind, _) = media.split_once('/').unwrap_or((media, ""));
         accept.split(',').map(media_type).any(|offered| {
-            offered.eq_ignore_ascii_case(media) || offered == "*/*" || offered.strip_suffix("/*").is_some_and(|k| k.eq_ignore_ascii_case(kind))
+            offered.eq_ignore_ascii_case(media)
+                || offered == "*/*"
+                || offered
+                    .strip_suffix("/*")
+                    .is_some_and(|k| k.eq_ignore_ascii_case(kind))
         })
     }
 }
@@ -79,7 +96,9 @@ fn percent_decode(text: &str) -> String {
     let mut index = 0;
     while index < bytes.len() {
         let decoded = match bytes[index] {
-            b'%' => bytes.get(index + 1..index + 3).and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()),
+            b'%' => bytes
+                .get(index + 1..index + 3)
+                .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()),
             _ => None,
         };
         match (decoded, bytes[index]) {
@@ -133,12 +152,24 @@ pub(crate) mod tests {
         assert_eq!(req.query_param("sessionId").as_deref(), Some("ab c"));
         assert_eq!(req.query_param("x").as_deref(), Some("1"));
         assert_eq!(req.query_param("y"), None);
-        assert_eq!(request("GET", "/p?bad=%zz", &[]).query_param("bad").as_deref(), Some("%zz"));
+        assert_eq!(
+            request("GET", "/p?bad=%zz", &[])
+                .query_param("bad")
+                .as_deref(),
+            Some("%zz")
+        );
     }
 
     #[test]
     fn reads_content_negotiation() {
-        let req = request("POST", "/mcp", &[("Content-Type", "application/json; charset=utf-8"), ("Accept", "application/json, text/event-stream")]);
+        let req = request(
+            "POST",
+            "/mcp",
+            &[
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("Accept", "application/json, text/event-stream"),
+            ],
+        );
         assert!(req.has_json_body());
         assert!(req.accepts("text/event-stream"));
         assert!(req.accepts("application/json"));

@@ -11,7 +11,7 @@
 //! use mcp_proxy_core::{Config, ExchangeId, Header, HttpRequest, Input, Instant, Output, Proxy};
 //!
 //! let config = Config::from_json(r#"{"server": {"command": "my-mcp-server"}}"#).unwrap();
-//! let mut proxy = Proxy::new(config, [0; 32]);
+//! let mut proxy = Proxy::new(config, [0; 32], Instant(0));
 //! let ping = HttpRequest {
 //!     exchange: ExchangeId(1),
 //!     method: "GET".into(),
@@ -45,6 +45,7 @@ mod legacy_sse;
 pub mod mcp;
 mod pending;
 pub mod policy;
+mod pool;
 mod proxy;
 mod session;
 pub mod sse;

@@ -14,6 +14,8 @@ pub(crate) enum ReplyTo {
     Exchange(ExchangeId),
     /// The session's own stream (legacy SSE).
     SessionStream,
+    /// The proxy's own `initialize` of a stateless pool child.
+    PoolInitialize,
 }
 
 /// One forwarded request.
@@ -34,6 +36,8 @@ pub(crate) enum Timer {
     Request(ProxyRequestId),
     /// A new session's `initialize` result is due.
     Connect(SessionId),
+    /// A stateless pool slot's replacement child is due.
+    Respawn(usize),
 }
 
 /// The table of forwarded requests and the timers of the proxy.

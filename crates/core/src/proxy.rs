@@ -11,10 +11,13 @@ use crate::error::{codes, RequestError};
 use crate::exchange::{error_body, json_head, sse_head, Exchange, ExchangeKind};
 use crate::http::{Header, HttpRequest, ResponseHead};
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
-use crate::jsonrpc::{batch_to_bytes, Message, Notification, Payload, Request, RequestId, Response};
+use crate::jsonrpc::{
+    batch_to_bytes, Message, Notification, Payload, Request, RequestId, Response,
+};
 use crate::mcp;
 use crate::pending::{Pending, PendingRequest, ReplyTo, Timer};
 use crate::policy::{check_api_key, cors_response_headers, preflight_headers, AuthDecision};
+use crate::pool::Pool;
 use crate::session::{Session, SessionState, Transport, BACKLOG_LIMIT};
 use crate::sse;
 use crate::time::Instant;
@@ -115,15 +118,20 @@ pub struct Proxy {
     pub(crate) sessions: HashMap<SessionId, Session>,
     by_upstream: HashMap<UpstreamId, SessionId>,
     pub(crate) exchanges: HashMap<ExchangeId, Exchange>,
-    pending: Pending,
+    pub(crate) pending: Pending,
+    pub(crate) pool: Pool,
+    /// The latest time handed in.
+    pub(crate) now: Instant,
     next_upstream: u64,
 }
 
 impl Proxy {
-    /// Creates a proxy. `seed` feeds the session-id generator: give it 32 bytes
-    /// from the operating system's secure random source.
-    pub fn new(config: Config, seed: [u8; 32]) -> Proxy {
-        Proxy {
+    /// Creates a proxy at time `now`. `seed` feeds the session-id generator: give it 32 bytes
+    /// from the operating system's secure random source. In stateless mode the pool's
+    /// children are started at once: drain [`Proxy::poll_output`] after this.
+    pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Proxy {
+        let stateless = config.stateless;
+        let mut proxy = Proxy {
             config,
             rng: ChaCha20Rng::from_seed(seed),
             outputs: VecDeque::new(),
@@ -131,8 +139,14 @@ impl Proxy {
             by_upstream: HashMap::new(),
             exchanges: HashMap::new(),
             pending: Pending::default(),
+            pool: Pool::default(),
+            now,
             next_upstream: 0,
+        };
+        if stateless {
+            proxy.start_pool(now);
         }
+        proxy
     }
 
     /// The configuration in force.
@@ -158,11 +172,17 @@ impl Proxy {
 
     /// Feeds one observation to the proxy.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.now = self.now.max(now);
+        let now = self.now;
         match input {
             Input::HttpRequest(request) => self.handle_http_request(now, request),
             Input::HttpClosed(exchange) => self.handle_http_closed(exchange),
-            Input::UpstreamMessage { upstream, data } => self.handle_upstream_message(upstream, &data),
-            Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason),
+            Input::UpstreamMessage { upstream, data } => {
+                self.handle_upstream_message(upstream, &data)
+            }
+            Input::UpstreamClosed { upstream, reason } => {
+                self.handle_upstream_closed(upstream, reason)
+            }
             Input::Timeout => self.handle_timeout(now),
         }
     }
@@ -182,19 +202,38 @@ impl Proxy {
         if request.method == "OPTIONS" {
             let mut headers = preflight_headers(&self.config.cors, &request);
             headers.push(Header::new("allow", "GET, POST, DELETE, OPTIONS"));
-            return self.respond(ResponseHead { exchange, status: 204, headers }, Vec::new());
+            return self.respond(
+                ResponseHead {
+                    exchange,
+                    status: 204,
+                    headers,
+                },
+                Vec::new(),
+            );
         }
         let cors = cors_response_headers(&self.config.cors, &request);
         let path = request.path();
         if path == "/ping" && matches!(request.method.as_str(), "GET" | "HEAD") {
             let mut headers = cors;
             headers.push(Header::new("content-type", "text/plain"));
-            return self.respond(ResponseHead { exchange, status: 200, headers }, b"pong".to_vec());
+            return self.respond(
+                ResponseHead {
+                    exchange,
+                    status: 200,
+                    headers,
+                },
+                b"pong".to_vec(),
+            );
         }
         if check_api_key(self.config.api_key.as_deref(), &request) == AuthDecision::Deny {
             let mut headers = cors;
             headers.push(Header::new("www-authenticate", "Bearer"));
-            return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid API key");
+            return self.refuse(
+                exchange,
+                headers,
+                401,
+                "Unauthorized: missing or invalid API key",
+            );
         }
         let transports = self.config.transports;
         let method = request.method.as_str();
@@ -223,14 +262,24 @@ impl Proxy {
 
     fn handle_http_closed(&mut self, exchange_id: ExchangeId) {
         let Some(exchange) = self.exchanges.remove(&exchange_id) else {
-            return;
+            return self.forget_waiting(exchange_id);
         };
         match exchange.kind {
             ExchangeKind::LegacyStream => {
-                self.end_session(&exchange.session, &RequestError::SessionEnded, "the client closed its SSE stream");
+                self.end_session(
+                    &exchange.session,
+                    &RequestError::SessionEnded,
+                    "the client closed its SSE stream",
+                );
             }
             ExchangeKind::Standalone | ExchangeKind::Post(_) => {
-                if let Some(Transport::Streamable { standalone, posts, .. }) = self.sessions.get_mut(&exchange.session).map(|s| &mut s.transport) {
+                if let Some(Transport::Streamable {
+                    standalone, posts, ..
+                }) = self
+                    .sessions
+                    .get_mut(&exchange.session)
+                    .map(|s| &mut s.transport)
+                {
                     if *standalone == Some(exchange_id) {
                         *standalone = None;
                     }
@@ -255,18 +304,33 @@ impl Proxy {
         };
         for message in messages {
             if self.config.debug {
-                self.log(LogLevel::Debug, format!("session {session_id} <- server: {}", String::from_utf8_lossy(&message.to_bytes())));
+                self.log(
+                    LogLevel::Debug,
+                    format!(
+                        "session {session_id} <- server: {}",
+                        String::from_utf8_lossy(&message.to_bytes())
+                    ),
+                );
             }
             match message {
                 Message::Response(response) => self.handle_upstream_response(&session_id, response),
-                Message::Notification(notification) if notification.method == "notifications/progress" => {
+                Message::Notification(notification)
+                    if notification.method == "notifications/progress" =>
+                {
                     let target = mcp::progress_notification_token(&notification.params)
-                        .and_then(|token| self.sessions.get(&session_id)?.progress.get(&token).copied())
+                        .and_then(|token| {
+                            self.sessions
+                                .get(&session_id)?
+                                .progress
+                                .get(&token)
+                                .copied()
+                        })
                         .and_then(|proxy_id| self.pending.get(proxy_id))
                         .map(|pending| pending.reply_to);
                     let message = Message::Notification(notification);
                     match target {
-                        Some(ReplyTo::Exchange(exchange)) if self.send_event(exchange, &message) => {}
+                        Some(ReplyTo::Exchange(exchange))
+                            if self.send_event(exchange, &message) => {}
                         _ => self.route_to_session(&session_id, &message),
                     }
                 }
@@ -277,11 +341,18 @@ impl Proxy {
 
     fn handle_upstream_response(&mut self, session_id: &SessionId, mut response: Response) {
         let pending = match response.id {
-            Some(RequestId::Number(number)) => self.pending.get(ProxyRequestId(number)).filter(|p| p.session == *session_id).map(|_| ProxyRequestId(number)),
+            Some(RequestId::Number(number)) => self
+                .pending
+                .get(ProxyRequestId(number))
+                .filter(|p| p.session == *session_id)
+                .map(|_| ProxyRequestId(number)),
             _ => None,
         };
         let Some(proxy_id) = pending else {
-            let message = format!("session {session_id}: dropped a response to no request in flight (id {:?})", response.id);
+            let message = format!(
+                "session {session_id}: dropped a response to no request in flight (id {:?})",
+                response.id
+            );
             return self.log(LogLevel::Warn, message);
         };
         let Some(pending) = self.take_pending(proxy_id) else {
@@ -295,8 +366,15 @@ impl Proxy {
         let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
             return;
         };
-        self.log(LogLevel::Warn, format!("session {session_id}: the server exited: {reason}"));
-        self.end_session(&session_id, &RequestError::UpstreamClosed(reason), "the server exited");
+        self.log(
+            LogLevel::Warn,
+            format!("session {session_id}: the server exited: {reason}"),
+        );
+        self.end_session(
+            &session_id,
+            &RequestError::UpstreamClosed(reason),
+            "the server exited",
+        );
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -306,22 +384,40 @@ impl Proxy {
                     let Some(pending) = self.take_pending(proxy_id) else {
                         continue;
                     };
-                    if let Some(upstream) = self.sessions.get(&pending.session).map(|s| s.upstream) {
+                    if let Some(upstream) = self.sessions.get(&pending.session).map(|s| s.upstream)
+                    {
                         let params = serde_json::json!({"requestId": proxy_id.0, "reason": "request timed out in the proxy"});
-                        let cancel = Message::Notification(Notification { method: mcp::CANCELLED.into(), params: Some(params) });
+                        let cancel = Message::Notification(Notification {
+                            method: mcp::CANCELLED.into(),
+                            params: Some(params),
+                        });
                         self.send_upstream(upstream, &cancel);
                     }
                     let error = RequestError::Timeout(self.config.request_timeout_ms);
-                    self.log(LogLevel::Warn, format!("session {}: request {:?} timed out", pending.session, pending.original_id));
-                    let response = Response::error(Some(pending.original_id.clone()), error.to_error_object());
+                    self.log(
+                        LogLevel::Warn,
+                        format!(
+                            "session {}: request {:?} timed out",
+                            pending.session, pending.original_id
+                        ),
+                    );
+                    let response =
+                        Response::error(Some(pending.original_id.clone()), error.to_error_object());
                     self.deliver_response(&pending, response);
                 }
+                Timer::Respawn(slot) => self.respawn(now, slot),
                 Timer::Connect(session_id) => {
-                    let expecting = self.sessions.get(&session_id).is_some_and(|s| matches!(s.state, SessionState::ExpectInitializeResult { .. }));
+                    let expecting = self.sessions.get(&session_id).is_some_and(|s| {
+                        matches!(s.state, SessionState::ExpectInitializeResult { .. })
+                    });
                     if expecting {
                         let error = RequestError::ConnectTimeout(self.config.connection_timeout_ms);
                         self.log(LogLevel::Warn, format!("session {session_id}: {error}"));
-                        self.end_session(&session_id, &error, "the server did not initialize in time");
+                        self.end_session(
+                            &session_id,
+                            &error,
+                            "the server did not initialize in time",
+                        );
                     }
                 }
             }
@@ -331,22 +427,36 @@ impl Proxy {
     // ---- machinery shared by the transports ----
 
     /// Starts a new session with its own child and returns its id.
-    pub(crate) fn open_session(&mut self, state: SessionState, transport: Transport) -> (SessionId, UpstreamId) {
+    pub(crate) fn open_session(
+        &mut self,
+        state: SessionState,
+        transport: Transport,
+    ) -> (SessionId, UpstreamId) {
         let id = SessionId::generate(&mut self.rng);
         self.next_upstream += 1;
         let upstream = UpstreamId(self.next_upstream);
-        self.outputs.push_back(Output::Spawn { upstream, server: self.config.server.clone() });
+        self.outputs.push_back(Output::Spawn {
+            upstream,
+            server: self.config.server.clone(),
+        });
         if let SessionState::ExpectInitializeResult { deadline } = state {
             self.pending.set_timer(deadline, Timer::Connect(id.clone()));
         }
-        self.sessions.insert(id.clone(), Session::new(upstream, state, transport));
+        self.sessions
+            .insert(id.clone(), Session::new(upstream, state, transport));
         self.by_upstream.insert(upstream, id.clone());
         self.log(LogLevel::Info, format!("session {id}: started"));
         (id, upstream)
     }
 
     /// Forwards the messages a client sent in one body; returns how many were requests.
-    pub(crate) fn forward_from_client(&mut self, now: Instant, session_id: &SessionId, reply_to: ReplyTo, messages: Vec<Message>) -> usize {
+    pub(crate) fn forward_from_client(
+        &mut self,
+        now: Instant,
+        session_id: &SessionId,
+        reply_to: ReplyTo,
+        messages: Vec<Message>,
+    ) -> usize {
         let mut requests = 0;
         for message in messages {
             match message {
@@ -360,20 +470,35 @@ impl Proxy {
                     }
                     self.send_to_session_upstream(session_id, &Message::Notification(notification));
                 }
-                response @ Message::Response(_) => self.send_to_session_upstream(session_id, &response),
+                response @ Message::Response(_) => {
+                    self.send_to_session_upstream(session_id, &response)
+                }
             }
         }
         requests
     }
 
-    fn forward_request(&mut self, now: Instant, session_id: &SessionId, reply_to: ReplyTo, mut request: Request) {
+    pub(crate) fn forward_request(
+        &mut self,
+        now: Instant,
+        session_id: &SessionId,
+        reply_to: ReplyTo,
+        mut request: Request,
+    ) {
         let Some(upstream) = self.sessions.get(session_id).map(|s| s.upstream) else {
             return;
         };
         let progress = mcp::progress_token(&request.params);
         let deadline = now.after(Duration::from_millis(self.config.request_timeout_ms));
         let initialize = request.method == mcp::INITIALIZE;
-        let pending = PendingRequest { session: session_id.clone(), reply_to, original_id: request.id.clone(), progress: progress.clone(), deadline, initialize };
+        let pending = PendingRequest {
+            session: session_id.clone(),
+            reply_to,
+            original_id: request.id.clone(),
+            progress: progress.clone(),
+            deadline,
+            initialize,
+        };
         let proxy_id = self.pending.insert(pending);
         if let Some(session) = self.sessions.get_mut(session_id) {
             session.in_flight.insert(proxy_id, request.id.clone());
@@ -391,12 +516,19 @@ impl Proxy {
         let Some(client_id) = mcp::cancelled_request_id(&notification.params) else {
             return;
         };
-        let Some(proxy_id) = self.sessions.get(session_id).and_then(|s| s.proxy_id_of(&client_id)) else {
+        let Some(proxy_id) = self
+            .sessions
+            .get(session_id)
+            .and_then(|s| s.proxy_id_of(&client_id))
+        else {
             return;
         };
         mcp::set_cancelled_request_id(&mut notification.params, proxy_id.0);
         if let Some(pending) = self.take_pending(proxy_id) {
-            let response = Response::error(Some(pending.original_id.clone()), RequestError::Cancelled.to_error_object());
+            let response = Response::error(
+                Some(pending.original_id.clone()),
+                RequestError::Cancelled.to_error_object(),
+            );
             self.deliver_response(&pending, response);
         }
     }
@@ -416,25 +548,43 @@ impl Proxy {
         if pending.initialize {
             if let Some(session) = self.sessions.get_mut(&pending.session) {
                 if let SessionState::ExpectInitializeResult { deadline } = session.state {
-                    self.pending.cancel_timer(deadline, Timer::Connect(pending.session.clone()));
+                    self.pending
+                        .cancel_timer(deadline, Timer::Connect(pending.session.clone()));
                 }
                 session.state = SessionState::Ready;
             }
+        }
+        if pending.reply_to == ReplyTo::PoolInitialize {
+            return self.pool_initialized(self.now, &pending.session, response);
         }
         let message = Message::Response(response);
         match pending.reply_to {
             ReplyTo::SessionStream => self.route_to_session(&pending.session, &message),
             ReplyTo::Exchange(exchange_id) => self.answer_post(exchange_id, message),
+            ReplyTo::PoolInitialize => {}
         }
-        if pending.initialize && !succeeded && self.sessions.get(&pending.session).is_some_and(Session::is_streamable) {
-            self.end_session(&pending.session, &RequestError::SessionEnded, "the server refused initialize");
+        if pending.initialize
+            && !succeeded
+            && self
+                .sessions
+                .get(&pending.session)
+                .is_some_and(Session::is_streamable)
+        {
+            self.end_session(
+                &pending.session,
+                &RequestError::SessionEnded,
+                "the server refused initialize",
+            );
         }
     }
 
     /// Adds one answer to a POST exchange, finishing it when nothing is outstanding.
     fn answer_post(&mut self, exchange_id: ExchangeId, message: Message) {
         let streaming = match self.exchanges.get_mut(&exchange_id) {
-            Some(Exchange { kind: ExchangeKind::Post(post), .. }) => {
+            Some(Exchange {
+                kind: ExchangeKind::Post(post),
+                ..
+            }) => {
                 post.outstanding = post.outstanding.saturating_sub(1);
                 post.streaming
             }
@@ -442,7 +592,11 @@ impl Proxy {
         };
         if streaming {
             self.send_event(exchange_id, &message);
-        } else if let Some(Exchange { kind: ExchangeKind::Post(post), .. }) = self.exchanges.get_mut(&exchange_id) {
+        } else if let Some(Exchange {
+            kind: ExchangeKind::Post(post),
+            ..
+        }) = self.exchanges.get_mut(&exchange_id)
+        {
             post.collected.push(message);
         }
         let done = matches!(self.exchanges.get(&exchange_id), Some(Exchange { kind: ExchangeKind::Post(post), .. }) if post.outstanding == 0);
@@ -455,7 +609,11 @@ impl Proxy {
         let Some(exchange) = self.exchanges.remove(&exchange_id) else {
             return;
         };
-        if let Some(Transport::Streamable { posts, .. }) = self.sessions.get_mut(&exchange.session).map(|s| &mut s.transport) {
+        if let Some(Transport::Streamable { posts, .. }) = self
+            .sessions
+            .get_mut(&exchange.session)
+            .map(|s| &mut s.transport)
+        {
             posts.retain(|id| *id != exchange_id);
         }
         let ExchangeKind::Post(post) = exchange.kind else {
@@ -465,7 +623,11 @@ impl Proxy {
             return self.outputs.push_back(Output::StreamEnd(exchange_id));
         }
         let mut headers = exchange.headers;
-        let initialized = post.initialize && matches!(post.collected.first(), Some(Message::Response(Response { outcome: Ok(_), .. })));
+        let initialized = post.initialize
+            && matches!(
+                post.collected.first(),
+                Some(Message::Response(Response { outcome: Ok(_), .. }))
+            );
         if initialized {
             headers.push(Header::new("mcp-session-id", exchange.session.as_str()));
         }
@@ -492,7 +654,8 @@ impl Proxy {
                 if post.initialize {
                     headers.push(Header::new("mcp-session-id", exchange.session.as_str()));
                 }
-                self.outputs.push_back(Output::StreamStart(sse_head(exchange_id, headers)));
+                self.outputs
+                    .push_back(Output::StreamStart(sse_head(exchange_id, headers)));
             }
         }
         let session_id = exchange.session.clone();
@@ -501,7 +664,10 @@ impl Proxy {
         };
         let event_id = session.next_event_id();
         let data = sse::event(Some(&event_id), Some("message"), &message.to_bytes());
-        self.outputs.push_back(Output::StreamData { exchange: exchange_id, data });
+        self.outputs.push_back(Output::StreamData {
+            exchange: exchange_id,
+            data,
+        });
         true
     }
 
@@ -512,12 +678,24 @@ impl Proxy {
         };
         let candidates: Vec<ExchangeId> = match &session.transport {
             Transport::LegacySse { stream } => vec![*stream],
-            Transport::Streamable { standalone, posts, .. } => standalone.iter().chain(posts.iter().rev()).copied().collect(),
+            Transport::Streamable {
+                standalone, posts, ..
+            } => standalone
+                .iter()
+                .chain(posts.iter().rev())
+                .copied()
+                .collect(),
+            Transport::Pool { .. } => Vec::new(),
         };
-        if candidates.into_iter().any(|exchange| self.send_event(exchange, message)) {
+        if candidates
+            .into_iter()
+            .any(|exchange| self.send_event(exchange, message))
+        {
             return;
         }
-        let Some(Transport::Streamable { backlog, .. }) = self.sessions.get_mut(session_id).map(|s| &mut s.transport) else {
+        let Some(Transport::Streamable { backlog, .. }) =
+            self.sessions.get_mut(session_id).map(|s| &mut s.transport)
+        else {
             return;
         };
         backlog.push_back(message.to_bytes());
@@ -527,7 +705,7 @@ impl Proxy {
         }
     }
 
-    fn send_to_session_upstream(&mut self, session_id: &SessionId, message: &Message) {
+    pub(crate) fn send_to_session_upstream(&mut self, session_id: &SessionId, message: &Message) {
         if let Some(upstream) = self.sessions.get(session_id).map(|s| s.upstream) {
             self.send_upstream(upstream, message);
         }
@@ -536,8 +714,18 @@ impl Proxy {
     fn send_upstream(&mut self, upstream: UpstreamId, message: &Message) {
         let data = message.to_bytes();
         if self.config.debug {
-            let session = self.by_upstream.get(&upstream).map(SessionId::to_string).unwrap_or_default();
-            self.log(LogLevel::Debug, format!("session {session} -> server: {}", String::from_utf8_lossy(&data)));
+            let session = self
+                .by_upstream
+                .get(&upstream)
+                .map(SessionId::to_string)
+                .unwrap_or_default();
+            self.log(
+                LogLevel::Debug,
+                format!(
+                    "session {session} -> server: {}",
+                    String::from_utf8_lossy(&data)
+                ),
+            );
         }
         self.outputs.push_back(Output::Send { upstream, data });
     }
@@ -550,7 +738,8 @@ impl Proxy {
         let in_flight: Vec<ProxyRequestId> = session.in_flight.keys().copied().collect();
         for proxy_id in in_flight {
             if let Some(pending) = self.take_pending(proxy_id) {
-                let response = Response::error(Some(pending.original_id.clone()), error.to_error_object());
+                let response =
+                    Response::error(Some(pending.original_id.clone()), error.to_error_object());
                 self.deliver_response(&pending, response);
             }
         }
@@ -558,13 +747,21 @@ impl Proxy {
             return;
         };
         if let SessionState::ExpectInitializeResult { deadline } = session.state {
-            self.pending.cancel_timer(deadline, Timer::Connect(session_id.clone()));
+            self.pending
+                .cancel_timer(deadline, Timer::Connect(session_id.clone()));
         }
         self.by_upstream.remove(&session.upstream);
-        self.outputs.push_back(Output::CloseUpstream(session.upstream));
+        self.outputs
+            .push_back(Output::CloseUpstream(session.upstream));
         let streams: Vec<ExchangeId> = match session.transport {
             Transport::LegacySse { stream } => vec![stream],
-            Transport::Streamable { standalone, posts, .. } => standalone.into_iter().chain(posts).collect(),
+            Transport::Streamable {
+                standalone, posts, ..
+            } => standalone.into_iter().chain(posts).collect(),
+            Transport::Pool { slot } => {
+                self.pool_member_ended(slot);
+                Vec::new()
+            }
         };
         for exchange_id in streams {
             let Some(exchange) = self.exchanges.remove(&exchange_id) else {
@@ -577,7 +774,10 @@ impl Proxy {
                 _ => self.outputs.push_back(Output::StreamEnd(exchange_id)),
             }
         }
-        self.log(LogLevel::Info, format!("session {session_id}: ended ({why})"));
+        self.log(
+            LogLevel::Info,
+            format!("session {session_id}: ended ({why})"),
+        );
     }
 
     // ---- responses and logs ----
@@ -587,26 +787,46 @@ impl Proxy {
     }
 
     pub(crate) fn start_stream(&mut self, exchange: ExchangeId, headers: Vec<Header>) {
-        self.outputs.push_back(Output::StreamStart(sse_head(exchange, headers)));
+        self.outputs
+            .push_back(Output::StreamStart(sse_head(exchange, headers)));
     }
 
     pub(crate) fn stream_data(&mut self, exchange: ExchangeId, data: Vec<u8>) {
-        self.outputs.push_back(Output::StreamData { exchange, data });
+        self.outputs
+            .push_back(Output::StreamData { exchange, data });
     }
 
     /// Answers with an HTTP error status and a JSON-RPC error body.
-    pub(crate) fn refuse(&mut self, exchange: ExchangeId, headers: Vec<Header>, status: u16, message: &str) {
+    pub(crate) fn refuse(
+        &mut self,
+        exchange: ExchangeId,
+        headers: Vec<Header>,
+        status: u16,
+        message: &str,
+    ) {
         let code = match status {
             404 => codes::SESSION_NOT_FOUND,
             413 | 415 | 406 => codes::INVALID_REQUEST,
             _ => codes::TRANSPORT,
         };
-        self.respond(json_head(exchange, status, headers), error_body(code, message));
+        self.respond(
+            json_head(exchange, status, headers),
+            error_body(code, message),
+        );
     }
 
     /// Answers with an HTTP status and the given JSON-RPC response as body.
-    pub(crate) fn refuse_with(&mut self, exchange: ExchangeId, headers: Vec<Header>, status: u16, response: Response) {
-        self.respond(json_head(exchange, status, headers), Message::Response(response).to_bytes());
+    pub(crate) fn refuse_with(
+        &mut self,
+        exchange: ExchangeId,
+        headers: Vec<Header>,
+        status: u16,
+        response: Response,
+    ) {
+        self.respond(
+            json_head(exchange, status, headers),
+            Message::Response(response).to_bytes(),
+        );
     }
 
     fn method_not_allowed(&mut self, exchange: ExchangeId, mut headers: Vec<Header>, allow: &str) {

@@ -34,6 +34,11 @@ pub(crate) enum Transport {
         /// Server messages waiting for a stream (SSE-framed event payloads), oldest first.
         backlog: VecDeque<Vec<u8>>,
     },
+    /// A stateless pool child: no client of its own.
+    Pool {
+        /// Its place in the pool.
+        slot: usize,
+    },
     /// Legacy HTTP+SSE: one long-lived stream carries everything from the server.
     LegacySse {
         /// The stream.
@@ -56,7 +61,14 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(upstream: UpstreamId, state: SessionState, transport: Transport) -> Session {
-        Session { upstream, state, transport, in_flight: HashMap::new(), progress: HashMap::new(), next_event_id: 0 }
+        Session {
+            upstream,
+            state,
+            transport,
+            in_flight: HashMap::new(),
+            progress: HashMap::new(),
+            next_event_id: 0,
+        }
     }
 
     /// The id of the next SSE event this session sends.
@@ -67,7 +79,10 @@ impl Session {
 
     /// The proxy id of the in-flight request the client knows as `id`.
     pub(crate) fn proxy_id_of(&self, id: &RequestId) -> Option<ProxyRequestId> {
-        self.in_flight.iter().find(|(_, original)| *original == id).map(|(proxy, _)| *proxy)
+        self.in_flight
+            .iter()
+            .find(|(_, original)| *original == id)
+            .map(|(proxy, _)| *proxy)
     }
 
     /// Forgets an answered, failed or cancelled request.

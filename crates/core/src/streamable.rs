@@ -27,7 +27,9 @@ impl Proxy {
             return SessionLookup::Missing;
         };
         match SessionId::parse(header.trim()) {
-            Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable()) => SessionLookup::Found(id),
+            Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable()) => {
+                SessionLookup::Found(id)
+            }
             _ => SessionLookup::Unknown,
         }
     }
@@ -37,7 +39,12 @@ impl Proxy {
         match self.lookup_streamable_session(request) {
             SessionLookup::Found(id) => Some(id),
             SessionLookup::Missing => {
-                self.refuse(request.exchange, cors.to_vec(), 400, "Bad Request: Mcp-Session-Id header is required");
+                self.refuse(
+                    request.exchange,
+                    cors.to_vec(),
+                    400,
+                    "Bad Request: Mcp-Session-Id header is required",
+                );
                 None
             }
             SessionLookup::Unknown => {
@@ -66,16 +73,29 @@ impl Proxy {
     pub(crate) fn stream_post(&mut self, now: Instant, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if request.body_too_large {
-            let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);
+            let message = format!(
+                "Payload Too Large: the body exceeds {} bytes",
+                self.config.max_body_size
+            );
             return self.refuse(exchange, cors, 413, &message);
         }
         if !request.has_json_body() {
-            return self.refuse(exchange, cors, 415, "Unsupported Media Type: Content-Type must be application/json");
+            return self.refuse(
+                exchange,
+                cors,
+                415,
+                "Unsupported Media Type: Content-Type must be application/json",
+            );
         }
         let accepts_sse = request.accepts("text/event-stream");
         let accepts_json = request.accepts("application/json");
         if !accepts_sse && !accepts_json {
-            return self.refuse(exchange, cors, 406, "Not Acceptable: Accept must include application/json or text/event-stream");
+            return self.refuse(
+                exchange,
+                cors,
+                406,
+                "Not Acceptable: Accept must include application/json or text/event-stream",
+            );
         }
         if !self.check_protocol_version(&request, &cors) {
             return;
@@ -85,17 +105,32 @@ impl Proxy {
             Ok(Payload::Batch(messages)) => (messages, true),
             Err(error) => return self.refuse_with(exchange, cors, 400, error.to_response()),
         };
-        let initialize = messages.iter().any(|m| matches!(m, Message::Request(r) if r.method == mcp::INITIALIZE));
+        if self.config.stateless {
+            return self.stateless_post(now, exchange, cors, messages, batch, accepts_sse);
+        }
+        let initialize = messages
+            .iter()
+            .any(|m| matches!(m, Message::Request(r) if r.method == mcp::INITIALIZE));
         let session_id = if initialize {
             if batch {
-                return self.refuse(exchange, cors, 400, "Bad Request: initialize must be sent alone, not in a batch");
+                return self.refuse(
+                    exchange,
+                    cors,
+                    400,
+                    "Bad Request: initialize must be sent alone, not in a batch",
+                );
             }
             if request.header("mcp-session-id").is_some() {
                 return self.refuse(exchange, cors, 400, "Bad Request: initialize starts a new session and must not carry Mcp-Session-Id");
             }
             let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
-            let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
-            self.open_session(SessionState::ExpectInitializeResult { deadline }, transport).0
+            let transport = Transport::Streamable {
+                standalone: None,
+                posts: Vec::new(),
+                backlog: Default::default(),
+            };
+            self.open_session(SessionState::ExpectInitializeResult { deadline }, transport)
+                .0
         } else {
             match self.require_session(&request, &cors) {
                 Some(id) => id,
@@ -103,23 +138,61 @@ impl Proxy {
             }
         };
         if self.config.debug {
-            self.log(crate::proxy::LogLevel::Debug, format!("session {session_id} <- client: {}", String::from_utf8_lossy(&request.body)));
+            self.log(
+                crate::proxy::LogLevel::Debug,
+                format!(
+                    "session {session_id} <- client: {}",
+                    String::from_utf8_lossy(&request.body)
+                ),
+            );
         }
-        let requests = self.forward_from_client(now, &session_id, ReplyTo::Exchange(exchange), messages);
+        let requests =
+            self.forward_from_client(now, &session_id, ReplyTo::Exchange(exchange), messages);
         if requests == 0 {
-            return self.respond(crate::http::ResponseHead { exchange, status: 202, headers: cors }, Vec::new());
+            return self.respond(
+                crate::http::ResponseHead {
+                    exchange,
+                    status: 202,
+                    headers: cors,
+                },
+                Vec::new(),
+            );
         }
-        let post = PostState { outstanding: requests, batch, collected: Vec::new(), accepts_sse, streaming: false, initialize };
-        self.exchanges.insert(exchange, Exchange { session: session_id.clone(), headers: cors, kind: ExchangeKind::Post(post) });
-        if let Some(Transport::Streamable { posts, .. }) = self.sessions.get_mut(&session_id).map(|s| &mut s.transport) {
+        let post = PostState {
+            outstanding: requests,
+            batch,
+            collected: Vec::new(),
+            accepts_sse,
+            streaming: false,
+            initialize,
+        };
+        self.exchanges.insert(
+            exchange,
+            Exchange {
+                session: session_id.clone(),
+                headers: cors,
+                kind: ExchangeKind::Post(post),
+            },
+        );
+        if let Some(Transport::Streamable { posts, .. }) =
+            self.sessions.get_mut(&session_id).map(|s| &mut s.transport)
+        {
             posts.push(exchange);
         }
     }
 
     pub(crate) fn stream_get(&mut self, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
+        if self.config.stateless {
+            return self.stateless_not_allowed(exchange, cors);
+        }
         if !request.accepts("text/event-stream") {
-            return self.refuse(exchange, cors, 406, "Not Acceptable: Accept must include text/event-stream");
+            return self.refuse(
+                exchange,
+                cors,
+                406,
+                "Not Acceptable: Accept must include text/event-stream",
+            );
         }
         if !self.check_protocol_version(&request, &cors) {
             return;
@@ -130,27 +203,75 @@ impl Proxy {
         let Some(session) = self.sessions.get_mut(&session_id) else {
             return;
         };
-        let Transport::Streamable { standalone, backlog, .. } = &mut session.transport else {
+        let Transport::Streamable {
+            standalone,
+            backlog,
+            ..
+        } = &mut session.transport
+        else {
             return;
         };
         if standalone.is_some() {
-            return self.refuse(exchange, cors, 409, "Conflict: this session already has an open GET stream");
+            return self.refuse(
+                exchange,
+                cors,
+                409,
+                "Conflict: this session already has an open GET stream",
+            );
         }
         *standalone = Some(exchange);
         let waiting: Vec<Vec<u8>> = backlog.drain(..).collect();
-        let events: Vec<Vec<u8>> = waiting.iter().map(|payload| sse::event(Some(&session.next_event_id()), Some("message"), payload)).collect();
-        self.exchanges.insert(exchange, Exchange { session: session_id, headers: cors.clone(), kind: ExchangeKind::Standalone });
+        let events: Vec<Vec<u8>> = waiting
+            .iter()
+            .map(|payload| sse::event(Some(&session.next_event_id()), Some("message"), payload))
+            .collect();
+        self.exchanges.insert(
+            exchange,
+            Exchange {
+                session: session_id,
+                headers: cors.clone(),
+                kind: ExchangeKind::Standalone,
+            },
+        );
         self.start_stream(exchange, cors);
         for data in events {
             self.stream_data(exchange, data);
         }
     }
 
+    fn stateless_not_allowed(
+        &mut self,
+        exchange: crate::ids::ExchangeId,
+        mut headers: Vec<Header>,
+    ) {
+        headers.push(Header::new("allow", "POST, OPTIONS"));
+        self.refuse(
+            exchange,
+            headers,
+            405,
+            "Method Not Allowed: the server is stateless (no sessions, no GET stream)",
+        );
+    }
+
     pub(crate) fn stream_delete(&mut self, request: HttpRequest, cors: Vec<Header>) {
+        if self.config.stateless {
+            return self.stateless_not_allowed(request.exchange, cors);
+        }
         let Some(session_id) = self.require_session(&request, &cors) else {
             return;
         };
-        self.end_session(&session_id, &RequestError::SessionEnded, "the client deleted it");
-        self.respond(crate::http::ResponseHead { exchange: request.exchange, status: 200, headers: cors }, Vec::new());
+        self.end_session(
+            &session_id,
+            &RequestError::SessionEnded,
+            "the client deleted it",
+        );
+        self.respond(
+            crate::http::ResponseHead {
+                exchange: request.exchange,
+                status: 200,
+                headers: cors,
+            },
+            Vec::new(),
+        );
     }
 }

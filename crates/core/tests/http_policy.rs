@@ -19,27 +19,50 @@ fn api_key_is_required_everywhere_else() {
     let (exchange, outputs) = h.post(None, r#"{"jsonrpc":"2.0","id":0,"method":"initialize"}"#);
     let (head, body) = response(&outputs, exchange).expect("refused");
     assert_eq!(head.status, 401);
-    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("Unauthorized")));
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("Unauthorized")));
     let (exchange, outputs) = h.request("GET", "/sse", &[("x-api-key", "wrong")], "");
     assert_eq!(status(&outputs, exchange), Some(401));
     let (exchange, outputs) = h.request("GET", "/sse", &[("authorization", "Bearer k")], "");
     assert!(stream_started(&outputs, exchange));
     // Preflights never need the key.
-    let (exchange, outputs) = h.request("OPTIONS", "/mcp", &[("origin", "https://a.example"), ("access-control-request-method", "POST")], "");
+    let (exchange, outputs) = h.request(
+        "OPTIONS",
+        "/mcp",
+        &[
+            ("origin", "https://a.example"),
+            ("access-control-request-method", "POST"),
+        ],
+        "",
+    );
     assert_eq!(status(&outputs, exchange), Some(204));
 }
 
 #[test]
 fn preflight_and_responses_carry_cors_headers() {
     let mut h = Harness::new("");
-    let (exchange, outputs) = h.request("OPTIONS", "/mcp", &[("origin", "https://a.example"), ("access-control-request-method", "POST")], "");
+    let (exchange, outputs) = h.request(
+        "OPTIONS",
+        "/mcp",
+        &[
+            ("origin", "https://a.example"),
+            ("access-control-request-method", "POST"),
+        ],
+        "",
+    );
     let (head, _) = response(&outputs, exchange).expect("answered");
-    assert_eq!(header(&head.headers, "access-control-allow-origin"), Some("*"));
-    assert!(header(&head.headers, "access-control-allow-headers").is_some_and(|v| v.contains("Mcp-Session-Id")));
+    assert_eq!(
+        header(&head.headers, "access-control-allow-origin"),
+        Some("*")
+    );
+    assert!(header(&head.headers, "access-control-allow-headers")
+        .is_some_and(|v| v.contains("Mcp-Session-Id")));
     let (exchange, outputs) = h.request("GET", "/nowhere", &[("origin", "https://a.example")], "");
     let (head, _) = response(&outputs, exchange).expect("answered");
     assert_eq!(head.status, 404);
-    assert!(header(&head.headers, "access-control-expose-headers").is_some_and(|v| v.contains("Mcp-Session-Id")));
+    assert!(header(&head.headers, "access-control-expose-headers")
+        .is_some_and(|v| v.contains("Mcp-Session-Id")));
 }
 
 #[test]
@@ -47,15 +70,29 @@ fn bad_bodies_get_json_rpc_errors_with_the_right_status() {
     let mut h = Harness::new("");
     let (exchange, outputs) = h.post(None, "{not json");
     let (head, body) = response(&outputs, exchange).expect("answered");
-    assert_eq!((head.status, body["error"]["code"].as_i64()), (400, Some(-32700)));
+    assert_eq!(
+        (head.status, body["error"]["code"].as_i64()),
+        (400, Some(-32700))
+    );
     let (exchange, outputs) = h.post(None, r#"{"hello":"world"}"#);
     let (head, body) = response(&outputs, exchange).expect("answered");
-    assert_eq!((head.status, body["error"]["code"].as_i64()), (400, Some(-32600)));
+    assert_eq!(
+        (head.status, body["error"]["code"].as_i64()),
+        (400, Some(-32600))
+    );
     let (exchange, outputs) = h.post(None, r#"{"jsonrpc":"2.0","id":[1],"method":"x"}"#);
     assert_eq!(status(&outputs, exchange), Some(400));
     let (exchange, outputs) = h.request("POST", "/mcp", &[("content-type", "text/plain")], "{}");
     assert_eq!(status(&outputs, exchange), Some(415));
-    let (exchange, outputs) = h.request("POST", "/mcp", &[("content-type", "application/json"), ("accept", "text/html")], "{}");
+    let (exchange, outputs) = h.request(
+        "POST",
+        "/mcp",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "text/html"),
+        ],
+        "{}",
+    );
     assert_eq!(status(&outputs, exchange), Some(406));
     let (exchange, outputs) = h.request("PUT", "/mcp", &[], "");
     assert_eq!(status(&outputs, exchange), Some(405));

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use mcp_proxy_core::{Config, ExchangeId, Header, HttpRequest, Input, Instant, Output, Proxy, UpstreamId};
+use mcp_proxy_core::{
+    Config, ExchangeId, Header, HttpRequest, Input, Instant, Output, Proxy, UpstreamId,
+};
 use serde_json::Value;
 
 pub const JSON_AND_SSE: &str = "application/json, text/event-stream";
@@ -19,7 +21,14 @@ impl Harness {
     pub fn new(extra: &str) -> Harness {
         let text = format!(r#"{{"server": {{"command": "srv", "args": ["stdio"]}}{extra}}}"#);
         let config = Config::from_json(&text).expect("test config is valid");
-        Harness { proxy: Proxy::new(config, [42; 32]), now: Instant(1_000), next_exchange: 0 }
+        let now = Instant(1_000);
+        let mut proxy = Proxy::new(config, [42; 32], now);
+        let _started: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
+        Harness {
+            proxy,
+            now,
+            next_exchange: 0,
+        }
     }
 
     pub fn advance(&mut self, by: Duration) -> Vec<Output> {
@@ -32,7 +41,13 @@ impl Harness {
         std::iter::from_fn(|| self.proxy.poll_output()).collect()
     }
 
-    pub fn request(&mut self, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> (ExchangeId, Vec<Output>) {
+    pub fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (ExchangeId, Vec<Output>) {
         self.next_exchange += 1;
         let exchange = ExchangeId(self.next_exchange);
         let request = HttpRequest {
@@ -48,15 +63,21 @@ impl Harness {
 
     /// POSTs a JSON-RPC body to /mcp with the usual headers and an optional session.
     pub fn post(&mut self, session: Option<&str>, body: &str) -> (ExchangeId, Vec<Output>) {
-        let mut headers = vec![("content-type", "application/json"), ("accept", JSON_AND_SSE)];
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("accept", JSON_AND_SSE),
+        ];
         if let Some(session) = session {
             headers.push(("mcp-session-id", session));
         }
         self.request("POST", "/mcp", &headers, body)
     }
 
-    pub fn from_upstream(&mut self, upstream: UpstreamId, line: &str) -> Vec<Output> {
-        self.input(Input::UpstreamMessage { upstream, data: line.as_bytes().to_vec() })
+    pub fn upstream_says(&mut self, upstream: UpstreamId, line: &str) -> Vec<Output> {
+        self.input(Input::UpstreamMessage {
+            upstream,
+            data: line.as_bytes().to_vec(),
+        })
     }
 
     /// Runs initialize through a new session; returns (session id, upstream).
@@ -66,11 +87,13 @@ impl Harness {
         let sent = sent_json(&outputs, upstream);
         assert_eq!(sent.len(), 1);
         let id = sent[0]["id"].clone();
-        let outputs = self.from_upstream(upstream, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"2025-11-25","capabilities":{{"tools":{{}}}},"serverInfo":{{"name":"s","version":"1"}}}}}}"#));
+        let outputs = self.upstream_says(upstream, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"2025-11-25","capabilities":{{"tools":{{}}}},"serverInfo":{{"name":"s","version":"1"}}}}}}"#));
         let (head, body) = response(&outputs, exchange).expect("initialize answered");
         assert_eq!(head.status, 200);
         assert_eq!(body["id"], 0);
-        let session = header(&head.headers, "mcp-session-id").expect("session id issued").to_owned();
+        let session = header(&head.headers, "mcp-session-id")
+            .expect("session id issued")
+            .to_owned();
         (session, upstream)
     }
 }
@@ -86,16 +109,26 @@ pub fn sent_json(outputs: &[Output], to: UpstreamId) -> Vec<Value> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Send { upstream, data } if *upstream == to => Some(serde_json::from_slice(data).expect("proxy sends JSON")),
+            Output::Send { upstream, data } if *upstream == to => {
+                Some(serde_json::from_slice(data).expect("proxy sends JSON"))
+            }
             _ => None,
         })
         .collect()
 }
 
-pub fn response(outputs: &[Output], exchange: ExchangeId) -> Option<(mcp_proxy_core::ResponseHead, Value)> {
+pub fn response(
+    outputs: &[Output],
+    exchange: ExchangeId,
+) -> Option<(mcp_proxy_core::ResponseHead, Value)> {
     outputs.iter().find_map(|o| match o {
         Output::Respond { head, body } if head.exchange == exchange => {
-            let body = if body.is_empty() { Value::Null } else { serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into())) };
+            let body = if body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(body)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into()))
+            };
             Some((head.clone(), body))
         }
         _ => None,
@@ -107,7 +140,10 @@ pub fn status(outputs: &[Output], exchange: ExchangeId) -> Option<u16> {
 }
 
 pub fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
 }
 
 /// The JSON payloads of SSE events written to `exchange`.
@@ -120,19 +156,28 @@ pub fn events(outputs: &[Output], exchange: ExchangeId) -> Vec<Value> {
         })
         .flat_map(|data| {
             let text = String::from_utf8_lossy(data).into_owned();
-            text.lines().filter_map(|line| line.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap_or(Value::String(d.to_owned()))).collect::<Vec<_>>()
+            text.lines()
+                .filter_map(|line| line.strip_prefix("data: "))
+                .map(|d| serde_json::from_str(d).unwrap_or(Value::String(d.to_owned())))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
 pub fn stream_started(outputs: &[Output], exchange: ExchangeId) -> bool {
-    outputs.iter().any(|o| matches!(o, Output::StreamStart(head) if head.exchange == exchange))
+    outputs
+        .iter()
+        .any(|o| matches!(o, Output::StreamStart(head) if head.exchange == exchange))
 }
 
 pub fn stream_ended(outputs: &[Output], exchange: ExchangeId) -> bool {
-    outputs.iter().any(|o| matches!(o, Output::StreamEnd(e) if *e == exchange))
+    outputs
+        .iter()
+        .any(|o| matches!(o, Output::StreamEnd(e) if *e == exchange))
 }
 
 pub fn closed_upstream(outputs: &[Output], upstream: UpstreamId) -> bool {
-    outputs.iter().any(|o| matches!(o, Output::CloseUpstream(u) if *u == upstream))
+    outputs
+        .iter()
+        .any(|o| matches!(o, Output::CloseUpstream(u) if *u == upstream))
 }

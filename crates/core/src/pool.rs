@@ -1,0 +1,304 @@
+//! Stateless mode: a pool of initialized children serves every POST, with no sessions.
+//!
+//! The proxy initializes each child itself and answers clients' `initialize` from the
+//! result it cached. Requests go to the ready child with the fewest in flight; their ids
+//! are rewritten, so children are shared safely. A child that dies is replaced, with
+//! exponential backoff while it keeps dying young.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::exchange::{json_head, Exchange, ExchangeKind, PostState};
+use crate::http::{Header, ResponseHead};
+use crate::ids::{ExchangeId, SessionId};
+use crate::jsonrpc::{Message, Request, RequestId, Response};
+use crate::mcp;
+use crate::pending::{ReplyTo, Timer};
+use crate::proxy::{LogLevel, Proxy};
+use crate::session::{SessionState, Transport};
+use crate::time::Instant;
+
+/// POSTs waiting for a ready child at most; more get 503.
+const WAITING_LIMIT: usize = 1024;
+/// A child that lived this long before dying resets its slot's backoff.
+const HEALTHY_LIFETIME: Duration = Duration::from_secs(30);
+/// The first and the longest delay before a dead child is replaced.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// One place in the pool.
+#[derive(Debug, Default)]
+struct Slot {
+    /// The child's internal session, while it runs.
+    session: Option<SessionId>,
+    ready: bool,
+    started: Instant,
+    /// Deaths in a row without a healthy lifetime.
+    failures: u32,
+}
+
+/// A POST that arrived before any child was ready.
+#[derive(Debug)]
+pub(crate) struct WaitingPost {
+    exchange: ExchangeId,
+    cors: Vec<Header>,
+    messages: Vec<Message>,
+    batch: bool,
+    accepts_sse: bool,
+}
+
+/// The children of stateless mode and what waits for them.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    slots: Vec<Slot>,
+    /// The `initialize` result of the first child that answered.
+    initialize_result: Option<Value>,
+    waiting: VecDeque<WaitingPost>,
+}
+
+impl Proxy {
+    /// Starts every child of the pool.
+    pub(crate) fn start_pool(&mut self, now: Instant) {
+        let size = self.config.stateless_pool_size.max(1);
+        self.pool.slots = (0..size).map(|_| Slot::default()).collect();
+        for slot in 0..self.pool.slots.len() {
+            self.spawn_pool_member(now, slot);
+        }
+    }
+
+    fn spawn_pool_member(&mut self, now: Instant, slot: usize) {
+        let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
+        let (session, _) = self.open_session(
+            SessionState::ExpectInitializeResult { deadline },
+            Transport::Pool { slot },
+        );
+        if let Some(entry) = self.pool.slots.get_mut(slot) {
+            *entry = Slot {
+                session: Some(session.clone()),
+                ready: false,
+                started: now,
+                failures: entry.failures,
+            };
+        }
+        let params = json!({
+            "protocolVersion": mcp::LATEST_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "mcp-proxy", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let request = Request {
+            id: RequestId::Number(0),
+            method: mcp::INITIALIZE.into(),
+            params: Some(params),
+        };
+        self.forward_request(now, &session, ReplyTo::PoolInitialize, request);
+    }
+
+    /// A pool child answered the proxy's `initialize`.
+    pub(crate) fn pool_initialized(
+        &mut self,
+        now: Instant,
+        session: &SessionId,
+        response: Response,
+    ) {
+        let Some(slot) = self
+            .pool
+            .slots
+            .iter_mut()
+            .find(|s| s.session.as_ref() == Some(session))
+        else {
+            return;
+        };
+        match response.outcome {
+            Ok(result) => {
+                slot.ready = true;
+                self.pool.initialize_result.get_or_insert(result);
+                let initialized = Message::Notification(crate::jsonrpc::Notification {
+                    method: "notifications/initialized".into(),
+                    params: None,
+                });
+                self.send_to_session_upstream(session, &initialized);
+                self.log(
+                    LogLevel::Info,
+                    format!("stateless pool: child {session} is ready"),
+                );
+                let waiting: Vec<WaitingPost> = self.pool.waiting.drain(..).collect();
+                for post in waiting {
+                    self.dispatch_stateless(now, post);
+                }
+            }
+            Err(error) => {
+                let message = format!(
+                    "stateless pool: child {session} refused initialize: {}",
+                    error.message
+                );
+                self.log(LogLevel::Error, message);
+                self.end_session(
+                    session,
+                    &crate::error::RequestError::SessionEnded,
+                    "it refused initialize",
+                );
+            }
+        }
+    }
+
+    /// A pool child ended: schedule its replacement.
+    pub(crate) fn pool_member_ended(&mut self, slot: usize) {
+        let now = self.now;
+        let Some(entry) = self.pool.slots.get_mut(slot) else {
+            return;
+        };
+        entry.session = None;
+        entry.ready = false;
+        if now.since(entry.started) >= HEALTHY_LIFETIME {
+            entry.failures = 0;
+        }
+        let delay = BACKOFF_START
+            .saturating_mul(1 << entry.failures.min(16))
+            .min(BACKOFF_MAX);
+        entry.failures = entry.failures.saturating_add(1);
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "stateless pool: replacing child {slot} in {} ms",
+                delay.as_millis()
+            ),
+        );
+        self.pending
+            .set_timer(now.after(delay), Timer::Respawn(slot));
+    }
+
+    /// The replacement timer of a slot fired.
+    pub(crate) fn respawn(&mut self, now: Instant, slot: usize) {
+        if self
+            .pool
+            .slots
+            .get(slot)
+            .is_some_and(|s| s.session.is_none())
+        {
+            self.spawn_pool_member(now, slot);
+        }
+    }
+
+    /// Forgets a waiting POST whose client went away.
+    pub(crate) fn forget_waiting(&mut self, exchange: ExchangeId) {
+        self.pool.waiting.retain(|post| post.exchange != exchange);
+    }
+
+    /// Serves a parsed stateless POST.
+    pub(crate) fn stateless_post(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeId,
+        cors: Vec<Header>,
+        messages: Vec<Message>,
+        batch: bool,
+        accepts_sse: bool,
+    ) {
+        if batch && messages.iter().any(|m| m.method() == Some(mcp::INITIALIZE)) {
+            return self.refuse(
+                exchange,
+                cors,
+                400,
+                "Bad Request: initialize must be sent alone, not in a batch",
+            );
+        }
+        self.dispatch_stateless(
+            now,
+            WaitingPost {
+                exchange,
+                cors,
+                messages,
+                batch,
+                accepts_sse,
+            },
+        );
+    }
+
+    fn dispatch_stateless(&mut self, now: Instant, post: WaitingPost) {
+        let Some(result) = self.pool.initialize_result.clone() else {
+            return self.wait_for_pool(post);
+        };
+        if let [Message::Request(request)] = post.messages.as_slice() {
+            if request.method == mcp::INITIALIZE {
+                let result = negotiate(result, &request.params);
+                let body =
+                    Message::Response(Response::result(request.id.clone(), result)).to_bytes();
+                return self.respond(json_head(post.exchange, 200, post.cors), body);
+            }
+        }
+        let member = self
+            .pool
+            .slots
+            .iter()
+            .filter(|slot| slot.ready)
+            .filter_map(|slot| slot.session.clone())
+            .min_by_key(|session| {
+                self.sessions
+                    .get(session)
+                    .map_or(usize::MAX, |s| s.in_flight.len())
+            });
+        let Some(member) = member else {
+            return self.wait_for_pool(post);
+        };
+        // The proxy initialized the child itself; the client's own `initialized` has no place.
+        let messages: Vec<Message> = post
+            .messages
+            .into_iter()
+            .filter(|m| m.method() != Some("notifications/initialized"))
+            .collect();
+        let requests =
+            self.forward_from_client(now, &member, ReplyTo::Exchange(post.exchange), messages);
+        if requests == 0 {
+            return self.respond(
+                ResponseHead {
+                    exchange: post.exchange,
+                    status: 202,
+                    headers: post.cors,
+                },
+                Vec::new(),
+            );
+        }
+        let state = PostState {
+            outstanding: requests,
+            batch: post.batch,
+            collected: Vec::new(),
+            accepts_sse: post.accepts_sse,
+            streaming: false,
+            initialize: false,
+        };
+        self.exchanges.insert(
+            post.exchange,
+            Exchange {
+                session: member,
+                headers: post.cors,
+                kind: ExchangeKind::Post(state),
+            },
+        );
+    }
+
+    fn wait_for_pool(&mut self, post: WaitingPost) {
+        if self.pool.waiting.len() >= WAITING_LIMIT {
+            return self.refuse(
+                post.exchange,
+                post.cors,
+                503,
+                "Service Unavailable: no server process is ready",
+            );
+        }
+        self.pool.waiting.push_back(post);
+    }
+}
+
+/// Answers a client's `initialize` from the cached result, in the revision the client asked
+/// for when the proxy supports it.
+fn negotiate(mut result: Value, params: &Option<Value>) -> Value {
+    let requested = crate::jsonrpc::param(params, "protocolVersion")
+        .and_then(Value::as_str)
+        .filter(|v| mcp::is_supported_version(v));
+    if let (Some(version), Some(object)) = (requested, result.as_object_mut()) {
+        object.insert("protocolVersion".into(), Value::from(version));
+    }
+    result
+}

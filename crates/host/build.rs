@@ -1,0 +1,92 @@
+//! Builds the routing core as a WebAssembly component and hands it to the host.
+//!
+//! Runs a nested `cargo build` of `crates/component` for `wasm32-unknown-unknown`, turns the
+//! module into a component with `wit-component` (so it imports nothing), and writes it to
+//! `$OUT_DIR/core.wasm` for `include_bytes!`.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists");
+    for watched in [
+        "wit",
+        "crates/core/src",
+        "crates/core/Cargo.toml",
+        "crates/component/src",
+        "crates/component/Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-env-changed=MCP_PROXY_GUEST_CARGO");
+
+    let target_dir = match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("component"),
+        None => root.join("target/component"),
+    };
+    let module = build_guest(&root, &target_dir);
+    let wasm =
+        std::fs::read(&module).unwrap_or_else(|e| panic!("reading {}: {e}", module.display()));
+    let component = wit_component::ComponentEncoder::default()
+        .module(&wasm)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .unwrap_or_else(|e| panic!("turning {} into a component: {e:#}", module.display()));
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("core.wasm");
+    std::fs::write(&out, component).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+}
+
+/// Runs `cargo build` for the guest crate and returns the path of the wasm module.
+fn build_guest(root: &Path, target_dir: &Path) -> PathBuf {
+    let cargo = env::var_os("MCP_PROXY_GUEST_CARGO")
+        .or_else(|| env::var_os("CARGO"))
+        .unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "mcp-proxy-component",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3");
+    // The outer build's settings are for the host target, not for the guest.
+    for name in [
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+    ] {
+        command.env_remove(name);
+    }
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo for the core component: {e}"));
+    if !status.success() {
+        panic!("building the core component failed ({status}); is the {TARGET} target installed? Run scripts/setup (it runs `rustup target add {TARGET}`).");
+    }
+    target_dir
+        .join(TARGET)
+        .join("release/mcp_proxy_component.wasm")
+}

@@ -1,0 +1,11 @@
+//! The one `bindgen!` of the host: Rust bindings for `wit/proxy.wit`.
+
+wasmtime::component::bindgen!({
+    world: "proxy-core",
+    path: "../../wit",
+});
+
+pub(crate) use exports::mcp_proxy::core::proxy::{
+    ConfigError, Header, HttpRequest, Input, LogLevel, Output, StdioServer, UpstreamClosed,
+    UpstreamMessage,
+};

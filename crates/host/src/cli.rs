@@ -1,0 +1,221 @@
+//! The command line, compatible with the TypeScript `mcp-proxy` CLI, turned into the core's
+//! JSON configuration and the host's own settings.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+
+/// Serve a stdio MCP server over Streamable HTTP (`/mcp`) and legacy SSE (`/sse`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-proxy",
+    disable_version_flag = true,
+    override_usage = "mcp-proxy [OPTIONS] [--] <COMMAND> [ARGS]..."
+)]
+pub(crate) struct Cli {
+    /// Port to listen on (0 picks a free port).
+    #[arg(long, default_value_t = 8080)]
+    pub(crate) port: u16,
+    /// Address to bind; keep the loopback default unless clients are remote.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) host: IpAddr,
+    /// Serve only one transport (default: both).
+    #[arg(long, value_enum)]
+    pub(crate) server: Option<ServerKind>,
+    /// Endpoint of the transport chosen with --server (with both: the Streamable HTTP one).
+    #[arg(long)]
+    pub(crate) endpoint: Option<String>,
+    /// Legacy SSE endpoint.
+    #[arg(long = "sseEndpoint", alias = "sse-endpoint", default_value = "/sse")]
+    pub(crate) sse_endpoint: String,
+    /// Streamable HTTP endpoint.
+    #[arg(
+        long = "streamEndpoint",
+        alias = "stream-endpoint",
+        default_value = "/mcp"
+    )]
+    pub(crate) stream_endpoint: String,
+    /// Serve Streamable HTTP without sessions.
+    #[arg(long)]
+    pub(crate) stateless: bool,
+    /// Number of server processes serving --stateless requests.
+    #[arg(
+        long = "statelessPoolSize",
+        alias = "stateless-pool-size",
+        default_value_t = 2
+    )]
+    pub(crate) stateless_pool_size: usize,
+    /// Milliseconds a new server may take to answer initialize.
+    #[arg(
+        long = "connectionTimeout",
+        alias = "connection-timeout",
+        default_value_t = 60_000
+    )]
+    pub(crate) connection_timeout: u64,
+    /// Milliseconds any request may wait for its answer.
+    #[arg(
+        long = "requestTimeout",
+        alias = "request-timeout",
+        default_value_t = 300_000
+    )]
+    pub(crate) request_timeout: u64,
+    /// Log every message in and out.
+    #[arg(long)]
+    pub(crate) debug: bool,
+    /// Run the command through the user's shell ($SHELL -c).
+    #[arg(long)]
+    pub(crate) shell: bool,
+    /// Require this API key (X-API-Key or Authorization: Bearer) on every request but /ping.
+    #[arg(
+        long = "apiKey",
+        alias = "api-key",
+        env = "MCP_PROXY_API_KEY",
+        hide_env_values = true
+    )]
+    pub(crate) api_key: Option<String>,
+    /// CA certificates (PEM) that client certificates are verified against, if presented.
+    #[arg(long = "sslCa", alias = "ssl-ca")]
+    pub(crate) ssl_ca: Option<PathBuf>,
+    /// Server certificate chain (PEM); with --sslKey, serves HTTPS.
+    #[arg(long = "sslCert", alias = "ssl-cert", requires = "ssl_key")]
+    pub(crate) ssl_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long = "sslKey", alias = "ssl-key", requires = "ssl_cert")]
+    pub(crate) ssl_key: Option<PathBuf>,
+    /// Largest request body in bytes (larger ones get 413).
+    #[arg(long = "maxBodySize", alias = "max-body-size", default_value_t = 10 * 1024 * 1024)]
+    pub(crate) max_body_size: u64,
+    /// Allowed CORS origin (repeatable; default any).
+    #[arg(long = "cors-origin", alias = "corsOrigin")]
+    pub(crate) cors_origin: Vec<String>,
+    /// Extra request header to allow in CORS preflights (repeatable).
+    #[arg(long = "cors-allow-header", alias = "corsAllowHeader")]
+    pub(crate) cors_allow_header: Vec<String>,
+    /// Send no CORS headers at all.
+    #[arg(long = "no-cors", alias = "noCors")]
+    pub(crate) no_cors: bool,
+    /// Print the version and how the core is run, then exit.
+    #[arg(long, short = 'V')]
+    pub(crate) version: bool,
+    /// The stdio MCP server to run, with its arguments.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub(crate) command: Vec<String>,
+}
+
+/// A single transport to serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ServerKind {
+    /// Legacy HTTP+SSE only.
+    Sse,
+    /// Streamable HTTP only.
+    Stream,
+}
+
+impl Cli {
+    /// The core's JSON configuration.
+    pub(crate) fn core_config(&self) -> Result<String, String> {
+        let Some((command, args)) = self.command.split_first() else {
+            return Err(
+                "missing the MCP server command: mcp-proxy [OPTIONS] [--] <COMMAND> [ARGS]..."
+                    .into(),
+            );
+        };
+        // Without `--`, an unknown option would otherwise be taken for the command.
+        if command.starts_with('-') {
+            return Err(format!(
+                "unknown option {command:?} (see --help); put the server command after `--`"
+            ));
+        }
+        let (mut stream_endpoint, mut sse_endpoint) =
+            (self.stream_endpoint.clone(), self.sse_endpoint.clone());
+        match (self.server, &self.endpoint) {
+            (Some(ServerKind::Sse), Some(endpoint)) => sse_endpoint = endpoint.clone(),
+            (_, Some(endpoint)) => stream_endpoint = endpoint.clone(),
+            (_, None) => {}
+        }
+        let origins = if self.cors_origin.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            self.cors_origin.clone()
+        };
+        let config = json!({
+            "server": {"command": command, "args": args, "env": [], "shell": self.shell},
+            "transports": {
+                "sse": self.server != Some(ServerKind::Stream),
+                "stream": self.server != Some(ServerKind::Sse),
+            },
+            "streamEndpoint": stream_endpoint,
+            "sseEndpoint": sse_endpoint,
+            "stateless": self.stateless,
+            "statelessPoolSize": self.stateless_pool_size,
+            "connectionTimeoutMs": self.connection_timeout,
+            "requestTimeoutMs": self.request_timeout,
+            "apiKey": self.api_key,
+            "cors": {"enabled": !self.no_cors, "origins": origins, "allowHeaders": self.cors_allow_header},
+            "maxBodySize": self.max_body_size,
+            "debug": self.debug,
+        });
+        Ok(config.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("mcp-proxy").chain(args.iter().copied()))
+            .expect("valid command line")
+    }
+
+    #[test]
+    fn command_without_double_dash_keeps_its_flags() {
+        let cli = parse(&["--port", "9000", "npx", "-y", "server", "--flag"]);
+        assert_eq!(cli.port, 9000);
+        assert_eq!(cli.command, ["npx", "-y", "server", "--flag"]);
+    }
+
+    #[test]
+    fn camel_case_and_kebab_case_options() {
+        let cli = parse(&[
+            "--sseEndpoint",
+            "/events",
+            "--request-timeout",
+            "5",
+            "--",
+            "srv",
+        ]);
+        assert_eq!(cli.sse_endpoint, "/events");
+        assert_eq!(cli.request_timeout, 5);
+        assert_eq!(cli.command, ["srv"]);
+    }
+
+    #[test]
+    fn endpoint_follows_the_chosen_server() {
+        let config = parse(&["--server", "sse", "--endpoint", "/x", "srv"])
+            .core_config()
+            .expect("valid");
+        let value: serde_json::Value = serde_json::from_str(&config).expect("json");
+        assert_eq!(value["sseEndpoint"], "/x");
+        assert_eq!(value["transports"]["stream"], false);
+    }
+
+    #[test]
+    fn missing_command_is_an_error() {
+        assert!(parse(&["--port", "1"]).core_config().is_err());
+    }
+
+    #[test]
+    fn unknown_options_are_not_taken_for_the_command() {
+        let error = parse(&["--no-such-option", "--", "srv"])
+            .core_config()
+            .expect_err("unknown option");
+        assert!(error.contains("--no-such-option"), "{error}");
+    }
+}

@@ -1,0 +1,175 @@
+//! `mcp-proxy`: serves a stdio MCP server over Streamable HTTP and legacy SSE.
+//!
+//! The routing core runs as a WebAssembly component inside wasmtime; this binary only
+//! moves bytes between sockets, child processes and the core.
+
+mod bindings;
+mod body;
+mod cli;
+mod driver;
+mod engine;
+mod http;
+mod log;
+mod stdio;
+mod tls;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::cli::Cli;
+use crate::driver::{Driver, Event, EVENT_QUEUE};
+use crate::engine::CoreEngine;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            log::error(&format!("cannot start the async runtime: {error}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let engine = match CoreEngine::load() {
+        Ok(engine) => engine,
+        Err(error) => return fail(&error.to_string()),
+    };
+    let mut core = match engine.instantiate() {
+        Ok(core) => core,
+        Err(error) => return fail(&error.to_string()),
+    };
+    if cli.version {
+        return match core.build_info() {
+            Ok(info) => {
+                println!("mcp-proxy {} (core: {info})", env!("CARGO_PKG_VERSION"));
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error.to_string()),
+        };
+    }
+    let config = match cli.core_config() {
+        Ok(config) => config,
+        Err(message) => return usage(&message),
+    };
+    let mut seed = [0u8; 32];
+    if let Err(error) = getrandom::fill(&mut seed) {
+        return fail(&format!("no secure random source: {error}"));
+    }
+    let started = std::time::Instant::now();
+    if let Err(error) = core.create(&config, &seed, 0) {
+        return usage(&error.to_string());
+    }
+    let max_body_size = match core.max_body_size() {
+        Ok(size) => size,
+        Err(error) => return fail(&error.to_string()),
+    };
+    let tls = match (&cli.ssl_cert, &cli.ssl_key) {
+        (Some(cert), Some(key)) => match tls::server_config(cert, key, cli.ssl_ca.as_deref()) {
+            Ok(config) => Some(tokio_rustls::TlsAcceptor::from(config)),
+            Err(error) => return fail(&error.to_string()),
+        },
+        _ => None,
+    };
+    let listener = match TcpListener::bind(SocketAddr::new(cli.host, cli.port)).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            return fail(&format!(
+                "cannot listen on {}:{}: {error}",
+                cli.host, cli.port
+            ))
+        }
+    };
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| format!("{}:{}", cli.host, cli.port), |a| a.to_string());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+
+    let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let (closed, closed_rx) = mpsc::unbounded_channel();
+    let mut driver =
+        tokio::spawn(Driver::new(core, started, events.clone()).run(events_rx, closed_rx));
+    let server = Arc::new(http::Server {
+        events: events.clone(),
+        closed,
+        max_body_size,
+        next_exchange: AtomicU64::new(1),
+    });
+    let accept = tokio::spawn(http::serve(listener, tls, server));
+    log::info(&format!("mcp-proxy listening on {scheme}://{address}"));
+    if cli.server != Some(cli::ServerKind::Sse) {
+        log::info(&format!(
+            "  Streamable HTTP: {scheme}://{address}{}",
+            stream_endpoint(&cli)
+        ));
+    }
+    if cli.server != Some(cli::ServerKind::Stream) {
+        log::info(&format!(
+            "  SSE: {scheme}://{address}{}",
+            sse_endpoint(&cli)
+        ));
+    }
+
+    let (mut interrupt, mut terminate) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+        _ => return fail("cannot install signal handlers"),
+    };
+    let finished = tokio::select! {
+        _ = interrupt.recv() => None,
+        _ = terminate.recv() => None,
+        result = &mut driver => Some(result),
+    };
+    accept.abort();
+    let result = match finished {
+        Some(result) => result,
+        None => {
+            log::info("shutting down");
+            let _ = events.send(Event::Shutdown).await;
+            driver.await
+        }
+    };
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => fail(&error.to_string()),
+        Err(error) => fail(&format!("the proxy task failed: {error}")),
+    }
+}
+
+fn stream_endpoint(cli: &Cli) -> &str {
+    match (&cli.endpoint, cli.server) {
+        (Some(endpoint), Some(cli::ServerKind::Stream) | None) => endpoint,
+        _ => &cli.stream_endpoint,
+    }
+}
+
+fn sse_endpoint(cli: &Cli) -> &str {
+    match (&cli.endpoint, cli.server) {
+        (Some(endpoint), Some(cli::ServerKind::Sse)) => endpoint,
+        _ => &cli.sse_endpoint,
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    log::error(message);
+    ExitCode::FAILURE
+}
+
+fn usage(message: &str) -> ExitCode {
+    log::error(message);
+    ExitCode::from(2)
+}

@@ -1,0 +1,274 @@
+//! Stdio upstreams: child processes whose stdin and stdout carry one JSON-RPC message per line.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bindings::StdioServer;
+use crate::driver::Event;
+use crate::log;
+
+/// The longest line accepted from a child; longer ones are skipped.
+const MAX_LINE: usize = 64 * 1024 * 1024;
+/// Messages queued for a child's stdin before the proxy counts it as stuck.
+const STDIN_QUEUE: usize = 1024;
+/// How long a child gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// The proxy's handle on a running child.
+pub(crate) struct Upstream {
+    stdin: mpsc::Sender<Bytes>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+impl Upstream {
+    /// Queues one message for the child's stdin; false if the child is gone or not reading.
+    pub(crate) fn send(&self, message: Bytes) -> bool {
+        self.stdin.try_send(message).is_ok()
+    }
+
+    /// Asks the child to stop (SIGTERM to its process group, SIGKILL after a grace period).
+    pub(crate) fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits until the child and its readers are gone.
+    pub(crate) async fn stopped(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+/// Starts `server` as upstream `id`; its lines and its exit arrive on `events`.
+pub(crate) fn spawn(
+    id: u64,
+    server: &StdioServer,
+    events: mpsc::Sender<Event>,
+) -> std::io::Result<Upstream> {
+    let mut command = if server.shell {
+        let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
+        let mut line = server.command.clone();
+        for arg in &server.args {
+            line.push(' ');
+            line.push_str(arg);
+        }
+        let mut command = Command::new(shell);
+        command.arg("-c").arg(line);
+        command
+    } else {
+        let mut command = Command::new(&server.command);
+        command.args(&server.args);
+        command
+    };
+    command
+        .envs(server.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn()?;
+    let pid = child.id();
+    let (stdin_tx, stdin_rx) = mpsc::channel(STDIN_QUEUE);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    if let Some(stdin) = child.stdin.take() {
+        tokio::spawn(write_stdin(stdin, stdin_rx));
+    }
+    let reader = child
+        .stdout
+        .take()
+        .map(|stdout| tokio::spawn(read_stdout(id, BufReader::new(stdout), events.clone())));
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(copy_stderr(id, pid, BufReader::new(stderr)));
+    }
+    tokio::spawn(async move {
+        let reason = supervise(child, stop_rx).await;
+        if let Some(reader) = reader {
+            // Deliver every line the child wrote before reporting its end; a grandchild
+            // holding stdout open must not keep the session alive.
+            let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
+        }
+        let _ = done_tx.send(());
+        let _ = events
+            .send(Event::UpstreamClosed {
+                upstream: id,
+                reason,
+            })
+            .await;
+    });
+    Ok(Upstream {
+        stdin: stdin_tx,
+        stop: Some(stop_tx),
+        done: Some(done_rx),
+    })
+}
+
+/// Waits for the child to exit, or stops it when asked; returns why it ended.
+async fn supervise(mut child: Child, stop: oneshot::Receiver<()>) -> String {
+    tokio::select! {
+        status = child.wait() => match status {
+            Ok(status) => format!("the server process exited ({status})"),
+            Err(error) => format!("waiting for the server process failed: {error}"),
+        },
+        _ = stop => {
+            terminate(&mut child).await;
+            "stopped by the proxy".to_owned()
+        }
+    }
+}
+
+/// SIGTERM to the child's process group, then SIGKILL if it outlives the grace period.
+pub(crate) async fn terminate(child: &mut Child) {
+    let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) else {
+        return;
+    };
+    let group = Pid::from_raw(pid);
+    if killpg(group, Signal::SIGTERM).is_err() {
+        let _ = child.start_kill();
+    }
+    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    // Whatever else is left in the group (grandchildren) goes too.
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+async fn write_stdin(mut stdin: tokio::process::ChildStdin, mut messages: mpsc::Receiver<Bytes>) {
+    while let Some(message) = messages.recv().await {
+        let written = async {
+            stdin.write_all(&message).await?;
+            stdin.write_all(b"\n").await?;
+            stdin.flush().await
+        };
+        if written.await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn read_stdout(id: u64, mut stdout: impl AsyncBufRead + Unpin, events: mpsc::Sender<Event>) {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match read_line_limited(&mut stdout, &mut line, MAX_LINE).await {
+            Ok(LineRead::Eof) => break,
+            Ok(LineRead::TooLong) => log::warn(&format!(
+                "upstream {id}: skipped a line longer than {MAX_LINE} bytes"
+            )),
+            Ok(LineRead::Line) => {
+                let trimmed = line.trim_ascii();
+                if trimmed.is_empty() {
+                    continue;
+                }
+                if events
+                    .send(Event::UpstreamMessage {
+                        upstream: id,
+                        data: trimmed.to_vec(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Err(error) => {
+                log::warn(&format!("upstream {id}: reading stdout failed: {error}"));
+                break;
+            }
+        }
+    }
+}
+
+async fn copy_stderr(id: u64, pid: Option<u32>, stderr: impl AsyncBufRead + Unpin) {
+    let mut lines = stderr.lines();
+    let pid = pid.map(|p| p.to_string()).unwrap_or_default();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log::info(&format!("upstream {id} (pid {pid}) stderr: {line}"));
+    }
+}
+
+/// What one call of [`read_line_limited`] read.
+#[derive(Debug, PartialEq, Eq)]
+enum LineRead {
+    Line,
+    TooLong,
+    Eof,
+}
+
+/// Reads one line into `line` (without the newline), never holding more than `max` bytes.
+async fn read_line_limited(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    let mut too_long = false;
+    let mut read_any = false;
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(match (read_any, too_long) {
+                (false, _) => LineRead::Eof,
+                (true, true) => LineRead::TooLong,
+                (true, false) => LineRead::Line,
+            });
+        }
+        read_any = true;
+        let (chunk, found) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buffer[..end], Some(end + 1)),
+            None => (buffer, None),
+        };
+        if !too_long && line.len() + chunk.len() <= max {
+            line.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            line.clear();
+        }
+        let consumed = found.unwrap_or(buffer.len());
+        reader.consume(consumed);
+        if found.is_some() {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_lines_and_skips_overlong_ones() {
+        let input: &[u8] = b"short\nthis line is too long\nok\nlast";
+        let mut reader = BufReader::with_capacity(4, input);
+        let mut line = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            line.clear();
+            match read_line_limited(&mut reader, &mut line, 8)
+                .await
+                .expect("in-memory read")
+            {
+                LineRead::Eof => break,
+                LineRead::TooLong => seen.push("<too long>".to_owned()),
+                LineRead::Line => seen.push(String::from_utf8_lossy(&line).into_owned()),
+            }
+        }
+        assert_eq!(seen, ["short", "<too long>", "ok", "last"]);
+    }
+}
