@@ -27,7 +27,13 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    println!("cargo:rerun-if-env-changed=MCP_PROXY_GUEST_CARGO");
+    for name in [
+        "MCP_PROXY_WASM_CARGO",
+        "MCP_PROXY_WASM_BUILD_STD",
+        "MCP_PROXY_WASM_RUSTFLAGS",
+    ] {
+        println!("cargo:rerun-if-env-changed={name}");
+    }
 
     let target_dir = match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir).join("component"),
@@ -45,8 +51,14 @@ fn main() {
 }
 
 /// Runs `cargo build` for the guest crate and returns the path of the wasm module.
+///
+/// Normally the outer build's own cargo (rustup's, with the wasm target installed). When
+/// `scripts/setup` had to fall back to Debian's toolchain it sets `MCP_PROXY_WASM_CARGO`,
+/// `MCP_PROXY_WASM_BUILD_STD` and `MCP_PROXY_WASM_RUSTFLAGS`, and std is built from source.
 fn build_guest(root: &Path, target_dir: &Path) -> PathBuf {
-    let cargo = env::var_os("MCP_PROXY_GUEST_CARGO")
+    let fallback = env::var_os("MCP_PROXY_WASM_CARGO");
+    let cargo = fallback
+        .clone()
         .or_else(|| env::var_os("CARGO"))
         .unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -79,6 +91,17 @@ fn build_guest(root: &Path, target_dir: &Path) -> PathBuf {
         "CARGO_BUILD_RUSTFLAGS",
     ] {
         command.env_remove(name);
+    }
+    if fallback.is_some() {
+        if let Some(build_std) = env::var_os("MCP_PROXY_WASM_BUILD_STD") {
+            command
+                .arg("-Z")
+                .arg(format!("build-std={}", build_std.to_string_lossy()));
+            command.env("RUSTC_BOOTSTRAP", "1");
+        }
+        if let Some(flags) = env::var_os("MCP_PROXY_WASM_RUSTFLAGS") {
+            command.env("RUSTFLAGS", flags);
+        }
     }
     let status = command
         .status()

@@ -54,9 +54,13 @@ pub(crate) enum Reply {
     },
 }
 
+/// Makes a fresh core (instance and proxy resource) at a given time.
+pub(crate) type CoreFactory = Box<dyn FnMut(u64) -> Result<CoreInstance, EngineError> + Send>;
+
 /// The pump's state: the core and the IO handles its outputs refer to.
 pub(crate) struct Driver {
     core: CoreInstance,
+    factory: CoreFactory,
     started: Instant,
     events: mpsc::Sender<Event>,
     replies: HashMap<u64, oneshot::Sender<Reply>>,
@@ -67,9 +71,16 @@ pub(crate) struct Driver {
 
 impl Driver {
     /// Wraps a core whose proxy resource was created at `started` (its time zero).
-    pub(crate) fn new(core: CoreInstance, started: Instant, events: mpsc::Sender<Event>) -> Driver {
+    /// `factory` replaces the core if it ever traps.
+    pub(crate) fn new(
+        core: CoreInstance,
+        factory: CoreFactory,
+        started: Instant,
+        events: mpsc::Sender<Event>,
+    ) -> Driver {
         Driver {
             core,
+            factory,
             started,
             events,
             replies: HashMap::new(),
@@ -125,13 +136,33 @@ impl Driver {
                 },
                 () = sleep => Input::Timeout,
             };
-            self.feed(input)?;
+            if let Err(error) = self.feed(input) {
+                self.recover(&error)?;
+            }
         }
         Ok(())
     }
 
     fn now(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A call into the core failed (a trap: a bug in the core). Its state is gone, so every
+    /// session ends: children stop, waiting clients get 503, streams close; a fresh core
+    /// takes over and the proxy keeps serving.
+    fn recover(&mut self, error: &EngineError) -> Result<(), EngineError> {
+        log::error(&format!(
+            "the core failed and is restarted; all sessions end: {error}"
+        ));
+        for (_, mut upstream) in self.upstreams.drain() {
+            upstream.stop();
+        }
+        self.replies.clear();
+        self.streams.clear();
+        self.follow_ups.clear();
+        let now = self.now();
+        self.core = (self.factory)(now)?;
+        self.settle()
     }
 
     /// Hands `input` to the core and settles.

@@ -18,6 +18,9 @@ pub(crate) enum EngineError {
     /// wasmtime refused the component or a call into it trapped.
     #[error("core component: {0:#}")]
     Wasm(#[from] wasmtime::Error),
+    /// The operating system gave no random bytes.
+    #[error("no secure random source: {0}")]
+    Random(String),
     /// The configuration handed to the core is invalid.
     #[error("invalid configuration at {}: {}", .0.path, .0.message)]
     Config(ConfigError),

@@ -24,8 +24,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::cli::Cli;
-use crate::driver::{Driver, Event, EVENT_QUEUE};
-use crate::engine::CoreEngine;
+use crate::driver::{CoreFactory, Driver, Event, EVENT_QUEUE};
+use crate::engine::{CoreEngine, EngineError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,6 +47,7 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(engine) => engine,
         Err(error) => return fail(&error.to_string()),
     };
+    let engine = Arc::new(engine);
     let mut core = match engine.instantiate() {
         Ok(core) => core,
         Err(error) => return fail(&error.to_string()),
@@ -64,14 +65,23 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(config) => config,
         Err(message) => return usage(&message),
     };
-    let mut seed = [0u8; 32];
-    if let Err(error) = getrandom::fill(&mut seed) {
-        return fail(&format!("no secure random source: {error}"));
-    }
+    let seed = match fresh_seed() {
+        Ok(seed) => seed,
+        Err(error) => return fail(&error.to_string()),
+    };
     let started = std::time::Instant::now();
     if let Err(error) = core.create(&config, &seed, 0) {
         return usage(&error.to_string());
     }
+    let factory: CoreFactory = {
+        let engine = engine.clone();
+        Box::new(move |now| {
+            let mut core = engine.instantiate()?;
+            let seed = fresh_seed()?;
+            core.create(&config, &seed, now)?;
+            Ok(core)
+        })
+    };
     let max_body_size = match core.max_body_size() {
         Ok(size) => size,
         Err(error) => return fail(&error.to_string()),
@@ -100,7 +110,7 @@ async fn run(cli: Cli) -> ExitCode {
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (closed, closed_rx) = mpsc::unbounded_channel();
     let mut driver =
-        tokio::spawn(Driver::new(core, started, events.clone()).run(events_rx, closed_rx));
+        tokio::spawn(Driver::new(core, factory, started, events.clone()).run(events_rx, closed_rx));
     let server = Arc::new(http::Server {
         events: events.clone(),
         closed,
@@ -148,6 +158,13 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(Err(error)) => fail(&error.to_string()),
         Err(error) => fail(&format!("the proxy task failed: {error}")),
     }
+}
+
+/// 32 bytes from the operating system's secure random source, for session ids.
+fn fresh_seed() -> Result<[u8; 32], EngineError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| EngineError::Random(e.to_string()))?;
+    Ok(seed)
 }
 
 fn stream_endpoint(cli: &Cli) -> &str {
