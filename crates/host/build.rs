@@ -11,12 +11,8 @@ use std::process::Command;
 const TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir
-        .join("../..")
-        .canonicalize()
-        .expect("the workspace root exists");
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.join("../..").canonicalize().expect("the workspace root exists");
     for watched in [
         "wit",
         "crates/core/src",
@@ -27,11 +23,7 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    for name in [
-        "MCP_PROXY_WASM_CARGO",
-        "MCP_PROXY_WASM_BUILD_STD",
-        "MCP_PROXY_WASM_RUSTFLAGS",
-    ] {
+    for name in ["MCP_PROXY_WASM_CARGO", "MCP_PROXY_WASM_BUILD_STD", "MCP_PROXY_WASM_RUSTFLAGS"] {
         println!("cargo:rerun-if-env-changed={name}");
     }
 
@@ -40,8 +32,7 @@ fn main() {
         None => root.join("target/component"),
     };
     let module = build_guest(&root, &target_dir);
-    let wasm =
-        std::fs::read(&module).unwrap_or_else(|e| panic!("reading {}: {e}", module.display()));
+    let wasm = std::fs::read(&module).unwrap_or_else(|e| panic!("reading {}: {e}", module.display()));
     let component = wit_component::ComponentEncoder::default()
         .module(&wasm)
         .and_then(|encoder| encoder.validate(true).encode())
@@ -57,23 +48,11 @@ fn main() {
 /// `MCP_PROXY_WASM_BUILD_STD` and `MCP_PROXY_WASM_RUSTFLAGS`, and std is built from source.
 fn build_guest(root: &Path, target_dir: &Path) -> PathBuf {
     let fallback = env::var_os("MCP_PROXY_WASM_CARGO");
-    let cargo = fallback
-        .clone()
-        .or_else(|| env::var_os("CARGO"))
-        .unwrap_or_else(|| "cargo".into());
+    let cargo = fallback.clone().or_else(|| env::var_os("CARGO")).unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "mcp-proxy-component",
-            "--target",
-            TARGET,
-            "--target-dir",
-        ])
+        .args(["build", "--release", "--locked", "-p", "mcp-proxy-component", "--target", TARGET, "--target-dir"])
         .arg(target_dir)
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
@@ -94,22 +73,16 @@ fn build_guest(root: &Path, target_dir: &Path) -> PathBuf {
     }
     if fallback.is_some() {
         if let Some(build_std) = env::var_os("MCP_PROXY_WASM_BUILD_STD") {
-            command
-                .arg("-Z")
-                .arg(format!("build-std={}", build_std.to_string_lossy()));
+            command.arg("-Z").arg(format!("build-std={}", build_std.to_string_lossy()));
             command.env("RUSTC_BOOTSTRAP", "1");
         }
         if let Some(flags) = env::var_os("MCP_PROXY_WASM_RUSTFLAGS") {
             command.env("RUSTFLAGS", flags);
         }
     }
-    let status = command
-        .status()
-        .unwrap_or_else(|e| panic!("running cargo for the core component: {e}"));
+    let status = command.status().unwrap_or_else(|e| panic!("running cargo for the core component: {e}"));
     if !status.success() {
         panic!("building the core component failed ({status}); is the {TARGET} target installed? Run scripts/setup (it runs `rustup target add {TARGET}`).");
     }
-    target_dir
-        .join(TARGET)
-        .join("release/mcp_proxy_component.wasm")
+    target_dir.join(TARGET).join("release/mcp_proxy_component.wasm")
 }

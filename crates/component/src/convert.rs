@@ -4,17 +4,11 @@ use crate::bindings::exports::mcp_proxy::core::proxy as wit;
 use mcp_proxy_core::{self as core, ExchangeId, UpstreamId};
 
 fn header_in(header: wit::Header) -> core::Header {
-    core::Header {
-        name: header.name,
-        value: header.value,
-    }
+    core::Header { name: header.name, value: header.value }
 }
 
 fn header_out(header: core::Header) -> wit::Header {
-    wit::Header {
-        name: header.name,
-        value: header.value,
-    }
+    wit::Header { name: header.name, value: header.value }
 }
 
 fn head_out(head: core::ResponseHead) -> wit::ResponseHead {
@@ -37,14 +31,12 @@ pub(crate) fn input(input: wit::Input) -> core::Input {
             body_too_large: request.body_too_large,
         }),
         wit::Input::HttpClosed(exchange) => core::Input::HttpClosed(ExchangeId(exchange)),
-        wit::Input::UpstreamMessage(message) => core::Input::UpstreamMessage {
-            upstream: UpstreamId(message.upstream),
-            data: message.data,
-        },
-        wit::Input::UpstreamClosed(closed) => core::Input::UpstreamClosed {
-            upstream: UpstreamId(closed.upstream),
-            reason: closed.reason,
-        },
+        wit::Input::UpstreamMessage(message) => {
+            core::Input::UpstreamMessage { upstream: UpstreamId(message.upstream), data: message.data }
+        }
+        wit::Input::UpstreamClosed(closed) => {
+            core::Input::UpstreamClosed { upstream: UpstreamId(closed.upstream), reason: closed.reason }
+        }
         wit::Input::Timeout => core::Input::Timeout,
     }
 }
@@ -52,15 +44,11 @@ pub(crate) fn input(input: wit::Input) -> core::Input {
 /// Converts an output for the host.
 pub(crate) fn output(output: core::Output) -> wit::Output {
     match output {
-        core::Output::Respond { head, body } => wit::Output::Respond(wit::Response {
-            head: head_out(head),
-            body,
-        }),
+        core::Output::Respond { head, body } => wit::Output::Respond(wit::Response { head: head_out(head), body }),
         core::Output::StreamStart(head) => wit::Output::StreamStart(head_out(head)),
-        core::Output::StreamData { exchange, data } => wit::Output::StreamData(wit::StreamData {
-            exchange: exchange.0,
-            data,
-        }),
+        core::Output::StreamData { exchange, data } => {
+            wit::Output::StreamData(wit::StreamData { exchange: exchange.0, data })
+        }
         core::Output::StreamEnd(exchange) => wit::Output::StreamEnd(exchange.0),
         core::Output::Spawn { upstream, server } => wit::Output::Spawn(wit::Spawn {
             upstream: upstream.0,
@@ -71,15 +59,9 @@ pub(crate) fn output(output: core::Output) -> wit::Output {
                 shell: server.shell,
             },
         }),
-        core::Output::Send { upstream, data } => wit::Output::Send(wit::UpstreamMessage {
-            upstream: upstream.0,
-            data,
-        }),
+        core::Output::Send { upstream, data } => wit::Output::Send(wit::UpstreamMessage { upstream: upstream.0, data }),
         core::Output::CloseUpstream(upstream) => wit::Output::CloseUpstream(upstream.0),
-        core::Output::Log { level, message } => wit::Output::Log(wit::Log {
-            level: log_level(level),
-            message,
-        }),
+        core::Output::Log { level, message } => wit::Output::Log(wit::Log { level: log_level(level), message }),
     }
 }
 

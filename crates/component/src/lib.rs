@@ -30,23 +30,15 @@ pub(crate) struct CoreResource {
 
 impl GuestCore for CoreResource {
     fn create(config: String, seed: Vec<u8>, now: u64) -> Result<wit::Core, wit::ConfigError> {
-        let config = Config::from_json(&config).map_err(|e| wit::ConfigError {
-            path: e.path,
-            message: e.message,
-        })?;
-        let seed: [u8; 32] = seed.try_into().map_err(|_| wit::ConfigError {
-            path: "seed".into(),
-            message: "must be 32 bytes".into(),
-        })?;
-        Ok(wit::Core::new(CoreResource {
-            proxy: RefCell::new(Proxy::new(config, seed, Instant(now))),
-        }))
+        let config = Config::from_json(&config).map_err(|e| wit::ConfigError { path: e.path, message: e.message })?;
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| wit::ConfigError { path: "seed".into(), message: "must be 32 bytes".into() })?;
+        Ok(wit::Core::new(CoreResource { proxy: RefCell::new(Proxy::new(config, seed, Instant(now))) }))
     }
 
     fn handle_input(&self, now: u64, input: wit::Input) {
-        self.proxy
-            .borrow_mut()
-            .handle_input(Instant(now), convert::input(input));
+        self.proxy.borrow_mut().handle_input(Instant(now), convert::input(input));
     }
 
     fn poll_output(&self) -> Option<wit::Output> {

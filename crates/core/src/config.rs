@@ -46,6 +46,25 @@ pub struct Config {
     /// Log every message in and out.
     #[serde(default)]
     pub debug: bool,
+    /// Events each Streamable HTTP session keeps for `Last-Event-ID` resumption (0: none).
+    #[serde(default = "defaults::event_store_size")]
+    pub event_store_size: usize,
+    /// Milliseconds between keep-alive comments on open SSE streams (0: none).
+    #[serde(default = "defaults::keep_alive_ms")]
+    pub keep_alive_ms: u64,
+    /// Milliseconds after which a Streamable HTTP session with no client activity and no
+    /// open stream ends, stopping its child (0: never).
+    #[serde(default = "defaults::session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// The most client sessions (each with its own child) at once; more get 503.
+    #[serde(default = "defaults::max_sessions")]
+    pub max_sessions: usize,
+    /// Refuse requests whose `Origin` or `Host` fails the DNS-rebinding check.
+    #[serde(default = "defaults::yes")]
+    pub origin_check: bool,
+    /// The shell listens on a loopback address only.
+    #[serde(default = "defaults::yes")]
+    pub bind_loopback: bool,
 }
 
 /// How to start a stdio MCP server.
@@ -77,10 +96,7 @@ pub struct Transports {
 
 impl Default for Transports {
     fn default() -> Self {
-        Transports {
-            sse: true,
-            stream: true,
-        }
+        Transports { sse: true, stream: true }
     }
 }
 
@@ -101,11 +117,7 @@ pub struct Cors {
 
 impl Default for Cors {
     fn default() -> Self {
-        Cors {
-            enabled: true,
-            origins: defaults::origins(),
-            allow_headers: Vec::new(),
-        }
+        Cors { enabled: true, origins: defaults::origins(), allow_headers: Vec::new() }
     }
 }
 
@@ -131,6 +143,18 @@ mod defaults {
     pub(super) fn max_body_size() -> u64 {
         10 * 1024 * 1024
     }
+    pub(super) fn event_store_size() -> usize {
+        1000
+    }
+    pub(super) fn keep_alive_ms() -> u64 {
+        15_000
+    }
+    pub(super) fn session_timeout_ms() -> u64 {
+        30 * 60 * 1000
+    }
+    pub(super) fn max_sessions() -> usize {
+        1000
+    }
     pub(super) fn yes() -> bool {
         true
     }
@@ -143,11 +167,10 @@ impl Config {
     /// Parses and validates a JSON configuration document.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let config: Config =
-            serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-                let path = error.path().to_string();
-                ConfigError::new(path, error.into_inner().to_string())
-            })?;
+        let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            ConfigError::new(path, error.into_inner().to_string())
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -164,47 +187,29 @@ impl Config {
         ];
         for (index, (field, path)) in endpoints.iter().enumerate() {
             if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-                return Err(ConfigError::new(
-                    *field,
-                    format!("must be a path starting with '/', got {path:?}"),
-                ));
+                return Err(ConfigError::new(*field, format!("must be a path starting with '/', got {path:?}")));
             }
             if path.as_str() == "/ping" {
-                return Err(ConfigError::new(
-                    *field,
-                    "/ping is reserved for the health check",
-                ));
+                return Err(ConfigError::new(*field, "/ping is reserved for the health check"));
             }
             if let Some((other, _)) = endpoints[..index].iter().find(|(_, p)| p == path) {
-                return Err(ConfigError::new(
-                    *field,
-                    format!("{path:?} is already used by {other}"),
-                ));
+                return Err(ConfigError::new(*field, format!("{path:?} is already used by {other}")));
             }
         }
         if !self.transports.sse && !self.transports.stream {
-            return Err(ConfigError::new(
-                "transports",
-                "at least one transport must be served",
-            ));
+            return Err(ConfigError::new("transports", "at least one transport must be served"));
         }
         if self.stateless_pool_size == 0 || self.stateless_pool_size > 256 {
-            return Err(ConfigError::new(
-                "statelessPoolSize",
-                "must be between 1 and 256",
-            ));
+            return Err(ConfigError::new("statelessPoolSize", "must be between 1 and 256"));
         }
         if self.connection_timeout_ms == 0 {
-            return Err(ConfigError::new(
-                "connectionTimeoutMs",
-                "must be greater than 0",
-            ));
+            return Err(ConfigError::new("connectionTimeoutMs", "must be greater than 0"));
         }
         if self.request_timeout_ms == 0 {
-            return Err(ConfigError::new(
-                "requestTimeoutMs",
-                "must be greater than 0",
-            ));
+            return Err(ConfigError::new("requestTimeoutMs", "must be greater than 0"));
+        }
+        if self.max_sessions == 0 {
+            return Err(ConfigError::new("maxSessions", "must be greater than 0"));
         }
         if self.max_body_size == 0 {
             return Err(ConfigError::new("maxBodySize", "must be greater than 0"));
@@ -214,18 +219,11 @@ impl Config {
         }
         for (index, origin) in self.cors.origins.iter().enumerate() {
             if origin.is_empty() || origin.contains(char::is_whitespace) {
-                return Err(ConfigError::new(
-                    format!("cors.origins[{index}]"),
-                    format!("not an origin: {origin:?}"),
-                ));
+                return Err(ConfigError::new(format!("cors.origins[{index}]"), format!("not an origin: {origin:?}")));
             }
         }
         for (index, header) in self.cors.allow_headers.iter().enumerate() {
-            if header.is_empty()
-                || !header
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
                 return Err(ConfigError::new(
                     format!("cors.allowHeaders[{index}]"),
                     format!("not a header name: {header:?}"),
@@ -253,21 +251,17 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let error = Config::from_json(r#"{"server":{"command":"node","args":[1]}}"#)
-            .expect_err("args are strings");
+        let error = Config::from_json(r#"{"server":{"command":"node","args":[1]}}"#).expect_err("args are strings");
         assert_eq!(error.path, "server.args[0]");
-        let error = Config::from_json(r#"{"server":{"command":"node"},"cors":{"origns":[]}}"#)
-            .expect_err("typo");
+        let error = Config::from_json(r#"{"server":{"command":"node"},"cors":{"origns":[]}}"#).expect_err("typo");
         assert_eq!(error.path, "cors.origns");
         assert!(error.message.contains("origns"), "{error}");
         let error = Config::from_json(r#"{"server":{"command":" "}}"#).expect_err("empty command");
         assert_eq!(error.path, "server.command");
-        let error = Config::from_json(r#"{"server":{"command":"x"},"sseEndpoint":"/mcp"}"#)
-            .expect_err("clash");
+        let error = Config::from_json(r#"{"server":{"command":"x"},"sseEndpoint":"/mcp"}"#).expect_err("clash");
         assert_eq!(error.path, "sseEndpoint");
         let error =
-            Config::from_json(r#"{"server":{"command":"x"},"cors":{"allowHeaders":["a b"]}}"#)
-                .expect_err("bad header");
+            Config::from_json(r#"{"server":{"command":"x"},"cors":{"allowHeaders":["a b"]}}"#).expect_err("bad header");
         assert_eq!(error.path, "cors.allowHeaders[0]");
         let error = Config::from_json("[").expect_err("not json");
         assert!(!error.message.is_empty());

@@ -33,10 +33,7 @@ pub struct ConfigError {
 impl ConfigError {
     /// Builds an error about the field at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            path: path.into(),
-            message: message.into(),
-        }
+        ConfigError { path: path.into(), message: message.into() }
     }
 }
 
@@ -66,9 +63,9 @@ impl RequestError {
     pub fn to_error_object(&self) -> ErrorObject {
         let code = match self {
             RequestError::Timeout(_) | RequestError::ConnectTimeout(_) => codes::REQUEST_TIMEOUT,
-            RequestError::UpstreamClosed(_)
-            | RequestError::SessionEnded
-            | RequestError::Cancelled => codes::CONNECTION_CLOSED,
+            RequestError::UpstreamClosed(_) | RequestError::SessionEnded | RequestError::Cancelled => {
+                codes::CONNECTION_CLOSED
+            }
         };
         ErrorObject::new(code, self.to_string())
     }

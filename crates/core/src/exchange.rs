@@ -1,5 +1,6 @@
 //! Open HTTP exchanges: what each one waits for, and how its response is shaped.
 
+use crate::event_store::StreamNo;
 use crate::http::{Header, ResponseHead};
 use crate::ids::{ExchangeId, SessionId};
 use crate::jsonrpc::{ErrorObject, Message, Response};
@@ -22,6 +23,11 @@ pub(crate) enum ExchangeKind {
     Standalone,
     /// A legacy SSE stream.
     LegacyStream,
+    /// A GET with `Last-Event-ID` that took over the stream of POST exchange `post`.
+    Resumed {
+        /// The POST whose stream this connection continues.
+        post: ExchangeId,
+    },
 }
 
 /// The progress of a POST exchange.
@@ -35,24 +41,26 @@ pub(crate) struct PostState {
     pub(crate) collected: Vec<Message>,
     /// The client accepts `text/event-stream`.
     pub(crate) accepts_sse: bool,
-    /// The response has become an SSE stream.
-    pub(crate) streaming: bool,
+    /// Once the response has become an SSE stream: its number in the session.
+    pub(crate) stream: Option<StreamNo>,
+    /// The connection that carries the stream now: the POST itself, a GET that resumed it,
+    /// or none while the client is away (events are kept for its return).
+    pub(crate) connection: Option<ExchangeId>,
     /// The exchange carries `initialize`: a success sets `Mcp-Session-Id`.
     pub(crate) initialize: bool,
 }
 
-/// Response head for a JSON body.
-pub(crate) fn json_head(
-    exchange: ExchangeId,
-    status: u16,
-    mut headers: Vec<Header>,
-) -> ResponseHead {
-    headers.push(Header::new("content-type", "application/json"));
-    ResponseHead {
-        exchange,
-        status,
-        headers,
+impl PostState {
+    /// The state of a POST that carried `outstanding` requests.
+    pub(crate) fn new(outstanding: usize, batch: bool, accepts_sse: bool, initialize: bool) -> PostState {
+        PostState { outstanding, batch, collected: Vec::new(), accepts_sse, stream: None, connection: None, initialize }
     }
+}
+
+/// Response head for a JSON body.
+pub(crate) fn json_head(exchange: ExchangeId, status: u16, mut headers: Vec<Header>) -> ResponseHead {
+    headers.push(Header::new("content-type", "application/json"));
+    ResponseHead { exchange, status, headers }
 }
 
 /// Response head that opens an SSE stream.
@@ -60,11 +68,7 @@ pub(crate) fn sse_head(exchange: ExchangeId, mut headers: Vec<Header>) -> Respon
     headers.push(Header::new("content-type", "text/event-stream"));
     headers.push(Header::new("cache-control", "no-cache, no-transform"));
     headers.push(Header::new("x-accel-buffering", "no"));
-    ResponseHead {
-        exchange,
-        status: 200,
-        headers,
-    }
+    ResponseHead { exchange, status: 200, headers }
 }
 
 /// A JSON-RPC error body with a null id, for refusals at the HTTP level.

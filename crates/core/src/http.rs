@@ -14,10 +14,7 @@ pub struct Header {
 impl Header {
     /// Builds a header.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Header {
-        Header {
-            name: name.into(),
-            value: value.into(),
-        }
+        Header { name: name.into(), value: value.into() }
     }
 }
 
@@ -41,17 +38,12 @@ pub struct HttpRequest {
 impl HttpRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
     }
 
     /// The path part of the target.
     pub fn path(&self) -> &str {
-        self.target
-            .split_once('?')
-            .map_or(self.target.as_str(), |(path, _)| path)
+        self.target.split_once('?').map_or(self.target.as_str(), |(path, _)| path)
     }
 
     /// The decoded value of query parameter `key`.
@@ -66,8 +58,7 @@ impl HttpRequest {
 
     /// Whether the `Content-Type` is JSON.
     pub fn has_json_body(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|value| media_type(value).eq_ignore_ascii_case("application/json"))
+        self.header("content-type").is_some_and(|value| media_type(value).eq_ignore_ascii_case("application/json"))
     }
 
     /// Whether the client accepts `media` (an absent `Accept` accepts anything).
@@ -79,9 +70,7 @@ impl HttpRequest {
         accept.split(',').map(media_type).any(|offered| {
             offered.eq_ignore_ascii_case(media)
                 || offered == "*/*"
-                || offered
-                    .strip_suffix("/*")
-                    .is_some_and(|k| k.eq_ignore_ascii_case(kind))
+                || offered.strip_suffix("/*").is_some_and(|k| k.eq_ignore_ascii_case(kind))
         })
     }
 }
@@ -152,12 +141,7 @@ pub(crate) mod tests {
         assert_eq!(req.query_param("sessionId").as_deref(), Some("ab c"));
         assert_eq!(req.query_param("x").as_deref(), Some("1"));
         assert_eq!(req.query_param("y"), None);
-        assert_eq!(
-            request("GET", "/p?bad=%zz", &[])
-                .query_param("bad")
-                .as_deref(),
-            Some("%zz")
-        );
+        assert_eq!(request("GET", "/p?bad=%zz", &[]).query_param("bad").as_deref(), Some("%zz"));
     }
 
     #[test]
@@ -165,10 +149,7 @@ pub(crate) mod tests {
         let req = request(
             "POST",
             "/mcp",
-            &[
-                ("Content-Type", "application/json; charset=utf-8"),
-                ("Accept", "application/json, text/event-stream"),
-            ],
+            &[("Content-Type", "application/json; charset=utf-8"), ("Accept", "application/json, text/event-stream")],
         );
         assert!(req.has_json_body());
         assert!(req.accepts("text/event-stream"));

@@ -41,10 +41,7 @@ impl SessionId {
 
     /// Reads a session id a client sent back; `None` if it cannot be one of ours.
     pub fn parse(text: &str) -> Option<SessionId> {
-        let valid = text.len() == 32
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let valid = text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         valid.then(|| SessionId(text.to_owned()))
     }
 

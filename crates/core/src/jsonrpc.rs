@@ -43,11 +43,7 @@ pub struct ErrorObject {
 impl ErrorObject {
     /// Builds an error object without data.
     pub fn new(code: i64, message: impl Into<String>) -> ErrorObject {
-        ErrorObject {
-            code,
-            message: message.into(),
-            data: None,
-        }
+        ErrorObject { code, message: message.into(), data: None }
     }
 }
 
@@ -121,10 +117,9 @@ impl ParseError {
     /// The JSON-RPC error response that answers this error.
     pub fn to_response(&self) -> Response {
         match self {
-            ParseError::NotJson(_) => Response::error(
-                None,
-                ErrorObject::new(codes::PARSE_ERROR, "Parse error: body is not valid JSON"),
-            ),
+            ParseError::NotJson(_) => {
+                Response::error(None, ErrorObject::new(codes::PARSE_ERROR, "Parse error: body is not valid JSON"))
+            }
             ParseError::Invalid { reason, id } => Response::error(
                 id.clone(),
                 ErrorObject::new(codes::INVALID_REQUEST, format!("Invalid Request: {reason}")),
@@ -136,36 +131,24 @@ impl ParseError {
 impl Response {
     /// A success response.
     pub fn result(id: RequestId, result: Value) -> Response {
-        Response {
-            id: Some(id),
-            outcome: Ok(result),
-        }
+        Response { id: Some(id), outcome: Ok(result) }
     }
 
     /// An error response.
     pub fn error(id: Option<RequestId>, error: ErrorObject) -> Response {
-        Response {
-            id,
-            outcome: Err(error),
-        }
+        Response { id, outcome: Err(error) }
     }
 }
 
 impl Payload {
     /// Parses an HTTP body or a stdio line.
     pub fn parse(bytes: &[u8]) -> Result<Payload, ParseError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
         match value {
-            Value::Array(items) if items.is_empty() => Err(ParseError::Invalid {
-                reason: "empty batch",
-                id: None,
-            }),
-            Value::Array(items) => items
-                .into_iter()
-                .map(Message::from_value)
-                .collect::<Result<_, _>>()
-                .map(Payload::Batch),
+            Value::Array(items) if items.is_empty() => Err(ParseError::Invalid { reason: "empty batch", id: None }),
+            Value::Array(items) => {
+                items.into_iter().map(Message::from_value).collect::<Result<_, _>>().map(Payload::Batch)
+            }
             other => Message::from_value(other).map(Payload::Single),
         }
     }
@@ -174,25 +157,18 @@ impl Payload {
 impl Message {
     /// Parses one message (not a batch).
     pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
         Message::from_value(value)
     }
 
     /// Classifies a JSON value as a message.
     pub fn from_value(value: Value) -> Result<Message, ParseError> {
         let Value::Object(mut object) = value else {
-            return Err(ParseError::Invalid {
-                reason: "a message must be a JSON object",
-                id: None,
-            });
+            return Err(ParseError::Invalid { reason: "a message must be a JSON object", id: None });
         };
         let raw_id = object.remove("id");
         let id = raw_id.as_ref().and_then(RequestId::from_value);
-        let invalid = |reason| ParseError::Invalid {
-            reason,
-            id: id.clone(),
-        };
+        let invalid = |reason| ParseError::Invalid { reason, id: id.clone() };
         if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
             return Err(invalid("\"jsonrpc\" must be \"2.0\""));
         }
@@ -204,10 +180,7 @@ impl Message {
                 return Err(invalid("\"method\" must be a string"));
             };
             let params = object.remove("params");
-            if !matches!(
-                params,
-                None | Some(Value::Object(_)) | Some(Value::Array(_))
-            ) {
+            if !matches!(params, None | Some(Value::Object(_)) | Some(Value::Array(_))) {
                 return Err(invalid("\"params\" must be an object or an array"));
             }
             return match (raw_id, id.clone()) {
@@ -217,17 +190,13 @@ impl Message {
             };
         }
         match (object.remove("result"), object.remove("error")) {
-            (Some(result), None) if id.is_some() => Ok(Message::Response(Response {
-                id: id.clone(),
-                outcome: Ok(result),
-            })),
+            (Some(result), None) if id.is_some() => {
+                Ok(Message::Response(Response { id: id.clone(), outcome: Ok(result) }))
+            }
             (None, Some(error)) => {
-                let error = serde_json::from_value::<ErrorObject>(error)
-                    .map_err(|_| invalid("malformed \"error\" object"))?;
-                Ok(Message::Response(Response {
-                    id: id.clone(),
-                    outcome: Err(error),
-                }))
+                let error =
+                    serde_json::from_value::<ErrorObject>(error).map_err(|_| invalid("malformed \"error\" object"))?;
+                Ok(Message::Response(Response { id: id.clone(), outcome: Err(error) }))
             }
             (Some(_), None) => Err(invalid("a result needs an id")),
             (Some(_), Some(_)) => Err(invalid("a response has \"result\" or \"error\", not both")),
@@ -247,28 +216,13 @@ impl Message {
     /// Serializes the message as compact JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
         let wire = match self {
-            Message::Request(r) => Wire {
-                id: Some(Some(&r.id)),
-                method: Some(&r.method),
-                params: r.params.as_ref(),
-                ..Wire::default()
-            },
-            Message::Notification(n) => Wire {
-                method: Some(&n.method),
-                params: n.params.as_ref(),
-                ..Wire::default()
-            },
+            Message::Request(r) => {
+                Wire { id: Some(Some(&r.id)), method: Some(&r.method), params: r.params.as_ref(), ..Wire::default() }
+            }
+            Message::Notification(n) => Wire { method: Some(&n.method), params: n.params.as_ref(), ..Wire::default() },
             Message::Response(r) => match &r.outcome {
-                Ok(result) => Wire {
-                    id: Some(r.id.as_ref()),
-                    result: Some(result),
-                    ..Wire::default()
-                },
-                Err(error) => Wire {
-                    id: Some(r.id.as_ref()),
-                    error: Some(error),
-                    ..Wire::default()
-                },
+                Ok(result) => Wire { id: Some(r.id.as_ref()), result: Some(result), ..Wire::default() },
+                Err(error) => Wire { id: Some(r.id.as_ref()), error: Some(error), ..Wire::default() },
             },
         };
         serialize(&wire)
@@ -306,14 +260,7 @@ struct Wire<'a> {
 
 impl Default for Wire<'_> {
     fn default() -> Self {
-        Wire {
-            jsonrpc: "2.0",
-            id: None,
-            method: None,
-            params: None,
-            result: None,
-            error: None,
-        }
+        Wire { jsonrpc: "2.0", id: None, method: None, params: None, result: None, error: None }
     }
 }
 
@@ -325,10 +272,7 @@ fn serialize(value: &impl Serialize) -> Vec<u8> {
 
 /// Reads `params[key]` when params is an object.
 pub fn param<'a>(params: &'a Option<Value>, key: &str) -> Option<&'a Value> {
-    params
-        .as_ref()
-        .and_then(Value::as_object)
-        .and_then(|object| object.get(key))
+    params.as_ref().and_then(Value::as_object).and_then(|object| object.get(key))
 }
 
 /// Returns `params` as a mutable object, if it is one.
@@ -347,10 +291,7 @@ mod tests {
 
     #[test]
     fn classifies_the_four_kinds() {
-        assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
-            Ok(Message::Request(_))
-        ));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), Ok(Message::Request(_))));
         assert!(matches!(
             parse(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
             Ok(Message::Notification(_))
@@ -361,10 +302,7 @@ mod tests {
         ));
         assert!(matches!(
             parse(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#),
-            Ok(Message::Response(Response {
-                id: None,
-                outcome: Err(_)
-            }))
+            Ok(Message::Response(Response { id: None, outcome: Err(_) }))
         ));
     }
 
@@ -374,39 +312,21 @@ mod tests {
         assert!(matches!(parse("[]"), Err(ParseError::Invalid { .. })));
         assert!(matches!(
             parse(r#"{"id":1,"method":"x"}"#),
-            Err(ParseError::Invalid {
-                id: Some(RequestId::Number(1)),
-                ..
-            })
+            Err(ParseError::Invalid { id: Some(RequestId::Number(1)), .. })
         ));
         assert!(matches!(
             parse(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#),
             Err(ParseError::Invalid { id: None, .. })
         ));
-        assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#),
-            Err(ParseError::Invalid { .. })
-        ));
-        assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","id":1,"method":7}"#),
-            Err(ParseError::Invalid { .. })
-        ));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#), Err(ParseError::Invalid { .. })));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1,"method":7}"#), Err(ParseError::Invalid { .. })));
         assert!(matches!(
             parse(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#),
             Err(ParseError::Invalid { .. })
         ));
-        assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#),
-            Err(ParseError::Invalid { .. })
-        ));
-        assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","result":1}"#),
-            Err(ParseError::Invalid { .. })
-        ));
-        assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","id":1}"#),
-            Err(ParseError::Invalid { .. })
-        ));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#), Err(ParseError::Invalid { .. })));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","result":1}"#), Err(ParseError::Invalid { .. })));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1}"#), Err(ParseError::Invalid { .. })));
         assert!(matches!(
             parse(r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}}"#),
             Err(ParseError::Invalid { .. })
@@ -434,18 +354,10 @@ mod tests {
 
     #[test]
     fn parses_batches() {
-        let payload = Payload::parse(
-            br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"n"}]"#,
-        );
+        let payload = Payload::parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"n"}]"#);
         assert!(matches!(payload, Ok(Payload::Batch(ref items)) if items.len() == 2));
-        assert!(matches!(
-            Payload::parse(b"[1]"),
-            Err(ParseError::Invalid { .. })
-        ));
-        let bytes = batch_to_bytes(&[Message::Response(Response::result(
-            RequestId::Number(1),
-            json!({}),
-        ))]);
+        assert!(matches!(Payload::parse(b"[1]"), Err(ParseError::Invalid { .. })));
+        let bytes = batch_to_bytes(&[Message::Response(Response::result(RequestId::Number(1), json!({})))]);
         assert_eq!(bytes, br#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#);
     }
 }

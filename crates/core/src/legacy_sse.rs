@@ -14,61 +14,36 @@ impl Proxy {
     pub(crate) fn legacy_open(&mut self, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if !request.accepts("text/event-stream") {
-            return self.refuse(
-                exchange,
-                cors,
-                406,
-                "Not Acceptable: Accept must include text/event-stream",
-            );
+            return self.refuse(exchange, cors, 406, "Not Acceptable: Accept must include text/event-stream");
         }
-        let (session_id, _) = self.open_session(
-            SessionState::Ready,
-            Transport::LegacySse { stream: exchange },
-        );
+        if self.at_session_limit() {
+            return self.refuse(exchange, cors, 503, "Service Unavailable: too many sessions");
+        }
+        let (session_id, _) = self.open_session(SessionState::Ready, Transport::LegacySse { stream: exchange });
         self.exchanges.insert(
             exchange,
-            Exchange {
-                session: session_id.clone(),
-                headers: cors.clone(),
-                kind: ExchangeKind::LegacyStream,
-            },
+            Exchange { session: session_id.clone(), headers: cors.clone(), kind: ExchangeKind::LegacyStream },
         );
         self.start_stream(exchange, cors);
         let endpoint = format!("{}?sessionId={session_id}", self.config.messages_endpoint);
-        self.stream_data(
-            exchange,
-            sse::event(None, Some("endpoint"), endpoint.as_bytes()),
-        );
+        self.stream_data(exchange, sse::event(None, Some("endpoint"), endpoint.as_bytes()));
     }
 
     pub(crate) fn legacy_post(&mut self, now: Instant, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         let Some(raw_id) = request.query_param("sessionId") else {
-            return self.refuse(
-                exchange,
-                cors,
-                400,
-                "Bad Request: the sessionId query parameter is required",
-            );
+            return self.refuse(exchange, cors, 400, "Bad Request: the sessionId query parameter is required");
         };
         let session_id = match SessionId::parse(&raw_id) {
             Some(id) if self.sessions.get(&id).is_some_and(|s| !s.is_streamable()) => id,
             _ => return self.refuse(exchange, cors, 404, "Session not found"),
         };
         if request.body_too_large {
-            let message = format!(
-                "Payload Too Large: the body exceeds {} bytes",
-                self.config.max_body_size
-            );
+            let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);
             return self.refuse(exchange, cors, 413, &message);
         }
         if !request.has_json_body() {
-            return self.refuse(
-                exchange,
-                cors,
-                415,
-                "Unsupported Media Type: Content-Type must be application/json",
-            );
+            return self.refuse(exchange, cors, 415, "Unsupported Media Type: Content-Type must be application/json");
         }
         let messages = match Payload::parse(&request.body) {
             Ok(Payload::Single(message)) => vec![message],
@@ -78,22 +53,12 @@ impl Proxy {
         if self.config.debug {
             self.log(
                 crate::proxy::LogLevel::Debug,
-                format!(
-                    "session {session_id} <- client: {}",
-                    String::from_utf8_lossy(&request.body)
-                ),
+                format!("session {session_id} <- client: {}", String::from_utf8_lossy(&request.body)),
             );
         }
         self.forward_from_client(now, &session_id, ReplyTo::SessionStream, messages);
         let mut headers = cors;
         headers.push(Header::new("content-type", "text/plain"));
-        self.respond(
-            ResponseHead {
-                exchange,
-                status: 202,
-                headers,
-            },
-            b"Accepted".to_vec(),
-        );
+        self.respond(ResponseHead { exchange, status: 202, headers }, b"Accepted".to_vec());
     }
 }

@@ -36,12 +36,15 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod delivery;
 pub mod error;
+mod event_store;
 mod exchange;
 pub mod http;
 pub mod ids;
 pub mod jsonrpc;
 mod legacy_sse;
+mod lifecycle;
 pub mod mcp;
 mod pending;
 pub mod policy;

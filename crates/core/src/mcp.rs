@@ -13,8 +13,7 @@ pub const CANCELLED: &str = "notifications/cancelled";
 pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// Protocol revisions the proxy accepts in `MCP-Protocol-Version`.
-pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
-    ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
 /// Whether `version` is a protocol revision the proxy can carry.
 pub fn is_supported_version(version: &str) -> bool {
@@ -55,20 +54,14 @@ mod tests {
     #[test]
     fn reads_progress_tokens_and_cancel_ids() {
         let params = Some(json!({"_meta": {"progressToken": "p1"}, "name": "x"}));
-        assert_eq!(
-            progress_token(&params),
-            Some(RequestId::String("p1".into()))
-        );
+        assert_eq!(progress_token(&params), Some(RequestId::String("p1".into())));
         assert_eq!(progress_token(&Some(json!({"name": "x"}))), None);
         assert_eq!(
             progress_notification_token(&Some(json!({"progressToken": 4, "progress": 1}))),
             Some(RequestId::Number(4))
         );
         let mut cancel = Some(json!({"requestId": "abc", "reason": "x"}));
-        assert_eq!(
-            cancelled_request_id(&cancel),
-            Some(RequestId::String("abc".into()))
-        );
+        assert_eq!(cancelled_request_id(&cancel), Some(RequestId::String("abc".into())));
         set_cancelled_request_id(&mut cancel, 9);
         assert_eq!(cancelled_request_id(&cancel), Some(RequestId::Number(9)));
     }

@@ -38,6 +38,10 @@ pub(crate) enum Timer {
     Connect(SessionId),
     /// A stateless pool slot's replacement child is due.
     Respawn(usize),
+    /// Time to check whether a session went idle.
+    Idle(SessionId),
+    /// Time to write keep-alive comments on open streams.
+    KeepAlive,
 }
 
 /// The table of forwarded requests and the timers of the proxy.

@@ -70,44 +70,23 @@ impl Proxy {
 
     fn spawn_pool_member(&mut self, now: Instant, slot: usize) {
         let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
-        let (session, _) = self.open_session(
-            SessionState::ExpectInitializeResult { deadline },
-            Transport::Pool { slot },
-        );
+        let (session, _) =
+            self.open_session(SessionState::ExpectInitializeResult { deadline }, Transport::Pool { slot });
         if let Some(entry) = self.pool.slots.get_mut(slot) {
-            *entry = Slot {
-                session: Some(session.clone()),
-                ready: false,
-                started: now,
-                failures: entry.failures,
-            };
+            *entry = Slot { session: Some(session.clone()), ready: false, started: now, failures: entry.failures };
         }
         let params = json!({
             "protocolVersion": mcp::LATEST_PROTOCOL_VERSION,
             "capabilities": {},
             "clientInfo": {"name": "mcp-proxy", "version": env!("CARGO_PKG_VERSION")},
         });
-        let request = Request {
-            id: RequestId::Number(0),
-            method: mcp::INITIALIZE.into(),
-            params: Some(params),
-        };
+        let request = Request { id: RequestId::Number(0), method: mcp::INITIALIZE.into(), params: Some(params) };
         self.forward_request(now, &session, ReplyTo::PoolInitialize, request);
     }
 
     /// A pool child answered the proxy's `initialize`.
-    pub(crate) fn pool_initialized(
-        &mut self,
-        now: Instant,
-        session: &SessionId,
-        response: Response,
-    ) {
-        let Some(slot) = self
-            .pool
-            .slots
-            .iter_mut()
-            .find(|s| s.session.as_ref() == Some(session))
-        else {
+    pub(crate) fn pool_initialized(&mut self, now: Instant, session: &SessionId, response: Response) {
+        let Some(slot) = self.pool.slots.iter_mut().find(|s| s.session.as_ref() == Some(session)) else {
             return;
         };
         match response.outcome {
@@ -119,26 +98,16 @@ impl Proxy {
                     params: None,
                 });
                 self.send_to_session_upstream(session, &initialized);
-                self.log(
-                    LogLevel::Info,
-                    format!("stateless pool: child {session} is ready"),
-                );
+                self.log(LogLevel::Info, format!("stateless pool: child {session} is ready"));
                 let waiting: Vec<WaitingPost> = self.pool.waiting.drain(..).collect();
                 for post in waiting {
                     self.dispatch_stateless(now, post);
                 }
             }
             Err(error) => {
-                let message = format!(
-                    "stateless pool: child {session} refused initialize: {}",
-                    error.message
-                );
+                let message = format!("stateless pool: child {session} refused initialize: {}", error.message);
                 self.log(LogLevel::Error, message);
-                self.end_session(
-                    session,
-                    &crate::error::RequestError::SessionEnded,
-                    "it refused initialize",
-                );
+                self.end_session(session, &crate::error::RequestError::SessionEnded, "it refused initialize");
             }
         }
     }
@@ -154,29 +123,15 @@ impl Proxy {
         if now.since(entry.started) >= HEALTHY_LIFETIME {
             entry.failures = 0;
         }
-        let delay = BACKOFF_START
-            .saturating_mul(1 << entry.failures.min(16))
-            .min(BACKOFF_MAX);
+        let delay = BACKOFF_START.saturating_mul(1 << entry.failures.min(16)).min(BACKOFF_MAX);
         entry.failures = entry.failures.saturating_add(1);
-        self.log(
-            LogLevel::Warn,
-            format!(
-                "stateless pool: replacing child {slot} in {} ms",
-                delay.as_millis()
-            ),
-        );
-        self.pending
-            .set_timer(now.after(delay), Timer::Respawn(slot));
+        self.log(LogLevel::Warn, format!("stateless pool: replacing child {slot} in {} ms", delay.as_millis()));
+        self.pending.set_timer(now.after(delay), Timer::Respawn(slot));
     }
 
     /// The replacement timer of a slot fired.
     pub(crate) fn respawn(&mut self, now: Instant, slot: usize) {
-        if self
-            .pool
-            .slots
-            .get(slot)
-            .is_some_and(|s| s.session.is_none())
-        {
+        if self.pool.slots.get(slot).is_some_and(|s| s.session.is_none()) {
             self.spawn_pool_member(now, slot);
         }
     }
@@ -197,23 +152,9 @@ impl Proxy {
         accepts_sse: bool,
     ) {
         if batch && messages.iter().any(|m| m.method() == Some(mcp::INITIALIZE)) {
-            return self.refuse(
-                exchange,
-                cors,
-                400,
-                "Bad Request: initialize must be sent alone, not in a batch",
-            );
+            return self.refuse(exchange, cors, 400, "Bad Request: initialize must be sent alone, not in a batch");
         }
-        self.dispatch_stateless(
-            now,
-            WaitingPost {
-                exchange,
-                cors,
-                messages,
-                batch,
-                accepts_sse,
-            },
-        );
+        self.dispatch_stateless(now, WaitingPost { exchange, cors, messages, batch, accepts_sse });
     }
 
     fn dispatch_stateless(&mut self, now: Instant, post: WaitingPost) {
@@ -223,8 +164,7 @@ impl Proxy {
         if let [Message::Request(request)] = post.messages.as_slice() {
             if request.method == mcp::INITIALIZE {
                 let result = negotiate(result, &request.params);
-                let body =
-                    Message::Response(Response::result(request.id.clone(), result)).to_bytes();
+                let body = Message::Response(Response::result(request.id.clone(), result)).to_bytes();
                 return self.respond(json_head(post.exchange, 200, post.cors), body);
             }
         }
@@ -234,58 +174,25 @@ impl Proxy {
             .iter()
             .filter(|slot| slot.ready)
             .filter_map(|slot| slot.session.clone())
-            .min_by_key(|session| {
-                self.sessions
-                    .get(session)
-                    .map_or(usize::MAX, |s| s.in_flight.len())
-            });
+            .min_by_key(|session| self.sessions.get(session).map_or(usize::MAX, |s| s.in_flight.len()));
         let Some(member) = member else {
             return self.wait_for_pool(post);
         };
         // The proxy initialized the child itself; the client's own `initialized` has no place.
-        let messages: Vec<Message> = post
-            .messages
-            .into_iter()
-            .filter(|m| m.method() != Some("notifications/initialized"))
-            .collect();
-        let requests =
-            self.forward_from_client(now, &member, ReplyTo::Exchange(post.exchange), messages);
+        let messages: Vec<Message> =
+            post.messages.into_iter().filter(|m| m.method() != Some("notifications/initialized")).collect();
+        let requests = self.forward_from_client(now, &member, ReplyTo::Exchange(post.exchange), messages);
         if requests == 0 {
-            return self.respond(
-                ResponseHead {
-                    exchange: post.exchange,
-                    status: 202,
-                    headers: post.cors,
-                },
-                Vec::new(),
-            );
+            return self.respond(ResponseHead { exchange: post.exchange, status: 202, headers: post.cors }, Vec::new());
         }
-        let state = PostState {
-            outstanding: requests,
-            batch: post.batch,
-            collected: Vec::new(),
-            accepts_sse: post.accepts_sse,
-            streaming: false,
-            initialize: false,
-        };
-        self.exchanges.insert(
-            post.exchange,
-            Exchange {
-                session: member,
-                headers: post.cors,
-                kind: ExchangeKind::Post(state),
-            },
-        );
+        let state = PostState::new(requests, post.batch, post.accepts_sse, false);
+        self.exchanges
+            .insert(post.exchange, Exchange { session: member, headers: post.cors, kind: ExchangeKind::Post(state) });
     }
 
     fn wait_for_pool(&mut self, post: WaitingPost) {
         if self.pool.waiting.len() >= WAITING_LIMIT {
-            return self.refuse(
-                post.exchange,
-                post.cors,
-                503,
-                "Service Unavailable: no server process is ready",
-            );
+            return self.refuse(post.exchange, post.cors, 503, "Service Unavailable: no server process is ready");
         }
         self.pool.waiting.push_back(post);
     }

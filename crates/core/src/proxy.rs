@@ -11,15 +11,14 @@ use crate::error::{codes, RequestError};
 use crate::exchange::{error_body, json_head, sse_head, Exchange, ExchangeKind};
 use crate::http::{Header, HttpRequest, ResponseHead};
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
-use crate::jsonrpc::{
-    batch_to_bytes, Message, Notification, Payload, Request, RequestId, Response,
-};
+use crate::jsonrpc::{Message, Notification, Payload, Request, RequestId, Response};
 use crate::mcp;
 use crate::pending::{Pending, PendingRequest, ReplyTo, Timer};
-use crate::policy::{check_api_key, cors_response_headers, preflight_headers, AuthDecision};
+use crate::policy::{
+    check_api_key, check_origin, cors_response_headers, preflight_headers, AuthDecision, OriginDecision,
+};
 use crate::pool::Pool;
-use crate::session::{Session, SessionState, Transport, BACKLOG_LIMIT};
-use crate::sse;
+use crate::session::{Session, SessionState, Transport};
 use crate::time::Instant;
 
 /// Something the shell observed.
@@ -113,16 +112,19 @@ pub enum Output {
 #[derive(Debug)]
 pub struct Proxy {
     pub(crate) config: Config,
-    rng: ChaCha20Rng,
-    outputs: VecDeque<Output>,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) outputs: VecDeque<Output>,
     pub(crate) sessions: HashMap<SessionId, Session>,
-    by_upstream: HashMap<UpstreamId, SessionId>,
+    pub(crate) by_upstream: HashMap<UpstreamId, SessionId>,
     pub(crate) exchanges: HashMap<ExchangeId, Exchange>,
     pub(crate) pending: Pending,
     pub(crate) pool: Pool,
     /// The latest time handed in.
     pub(crate) now: Instant,
-    next_upstream: u64,
+    pub(crate) next_upstream: u64,
+    /// A stream started since the keep-alive timer last ran.
+    pub(crate) streams_opened: bool,
+    pub(crate) keepalive_armed: bool,
 }
 
 impl Proxy {
@@ -142,6 +144,8 @@ impl Proxy {
             pool: Pool::default(),
             now,
             next_upstream: 0,
+            streams_opened: false,
+            keepalive_armed: false,
         };
         if stateless {
             proxy.start_pool(now);
@@ -177,14 +181,11 @@ impl Proxy {
         match input {
             Input::HttpRequest(request) => self.handle_http_request(now, request),
             Input::HttpClosed(exchange) => self.handle_http_closed(exchange),
-            Input::UpstreamMessage { upstream, data } => {
-                self.handle_upstream_message(upstream, &data)
-            }
-            Input::UpstreamClosed { upstream, reason } => {
-                self.handle_upstream_closed(upstream, reason)
-            }
+            Input::UpstreamMessage { upstream, data } => self.handle_upstream_message(upstream, &data),
+            Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason),
             Input::Timeout => self.handle_timeout(now),
         }
+        self.arm_keepalive();
     }
 
     /// The next thing for the shell to do, if any.
@@ -200,40 +201,28 @@ impl Proxy {
     fn handle_http_request(&mut self, now: Instant, request: HttpRequest) {
         let exchange = request.exchange;
         if request.method == "OPTIONS" {
+            if let OriginDecision::Deny(reason) = check_origin(&self.config, &request) {
+                return self.refuse(exchange, Vec::new(), 403, &format!("Forbidden: {reason}"));
+            }
             let mut headers = preflight_headers(&self.config.cors, &request);
             headers.push(Header::new("allow", "GET, POST, DELETE, OPTIONS"));
-            return self.respond(
-                ResponseHead {
-                    exchange,
-                    status: 204,
-                    headers,
-                },
-                Vec::new(),
-            );
+            return self.respond(ResponseHead { exchange, status: 204, headers }, Vec::new());
         }
         let cors = cors_response_headers(&self.config.cors, &request);
         let path = request.path();
         if path == "/ping" && matches!(request.method.as_str(), "GET" | "HEAD") {
             let mut headers = cors;
             headers.push(Header::new("content-type", "text/plain"));
-            return self.respond(
-                ResponseHead {
-                    exchange,
-                    status: 200,
-                    headers,
-                },
-                b"pong".to_vec(),
-            );
+            return self.respond(ResponseHead { exchange, status: 200, headers }, b"pong".to_vec());
+        }
+        if let OriginDecision::Deny(reason) = check_origin(&self.config, &request) {
+            self.log(LogLevel::Warn, format!("refused a request: {reason}"));
+            return self.refuse(exchange, cors, 403, &format!("Forbidden: {reason}"));
         }
         if check_api_key(self.config.api_key.as_deref(), &request) == AuthDecision::Deny {
             let mut headers = cors;
             headers.push(Header::new("www-authenticate", "Bearer"));
-            return self.refuse(
-                exchange,
-                headers,
-                401,
-                "Unauthorized: missing or invalid API key",
-            );
+            return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid API key");
         }
         let transports = self.config.transports;
         let method = request.method.as_str();
@@ -261,24 +250,39 @@ impl Proxy {
     }
 
     fn handle_http_closed(&mut self, exchange_id: ExchangeId) {
+        let keeps_events = self.config.event_store_size > 0;
+        match self.exchanges.get_mut(&exchange_id).map(|e| &mut e.kind) {
+            None => return self.forget_waiting(exchange_id),
+            // The client may come back with Last-Event-ID: the stream goes on into the store.
+            Some(ExchangeKind::Post(post)) if post.stream.is_some() && post.outstanding > 0 && keeps_events => {
+                if post.connection == Some(exchange_id) {
+                    post.connection = None;
+                }
+                return;
+            }
+            Some(ExchangeKind::Resumed { post }) => {
+                let post = *post;
+                self.exchanges.remove(&exchange_id);
+                if let Some(Exchange { kind: ExchangeKind::Post(state), .. }) = self.exchanges.get_mut(&post) {
+                    if state.connection == Some(exchange_id) {
+                        state.connection = None;
+                    }
+                }
+                return;
+            }
+            Some(_) => {}
+        }
         let Some(exchange) = self.exchanges.remove(&exchange_id) else {
-            return self.forget_waiting(exchange_id);
+            return;
         };
         match exchange.kind {
+            ExchangeKind::Resumed { .. } => {}
             ExchangeKind::LegacyStream => {
-                self.end_session(
-                    &exchange.session,
-                    &RequestError::SessionEnded,
-                    "the client closed its SSE stream",
-                );
+                self.end_session(&exchange.session, &RequestError::SessionEnded, "the client closed its SSE stream");
             }
             ExchangeKind::Standalone | ExchangeKind::Post(_) => {
-                if let Some(Transport::Streamable {
-                    standalone, posts, ..
-                }) = self
-                    .sessions
-                    .get_mut(&exchange.session)
-                    .map(|s| &mut s.transport)
+                if let Some(Transport::Streamable { standalone, posts, .. }) =
+                    self.sessions.get_mut(&exchange.session).map(|s| &mut s.transport)
                 {
                     if *standalone == Some(exchange_id) {
                         *standalone = None;
@@ -298,7 +302,10 @@ impl Proxy {
             Ok(Payload::Batch(messages)) => messages,
             Err(error) => {
                 let line = String::from_utf8_lossy(data);
-                let message = format!("session {session_id}: skipped a line from the server that is not JSON-RPC ({error}): {}", truncate(&line, 300));
+                let message = format!(
+                    "session {session_id}: skipped a line from the server that is not JSON-RPC ({error}): {}",
+                    truncate(&line, 300)
+                );
                 return self.log(LogLevel::Warn, message);
             }
         };
@@ -306,31 +313,19 @@ impl Proxy {
             if self.config.debug {
                 self.log(
                     LogLevel::Debug,
-                    format!(
-                        "session {session_id} <- server: {}",
-                        String::from_utf8_lossy(&message.to_bytes())
-                    ),
+                    format!("session {session_id} <- server: {}", String::from_utf8_lossy(&message.to_bytes())),
                 );
             }
             match message {
                 Message::Response(response) => self.handle_upstream_response(&session_id, response),
-                Message::Notification(notification)
-                    if notification.method == "notifications/progress" =>
-                {
+                Message::Notification(notification) if notification.method == "notifications/progress" => {
                     let target = mcp::progress_notification_token(&notification.params)
-                        .and_then(|token| {
-                            self.sessions
-                                .get(&session_id)?
-                                .progress
-                                .get(&token)
-                                .copied()
-                        })
+                        .and_then(|token| self.sessions.get(&session_id)?.progress.get(&token).copied())
                         .and_then(|proxy_id| self.pending.get(proxy_id))
                         .map(|pending| pending.reply_to);
                     let message = Message::Notification(notification);
                     match target {
-                        Some(ReplyTo::Exchange(exchange))
-                            if self.send_event(exchange, &message) => {}
+                        Some(ReplyTo::Exchange(exchange)) if self.send_event(exchange, &message) => {}
                         _ => self.route_to_session(&session_id, &message),
                     }
                 }
@@ -349,10 +344,8 @@ impl Proxy {
             _ => None,
         };
         let Some(proxy_id) = pending else {
-            let message = format!(
-                "session {session_id}: dropped a response to no request in flight (id {:?})",
-                response.id
-            );
+            let message =
+                format!("session {session_id}: dropped a response to no request in flight (id {:?})", response.id);
             return self.log(LogLevel::Warn, message);
         };
         let Some(pending) = self.take_pending(proxy_id) else {
@@ -366,15 +359,8 @@ impl Proxy {
         let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
             return;
         };
-        self.log(
-            LogLevel::Warn,
-            format!("session {session_id}: the server exited: {reason}"),
-        );
-        self.end_session(
-            &session_id,
-            &RequestError::UpstreamClosed(reason),
-            "the server exited",
-        );
+        self.log(LogLevel::Warn, format!("session {session_id}: the server exited: {reason}"));
+        self.end_session(&session_id, &RequestError::UpstreamClosed(reason), "the server exited");
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -384,40 +370,33 @@ impl Proxy {
                     let Some(pending) = self.take_pending(proxy_id) else {
                         continue;
                     };
-                    if let Some(upstream) = self.sessions.get(&pending.session).map(|s| s.upstream)
-                    {
-                        let params = serde_json::json!({"requestId": proxy_id.0, "reason": "request timed out in the proxy"});
-                        let cancel = Message::Notification(Notification {
-                            method: mcp::CANCELLED.into(),
-                            params: Some(params),
-                        });
+                    if let Some(upstream) = self.sessions.get(&pending.session).map(|s| s.upstream) {
+                        let params =
+                            serde_json::json!({"requestId": proxy_id.0, "reason": "request timed out in the proxy"});
+                        let cancel =
+                            Message::Notification(Notification { method: mcp::CANCELLED.into(), params: Some(params) });
                         self.send_upstream(upstream, &cancel);
                     }
                     let error = RequestError::Timeout(self.config.request_timeout_ms);
                     self.log(
                         LogLevel::Warn,
-                        format!(
-                            "session {}: request {:?} timed out",
-                            pending.session, pending.original_id
-                        ),
+                        format!("session {}: request {:?} timed out", pending.session, pending.original_id),
                     );
-                    let response =
-                        Response::error(Some(pending.original_id.clone()), error.to_error_object());
+                    let response = Response::error(Some(pending.original_id.clone()), error.to_error_object());
                     self.deliver_response(&pending, response);
                 }
                 Timer::Respawn(slot) => self.respawn(now, slot),
+                Timer::Idle(session_id) => self.check_idle(session_id),
+                Timer::KeepAlive => self.keep_alive(),
                 Timer::Connect(session_id) => {
-                    let expecting = self.sessions.get(&session_id).is_some_and(|s| {
-                        matches!(s.state, SessionState::ExpectInitializeResult { .. })
-                    });
+                    let expecting = self
+                        .sessions
+                        .get(&session_id)
+                        .is_some_and(|s| matches!(s.state, SessionState::ExpectInitializeResult { .. }));
                     if expecting {
                         let error = RequestError::ConnectTimeout(self.config.connection_timeout_ms);
                         self.log(LogLevel::Warn, format!("session {session_id}: {error}"));
-                        self.end_session(
-                            &session_id,
-                            &error,
-                            "the server did not initialize in time",
-                        );
+                        self.end_session(&session_id, &error, "the server did not initialize in time");
                     }
                 }
             }
@@ -425,29 +404,6 @@ impl Proxy {
     }
 
     // ---- machinery shared by the transports ----
-
-    /// Starts a new session with its own child and returns its id.
-    pub(crate) fn open_session(
-        &mut self,
-        state: SessionState,
-        transport: Transport,
-    ) -> (SessionId, UpstreamId) {
-        let id = SessionId::generate(&mut self.rng);
-        self.next_upstream += 1;
-        let upstream = UpstreamId(self.next_upstream);
-        self.outputs.push_back(Output::Spawn {
-            upstream,
-            server: self.config.server.clone(),
-        });
-        if let SessionState::ExpectInitializeResult { deadline } = state {
-            self.pending.set_timer(deadline, Timer::Connect(id.clone()));
-        }
-        self.sessions
-            .insert(id.clone(), Session::new(upstream, state, transport));
-        self.by_upstream.insert(upstream, id.clone());
-        self.log(LogLevel::Info, format!("session {id}: started"));
-        (id, upstream)
-    }
 
     /// Forwards the messages a client sent in one body; returns how many were requests.
     pub(crate) fn forward_from_client(
@@ -470,9 +426,7 @@ impl Proxy {
                     }
                     self.send_to_session_upstream(session_id, &Message::Notification(notification));
                 }
-                response @ Message::Response(_) => {
-                    self.send_to_session_upstream(session_id, &response)
-                }
+                response @ Message::Response(_) => self.send_to_session_upstream(session_id, &response),
             }
         }
         requests
@@ -516,25 +470,19 @@ impl Proxy {
         let Some(client_id) = mcp::cancelled_request_id(&notification.params) else {
             return;
         };
-        let Some(proxy_id) = self
-            .sessions
-            .get(session_id)
-            .and_then(|s| s.proxy_id_of(&client_id))
-        else {
+        let Some(proxy_id) = self.sessions.get(session_id).and_then(|s| s.proxy_id_of(&client_id)) else {
             return;
         };
         mcp::set_cancelled_request_id(&mut notification.params, proxy_id.0);
         if let Some(pending) = self.take_pending(proxy_id) {
-            let response = Response::error(
-                Some(pending.original_id.clone()),
-                RequestError::Cancelled.to_error_object(),
-            );
+            let response =
+                Response::error(Some(pending.original_id.clone()), RequestError::Cancelled.to_error_object());
             self.deliver_response(&pending, response);
         }
     }
 
     /// Removes a request from the pending table and from its session's maps.
-    fn take_pending(&mut self, proxy_id: ProxyRequestId) -> Option<PendingRequest> {
+    pub(crate) fn take_pending(&mut self, proxy_id: ProxyRequestId) -> Option<PendingRequest> {
         let pending = self.pending.remove(proxy_id)?;
         if let Some(session) = self.sessions.get_mut(&pending.session) {
             session.finish(proxy_id, pending.progress.as_ref());
@@ -543,15 +491,18 @@ impl Proxy {
     }
 
     /// Hands the answer of a request to whoever waits for it.
-    fn deliver_response(&mut self, pending: &PendingRequest, response: Response) {
+    pub(crate) fn deliver_response(&mut self, pending: &PendingRequest, response: Response) {
         let succeeded = response.outcome.is_ok();
         if pending.initialize {
             if let Some(session) = self.sessions.get_mut(&pending.session) {
                 if let SessionState::ExpectInitializeResult { deadline } = session.state {
-                    self.pending
-                        .cancel_timer(deadline, Timer::Connect(pending.session.clone()));
+                    self.pending.cancel_timer(deadline, Timer::Connect(pending.session.clone()));
                 }
                 session.state = SessionState::Ready;
+                if let Ok(result) = &response.outcome {
+                    session.protocol_version =
+                        result.get("protocolVersion").and_then(|v| v.as_str()).map(str::to_owned);
+                }
             }
         }
         if pending.reply_to == ReplyTo::PoolInitialize {
@@ -563,145 +514,8 @@ impl Proxy {
             ReplyTo::Exchange(exchange_id) => self.answer_post(exchange_id, message),
             ReplyTo::PoolInitialize => {}
         }
-        if pending.initialize
-            && !succeeded
-            && self
-                .sessions
-                .get(&pending.session)
-                .is_some_and(Session::is_streamable)
-        {
-            self.end_session(
-                &pending.session,
-                &RequestError::SessionEnded,
-                "the server refused initialize",
-            );
-        }
-    }
-
-    /// Adds one answer to a POST exchange, finishing it when nothing is outstanding.
-    fn answer_post(&mut self, exchange_id: ExchangeId, message: Message) {
-        let streaming = match self.exchanges.get_mut(&exchange_id) {
-            Some(Exchange {
-                kind: ExchangeKind::Post(post),
-                ..
-            }) => {
-                post.outstanding = post.outstanding.saturating_sub(1);
-                post.streaming
-            }
-            _ => return,
-        };
-        if streaming {
-            self.send_event(exchange_id, &message);
-        } else if let Some(Exchange {
-            kind: ExchangeKind::Post(post),
-            ..
-        }) = self.exchanges.get_mut(&exchange_id)
-        {
-            post.collected.push(message);
-        }
-        let done = matches!(self.exchanges.get(&exchange_id), Some(Exchange { kind: ExchangeKind::Post(post), .. }) if post.outstanding == 0);
-        if done {
-            self.finish_post(exchange_id);
-        }
-    }
-
-    fn finish_post(&mut self, exchange_id: ExchangeId) {
-        let Some(exchange) = self.exchanges.remove(&exchange_id) else {
-            return;
-        };
-        if let Some(Transport::Streamable { posts, .. }) = self
-            .sessions
-            .get_mut(&exchange.session)
-            .map(|s| &mut s.transport)
-        {
-            posts.retain(|id| *id != exchange_id);
-        }
-        let ExchangeKind::Post(post) = exchange.kind else {
-            return;
-        };
-        if post.streaming {
-            return self.outputs.push_back(Output::StreamEnd(exchange_id));
-        }
-        let mut headers = exchange.headers;
-        let initialized = post.initialize
-            && matches!(
-                post.collected.first(),
-                Some(Message::Response(Response { outcome: Ok(_), .. }))
-            );
-        if initialized {
-            headers.push(Header::new("mcp-session-id", exchange.session.as_str()));
-        }
-        let body = match (post.batch, post.collected.as_slice()) {
-            (false, [single]) => single.to_bytes(),
-            (_, collected) => batch_to_bytes(collected),
-        };
-        self.respond(json_head(exchange_id, 200, headers), body);
-    }
-
-    /// Sends a server message as an SSE event on `exchange_id`, turning a POST response
-    /// into a stream if needed. Returns false if that exchange cannot carry it.
-    pub(crate) fn send_event(&mut self, exchange_id: ExchangeId, message: &Message) -> bool {
-        let Some(exchange) = self.exchanges.get_mut(&exchange_id) else {
-            return false;
-        };
-        if let ExchangeKind::Post(post) = &mut exchange.kind {
-            if !post.accepts_sse {
-                return false;
-            }
-            if !post.streaming {
-                post.streaming = true;
-                let mut headers = exchange.headers.clone();
-                if post.initialize {
-                    headers.push(Header::new("mcp-session-id", exchange.session.as_str()));
-                }
-                self.outputs
-                    .push_back(Output::StreamStart(sse_head(exchange_id, headers)));
-            }
-        }
-        let session_id = exchange.session.clone();
-        let Some(session) = self.sessions.get_mut(&session_id) else {
-            return false;
-        };
-        let event_id = session.next_event_id();
-        let data = sse::event(Some(&event_id), Some("message"), &message.to_bytes());
-        self.outputs.push_back(Output::StreamData {
-            exchange: exchange_id,
-            data,
-        });
-        true
-    }
-
-    /// Delivers a server message that belongs to no particular request.
-    fn route_to_session(&mut self, session_id: &SessionId, message: &Message) {
-        let Some(session) = self.sessions.get(session_id) else {
-            return;
-        };
-        let candidates: Vec<ExchangeId> = match &session.transport {
-            Transport::LegacySse { stream } => vec![*stream],
-            Transport::Streamable {
-                standalone, posts, ..
-            } => standalone
-                .iter()
-                .chain(posts.iter().rev())
-                .copied()
-                .collect(),
-            Transport::Pool { .. } => Vec::new(),
-        };
-        if candidates
-            .into_iter()
-            .any(|exchange| self.send_event(exchange, message))
-        {
-            return;
-        }
-        let Some(Transport::Streamable { backlog, .. }) =
-            self.sessions.get_mut(session_id).map(|s| &mut s.transport)
-        else {
-            return;
-        };
-        backlog.push_back(message.to_bytes());
-        if backlog.len() > BACKLOG_LIMIT {
-            backlog.pop_front();
-            self.log(LogLevel::Warn, format!("session {session_id}: no stream open; dropped the oldest waiting server message"));
+        if pending.initialize && !succeeded && self.sessions.get(&pending.session).is_some_and(Session::is_streamable) {
+            self.end_session(&pending.session, &RequestError::SessionEnded, "the server refused initialize");
         }
     }
 
@@ -714,70 +528,10 @@ impl Proxy {
     fn send_upstream(&mut self, upstream: UpstreamId, message: &Message) {
         let data = message.to_bytes();
         if self.config.debug {
-            let session = self
-                .by_upstream
-                .get(&upstream)
-                .map(SessionId::to_string)
-                .unwrap_or_default();
-            self.log(
-                LogLevel::Debug,
-                format!(
-                    "session {session} -> server: {}",
-                    String::from_utf8_lossy(&data)
-                ),
-            );
+            let session = self.by_upstream.get(&upstream).map(SessionId::to_string).unwrap_or_default();
+            self.log(LogLevel::Debug, format!("session {session} -> server: {}", String::from_utf8_lossy(&data)));
         }
         self.outputs.push_back(Output::Send { upstream, data });
-    }
-
-    /// Ends a session: fails what is in flight, closes its streams, stops its child.
-    pub(crate) fn end_session(&mut self, session_id: &SessionId, error: &RequestError, why: &str) {
-        let Some(session) = self.sessions.get(session_id) else {
-            return;
-        };
-        let in_flight: Vec<ProxyRequestId> = session.in_flight.keys().copied().collect();
-        for proxy_id in in_flight {
-            if let Some(pending) = self.take_pending(proxy_id) {
-                let response =
-                    Response::error(Some(pending.original_id.clone()), error.to_error_object());
-                self.deliver_response(&pending, response);
-            }
-        }
-        let Some(session) = self.sessions.remove(session_id) else {
-            return;
-        };
-        if let SessionState::ExpectInitializeResult { deadline } = session.state {
-            self.pending
-                .cancel_timer(deadline, Timer::Connect(session_id.clone()));
-        }
-        self.by_upstream.remove(&session.upstream);
-        self.outputs
-            .push_back(Output::CloseUpstream(session.upstream));
-        let streams: Vec<ExchangeId> = match session.transport {
-            Transport::LegacySse { stream } => vec![stream],
-            Transport::Streamable {
-                standalone, posts, ..
-            } => standalone.into_iter().chain(posts).collect(),
-            Transport::Pool { slot } => {
-                self.pool_member_ended(slot);
-                Vec::new()
-            }
-        };
-        for exchange_id in streams {
-            let Some(exchange) = self.exchanges.remove(&exchange_id) else {
-                continue;
-            };
-            match exchange.kind {
-                ExchangeKind::Post(post) if !post.streaming => {
-                    self.refuse(exchange_id, exchange.headers, 404, "Session ended");
-                }
-                _ => self.outputs.push_back(Output::StreamEnd(exchange_id)),
-            }
-        }
-        self.log(
-            LogLevel::Info,
-            format!("session {session_id}: ended ({why})"),
-        );
     }
 
     // ---- responses and logs ----
@@ -787,46 +541,27 @@ impl Proxy {
     }
 
     pub(crate) fn start_stream(&mut self, exchange: ExchangeId, headers: Vec<Header>) {
-        self.outputs
-            .push_back(Output::StreamStart(sse_head(exchange, headers)));
+        self.streams_opened = true;
+        self.outputs.push_back(Output::StreamStart(sse_head(exchange, headers)));
     }
 
     pub(crate) fn stream_data(&mut self, exchange: ExchangeId, data: Vec<u8>) {
-        self.outputs
-            .push_back(Output::StreamData { exchange, data });
+        self.outputs.push_back(Output::StreamData { exchange, data });
     }
 
     /// Answers with an HTTP error status and a JSON-RPC error body.
-    pub(crate) fn refuse(
-        &mut self,
-        exchange: ExchangeId,
-        headers: Vec<Header>,
-        status: u16,
-        message: &str,
-    ) {
+    pub(crate) fn refuse(&mut self, exchange: ExchangeId, headers: Vec<Header>, status: u16, message: &str) {
         let code = match status {
             404 => codes::SESSION_NOT_FOUND,
             413 | 415 | 406 => codes::INVALID_REQUEST,
             _ => codes::TRANSPORT,
         };
-        self.respond(
-            json_head(exchange, status, headers),
-            error_body(code, message),
-        );
+        self.respond(json_head(exchange, status, headers), error_body(code, message));
     }
 
     /// Answers with an HTTP status and the given JSON-RPC response as body.
-    pub(crate) fn refuse_with(
-        &mut self,
-        exchange: ExchangeId,
-        headers: Vec<Header>,
-        status: u16,
-        response: Response,
-    ) {
-        self.respond(
-            json_head(exchange, status, headers),
-            Message::Response(response).to_bytes(),
-        );
+    pub(crate) fn refuse_with(&mut self, exchange: ExchangeId, headers: Vec<Header>, status: u16, response: Response) {
+        self.respond(json_head(exchange, status, headers), Message::Response(response).to_bytes());
     }
 
     fn method_not_allowed(&mut self, exchange: ExchangeId, mut headers: Vec<Header>, allow: &str) {

@@ -2,10 +2,14 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::event_store::{EventId, EventStore, StreamNo};
 use crate::ids::{ExchangeId, ProxyRequestId, UpstreamId};
-use crate::jsonrpc::RequestId;
+use crate::jsonrpc::{Message, RequestId};
 use crate::mcp::ProgressToken;
 use crate::time::Instant;
+
+/// The stream number of a session's GET stream; POST streams count up from 1.
+pub(crate) const STANDALONE_STREAM: StreamNo = 0;
 
 /// How many server messages a Streamable HTTP session keeps while no stream can take them.
 pub(crate) const BACKLOG_LIMIT: usize = 256;
@@ -31,8 +35,8 @@ pub(crate) enum Transport {
         standalone: Option<ExchangeId>,
         /// Open POST exchanges, oldest first.
         posts: Vec<ExchangeId>,
-        /// Server messages waiting for a stream (SSE-framed event payloads), oldest first.
-        backlog: VecDeque<Vec<u8>>,
+        /// Server messages waiting for a stream, oldest first.
+        backlog: VecDeque<Message>,
     },
     /// A stateless pool child: no client of its own.
     Pool {
@@ -56,33 +60,58 @@ pub(crate) struct Session {
     pub(crate) in_flight: HashMap<ProxyRequestId, RequestId>,
     /// Progress tokens of in-flight requests.
     pub(crate) progress: HashMap<ProgressToken, ProxyRequestId>,
-    next_event_id: u64,
+    /// The protocol revision negotiated at initialize, once known.
+    pub(crate) protocol_version: Option<String>,
+    /// The last time the client did something in this session.
+    pub(crate) last_activity: Instant,
+    /// Events sent, for resuming streams.
+    pub(crate) events: EventStore,
+    next_seq: u64,
+    next_stream: StreamNo,
 }
 
 impl Session {
-    pub(crate) fn new(upstream: UpstreamId, state: SessionState, transport: Transport) -> Session {
+    pub(crate) fn new(
+        upstream: UpstreamId,
+        state: SessionState,
+        transport: Transport,
+        now: Instant,
+        events: EventStore,
+    ) -> Session {
         Session {
             upstream,
             state,
             transport,
             in_flight: HashMap::new(),
             progress: HashMap::new(),
-            next_event_id: 0,
+            protocol_version: None,
+            last_activity: now,
+            events,
+            next_seq: 0,
+            next_stream: STANDALONE_STREAM,
         }
     }
 
-    /// The id of the next SSE event this session sends.
-    pub(crate) fn next_event_id(&mut self) -> String {
-        self.next_event_id += 1;
-        self.next_event_id.to_string()
+    /// The id of the next event on `stream`.
+    pub(crate) fn next_event_id(&mut self, stream: StreamNo) -> EventId {
+        self.next_seq += 1;
+        EventId { stream, seq: self.next_seq }
+    }
+
+    /// Numbers a new POST stream.
+    pub(crate) fn next_stream(&mut self) -> StreamNo {
+        self.next_stream += 1;
+        self.next_stream
+    }
+
+    /// Whether the client speaks a revision that understands priming events (2025-11-25 on).
+    pub(crate) fn wants_priming(&self) -> bool {
+        self.events.enabled() && self.protocol_version.as_deref().is_some_and(|v| v >= "2025-11-25")
     }
 
     /// The proxy id of the in-flight request the client knows as `id`.
     pub(crate) fn proxy_id_of(&self, id: &RequestId) -> Option<ProxyRequestId> {
-        self.in_flight
-            .iter()
-            .find(|(_, original)| *original == id)
-            .map(|(proxy, _)| *proxy)
+        self.in_flight.iter().find(|(_, original)| *original == id).map(|(proxy, _)| *proxy)
     }
 
     /// Forgets an answered, failed or cancelled request.

@@ -32,10 +32,7 @@ mod tests {
 
     #[test]
     fn frames_single_and_multi_line_data() {
-        assert_eq!(
-            event(Some("3"), Some("message"), b"{}"),
-            b"id: 3\nevent: message\ndata: {}\n\n"
-        );
+        assert_eq!(event(Some("3"), Some("message"), b"{}"), b"id: 3\nevent: message\ndata: {}\n\n");
         assert_eq!(
             event(None, Some("endpoint"), b"/messages?sessionId=a"),
             b"event: endpoint\ndata: /messages?sessionId=a\n\n"

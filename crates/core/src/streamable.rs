@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::RequestError;
+use crate::event_store::EventId;
 use crate::exchange::{Exchange, ExchangeKind, PostState};
 use crate::http::{Header, HttpRequest};
 use crate::ids::SessionId;
@@ -11,7 +12,6 @@ use crate::mcp;
 use crate::pending::ReplyTo;
 use crate::proxy::Proxy;
 use crate::session::{SessionState, Transport};
-use crate::sse;
 use crate::time::Instant;
 
 /// Why a request names no usable session.
@@ -27,9 +27,7 @@ impl Proxy {
             return SessionLookup::Missing;
         };
         match SessionId::parse(header.trim()) {
-            Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable()) => {
-                SessionLookup::Found(id)
-            }
+            Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable()) => SessionLookup::Found(id),
             _ => SessionLookup::Unknown,
         }
     }
@@ -37,14 +35,15 @@ impl Proxy {
     /// Checks the session header of a non-initialize request, answering the refusal itself.
     fn require_session(&mut self, request: &HttpRequest, cors: &[Header]) -> Option<SessionId> {
         match self.lookup_streamable_session(request) {
-            SessionLookup::Found(id) => Some(id),
+            SessionLookup::Found(id) => {
+                let now = self.now;
+                if let Some(session) = self.sessions.get_mut(&id) {
+                    session.last_activity = now;
+                }
+                Some(id)
+            }
             SessionLookup::Missing => {
-                self.refuse(
-                    request.exchange,
-                    cors.to_vec(),
-                    400,
-                    "Bad Request: Mcp-Session-Id header is required",
-                );
+                self.refuse(request.exchange, cors.to_vec(), 400, "Bad Request: Mcp-Session-Id header is required");
                 None
             }
             SessionLookup::Unknown => {
@@ -73,19 +72,11 @@ impl Proxy {
     pub(crate) fn stream_post(&mut self, now: Instant, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if request.body_too_large {
-            let message = format!(
-                "Payload Too Large: the body exceeds {} bytes",
-                self.config.max_body_size
-            );
+            let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);
             return self.refuse(exchange, cors, 413, &message);
         }
         if !request.has_json_body() {
-            return self.refuse(
-                exchange,
-                cors,
-                415,
-                "Unsupported Media Type: Content-Type must be application/json",
-            );
+            return self.refuse(exchange, cors, 415, "Unsupported Media Type: Content-Type must be application/json");
         }
         let accepts_sse = request.accepts("text/event-stream");
         let accepts_json = request.accepts("application/json");
@@ -108,29 +99,25 @@ impl Proxy {
         if self.config.stateless {
             return self.stateless_post(now, exchange, cors, messages, batch, accepts_sse);
         }
-        let initialize = messages
-            .iter()
-            .any(|m| matches!(m, Message::Request(r) if r.method == mcp::INITIALIZE));
+        let initialize = messages.iter().any(|m| matches!(m, Message::Request(r) if r.method == mcp::INITIALIZE));
         let session_id = if initialize {
             if batch {
+                return self.refuse(exchange, cors, 400, "Bad Request: initialize must be sent alone, not in a batch");
+            }
+            if request.header("mcp-session-id").is_some() {
                 return self.refuse(
                     exchange,
                     cors,
                     400,
-                    "Bad Request: initialize must be sent alone, not in a batch",
+                    "Bad Request: initialize starts a new session and must not carry Mcp-Session-Id",
                 );
             }
-            if request.header("mcp-session-id").is_some() {
-                return self.refuse(exchange, cors, 400, "Bad Request: initialize starts a new session and must not carry Mcp-Session-Id");
+            if self.at_session_limit() {
+                return self.refuse(exchange, cors, 503, "Service Unavailable: too many sessions");
             }
             let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
-            let transport = Transport::Streamable {
-                standalone: None,
-                posts: Vec::new(),
-                backlog: Default::default(),
-            };
-            self.open_session(SessionState::ExpectInitializeResult { deadline }, transport)
-                .0
+            let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
+            self.open_session(SessionState::ExpectInitializeResult { deadline }, transport).0
         } else {
             match self.require_session(&request, &cors) {
                 Some(id) => id,
@@ -140,42 +127,17 @@ impl Proxy {
         if self.config.debug {
             self.log(
                 crate::proxy::LogLevel::Debug,
-                format!(
-                    "session {session_id} <- client: {}",
-                    String::from_utf8_lossy(&request.body)
-                ),
+                format!("session {session_id} <- client: {}", String::from_utf8_lossy(&request.body)),
             );
         }
-        let requests =
-            self.forward_from_client(now, &session_id, ReplyTo::Exchange(exchange), messages);
+        let requests = self.forward_from_client(now, &session_id, ReplyTo::Exchange(exchange), messages);
         if requests == 0 {
-            return self.respond(
-                crate::http::ResponseHead {
-                    exchange,
-                    status: 202,
-                    headers: cors,
-                },
-                Vec::new(),
-            );
+            return self.respond(crate::http::ResponseHead { exchange, status: 202, headers: cors }, Vec::new());
         }
-        let post = PostState {
-            outstanding: requests,
-            batch,
-            collected: Vec::new(),
-            accepts_sse,
-            streaming: false,
-            initialize,
-        };
-        self.exchanges.insert(
-            exchange,
-            Exchange {
-                session: session_id.clone(),
-                headers: cors,
-                kind: ExchangeKind::Post(post),
-            },
-        );
-        if let Some(Transport::Streamable { posts, .. }) =
-            self.sessions.get_mut(&session_id).map(|s| &mut s.transport)
+        let post = PostState::new(requests, batch, accepts_sse, initialize);
+        self.exchanges
+            .insert(exchange, Exchange { session: session_id.clone(), headers: cors, kind: ExchangeKind::Post(post) });
+        if let Some(Transport::Streamable { posts, .. }) = self.sessions.get_mut(&session_id).map(|s| &mut s.transport)
         {
             posts.push(exchange);
         }
@@ -187,12 +149,7 @@ impl Proxy {
             return self.stateless_not_allowed(exchange, cors);
         }
         if !request.accepts("text/event-stream") {
-            return self.refuse(
-                exchange,
-                cors,
-                406,
-                "Not Acceptable: Accept must include text/event-stream",
-            );
+            return self.refuse(exchange, cors, 406, "Not Acceptable: Accept must include text/event-stream");
         }
         if !self.check_protocol_version(&request, &cors) {
             return;
@@ -200,57 +157,22 @@ impl Proxy {
         let Some(session_id) = self.require_session(&request, &cors) else {
             return;
         };
-        let Some(session) = self.sessions.get_mut(&session_id) else {
-            return;
-        };
-        let Transport::Streamable {
-            standalone,
-            backlog,
-            ..
-        } = &mut session.transport
-        else {
-            return;
-        };
-        if standalone.is_some() {
-            return self.refuse(
-                exchange,
-                cors,
-                409,
-                "Conflict: this session already has an open GET stream",
-            );
+        if let Some(last) = request.header("last-event-id").and_then(EventId::parse) {
+            return self.resume_stream(exchange, &session_id, cors, last);
         }
-        *standalone = Some(exchange);
-        let waiting: Vec<Vec<u8>> = backlog.drain(..).collect();
-        let events: Vec<Vec<u8>> = waiting
-            .iter()
-            .map(|payload| sse::event(Some(&session.next_event_id()), Some("message"), payload))
-            .collect();
-        self.exchanges.insert(
-            exchange,
-            Exchange {
-                session: session_id,
-                headers: cors.clone(),
-                kind: ExchangeKind::Standalone,
-            },
+        let open = matches!(
+            self.sessions.get(&session_id).map(|s| &s.transport),
+            Some(Transport::Streamable { standalone: Some(_), .. })
         );
-        self.start_stream(exchange, cors);
-        for data in events {
-            self.stream_data(exchange, data);
+        if open {
+            return self.refuse(exchange, cors, 409, "Conflict: this session already has an open GET stream");
         }
+        self.open_standalone(exchange, &session_id, cors, Vec::new());
     }
 
-    fn stateless_not_allowed(
-        &mut self,
-        exchange: crate::ids::ExchangeId,
-        mut headers: Vec<Header>,
-    ) {
+    fn stateless_not_allowed(&mut self, exchange: crate::ids::ExchangeId, mut headers: Vec<Header>) {
         headers.push(Header::new("allow", "POST, OPTIONS"));
-        self.refuse(
-            exchange,
-            headers,
-            405,
-            "Method Not Allowed: the server is stateless (no sessions, no GET stream)",
-        );
+        self.refuse(exchange, headers, 405, "Method Not Allowed: the server is stateless (no sessions, no GET stream)");
     }
 
     pub(crate) fn stream_delete(&mut self, request: HttpRequest, cors: Vec<Header>) {
@@ -260,18 +182,7 @@ impl Proxy {
         let Some(session_id) = self.require_session(&request, &cors) else {
             return;
         };
-        self.end_session(
-            &session_id,
-            &RequestError::SessionEnded,
-            "the client deleted it",
-        );
-        self.respond(
-            crate::http::ResponseHead {
-                exchange: request.exchange,
-                status: 200,
-                headers: cors,
-            },
-            Vec::new(),
-        );
+        self.end_session(&session_id, &RequestError::SessionEnded, "the client deleted it");
+        self.respond(crate::http::ResponseHead { exchange: request.exchange, status: 200, headers: cors }, Vec::new());
     }
 }

@@ -19,9 +19,7 @@ fn api_key_is_required_everywhere_else() {
     let (exchange, outputs) = h.post(None, r#"{"jsonrpc":"2.0","id":0,"method":"initialize"}"#);
     let (head, body) = response(&outputs, exchange).expect("refused");
     assert_eq!(head.status, 401);
-    assert!(body["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("Unauthorized")));
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("Unauthorized")));
     let (exchange, outputs) = h.request("GET", "/sse", &[("x-api-key", "wrong")], "");
     assert_eq!(status(&outputs, exchange), Some(401));
     let (exchange, outputs) = h.request("GET", "/sse", &[("authorization", "Bearer k")], "");
@@ -30,10 +28,7 @@ fn api_key_is_required_everywhere_else() {
     let (exchange, outputs) = h.request(
         "OPTIONS",
         "/mcp",
-        &[
-            ("origin", "https://a.example"),
-            ("access-control-request-method", "POST"),
-        ],
+        &[("origin", "http://localhost:6274"), ("access-control-request-method", "POST")],
         "",
     );
     assert_eq!(status(&outputs, exchange), Some(204));
@@ -45,24 +40,16 @@ fn preflight_and_responses_carry_cors_headers() {
     let (exchange, outputs) = h.request(
         "OPTIONS",
         "/mcp",
-        &[
-            ("origin", "https://a.example"),
-            ("access-control-request-method", "POST"),
-        ],
+        &[("origin", "http://localhost:6274"), ("access-control-request-method", "POST")],
         "",
     );
     let (head, _) = response(&outputs, exchange).expect("answered");
-    assert_eq!(
-        header(&head.headers, "access-control-allow-origin"),
-        Some("*")
-    );
-    assert!(header(&head.headers, "access-control-allow-headers")
-        .is_some_and(|v| v.contains("Mcp-Session-Id")));
-    let (exchange, outputs) = h.request("GET", "/nowhere", &[("origin", "https://a.example")], "");
+    assert_eq!(header(&head.headers, "access-control-allow-origin"), Some("*"));
+    assert!(header(&head.headers, "access-control-allow-headers").is_some_and(|v| v.contains("Mcp-Session-Id")));
+    let (exchange, outputs) = h.request("GET", "/nowhere", &[("origin", "http://localhost:6274")], "");
     let (head, _) = response(&outputs, exchange).expect("answered");
     assert_eq!(head.status, 404);
-    assert!(header(&head.headers, "access-control-expose-headers")
-        .is_some_and(|v| v.contains("Mcp-Session-Id")));
+    assert!(header(&head.headers, "access-control-expose-headers").is_some_and(|v| v.contains("Mcp-Session-Id")));
 }
 
 #[test]
@@ -70,29 +57,16 @@ fn bad_bodies_get_json_rpc_errors_with_the_right_status() {
     let mut h = Harness::new("");
     let (exchange, outputs) = h.post(None, "{not json");
     let (head, body) = response(&outputs, exchange).expect("answered");
-    assert_eq!(
-        (head.status, body["error"]["code"].as_i64()),
-        (400, Some(-32700))
-    );
+    assert_eq!((head.status, body["error"]["code"].as_i64()), (400, Some(-32700)));
     let (exchange, outputs) = h.post(None, r#"{"hello":"world"}"#);
     let (head, body) = response(&outputs, exchange).expect("answered");
-    assert_eq!(
-        (head.status, body["error"]["code"].as_i64()),
-        (400, Some(-32600))
-    );
+    assert_eq!((head.status, body["error"]["code"].as_i64()), (400, Some(-32600)));
     let (exchange, outputs) = h.post(None, r#"{"jsonrpc":"2.0","id":[1],"method":"x"}"#);
     assert_eq!(status(&outputs, exchange), Some(400));
     let (exchange, outputs) = h.request("POST", "/mcp", &[("content-type", "text/plain")], "{}");
     assert_eq!(status(&outputs, exchange), Some(415));
-    let (exchange, outputs) = h.request(
-        "POST",
-        "/mcp",
-        &[
-            ("content-type", "application/json"),
-            ("accept", "text/html"),
-        ],
-        "{}",
-    );
+    let (exchange, outputs) =
+        h.request("POST", "/mcp", &[("content-type", "application/json"), ("accept", "text/html")], "{}");
     assert_eq!(status(&outputs, exchange), Some(406));
     let (exchange, outputs) = h.request("PUT", "/mcp", &[], "");
     assert_eq!(status(&outputs, exchange), Some(405));
@@ -119,4 +93,33 @@ fn transports_can_be_switched_off() {
     let mut h = Harness::new(r#", "transports": {"sse": false, "stream": true}"#);
     let (exchange, outputs) = h.request("GET", "/sse", &[("accept", "text/event-stream")], "");
     assert_eq!(status(&outputs, exchange), Some(404));
+}
+
+#[test]
+fn foreign_origins_and_rebound_hosts_get_403() {
+    let mut h = Harness::new("");
+    let (exchange, outputs) = h.request("OPTIONS", "/mcp", &[("origin", "https://evil.example")], "");
+    assert_eq!(status(&outputs, exchange), Some(403));
+    let (exchange, outputs) = h.post(None, r#"{"jsonrpc":"2.0","id":0,"method":"initialize"}"#);
+    assert!(spawned(&outputs).is_some() && status(&outputs, exchange).is_none(), "no Origin: served");
+    let headers = [("content-type", "application/json"), ("accept", JSON_AND_SSE), ("origin", "https://evil.example")];
+    let (exchange, outputs) = h.request("POST", "/mcp", &headers, r#"{"jsonrpc":"2.0","id":0,"method":"initialize"}"#);
+    let (head, body) = response(&outputs, exchange).expect("refused");
+    assert_eq!(head.status, 403);
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("evil.example")));
+    assert!(spawned(&outputs).is_none(), "nothing starts for a forged origin");
+    let (exchange, outputs) = h.request("GET", "/sse", &[("host", "attacker.example:8080")], "");
+    assert_eq!(status(&outputs, exchange), Some(403));
+    // /ping stays open for health checks.
+    let (exchange, outputs) = h.request("GET", "/ping", &[("origin", "https://evil.example")], "");
+    assert_eq!(status(&outputs, exchange), Some(200));
+}
+
+#[test]
+fn the_session_limit_gives_503() {
+    let mut h = Harness::new(r#", "maxSessions": 1"#);
+    h.initialize();
+    let (exchange, outputs) = h.post(None, r#"{"jsonrpc":"2.0","id":0,"method":"initialize"}"#);
+    assert_eq!(status(&outputs, exchange), Some(503));
+    assert!(spawned(&outputs).is_none());
 }

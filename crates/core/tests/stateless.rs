@@ -9,22 +9,15 @@ use mcp_proxy_core::{Config, Input, Instant, Output, Proxy, UpstreamId};
 
 /// A started pool: the harness and each child with the id of the proxy's initialize.
 fn started_pool(size: usize) -> (Harness, Vec<(UpstreamId, serde_json::Value)>) {
-    let config = Config::from_json(&format!(
-        r#"{{"server":{{"command":"srv"}},"stateless":true,"statelessPoolSize":{size}}}"#
-    ))
-    .expect("valid");
+    let config =
+        Config::from_json(&format!(r#"{{"server":{{"command":"srv"}},"stateless":true,"statelessPoolSize":{size}}}"#))
+            .expect("valid");
     let now = Instant(1_000);
     let mut proxy = Proxy::new(config, [1; 32], now);
     let outputs: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
     let upstreams: Vec<UpstreamId> = outputs
         .iter()
-        .filter_map(|o| {
-            if let Output::Spawn { upstream, .. } = o {
-                Some(*upstream)
-            } else {
-                None
-            }
-        })
+        .filter_map(|o| if let Output::Spawn { upstream, .. } = o { Some(*upstream) } else { None })
         .collect();
     assert_eq!(upstreams.len(), size, "the pool starts at once");
     let upstreams = upstreams
@@ -42,11 +35,9 @@ fn started_pool(size: usize) -> (Harness, Vec<(UpstreamId, serde_json::Value)>) 
 }
 
 fn ready(h: &mut Harness, child: &(UpstreamId, serde_json::Value)) -> Vec<Output> {
-    let result = r#"{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"1"}}"#;
-    h.upstream_says(
-        child.0,
-        &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#, child.1),
-    )
+    let result =
+        r#"{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"1"}}"#;
+    h.upstream_says(child.0, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#, child.1))
 }
 
 #[test]
@@ -54,21 +45,15 @@ fn initialize_is_answered_from_the_pool_without_a_session() {
     let (mut h, children) = started_pool(2);
     let upstreams: Vec<UpstreamId> = children.iter().map(|c| c.0).collect();
     // Before any child is ready, the client's initialize waits.
-    let (exchange, outputs) = h.post(None, r#"{"jsonrpc":"2.0","id":"i","method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#);
+    let (exchange, outputs) =
+        h.post(None, r#"{"jsonrpc":"2.0","id":"i","method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#);
     assert!(response(&outputs, exchange).is_none());
     let outputs = ready(&mut h, &children[0]);
-    assert_eq!(
-        sent_json(&outputs, upstreams[0])[0]["method"],
-        "notifications/initialized"
-    );
+    assert_eq!(sent_json(&outputs, upstreams[0])[0]["method"], "notifications/initialized");
     let (head, body) = response(&outputs, exchange).expect("answered once a child is ready");
     assert_eq!(body["result"]["protocolVersion"], "2025-03-26");
     assert_eq!(header(&head.headers, "mcp-session-id"), None);
-    assert_eq!(
-        h.proxy.session_count(),
-        2,
-        "only the pool's internal sessions exist"
-    );
+    assert_eq!(h.proxy.session_count(), 2, "only the pool's internal sessions exist");
 }
 
 #[test]
@@ -77,35 +62,16 @@ fn requests_go_to_the_least_busy_child_and_no_process_is_spawned_per_request() {
     let upstreams: Vec<UpstreamId> = children.iter().map(|c| c.0).collect();
     ready(&mut h, &children[0]);
     ready(&mut h, &children[1]);
-    let (first, outputs) = h.post(
-        None,
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow"}}"#,
-    );
+    let (first, outputs) = h.post(None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow"}}"#);
     assert!(spawned(&outputs).is_none());
-    let busy = if sent_json(&outputs, upstreams[0]).is_empty() {
-        upstreams[1]
-    } else {
-        upstreams[0]
-    };
-    let idle = if busy == upstreams[0] {
-        upstreams[1]
-    } else {
-        upstreams[0]
-    };
+    let busy = if sent_json(&outputs, upstreams[0]).is_empty() { upstreams[1] } else { upstreams[0] };
+    let idle = if busy == upstreams[0] { upstreams[1] } else { upstreams[0] };
     let (second, outputs) = h.post(None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
     let sent = sent_json(&outputs, idle);
     assert_eq!(sent.len(), 1, "the second request goes to the idle child");
-    let outputs = h.upstream_says(
-        idle,
-        &format!(
-            r#"{{"jsonrpc":"2.0","id":{},"result":{{"tools":[]}}}}"#,
-            sent[0]["id"]
-        ),
-    );
-    assert_eq!(
-        response(&outputs, second).map(|(_, b)| b["id"].clone()),
-        Some(serde_json::json!(1))
-    );
+    let outputs =
+        h.upstream_says(idle, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"tools":[]}}}}"#, sent[0]["id"]));
+    assert_eq!(response(&outputs, second).map(|(_, b)| b["id"].clone()), Some(serde_json::json!(1)));
     assert!(response(&outputs, first).is_none());
 }
 
@@ -124,25 +90,13 @@ fn a_dead_child_is_replaced_with_backoff() {
     let upstreams: Vec<UpstreamId> = children.iter().map(|c| c.0).collect();
     ready(&mut h, &children[0]);
     let (exchange, _) = h.post(None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#);
-    let outputs = h.input(Input::UpstreamClosed {
-        upstream: upstreams[0],
-        reason: "crashed".into(),
-    });
-    assert_eq!(
-        response(&outputs, exchange).map(|(_, b)| b["error"]["code"].clone()),
-        Some(serde_json::json!(-32000))
-    );
-    assert!(
-        spawned(&outputs).is_none(),
-        "not replaced before the backoff"
-    );
+    let outputs = h.input(Input::UpstreamClosed { upstream: upstreams[0], reason: "crashed".into() });
+    assert_eq!(response(&outputs, exchange).map(|(_, b)| b["error"]["code"].clone()), Some(serde_json::json!(-32000)));
+    assert!(spawned(&outputs).is_none(), "not replaced before the backoff");
     let outputs = h.advance(Duration::from_millis(100));
     let replacement = spawned(&outputs).expect("replaced after 100 ms");
     // It dies young again: the next replacement waits twice as long.
-    let outputs = h.input(Input::UpstreamClosed {
-        upstream: replacement,
-        reason: "crashed".into(),
-    });
+    let outputs = h.input(Input::UpstreamClosed { upstream: replacement, reason: "crashed".into() });
     assert!(spawned(&outputs).is_none());
     assert!(spawned(&h.advance(Duration::from_millis(199))).is_none());
     assert!(spawned(&h.advance(Duration::from_millis(1))).is_some());

@@ -6,6 +6,5 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use exports::mcp_proxy::core::proxy::{
-    ConfigError, Header, HttpRequest, Input, LogLevel, Output, StdioServer, UpstreamClosed,
-    UpstreamMessage,
+    ConfigError, Header, HttpRequest, Input, LogLevel, Output, StdioServer, UpstreamClosed, UpstreamMessage,
 };

@@ -16,10 +16,7 @@ pub(crate) struct CloseGuard {
 impl CloseGuard {
     /// Arms a guard for `exchange`.
     pub(crate) fn new(exchange: u64, closed: mpsc::UnboundedSender<u64>) -> CloseGuard {
-        CloseGuard {
-            exchange,
-            closed: Some(closed),
-        }
+        CloseGuard { exchange, closed: Some(closed) }
     }
 
     /// The exchange finished normally: nothing to report.
@@ -42,10 +39,7 @@ pub(crate) enum Body {
     /// All of it at once.
     Full(Option<Bytes>),
     /// Chunks from the pump until it closes the channel.
-    Stream {
-        chunks: mpsc::Receiver<Bytes>,
-        _guard: CloseGuard,
-    },
+    Stream { chunks: mpsc::Receiver<Bytes>, _guard: CloseGuard },
 }
 
 impl Body {
@@ -60,15 +54,10 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream { chunks, .. } => chunks
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
+            Body::Stream { chunks, .. } => chunks.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
         }
     }
 

@@ -31,35 +31,19 @@ pub(crate) struct Cli {
     #[arg(long = "sseEndpoint", alias = "sse-endpoint", default_value = "/sse")]
     pub(crate) sse_endpoint: String,
     /// Streamable HTTP endpoint.
-    #[arg(
-        long = "streamEndpoint",
-        alias = "stream-endpoint",
-        default_value = "/mcp"
-    )]
+    #[arg(long = "streamEndpoint", alias = "stream-endpoint", default_value = "/mcp")]
     pub(crate) stream_endpoint: String,
     /// Serve Streamable HTTP without sessions.
     #[arg(long)]
     pub(crate) stateless: bool,
     /// Number of server processes serving --stateless requests.
-    #[arg(
-        long = "statelessPoolSize",
-        alias = "stateless-pool-size",
-        default_value_t = 2
-    )]
+    #[arg(long = "statelessPoolSize", alias = "stateless-pool-size", default_value_t = 2)]
     pub(crate) stateless_pool_size: usize,
     /// Milliseconds a new server may take to answer initialize.
-    #[arg(
-        long = "connectionTimeout",
-        alias = "connection-timeout",
-        default_value_t = 60_000
-    )]
+    #[arg(long = "connectionTimeout", alias = "connection-timeout", default_value_t = 60_000)]
     pub(crate) connection_timeout: u64,
     /// Milliseconds any request may wait for its answer.
-    #[arg(
-        long = "requestTimeout",
-        alias = "request-timeout",
-        default_value_t = 300_000
-    )]
+    #[arg(long = "requestTimeout", alias = "request-timeout", default_value_t = 300_000)]
     pub(crate) request_timeout: u64,
     /// Log every message in and out.
     #[arg(long)]
@@ -68,12 +52,7 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) shell: bool,
     /// Require this API key (X-API-Key or Authorization: Bearer) on every request but /ping.
-    #[arg(
-        long = "apiKey",
-        alias = "api-key",
-        env = "MCP_PROXY_API_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long = "apiKey", alias = "api-key", env = "MCP_PROXY_API_KEY", hide_env_values = true)]
     pub(crate) api_key: Option<String>,
     /// CA certificates (PEM) that client certificates are verified against, if presented.
     #[arg(long = "sslCa", alias = "ssl-ca")]
@@ -96,15 +75,29 @@ pub(crate) struct Cli {
     /// Send no CORS headers at all.
     #[arg(long = "no-cors", alias = "noCors")]
     pub(crate) no_cors: bool,
+    /// Events each session keeps for resuming broken streams with Last-Event-ID (0: off).
+    #[arg(long = "eventStoreSize", alias = "event-store-size", default_value_t = 1000)]
+    pub(crate) event_store_size: usize,
+    /// Keep no events for resumption (same as --eventStoreSize 0).
+    #[arg(long = "no-eventStore", alias = "no-event-store")]
+    pub(crate) no_event_store: bool,
+    /// Milliseconds between keep-alive comments on open SSE streams (0: off).
+    #[arg(long = "keepAlive", alias = "keep-alive", default_value_t = 15_000)]
+    pub(crate) keep_alive: u64,
+    /// Milliseconds after which an idle session (no requests, no open stream) ends (0: never).
+    #[arg(long = "sessionTimeout", alias = "session-timeout", default_value_t = 1_800_000)]
+    pub(crate) session_timeout: u64,
+    /// Most sessions at once (each runs its own server process); more get 503.
+    #[arg(long = "maxSessions", alias = "max-sessions", default_value_t = 1000)]
+    pub(crate) max_sessions: usize,
+    /// Accept any Origin and Host header (turns off the DNS-rebinding protection).
+    #[arg(long = "no-origin-check", alias = "noOriginCheck")]
+    pub(crate) no_origin_check: bool,
     /// Print the version and how the core is run, then exit.
     #[arg(long, short = 'V')]
     pub(crate) version: bool,
     /// The stdio MCP server to run, with its arguments.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub(crate) command: Vec<String>,
 }
 
@@ -121,29 +114,19 @@ impl Cli {
     /// The core's JSON configuration.
     pub(crate) fn core_config(&self) -> Result<String, String> {
         let Some((command, args)) = self.command.split_first() else {
-            return Err(
-                "missing the MCP server command: mcp-proxy [OPTIONS] [--] <COMMAND> [ARGS]..."
-                    .into(),
-            );
+            return Err("missing the MCP server command: mcp-proxy [OPTIONS] [--] <COMMAND> [ARGS]...".into());
         };
         // Without `--`, an unknown option would otherwise be taken for the command.
         if command.starts_with('-') {
-            return Err(format!(
-                "unknown option {command:?} (see --help); put the server command after `--`"
-            ));
+            return Err(format!("unknown option {command:?} (see --help); put the server command after `--`"));
         }
-        let (mut stream_endpoint, mut sse_endpoint) =
-            (self.stream_endpoint.clone(), self.sse_endpoint.clone());
+        let (mut stream_endpoint, mut sse_endpoint) = (self.stream_endpoint.clone(), self.sse_endpoint.clone());
         match (self.server, &self.endpoint) {
             (Some(ServerKind::Sse), Some(endpoint)) => sse_endpoint = endpoint.clone(),
             (_, Some(endpoint)) => stream_endpoint = endpoint.clone(),
             (_, None) => {}
         }
-        let origins = if self.cors_origin.is_empty() {
-            vec!["*".to_owned()]
-        } else {
-            self.cors_origin.clone()
-        };
+        let origins = if self.cors_origin.is_empty() { vec!["*".to_owned()] } else { self.cors_origin.clone() };
         let config = json!({
             "server": {"command": command, "args": args, "env": [], "shell": self.shell},
             "transports": {
@@ -160,6 +143,12 @@ impl Cli {
             "cors": {"enabled": !self.no_cors, "origins": origins, "allowHeaders": self.cors_allow_header},
             "maxBodySize": self.max_body_size,
             "debug": self.debug,
+            "eventStoreSize": if self.no_event_store { 0 } else { self.event_store_size },
+            "keepAliveMs": self.keep_alive,
+            "sessionTimeoutMs": self.session_timeout,
+            "maxSessions": self.max_sessions,
+            "originCheck": !self.no_origin_check,
+            "bindLoopback": self.host.is_loopback(),
         });
         Ok(config.to_string())
     }
@@ -170,8 +159,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("mcp-proxy").chain(args.iter().copied()))
-            .expect("valid command line")
+        Cli::try_parse_from(std::iter::once("mcp-proxy").chain(args.iter().copied())).expect("valid command line")
     }
 
     #[test]
@@ -183,14 +171,7 @@ mod tests {
 
     #[test]
     fn camel_case_and_kebab_case_options() {
-        let cli = parse(&[
-            "--sseEndpoint",
-            "/events",
-            "--request-timeout",
-            "5",
-            "--",
-            "srv",
-        ]);
+        let cli = parse(&["--sseEndpoint", "/events", "--request-timeout", "5", "--", "srv"]);
         assert_eq!(cli.sse_endpoint, "/events");
         assert_eq!(cli.request_timeout, 5);
         assert_eq!(cli.command, ["srv"]);
@@ -198,9 +179,7 @@ mod tests {
 
     #[test]
     fn endpoint_follows_the_chosen_server() {
-        let config = parse(&["--server", "sse", "--endpoint", "/x", "srv"])
-            .core_config()
-            .expect("valid");
+        let config = parse(&["--server", "sse", "--endpoint", "/x", "srv"]).core_config().expect("valid");
         let value: serde_json::Value = serde_json::from_str(&config).expect("json");
         assert_eq!(value["sseEndpoint"], "/x");
         assert_eq!(value["transports"]["stream"], false);
@@ -213,9 +192,7 @@ mod tests {
 
     #[test]
     fn unknown_options_are_not_taken_for_the_command() {
-        let error = parse(&["--no-such-option", "--", "srv"])
-            .core_config()
-            .expect_err("unknown option");
+        let error = parse(&["--no-such-option", "--", "srv"]).core_config().expect_err("unknown option");
         assert!(error.contains("--no-such-option"), "{error}");
     }
 }

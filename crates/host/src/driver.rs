@@ -11,9 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bindings::{
-    Header, HttpRequest, Input, LogLevel, Output, UpstreamClosed, UpstreamMessage,
-};
+use crate::bindings::{Header, HttpRequest, Input, LogLevel, Output, UpstreamClosed, UpstreamMessage};
 use crate::engine::{CoreInstance, EngineError};
 use crate::log;
 use crate::stdio::{self, Upstream};
@@ -26,10 +24,7 @@ const STREAM_QUEUE: usize = 1024;
 /// Something the IO tasks observed.
 pub(crate) enum Event {
     /// An HTTP request, and where its response goes.
-    Http {
-        request: HttpRequest,
-        reply: oneshot::Sender<Reply>,
-    },
+    Http { request: HttpRequest, reply: oneshot::Sender<Reply> },
     /// A line from a child.
     UpstreamMessage { upstream: u64, data: Vec<u8> },
     /// A child ended.
@@ -41,17 +36,9 @@ pub(crate) enum Event {
 /// The response the core chose for an HTTP request.
 pub(crate) enum Reply {
     /// A complete response.
-    Full {
-        status: u16,
-        headers: Vec<Header>,
-        body: Bytes,
-    },
+    Full { status: u16, headers: Vec<Header>, body: Bytes },
     /// A streaming response; chunks arrive on `body` until it closes.
-    Stream {
-        status: u16,
-        headers: Vec<Header>,
-        body: mpsc::Receiver<Bytes>,
-    },
+    Stream { status: u16, headers: Vec<Header>, body: mpsc::Receiver<Bytes> },
 }
 
 /// Makes a fresh core (instance and proxy resource) at a given time.
@@ -109,10 +96,7 @@ impl Driver {
         // Creating the core may already have asked for work (stateless mode's children).
         self.settle()?;
         loop {
-            let deadline = self
-                .core
-                .poll_timeout()?
-                .map(|at| self.started + std::time::Duration::from_nanos(at));
+            let deadline = self.core.poll_timeout()?.map(|at| self.started + std::time::Duration::from_nanos(at));
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -151,9 +135,7 @@ impl Driver {
     /// session ends: children stop, waiting clients get 503, streams close; a fresh core
     /// takes over and the proxy keeps serving.
     fn recover(&mut self, error: &EngineError) -> Result<(), EngineError> {
-        log::error(&format!(
-            "the core failed and is restarted; all sessions end: {error}"
-        ));
+        log::error(&format!("the core failed and is restarted; all sessions end: {error}"));
         for (_, mut upstream) in self.upstreams.drain() {
             upstream.stop();
         }
@@ -200,13 +182,7 @@ impl Driver {
             Output::StreamStart(head) => {
                 let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
                 if let Some(reply) = self.replies.remove(&head.exchange) {
-                    if reply
-                        .send(Reply::Stream {
-                            status: head.status,
-                            headers: head.headers,
-                            body: receiver,
-                        })
-                        .is_ok()
+                    if reply.send(Reply::Stream { status: head.status, headers: head.headers, body: receiver }).is_ok()
                     {
                         self.streams.insert(head.exchange, sender);
                         return;
@@ -230,22 +206,17 @@ impl Driver {
             Output::StreamEnd(exchange) => {
                 self.streams.remove(&exchange);
             }
-            Output::Spawn(spawn) => {
-                match stdio::spawn(spawn.upstream, &spawn.server, self.events.clone()) {
-                    Ok(upstream) => {
-                        self.upstreams.insert(spawn.upstream, upstream);
-                    }
-                    Err(error) => {
-                        let reason = format!("could not start {:?}: {error}", spawn.server.command);
-                        log::error(&reason);
-                        self.follow_ups
-                            .push_back(Input::UpstreamClosed(UpstreamClosed {
-                                upstream: spawn.upstream,
-                                reason,
-                            }));
-                    }
+            Output::Spawn(spawn) => match stdio::spawn(spawn.upstream, &spawn.server, self.events.clone()) {
+                Ok(upstream) => {
+                    self.upstreams.insert(spawn.upstream, upstream);
                 }
-            }
+                Err(error) => {
+                    let reason = format!("could not start {:?}: {error}", spawn.server.command);
+                    log::error(&reason);
+                    self.follow_ups
+                        .push_back(Input::UpstreamClosed(UpstreamClosed { upstream: spawn.upstream, reason }));
+                }
+            },
             Output::Send(message) => {
                 let sent = self
                     .upstreams
@@ -256,10 +227,7 @@ impl Driver {
                         upstream.stop();
                         let reason = "the server is not reading its stdin".to_owned();
                         self.follow_ups
-                            .push_back(Input::UpstreamClosed(UpstreamClosed {
-                                upstream: message.upstream,
-                                reason,
-                            }));
+                            .push_back(Input::UpstreamClosed(UpstreamClosed { upstream: message.upstream, reason }));
                     }
                 }
             }
@@ -278,11 +246,7 @@ impl Driver {
         if count > 0 {
             log::info(&format!("stopping {count} server process(es)"));
         }
-        let mut upstreams: Vec<Upstream> = self
-            .upstreams
-            .drain()
-            .map(|(_, upstream)| upstream)
-            .collect();
+        let mut upstreams: Vec<Upstream> = self.upstreams.drain().map(|(_, upstream)| upstream).collect();
         for upstream in &mut upstreams {
             upstream.stop();
         }

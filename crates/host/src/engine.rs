@@ -46,11 +46,7 @@ impl CoreEngine {
     pub(crate) fn instantiate(&self) -> Result<CoreInstance, EngineError> {
         let mut store = Store::new(&self.engine, ());
         let bindings = self.pre.instantiate(&mut store)?;
-        Ok(CoreInstance {
-            store,
-            bindings,
-            core: None,
-        })
+        Ok(CoreInstance { store, bindings, core: None })
     }
 }
 
@@ -64,86 +60,53 @@ pub(crate) struct CoreInstance {
 impl CoreInstance {
     /// Describes how the core was built (computed inside the component).
     pub(crate) fn build_info(&mut self) -> Result<String, EngineError> {
-        Ok(self
-            .bindings
-            .mcp_proxy_core_proxy()
-            .call_build_info(&mut self.store)?)
+        Ok(self.bindings.mcp_proxy_core_proxy().call_build_info(&mut self.store)?)
     }
 
     /// Creates the proxy resource from a JSON configuration at time `now`.
-    pub(crate) fn create(
-        &mut self,
-        config: &str,
-        seed: &[u8],
-        now: u64,
-    ) -> Result<(), EngineError> {
-        let created = self.bindings.mcp_proxy_core_proxy().core().call_create(
-            &mut self.store,
-            config,
-            seed,
-            now,
-        )?;
+    pub(crate) fn create(&mut self, config: &str, seed: &[u8], now: u64) -> Result<(), EngineError> {
+        let created = self.bindings.mcp_proxy_core_proxy().core().call_create(&mut self.store, config, seed, now)?;
         self.core = Some(created.map_err(EngineError::Config)?);
         Ok(())
     }
 
     fn core(&self) -> Result<ResourceAny, EngineError> {
-        self.core.ok_or_else(|| {
-            EngineError::Wasm(wasmtime::Error::msg("the proxy resource was not created"))
-        })
+        self.core.ok_or_else(|| EngineError::Wasm(wasmtime::Error::msg("the proxy resource was not created")))
     }
 
     /// Hands the core one input.
     pub(crate) fn handle_input(&mut self, now: u64, input: &Input) -> Result<(), EngineError> {
         let core = self.core()?;
-        Ok(self
-            .bindings
-            .mcp_proxy_core_proxy()
-            .core()
-            .call_handle_input(&mut self.store, core, now, input)?)
+        Ok(self.bindings.mcp_proxy_core_proxy().core().call_handle_input(&mut self.store, core, now, input)?)
     }
 
     /// Takes the core's next output.
     pub(crate) fn poll_output(&mut self) -> Result<Option<Output>, EngineError> {
         let core = self.core()?;
-        Ok(self
-            .bindings
-            .mcp_proxy_core_proxy()
-            .core()
-            .call_poll_output(&mut self.store, core)?)
+        Ok(self.bindings.mcp_proxy_core_proxy().core().call_poll_output(&mut self.store, core)?)
     }
 
     /// The core's next deadline.
     pub(crate) fn poll_timeout(&mut self) -> Result<Option<u64>, EngineError> {
         let core = self.core()?;
-        Ok(self
-            .bindings
-            .mcp_proxy_core_proxy()
-            .core()
-            .call_poll_timeout(&mut self.store, core)?)
+        Ok(self.bindings.mcp_proxy_core_proxy().core().call_poll_timeout(&mut self.store, core)?)
     }
 
     /// The largest request body to read.
     pub(crate) fn max_body_size(&mut self) -> Result<u64, EngineError> {
         let core = self.core()?;
-        Ok(self
-            .bindings
-            .mcp_proxy_core_proxy()
-            .core()
-            .call_max_body_size(&mut self.store, core)?)
+        Ok(self.bindings.mcp_proxy_core_proxy().core().call_max_body_size(&mut self.store, core)?)
     }
 }
 
 /// Where the compiled component is cached: `$MCP_PROXY_CACHE_DIR`, else the user cache dir.
 fn cache_path(engine: &Engine) -> Option<PathBuf> {
-    let dir = std::env::var_os("MCP_PROXY_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let base = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache")))?;
-            Some(base.join("mcp-proxy"))
-        })?;
+    let dir = std::env::var_os("MCP_PROXY_CACHE_DIR").map(PathBuf::from).or_else(|| {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache")))?;
+        Some(base.join("mcp-proxy"))
+    })?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     CORE_COMPONENT.hash(&mut hasher);
     engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -166,20 +129,13 @@ fn load_cached(engine: &Engine) -> Option<Component> {
 fn compile_and_cache(engine: &Engine) -> Result<Component, EngineError> {
     let compiled = engine.precompile_component(CORE_COMPONENT)?;
     if let Some(path) = cache_path(engine) {
-        let written = path
-            .parent()
-            .map(std::fs::create_dir_all)
-            .transpose()
-            .and_then(|_| {
-                let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&temporary, &compiled)?;
-                std::fs::rename(&temporary, &path)
-            });
+        let written = path.parent().map(std::fs::create_dir_all).transpose().and_then(|_| {
+            let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&temporary, &compiled)?;
+            std::fs::rename(&temporary, &path)
+        });
         if let Err(error) = written {
-            crate::log::warn(&format!(
-                "could not cache the compiled core at {}: {error}",
-                path.display()
-            ));
+            crate::log::warn(&format!("could not cache the compiled core at {}: {error}", path.display()));
         }
     }
     // SAFETY: these bytes were produced just now by `precompile_component` of this engine.

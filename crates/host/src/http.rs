@@ -53,15 +53,11 @@ pub(crate) async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, serve
         tokio::spawn(async move {
             match tls {
                 None => serve_connection(TokioIo::new(stream), server).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), server).await,
-                        Ok(Err(error)) => {
-                            log::warn(&format!("TLS handshake with {peer} failed: {error}"))
-                        }
-                        Err(_) => log::warn(&format!("TLS handshake with {peer} timed out")),
-                    }
-                }
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), server).await,
+                    Ok(Err(error)) => log::warn(&format!("TLS handshake with {peer} failed: {error}")),
+                    Err(_) => log::warn(&format!("TLS handshake with {peer} timed out")),
+                },
             }
         });
     }
@@ -72,20 +68,14 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     let service = service_fn(move |request| handle(request, server.clone()));
     // A connection error is the client's business (reset, bad framing); hyper already answered
     // what it could.
     let _ = builder.serve_connection(io, service).await;
 }
 
-async fn handle(
-    request: Request<Incoming>,
-    server: Arc<Server>,
-) -> Result<Response<Body>, Infallible> {
+async fn handle(request: Request<Incoming>, server: Arc<Server>) -> Result<Response<Body>, Infallible> {
     let exchange = server.next_exchange.fetch_add(1, Ordering::Relaxed);
     let mut guard = CloseGuard::new(exchange, server.closed.clone());
     let (parts, body) = request.into_parts();
@@ -93,73 +83,45 @@ async fn handle(
         Ok(read) => read,
         Err(()) => {
             guard.disarm();
-            return Ok(plain(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read",
-            ));
+            return Ok(plain(StatusCode::BAD_REQUEST, "the request body could not be read"));
         }
     };
+    let mut headers: Vec<Header> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        })
+        .collect();
+    // HTTP/2 carries the host in the :authority pseudo-header; the core reads `host`.
+    if let (false, Some(authority)) = (parts.headers.contains_key(http::header::HOST), parts.uri.authority()) {
+        headers.push(Header { name: "host".to_owned(), value: authority.as_str().to_owned() });
+    }
     let request = HttpRequest {
         exchange,
         method: parts.method.as_str().to_owned(),
-        target: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |target| target.as_str().to_owned()),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| Header {
-                name: name.as_str().to_owned(),
-                value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            })
-            .collect(),
+        target: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |target| target.as_str().to_owned()),
+        headers,
         body: body.to_vec(),
         body_too_large,
     };
     let (reply_tx, reply_rx) = oneshot::channel();
-    if server
-        .events
-        .send(Event::Http {
-            request,
-            reply: reply_tx,
-        })
-        .await
-        .is_err()
-    {
+    if server.events.send(Event::Http { request, reply: reply_tx }).await.is_err() {
         guard.disarm();
-        return Ok(plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the proxy is shutting down",
-        ));
+        return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "the proxy is shutting down"));
     }
     let response = match reply_rx.await {
-        Ok(Reply::Full {
-            status,
-            headers,
-            body,
-        }) => {
+        Ok(Reply::Full { status, headers, body }) => {
             guard.disarm();
             respond(status, headers, Body::full(body))
         }
-        Ok(Reply::Stream {
-            status,
-            headers,
-            body,
-        }) => respond(
-            status,
-            headers,
-            Body::Stream {
-                chunks: body,
-                _guard: guard,
-            },
-        ),
+        Ok(Reply::Stream { status, headers, body }) => {
+            respond(status, headers, Body::Stream { chunks: body, _guard: guard })
+        }
         Err(_) => {
             guard.disarm();
-            plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the proxy is shutting down",
-            )
+            plain(StatusCode::SERVICE_UNAVAILABLE, "the proxy is shutting down")
         }
     };
     Ok(response)
@@ -167,10 +129,8 @@ async fn handle(
 
 /// Reads the body up to `max` bytes; returns it, or an empty body and `true` if it is larger.
 async fn read_body(body: Incoming, headers: &HeaderMap, max: u64) -> Result<(Bytes, bool), ()> {
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max) {
         return Ok((Bytes::new(), true));
     }
@@ -184,20 +144,13 @@ async fn read_body(body: Incoming, headers: &HeaderMap, max: u64) -> Result<(Byt
 
 fn respond(status: u16, headers: Vec<Header>, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for header in headers {
-        match (
-            HeaderName::from_bytes(header.name.as_bytes()),
-            HeaderValue::from_str(&header.value),
-        ) {
+        match (HeaderName::from_bytes(header.name.as_bytes()), HeaderValue::from_str(&header.value)) {
             (Ok(name), Ok(value)) => {
                 response.headers_mut().append(name, value);
             }
-            _ => log::warn(&format!(
-                "dropped an invalid response header {:?}",
-                header.name
-            )),
+            _ => log::warn(&format!("dropped an invalid response header {:?}", header.name)),
         }
     }
     response

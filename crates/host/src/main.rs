@@ -29,10 +29,7 @@ use crate::engine::{CoreEngine, EngineError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             log::error(&format!("cannot start the async runtime: {error}"));
@@ -95,47 +92,26 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let listener = match TcpListener::bind(SocketAddr::new(cli.host, cli.port)).await {
         Ok(listener) => listener,
-        Err(error) => {
-            return fail(&format!(
-                "cannot listen on {}:{}: {error}",
-                cli.host, cli.port
-            ))
-        }
+        Err(error) => return fail(&format!("cannot listen on {}:{}: {error}", cli.host, cli.port)),
     };
-    let address = listener
-        .local_addr()
-        .map_or_else(|_| format!("{}:{}", cli.host, cli.port), |a| a.to_string());
+    let address = listener.local_addr().map_or_else(|_| format!("{}:{}", cli.host, cli.port), |a| a.to_string());
     let scheme = if tls.is_some() { "https" } else { "http" };
 
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (closed, closed_rx) = mpsc::unbounded_channel();
-    let mut driver =
-        tokio::spawn(Driver::new(core, factory, started, events.clone()).run(events_rx, closed_rx));
-    let server = Arc::new(http::Server {
-        events: events.clone(),
-        closed,
-        max_body_size,
-        next_exchange: AtomicU64::new(1),
-    });
+    let mut driver = tokio::spawn(Driver::new(core, factory, started, events.clone()).run(events_rx, closed_rx));
+    let server =
+        Arc::new(http::Server { events: events.clone(), closed, max_body_size, next_exchange: AtomicU64::new(1) });
     let accept = tokio::spawn(http::serve(listener, tls, server));
     log::info(&format!("mcp-proxy listening on {scheme}://{address}"));
     if cli.server != Some(cli::ServerKind::Sse) {
-        log::info(&format!(
-            "  Streamable HTTP: {scheme}://{address}{}",
-            stream_endpoint(&cli)
-        ));
+        log::info(&format!("  Streamable HTTP: {scheme}://{address}{}", stream_endpoint(&cli)));
     }
     if cli.server != Some(cli::ServerKind::Stream) {
-        log::info(&format!(
-            "  SSE: {scheme}://{address}{}",
-            sse_endpoint(&cli)
-        ));
+        log::info(&format!("  SSE: {scheme}://{address}{}", sse_endpoint(&cli)));
     }
 
-    let (mut interrupt, mut terminate) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
+    let (mut interrupt, mut terminate) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
         _ => return fail("cannot install signal handlers"),
     };

@@ -50,11 +50,7 @@ impl Upstream {
 }
 
 /// Starts `server` as upstream `id`; its lines and its exit arrive on `events`.
-pub(crate) fn spawn(
-    id: u64,
-    server: &StdioServer,
-    events: mpsc::Sender<Event>,
-) -> std::io::Result<Upstream> {
+pub(crate) fn spawn(id: u64, server: &StdioServer, events: mpsc::Sender<Event>) -> std::io::Result<Upstream> {
     let mut command = if server.shell {
         let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
         let mut line = server.command.clone();
@@ -85,10 +81,8 @@ pub(crate) fn spawn(
     if let Some(stdin) = child.stdin.take() {
         tokio::spawn(write_stdin(stdin, stdin_rx));
     }
-    let reader = child
-        .stdout
-        .take()
-        .map(|stdout| tokio::spawn(read_stdout(id, BufReader::new(stdout), events.clone())));
+    let reader =
+        child.stdout.take().map(|stdout| tokio::spawn(read_stdout(id, BufReader::new(stdout), events.clone())));
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(copy_stderr(id, pid, BufReader::new(stderr)));
     }
@@ -100,18 +94,9 @@ pub(crate) fn spawn(
             let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
         }
         let _ = done_tx.send(());
-        let _ = events
-            .send(Event::UpstreamClosed {
-                upstream: id,
-                reason,
-            })
-            .await;
+        let _ = events.send(Event::UpstreamClosed { upstream: id, reason }).await;
     });
-    Ok(Upstream {
-        stdin: stdin_tx,
-        stop: Some(stop_tx),
-        done: Some(done_rx),
-    })
+    Ok(Upstream { stdin: stdin_tx, stop: Some(stop_tx), done: Some(done_rx) })
 }
 
 /// Waits for the child to exit, or stops it when asked; returns why it ended.
@@ -165,22 +150,13 @@ async fn read_stdout(id: u64, mut stdout: impl AsyncBufRead + Unpin, events: mps
         line.clear();
         match read_line_limited(&mut stdout, &mut line, MAX_LINE).await {
             Ok(LineRead::Eof) => break,
-            Ok(LineRead::TooLong) => log::warn(&format!(
-                "upstream {id}: skipped a line longer than {MAX_LINE} bytes"
-            )),
+            Ok(LineRead::TooLong) => log::warn(&format!("upstream {id}: skipped a line longer than {MAX_LINE} bytes")),
             Ok(LineRead::Line) => {
                 let trimmed = line.trim_ascii();
                 if trimmed.is_empty() {
                     continue;
                 }
-                if events
-                    .send(Event::UpstreamMessage {
-                        upstream: id,
-                        data: trimmed.to_vec(),
-                    })
-                    .await
-                    .is_err()
-                {
+                if events.send(Event::UpstreamMessage { upstream: id, data: trimmed.to_vec() }).await.is_err() {
                     break;
                 }
             }
@@ -239,11 +215,7 @@ async fn read_line_limited(
         let consumed = found.unwrap_or(buffer.len());
         reader.consume(consumed);
         if found.is_some() {
-            return Ok(if too_long {
-                LineRead::TooLong
-            } else {
-                LineRead::Line
-            });
+            return Ok(if too_long { LineRead::TooLong } else { LineRead::Line });
         }
     }
 }
@@ -260,10 +232,7 @@ mod tests {
         let mut seen = Vec::new();
         loop {
             line.clear();
-            match read_line_limited(&mut reader, &mut line, 8)
-                .await
-                .expect("in-memory read")
-            {
+            match read_line_limited(&mut reader, &mut line, 8).await.expect("in-memory read") {
                 LineRead::Eof => break,
                 LineRead::TooLong => seen.push("<too long>".to_owned()),
                 LineRead::Line => seen.push(String::from_utf8_lossy(&line).into_owned()),

@@ -20,10 +20,7 @@ pub(crate) enum TlsError {
 }
 
 fn file_error(path: &Path, message: impl ToString) -> TlsError {
-    TlsError::File {
-        path: path.display().to_string(),
-        message: message.to_string(),
-    }
+    TlsError::File { path: path.display().to_string(), message: message.to_string() }
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -39,11 +36,7 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErr
 
 /// Builds the server's TLS configuration. With `ca`, client certificates are verified
 /// against it when presented (clients without one are still served).
-pub(crate) fn server_config(
-    cert: &Path,
-    key: &Path,
-    ca: Option<&Path>,
-) -> Result<Arc<ServerConfig>, TlsError> {
+pub(crate) fn server_config(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = read_certificates(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
@@ -64,9 +57,7 @@ pub(crate) fn server_config(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let mut config = builder.with_single_cert(chain, key).map_err(|e| TlsError::Rustls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

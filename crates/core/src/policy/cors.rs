@@ -4,7 +4,8 @@ use crate::config::Cors;
 use crate::http::{Header, HttpRequest};
 
 const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
-const ALLOW_HEADERS: &str = "Content-Type, Authorization, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, X-API-Key";
+const ALLOW_HEADERS: &str =
+    "Content-Type, Authorization, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, X-API-Key";
 const EXPOSE_HEADERS: &str = "Mcp-Session-Id, Mcp-Protocol-Version";
 
 /// The `Access-Control-Allow-Origin` value for `request`, if its origin is allowed.
@@ -16,10 +17,7 @@ fn allowed_origin(cors: &Cors, request: &HttpRequest) -> Option<String> {
         return Some("*".into());
     }
     let origin = request.header("origin")?;
-    cors.origins
-        .iter()
-        .any(|o| o.eq_ignore_ascii_case(origin))
-        .then(|| origin.to_owned())
+    cors.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)).then(|| origin.to_owned())
 }
 
 /// Headers every response carries for cross-origin callers.
@@ -58,61 +56,33 @@ mod tests {
     use crate::http::tests::request;
 
     fn value<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-        headers
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| h.value.as_str())
+        headers.iter().find(|h| h.name == name).map(|h| h.value.as_str())
     }
 
     #[test]
     fn wildcard_by_default() {
-        let headers = preflight_headers(
-            &Cors::default(),
-            &request("OPTIONS", "/mcp", &[("origin", "https://app.example")]),
-        );
+        let headers =
+            preflight_headers(&Cors::default(), &request("OPTIONS", "/mcp", &[("origin", "https://app.example")]));
         assert_eq!(value(&headers, "access-control-allow-origin"), Some("*"));
-        assert!(value(&headers, "access-control-allow-headers")
-            .is_some_and(|v| v.contains("Mcp-Session-Id")));
-        assert!(
-            value(&headers, "access-control-allow-methods").is_some_and(|v| v.contains("DELETE"))
-        );
+        assert!(value(&headers, "access-control-allow-headers").is_some_and(|v| v.contains("Mcp-Session-Id")));
+        assert!(value(&headers, "access-control-allow-methods").is_some_and(|v| v.contains("DELETE")));
     }
 
     #[test]
     fn listed_origins_are_echoed_and_others_get_nothing() {
-        let cors = Cors {
-            enabled: true,
-            origins: vec!["https://app.example".into()],
-            allow_headers: vec!["X-Trace".into()],
-        };
-        let allowed = preflight_headers(
-            &cors,
-            &request("OPTIONS", "/mcp", &[("origin", "https://app.example")]),
-        );
-        assert_eq!(
-            value(&allowed, "access-control-allow-origin"),
-            Some("https://app.example")
-        );
+        let cors =
+            Cors { enabled: true, origins: vec!["https://app.example".into()], allow_headers: vec!["X-Trace".into()] };
+        let allowed = preflight_headers(&cors, &request("OPTIONS", "/mcp", &[("origin", "https://app.example")]));
+        assert_eq!(value(&allowed, "access-control-allow-origin"), Some("https://app.example"));
         assert_eq!(value(&allowed, "vary"), Some("Origin"));
-        assert!(
-            value(&allowed, "access-control-allow-headers").is_some_and(|v| v.ends_with("X-Trace"))
-        );
-        let other = preflight_headers(
-            &cors,
-            &request("OPTIONS", "/mcp", &[("origin", "https://evil.example")]),
-        );
+        assert!(value(&allowed, "access-control-allow-headers").is_some_and(|v| v.ends_with("X-Trace")));
+        let other = preflight_headers(&cors, &request("OPTIONS", "/mcp", &[("origin", "https://evil.example")]));
         assert!(other.is_empty());
     }
 
     #[test]
     fn disabled_sends_nothing() {
-        let cors = Cors {
-            enabled: false,
-            ..Cors::default()
-        };
-        assert!(
-            cors_response_headers(&cors, &request("GET", "/mcp", &[("origin", "https://a")]))
-                .is_empty()
-        );
+        let cors = Cors { enabled: false, ..Cors::default() };
+        assert!(cors_response_headers(&cors, &request("GET", "/mcp", &[("origin", "https://a")])).is_empty());
     }
 }

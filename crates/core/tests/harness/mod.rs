@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use mcp_proxy_core::{
-    Config, ExchangeId, Header, HttpRequest, Input, Instant, Output, Proxy, UpstreamId,
-};
+use mcp_proxy_core::{Config, ExchangeId, Header, HttpRequest, Input, Instant, Output, Proxy, UpstreamId};
 use serde_json::Value;
 
 pub const JSON_AND_SSE: &str = "application/json, text/event-stream";
@@ -24,11 +22,7 @@ impl Harness {
         let now = Instant(1_000);
         let mut proxy = Proxy::new(config, [42; 32], now);
         let _started: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
-        Harness {
-            proxy,
-            now,
-            next_exchange: 0,
-        }
+        Harness { proxy, now, next_exchange: 0 }
     }
 
     pub fn advance(&mut self, by: Duration) -> Vec<Output> {
@@ -63,10 +57,7 @@ impl Harness {
 
     /// POSTs a JSON-RPC body to /mcp with the usual headers and an optional session.
     pub fn post(&mut self, session: Option<&str>, body: &str) -> (ExchangeId, Vec<Output>) {
-        let mut headers = vec![
-            ("content-type", "application/json"),
-            ("accept", JSON_AND_SSE),
-        ];
+        let mut headers = vec![("content-type", "application/json"), ("accept", JSON_AND_SSE)];
         if let Some(session) = session {
             headers.push(("mcp-session-id", session));
         }
@@ -74,10 +65,7 @@ impl Harness {
     }
 
     pub fn upstream_says(&mut self, upstream: UpstreamId, line: &str) -> Vec<Output> {
-        self.input(Input::UpstreamMessage {
-            upstream,
-            data: line.as_bytes().to_vec(),
-        })
+        self.input(Input::UpstreamMessage { upstream, data: line.as_bytes().to_vec() })
     }
 
     /// Runs initialize through a new session; returns (session id, upstream).
@@ -91,9 +79,7 @@ impl Harness {
         let (head, body) = response(&outputs, exchange).expect("initialize answered");
         assert_eq!(head.status, 200);
         assert_eq!(body["id"], 0);
-        let session = header(&head.headers, "mcp-session-id")
-            .expect("session id issued")
-            .to_owned();
+        let session = header(&head.headers, "mcp-session-id").expect("session id issued").to_owned();
         (session, upstream)
     }
 }
@@ -117,17 +103,13 @@ pub fn sent_json(outputs: &[Output], to: UpstreamId) -> Vec<Value> {
         .collect()
 }
 
-pub fn response(
-    outputs: &[Output],
-    exchange: ExchangeId,
-) -> Option<(mcp_proxy_core::ResponseHead, Value)> {
+pub fn response(outputs: &[Output], exchange: ExchangeId) -> Option<(mcp_proxy_core::ResponseHead, Value)> {
     outputs.iter().find_map(|o| match o {
         Output::Respond { head, body } if head.exchange == exchange => {
             let body = if body.is_empty() {
                 Value::Null
             } else {
-                serde_json::from_slice(body)
-                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into()))
+                serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into()))
             };
             Some((head.clone(), body))
         }
@@ -140,10 +122,7 @@ pub fn status(outputs: &[Output], exchange: ExchangeId) -> Option<u16> {
 }
 
 pub fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
 }
 
 /// The JSON payloads of SSE events written to `exchange`.
@@ -158,6 +137,7 @@ pub fn events(outputs: &[Output], exchange: ExchangeId) -> Vec<Value> {
             let text = String::from_utf8_lossy(data).into_owned();
             text.lines()
                 .filter_map(|line| line.strip_prefix("data: "))
+                .filter(|d| !d.is_empty())
                 .map(|d| serde_json::from_str(d).unwrap_or(Value::String(d.to_owned())))
                 .collect::<Vec<_>>()
         })
@@ -165,19 +145,13 @@ pub fn events(outputs: &[Output], exchange: ExchangeId) -> Vec<Value> {
 }
 
 pub fn stream_started(outputs: &[Output], exchange: ExchangeId) -> bool {
-    outputs
-        .iter()
-        .any(|o| matches!(o, Output::StreamStart(head) if head.exchange == exchange))
+    outputs.iter().any(|o| matches!(o, Output::StreamStart(head) if head.exchange == exchange))
 }
 
 pub fn stream_ended(outputs: &[Output], exchange: ExchangeId) -> bool {
-    outputs
-        .iter()
-        .any(|o| matches!(o, Output::StreamEnd(e) if *e == exchange))
+    outputs.iter().any(|o| matches!(o, Output::StreamEnd(e) if *e == exchange))
 }
 
 pub fn closed_upstream(outputs: &[Output], upstream: UpstreamId) -> bool {
-    outputs
-        .iter()
-        .any(|o| matches!(o, Output::CloseUpstream(u) if *u == upstream))
+    outputs.iter().any(|o| matches!(o, Output::CloseUpstream(u) if *u == upstream))
 }

@@ -1,0 +1,247 @@
+//! Delivering server messages to clients: POST answers as JSON or SSE, GET streams,
+//! the backlog, and resuming a broken stream from the event store.
+
+use crate::event_store::EventId;
+use crate::exchange::{json_head, sse_head, Exchange, ExchangeKind};
+use crate::http::Header;
+use crate::ids::{ExchangeId, SessionId};
+use crate::jsonrpc::{batch_to_bytes, Message, Response};
+use crate::proxy::{LogLevel, Output, Proxy};
+use crate::session::{Transport, BACKLOG_LIMIT, STANDALONE_STREAM};
+use crate::sse;
+
+impl Proxy {
+    /// Adds one answer to a POST exchange, finishing it when nothing is outstanding.
+    pub(crate) fn answer_post(&mut self, exchange_id: ExchangeId, message: Message) {
+        let mut message = Some(message);
+        match self.exchanges.get_mut(&exchange_id) {
+            Some(Exchange { kind: ExchangeKind::Post(post), .. }) => {
+                post.outstanding = post.outstanding.saturating_sub(1);
+                if post.stream.is_none() {
+                    post.collected.extend(message.take());
+                }
+            }
+            _ => return,
+        }
+        if let Some(message) = message {
+            self.send_event(exchange_id, &message);
+        }
+        if matches!(self.exchanges.get(&exchange_id), Some(Exchange { kind: ExchangeKind::Post(post), .. }) if post.outstanding == 0)
+        {
+            self.finish_post(exchange_id);
+        }
+    }
+
+    /// Completes a POST whose requests are all answered.
+    fn finish_post(&mut self, exchange_id: ExchangeId) {
+        let Some(exchange) = self.exchanges.remove(&exchange_id) else {
+            return;
+        };
+        if let Some(Transport::Streamable { posts, .. }) =
+            self.sessions.get_mut(&exchange.session).map(|s| &mut s.transport)
+        {
+            posts.retain(|id| *id != exchange_id);
+        }
+        let ExchangeKind::Post(post) = exchange.kind else {
+            return;
+        };
+        if post.stream.is_some() {
+            if let Some(connection) = post.connection {
+                if connection != exchange_id {
+                    self.exchanges.remove(&connection);
+                }
+                self.outputs.push_back(Output::StreamEnd(connection));
+            }
+            return;
+        }
+        let mut headers = exchange.headers;
+        let initialized = post.initialize
+            && matches!(post.collected.first(), Some(Message::Response(Response { outcome: Ok(_), .. })));
+        if initialized {
+            headers.push(Header::new("mcp-session-id", exchange.session.as_str()));
+        }
+        let body = match (post.batch, post.collected.as_slice()) {
+            (false, [single]) => single.to_bytes(),
+            (_, collected) => batch_to_bytes(collected),
+        };
+        self.respond(json_head(exchange_id, 200, headers), body);
+    }
+
+    /// Sends a server message as an SSE event of `exchange_id`'s stream, turning a POST
+    /// response into a stream if needed. The event is kept for resumption; it is written
+    /// only while a connection carries the stream. Returns false if the exchange cannot
+    /// carry it.
+    pub(crate) fn send_event(&mut self, exchange_id: ExchangeId, message: &Message) -> bool {
+        let Some(exchange) = self.exchanges.get_mut(&exchange_id) else {
+            return false;
+        };
+        let Some(session) = self.sessions.get_mut(&exchange.session) else {
+            return false;
+        };
+        let (stream, connection, keep) = match &mut exchange.kind {
+            ExchangeKind::Post(post) => {
+                if !post.accepts_sse {
+                    return false;
+                }
+                let stream = match post.stream {
+                    Some(stream) => stream,
+                    None => {
+                        let stream = session.next_stream();
+                        post.stream = Some(stream);
+                        post.connection = Some(exchange_id);
+                        let mut headers = exchange.headers.clone();
+                        if post.initialize {
+                            headers.push(Header::new("mcp-session-id", exchange.session.as_str()));
+                        }
+                        self.outputs.push_back(Output::StreamStart(sse_head(exchange_id, headers)));
+                        self.streams_opened = true;
+                        if session.wants_priming() {
+                            let priming = session.next_event_id(stream);
+                            let data = sse::event(Some(&priming.to_wire()), None, b"");
+                            self.outputs.push_back(Output::StreamData { exchange: exchange_id, data });
+                        }
+                        stream
+                    }
+                };
+                (stream, post.connection, true)
+            }
+            ExchangeKind::Standalone => (STANDALONE_STREAM, Some(exchange_id), true),
+            ExchangeKind::LegacyStream => (STANDALONE_STREAM, Some(exchange_id), false),
+            ExchangeKind::Resumed { .. } => return false,
+        };
+        let id = session.next_event_id(stream);
+        let framed = sse::event(Some(&id.to_wire()), Some("message"), &message.to_bytes());
+        if keep {
+            session.events.push(id, &framed);
+        }
+        if let Some(connection) = connection {
+            self.outputs.push_back(Output::StreamData { exchange: connection, data: framed });
+        }
+        true
+    }
+
+    /// Whether a message sent on this exchange would reach the client now.
+    fn is_live(&self, exchange_id: ExchangeId) -> bool {
+        match self.exchanges.get(&exchange_id).map(|e| &e.kind) {
+            Some(ExchangeKind::Post(post)) => match post.stream {
+                Some(_) => post.connection.is_some(),
+                None => post.accepts_sse,
+            },
+            Some(ExchangeKind::Standalone | ExchangeKind::LegacyStream) => true,
+            Some(ExchangeKind::Resumed { .. }) | None => false,
+        }
+    }
+
+    /// Delivers a server message that belongs to no particular request: on the GET stream,
+    /// else on the newest open POST stream, else into the backlog for the next GET stream.
+    pub(crate) fn route_to_session(&mut self, session_id: &SessionId, message: &Message) {
+        let Some(session) = self.sessions.get(session_id) else {
+            return;
+        };
+        let candidates: Vec<ExchangeId> = match &session.transport {
+            Transport::LegacySse { stream } => vec![*stream],
+            Transport::Streamable { standalone, posts, .. } => {
+                standalone.iter().chain(posts.iter().rev()).copied().filter(|id| self.is_live(*id)).collect()
+            }
+            Transport::Pool { .. } => Vec::new(),
+        };
+        if candidates.into_iter().any(|exchange| self.send_event(exchange, message)) {
+            return;
+        }
+        let Some(Transport::Streamable { backlog, .. }) = self.sessions.get_mut(session_id).map(|s| &mut s.transport)
+        else {
+            return;
+        };
+        backlog.push_back(message.clone());
+        if backlog.len() > BACKLOG_LIMIT {
+            backlog.pop_front();
+            self.log(
+                LogLevel::Warn,
+                format!("session {session_id}: no stream open; dropped the oldest waiting message"),
+            );
+        }
+    }
+
+    /// Makes `exchange` the session's GET stream, replays `replay`, then sends the backlog.
+    pub(crate) fn open_standalone(
+        &mut self,
+        exchange: ExchangeId,
+        session_id: &SessionId,
+        cors: Vec<Header>,
+        replay: Vec<Vec<u8>>,
+    ) {
+        let Some(session) = self.sessions.get_mut(session_id) else {
+            return;
+        };
+        let Transport::Streamable { standalone, backlog, .. } = &mut session.transport else {
+            return;
+        };
+        let replaced = standalone.replace(exchange);
+        let waiting: Vec<Message> = backlog.drain(..).collect();
+        let priming = session.wants_priming().then(|| session.next_event_id(STANDALONE_STREAM));
+        if let Some(old) = replaced {
+            self.exchanges.remove(&old);
+            self.outputs.push_back(Output::StreamEnd(old));
+        }
+        self.exchanges.insert(
+            exchange,
+            Exchange { session: session_id.clone(), headers: cors.clone(), kind: ExchangeKind::Standalone },
+        );
+        self.start_stream(exchange, cors);
+        if let Some(priming) = priming {
+            self.stream_data(exchange, sse::event(Some(&priming.to_wire()), None, b""));
+        }
+        for data in replay {
+            self.stream_data(exchange, data);
+        }
+        for message in waiting {
+            self.send_event(exchange, &message);
+        }
+    }
+
+    /// Serves a GET with `Last-Event-ID`: replays what followed `last` on its stream and
+    /// carries that stream on from here.
+    pub(crate) fn resume_stream(
+        &mut self,
+        exchange: ExchangeId,
+        session_id: &SessionId,
+        cors: Vec<Header>,
+        last: EventId,
+    ) {
+        let Some(session) = self.sessions.get(session_id) else {
+            return;
+        };
+        let replay = session.events.replay(last);
+        if last.stream == STANDALONE_STREAM {
+            return self.open_standalone(exchange, session_id, cors, replay);
+        }
+        let post_id = match &session.transport {
+            Transport::Streamable { posts, .. } => posts.iter().copied().find(|id| {
+                matches!(self.exchanges.get(id), Some(Exchange { kind: ExchangeKind::Post(post), .. }) if post.stream == Some(last.stream))
+            }),
+            _ => None,
+        };
+        self.start_stream(exchange, cors.clone());
+        for data in replay {
+            self.stream_data(exchange, data);
+        }
+        let Some(post_id) = post_id else {
+            // That stream is complete: everything it had is replayed.
+            return self.outputs.push_back(Output::StreamEnd(exchange));
+        };
+        let previous = match self.exchanges.get_mut(&post_id) {
+            Some(Exchange { kind: ExchangeKind::Post(post), .. }) => post.connection.replace(exchange),
+            _ => None,
+        };
+        if let Some(previous) = previous {
+            if previous != post_id {
+                self.exchanges.remove(&previous);
+            }
+            self.outputs.push_back(Output::StreamEnd(previous));
+        }
+        self.exchanges.insert(
+            exchange,
+            Exchange { session: session_id.clone(), headers: cors, kind: ExchangeKind::Resumed { post: post_id } },
+        );
+    }
+}

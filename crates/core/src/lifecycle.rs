@@ -1,0 +1,144 @@
+//! Session lifecycle: opening, ending, idling out, and keeping idle streams alive.
+
+use std::time::Duration;
+
+use crate::error::RequestError;
+use crate::event_store::EventStore;
+use crate::exchange::ExchangeKind;
+use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
+use crate::jsonrpc::Response;
+use crate::pending::Timer;
+use crate::proxy::{LogLevel, Output, Proxy};
+use crate::session::{Session, SessionState, Transport};
+
+/// Bytes of events a session keeps for resumption, at most.
+const EVENT_STORE_BYTES: usize = 4 * 1024 * 1024;
+
+impl Proxy {
+    /// Whether a new client session would exceed `maxSessions`.
+    pub(crate) fn at_session_limit(&self) -> bool {
+        let clients = self.sessions.values().filter(|s| !matches!(s.transport, Transport::Pool { .. })).count();
+        clients >= self.config.max_sessions
+    }
+
+    /// Starts a new session with its own child and returns its id.
+    pub(crate) fn open_session(&mut self, state: SessionState, transport: Transport) -> (SessionId, UpstreamId) {
+        let now = self.now;
+        let id = SessionId::generate(&mut self.rng);
+        self.next_upstream += 1;
+        let upstream = UpstreamId(self.next_upstream);
+        self.outputs.push_back(Output::Spawn { upstream, server: self.config.server.clone() });
+        if let SessionState::ExpectInitializeResult { deadline } = state {
+            self.pending.set_timer(deadline, Timer::Connect(id.clone()));
+        }
+        if matches!(transport, Transport::Streamable { .. }) && self.config.session_timeout_ms > 0 {
+            self.pending
+                .set_timer(now.after(Duration::from_millis(self.config.session_timeout_ms)), Timer::Idle(id.clone()));
+        }
+        let store_size =
+            if matches!(transport, Transport::Streamable { .. }) { self.config.event_store_size } else { 0 };
+        let events = EventStore::new(store_size, EVENT_STORE_BYTES);
+        self.sessions.insert(id.clone(), Session::new(upstream, state, transport, now, events));
+        self.by_upstream.insert(upstream, id.clone());
+        self.log(LogLevel::Info, format!("session {id}: started"));
+        (id, upstream)
+    }
+
+    /// Ends a session: fails what is in flight, closes its streams, stops its child.
+    pub(crate) fn end_session(&mut self, session_id: &SessionId, error: &RequestError, why: &str) {
+        let Some(session) = self.sessions.get(session_id) else {
+            return;
+        };
+        let in_flight: Vec<ProxyRequestId> = session.in_flight.keys().copied().collect();
+        for proxy_id in in_flight {
+            if let Some(pending) = self.take_pending(proxy_id) {
+                let response = Response::error(Some(pending.original_id.clone()), error.to_error_object());
+                self.deliver_response(&pending, response);
+            }
+        }
+        let Some(session) = self.sessions.remove(session_id) else {
+            return;
+        };
+        if let SessionState::ExpectInitializeResult { deadline } = session.state {
+            self.pending.cancel_timer(deadline, Timer::Connect(session_id.clone()));
+        }
+        self.by_upstream.remove(&session.upstream);
+        self.outputs.push_back(Output::CloseUpstream(session.upstream));
+        let exchanges: Vec<ExchangeId> = match session.transport {
+            Transport::LegacySse { stream } => vec![stream],
+            Transport::Streamable { standalone, posts, .. } => standalone.into_iter().chain(posts).collect(),
+            Transport::Pool { slot } => {
+                self.pool_member_ended(slot);
+                Vec::new()
+            }
+        };
+        for exchange_id in exchanges {
+            let Some(exchange) = self.exchanges.remove(&exchange_id) else {
+                continue;
+            };
+            match exchange.kind {
+                ExchangeKind::Post(post) if post.stream.is_none() => {
+                    self.refuse(exchange_id, exchange.headers, 404, "Session ended");
+                }
+                ExchangeKind::Post(post) => {
+                    if let Some(connection) = post.connection {
+                        self.exchanges.remove(&connection);
+                        self.outputs.push_back(Output::StreamEnd(connection));
+                    }
+                }
+                _ => self.outputs.push_back(Output::StreamEnd(exchange_id)),
+            }
+        }
+        self.log(LogLevel::Info, format!("session {session_id}: ended ({why})"));
+    }
+
+    /// The idle timer of a session fired: end it if the client has gone quiet, else re-arm.
+    pub(crate) fn check_idle(&mut self, session_id: SessionId) {
+        let timeout = Duration::from_millis(self.config.session_timeout_ms);
+        let Some(session) = self.sessions.get(&session_id) else {
+            return;
+        };
+        let connected = match &session.transport {
+            Transport::Streamable { standalone, posts, .. } => standalone.is_some() || !posts.is_empty(),
+            _ => true,
+        };
+        let quiet_since = session.last_activity;
+        if connected || !session.in_flight.is_empty() {
+            self.pending.set_timer(self.now.after(timeout), Timer::Idle(session_id));
+        } else if self.now.since(quiet_since) >= timeout {
+            let why = format!("idle for {} s", timeout.as_secs());
+            self.end_session(&session_id, &RequestError::SessionEnded, &why);
+        } else {
+            self.pending.set_timer(quiet_since.after(timeout), Timer::Idle(session_id));
+        }
+    }
+
+    /// Arms the keep-alive timer if streams were opened since it last ran out.
+    pub(crate) fn arm_keepalive(&mut self) {
+        if self.streams_opened && !self.keepalive_armed && self.config.keep_alive_ms > 0 {
+            self.keepalive_armed = true;
+            self.pending.set_timer(self.now.after(Duration::from_millis(self.config.keep_alive_ms)), Timer::KeepAlive);
+        }
+        self.streams_opened = false;
+    }
+
+    /// Writes an SSE comment on every open stream, so intermediaries keep them open and
+    /// vanished clients are noticed; re-arms while streams remain.
+    pub(crate) fn keep_alive(&mut self) {
+        self.keepalive_armed = false;
+        let open: Vec<ExchangeId> = self
+            .exchanges
+            .iter()
+            .filter(|(id, exchange)| match &exchange.kind {
+                ExchangeKind::Post(post) => post.stream.is_some() && post.connection == Some(**id),
+                ExchangeKind::Standalone | ExchangeKind::LegacyStream | ExchangeKind::Resumed { .. } => true,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for exchange in &open {
+            self.stream_data(*exchange, b": keep-alive\n\n".to_vec());
+        }
+        self.streams_opened = !open.is_empty();
+        self.arm_keepalive();
+    }
+}

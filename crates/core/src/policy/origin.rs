@@ -1,0 +1,123 @@
+//! `Origin` and `Host` validation against DNS rebinding.
+//!
+//! A browser page from another site can reach a server on the user's loopback interface;
+//! the `Origin` header gives it away, and a rebound DNS name shows in `Host`. The rules:
+//! a present `Origin` must be one of the configured CORS origins, or a loopback origin when
+//! the proxy listens on loopback, or anything when the CORS origins include `*` and the
+//! proxy listens beyond loopback. On loopback, `Host` must name a loopback host.
+
+use crate::config::Config;
+use crate::http::HttpRequest;
+
+/// The outcome of an Origin/Host check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OriginDecision {
+    /// The request may proceed.
+    Allow,
+    /// Refuse with 403; the reason names what was wrong.
+    Deny(String),
+}
+
+/// Checks `Origin` and `Host` of `request` under `config`.
+pub fn check_origin(config: &Config, request: &HttpRequest) -> OriginDecision {
+    if !config.origin_check {
+        return OriginDecision::Allow;
+    }
+    if config.bind_loopback {
+        if let Some(host) = request.header("host") {
+            if !is_loopback_host(strip_port(host)) {
+                return OriginDecision::Deny(format!(
+                    "Host {:?} is not a loopback name",
+                    crate::proxy::truncate(host, 100)
+                ));
+            }
+        }
+    }
+    let Some(origin) = request.header("origin") else {
+        return OriginDecision::Allow;
+    };
+    let listed = config.cors.origins.iter().any(|allowed| allowed != "*" && allowed.eq_ignore_ascii_case(origin));
+    let wildcard = !config.bind_loopback && config.cors.origins.iter().any(|allowed| allowed == "*");
+    let loopback = config.bind_loopback && origin_host(origin).is_some_and(is_loopback_host);
+    if listed || wildcard || loopback {
+        OriginDecision::Allow
+    } else {
+        OriginDecision::Deny(format!("Origin {:?} is not allowed", crate::proxy::truncate(origin, 100)))
+    }
+}
+
+/// The host of an origin like `http://localhost:3000`; `None` for `null` or garbage.
+fn origin_host(origin: &str) -> Option<&str> {
+    let (scheme, rest) = origin.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let authority = rest.split('/').next()?;
+    Some(strip_port(authority))
+}
+
+/// `host:port` or `[v6]:port` without the port (brackets kept off).
+fn strip_port(authority: &str) -> &str {
+    let authority = authority.trim();
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    host.eq_ignore_ascii_case("localhost")
+        || host.to_ascii_lowercase().ends_with(".localhost")
+        || host == "::1"
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::tests::request;
+
+    fn config(extra: &str) -> Config {
+        Config::from_json(&format!(r#"{{"server":{{"command":"x"}}{extra}}}"#)).expect("valid")
+    }
+
+    fn check(config: &Config, headers: &[(&str, &str)]) -> bool {
+        check_origin(config, &request("POST", "/mcp", headers)) == OriginDecision::Allow
+    }
+
+    #[test]
+    fn loopback_bind_allows_loopback_origins_only() {
+        let c = config("");
+        assert!(check(&c, &[("host", "127.0.0.1:8080")]));
+        assert!(check(&c, &[("host", "localhost:8080"), ("origin", "http://localhost:6274")]));
+        assert!(check(&c, &[("host", "[::1]:8080"), ("origin", "http://[::1]:3000")]));
+        assert!(check(&c, &[("origin", "http://127.0.0.1")]));
+        assert!(!check(&c, &[("host", "127.0.0.1:8080"), ("origin", "https://evil.example")]));
+        assert!(!check(&c, &[("origin", "null")]));
+        assert!(!check(&c, &[("origin", "http://localhost.evil.example")]));
+    }
+
+    #[test]
+    fn rebound_host_names_are_refused_on_loopback() {
+        let c = config("");
+        assert!(!check(&c, &[("host", "evil.example:8080")]));
+        assert!(!check(&c, &[("host", "127.0.0.1.evil.example")]));
+    }
+
+    #[test]
+    fn configured_origins_and_public_binds() {
+        let listed = config(r#","cors":{"origins":["https://app.example"]}"#);
+        assert!(check(&listed, &[("origin", "https://app.example")]));
+        assert!(!check(&listed, &[("origin", "https://other.example")]));
+        let public = config(r#","bindLoopback":false"#);
+        assert!(check(&public, &[("host", "mcp.example"), ("origin", "https://anything.example")]));
+        let public_listed = config(r#","bindLoopback":false,"cors":{"origins":["https://app.example"]}"#);
+        assert!(!check(&public_listed, &[("origin", "https://other.example")]));
+        let off = config(r#","originCheck":false"#);
+        assert!(check(&off, &[("host", "evil.example"), ("origin", "https://evil.example")]));
+    }
+}
