@@ -42,6 +42,8 @@ pub(crate) enum Timer {
     Idle(SessionId),
     /// Time to write keep-alive comments on open streams.
     KeepAlive,
+    /// A stateless POST has waited for a ready child as long as it may.
+    PoolWait(ExchangeId),
 }
 
 /// The table of forwarded requests and the timers of the proxy.

@@ -194,7 +194,19 @@ impl Proxy {
         if self.pool.waiting.len() >= WAITING_LIMIT {
             return self.refuse(post.exchange, post.cors, 503, "Service Unavailable: no server process is ready");
         }
+        let deadline = self.now.after(Duration::from_millis(self.config.connection_timeout_ms));
+        self.pending.set_timer(deadline, Timer::PoolWait(post.exchange));
         self.pool.waiting.push_back(post);
+    }
+
+    /// A waiting POST's time ran out: no child became ready.
+    pub(crate) fn pool_wait_expired(&mut self, exchange: ExchangeId) {
+        let Some(index) = self.pool.waiting.iter().position(|post| post.exchange == exchange) else {
+            return;
+        };
+        if let Some(post) = self.pool.waiting.remove(index) {
+            self.refuse(post.exchange, post.cors, 503, "Service Unavailable: no server process became ready in time");
+        }
     }
 }
 

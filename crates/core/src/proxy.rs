@@ -388,6 +388,7 @@ impl Proxy {
                 Timer::Respawn(slot) => self.respawn(now, slot),
                 Timer::Idle(session_id) => self.check_idle(session_id),
                 Timer::KeepAlive => self.keep_alive(),
+                Timer::PoolWait(exchange) => self.pool_wait_expired(exchange),
                 Timer::Connect(session_id) => {
                     let expecting = self
                         .sessions
