@@ -132,17 +132,25 @@ impl Proxy {
         }
     }
 
-    /// Delivers a server message that belongs to no particular request: on the GET stream,
-    /// else on the newest open POST stream, else into the backlog for the next GET stream.
+    /// Delivers a server message that names no request of the client's.
+    ///
+    /// Over stdio the proxy cannot see which request a message belongs to, so it guesses
+    /// the way SDK servers behave: server requests (sampling, elicitation, roots) and log
+    /// messages are most likely part of a request in flight, and go on the newest open POST
+    /// stream, else the GET stream; other notifications (list changes, resource updates) go
+    /// on the GET stream. What finds no stream waits in the backlog for the next GET stream.
     pub(crate) fn route_to_session(&mut self, session_id: &SessionId, message: &Message) {
         let Some(session) = self.sessions.get(session_id) else {
             return;
         };
+        let request_related =
+            matches!(message, Message::Request(_)) || message.method() == Some("notifications/message");
         let candidates: Vec<ExchangeId> = match &session.transport {
             Transport::LegacySse { stream } => vec![*stream],
-            Transport::Streamable { standalone, posts, .. } => {
-                standalone.iter().chain(posts.iter().rev()).copied().filter(|id| self.is_live(*id)).collect()
+            Transport::Streamable { standalone, posts, .. } if request_related => {
+                posts.iter().rev().chain(standalone.iter()).copied().filter(|id| self.is_live(*id)).collect()
             }
+            Transport::Streamable { standalone, .. } => standalone.iter().copied().collect(),
             Transport::Pool { .. } => Vec::new(),
         };
         if candidates.into_iter().any(|exchange| self.send_event(exchange, message)) {

@@ -257,3 +257,25 @@ fn a_client_that_goes_away_does_not_break_the_session() {
     assert!(outputs.iter().all(|o| !matches!(o, Output::Respond { .. })));
     assert_eq!(h.proxy.session_count(), 1);
 }
+
+#[test]
+fn unrelated_notifications_never_take_over_a_post_response() {
+    let mut h = Harness::new("");
+    let (session, upstream) = h.initialize();
+    let (post, outputs) = h.post(Some(&session), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    let id = sent_json(&outputs, upstream)[0]["id"].clone();
+    let outputs = h.upstream_says(upstream, r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#);
+    assert!(!stream_started(&outputs, post), "a list change is not part of this request");
+    let outputs = h.upstream_says(upstream, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[]}}}}"#));
+    assert_eq!(status(&outputs, post), Some(200), "still plain JSON");
+    let (get, outputs) =
+        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    assert_eq!(events(&outputs, get)[0]["method"], "notifications/tools/list_changed", "it waited for the GET stream");
+    // A log message during a request goes with that request.
+    let (post, _) = h.post(Some(&session), r#"{"jsonrpc":"2.0","id":2,"method":"tools/call"}"#);
+    let outputs = h.upstream_says(
+        upstream,
+        r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#,
+    );
+    assert_eq!(events(&outputs, post)[0]["method"], "notifications/message");
+}
