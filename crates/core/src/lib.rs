@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod config_file;
 mod delivery;
 pub mod error;
 mod event_store;
