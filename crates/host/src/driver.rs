@@ -19,7 +19,7 @@ use crate::stdio::{self, Upstream};
 /// How many events wait for the pump before senders are slowed down.
 pub(crate) const EVENT_QUEUE: usize = 1024;
 /// How many SSE chunks wait for a slow client before its stream is dropped.
-const STREAM_QUEUE: usize = 1024;
+const STREAM_QUEUE: usize = 256;
 
 /// Something the IO tasks observed.
 pub(crate) enum Event {
