@@ -41,8 +41,9 @@ impl GuestCore for CoreResource {
         self.proxy.borrow_mut().handle_input(Instant(now), convert::input(input));
     }
 
-    fn poll_output(&self) -> Option<wit::Output> {
-        self.proxy.borrow_mut().poll_output().map(convert::output)
+    fn poll_outputs(&self) -> Vec<wit::Output> {
+        let mut proxy = self.proxy.borrow_mut();
+        std::iter::from_fn(|| proxy.poll_output()).map(convert::output).collect()
     }
 
     fn poll_timeout(&self) -> Option<u64> {

@@ -143,6 +143,9 @@ impl Proxy {
         let Some(session) = self.sessions.get(session_id) else {
             return;
         };
+        if matches!(session.transport, Transport::Pool { .. }) {
+            return self.route_from_pool_member(session_id, message);
+        }
         let request_related =
             matches!(message, Message::Request(_)) || message.method() == Some("notifications/message");
         let candidates: Vec<ExchangeId> = match &session.transport {
@@ -167,6 +170,40 @@ impl Proxy {
                 LogLevel::Warn,
                 format!("session {session_id}: no stream open; dropped the oldest waiting message"),
             );
+        }
+    }
+
+    /// A stateless pool child sent a message that names no request. Its clients are
+    /// anonymous and share the child, so a log message goes to a client only when exactly
+    /// one request is in flight (it can only be that request's); a server request cannot
+    /// reach any client, so the proxy answers it at once (`ping` with a result, anything
+    /// else with an error) instead of leaving the child, and the client's call, hanging.
+    fn route_from_pool_member(&mut self, session_id: &SessionId, message: &Message) {
+        match message {
+            Message::Request(request) => {
+                let answer = if request.method == "ping" {
+                    Response::result(request.id.clone(), serde_json::json!({}))
+                } else {
+                    let error = crate::jsonrpc::ErrorObject::new(
+                        crate::error::codes::METHOD_NOT_FOUND,
+                        format!("{} cannot reach a client: the proxy serves stateless requests", request.method),
+                    );
+                    Response::error(Some(request.id.clone()), error)
+                };
+                self.send_to_session_upstream(session_id, &Message::Response(answer));
+            }
+            Message::Notification(notification) if notification.method == "notifications/message" => {
+                let only = match self.sessions.get(session_id).map(|s| s.in_flight.keys().copied().collect::<Vec<_>>())
+                {
+                    Some(ids) if ids.len() == 1 => ids.first().copied(),
+                    _ => None,
+                };
+                let target = only.and_then(|id| self.pending.get(id)).map(|pending| pending.reply_to);
+                if let Some(crate::pending::ReplyTo::Exchange(exchange)) = target {
+                    self.send_event(exchange, message);
+                }
+            }
+            _ => {}
         }
     }
 

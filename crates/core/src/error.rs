@@ -8,6 +8,8 @@ pub mod codes {
     pub const PARSE_ERROR: i64 = -32700;
     /// The JSON is not a valid JSON-RPC message.
     pub const INVALID_REQUEST: i64 = -32600;
+    /// The method is not available.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
     /// An internal error of the proxy.
     pub const INTERNAL_ERROR: i64 = -32603;
     /// The upstream connection closed (the same code the MCP SDKs use for "connection closed").

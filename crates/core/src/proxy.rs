@@ -251,6 +251,11 @@ impl Proxy {
 
     fn handle_http_closed(&mut self, exchange_id: ExchangeId) {
         let keeps_events = self.config.event_store_size > 0;
+        // Idle time counts from the end of the client's last activity, a stream included.
+        let now = self.now;
+        if let Some(session) = self.exchanges.get(&exchange_id).and_then(|e| self.sessions.get_mut(&e.session)) {
+            session.last_activity = now;
+        }
         match self.exchanges.get_mut(&exchange_id).map(|e| &mut e.kind) {
             None => return self.forget_waiting(exchange_id),
             // The client may come back with Last-Event-ID: the stream goes on into the store.
@@ -487,6 +492,7 @@ impl Proxy {
         let pending = self.pending.remove(proxy_id)?;
         if let Some(session) = self.sessions.get_mut(&pending.session) {
             session.finish(proxy_id, pending.progress.as_ref());
+            session.last_activity = self.now;
         }
         Some(pending)
     }

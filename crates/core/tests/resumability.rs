@@ -137,3 +137,15 @@ fn a_session_with_an_open_stream_is_not_idle() {
     assert!(!closed_upstream(&h.advance(Duration::from_secs(10)), upstream));
     assert_eq!(h.proxy.session_count(), 1);
 }
+
+#[test]
+fn idle_time_counts_from_the_end_of_a_stream() {
+    let mut h = Harness::new(r#", "sessionTimeoutMs": 1000, "keepAliveMs": 0"#);
+    let (session, upstream) = h.initialize();
+    let (get, _) =
+        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    h.advance(Duration::from_secs(5));
+    h.input(Input::HttpClosed(get));
+    assert!(!closed_upstream(&h.advance(Duration::from_millis(900)), upstream), "1 s of idleness starts at the close");
+    assert!(closed_upstream(&h.advance(Duration::from_millis(1100)), upstream));
+}

@@ -101,3 +101,36 @@ fn a_dead_child_is_replaced_with_backoff() {
     assert!(spawned(&h.advance(Duration::from_millis(199))).is_none());
     assert!(spawned(&h.advance(Duration::from_millis(1))).is_some());
 }
+
+#[test]
+fn server_requests_from_a_pool_child_are_answered_at_once() {
+    let (mut h, children) = started_pool(1);
+    let upstream = children[0].0;
+    ready(&mut h, &children[0]);
+    let outputs = h.upstream_says(upstream, r#"{"jsonrpc":"2.0","id":"p1","method":"ping"}"#);
+    let answer = sent_json(&outputs, upstream);
+    assert_eq!((answer[0]["id"].as_str(), answer[0]["result"].is_object()), (Some("p1"), true));
+    let outputs =
+        h.upstream_says(upstream, r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage","params":{}}"#);
+    assert_eq!(sent_json(&outputs, upstream)[0]["error"]["code"], -32601);
+}
+
+#[test]
+fn a_log_message_reaches_the_one_request_in_flight() {
+    let (mut h, children) = started_pool(1);
+    let upstream = children[0].0;
+    ready(&mut h, &children[0]);
+    let (exchange, outputs) = h.post(None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#);
+    let id = sent_json(&outputs, upstream)[0]["id"].clone();
+    let log = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"working"}}"#;
+    let mut all = h.upstream_says(upstream, log);
+    all.extend(h.upstream_says(upstream, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)));
+    let events = events(&all, exchange);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["method"], "notifications/message");
+    // With two requests in flight, nobody can tell whose it is: it is not guessed.
+    let (a, _) = h.post(None, r#"{"jsonrpc":"2.0","id":2,"method":"tools/call"}"#);
+    let (b, _) = h.post(None, r#"{"jsonrpc":"2.0","id":3,"method":"tools/call"}"#);
+    let outputs = h.upstream_says(upstream, log);
+    assert!(!stream_started(&outputs, a) && !stream_started(&outputs, b));
+}

@@ -156,7 +156,7 @@ impl Driver {
     /// Carries out every output, feeding back follow-ups, until the core has nothing to say.
     fn settle(&mut self) -> Result<(), EngineError> {
         loop {
-            while let Some(output) = self.core.poll_output()? {
+            for output in self.core.poll_outputs()? {
                 self.carry_out(output);
             }
             let Some(input) = self.follow_ups.pop_front() else {
@@ -218,10 +218,7 @@ impl Driver {
                 }
             },
             Output::Send(message) => {
-                let sent = self
-                    .upstreams
-                    .get(&message.upstream)
-                    .is_some_and(|upstream| upstream.send(Bytes::from(message.data)));
+                let sent = self.upstreams.get(&message.upstream).is_some_and(|upstream| upstream.send(message.data));
                 if !sent {
                     if let Some(mut upstream) = self.upstreams.remove(&message.upstream) {
                         upstream.stop();

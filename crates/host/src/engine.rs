@@ -80,10 +80,10 @@ impl CoreInstance {
         Ok(self.bindings.mcp_proxy_core_proxy().core().call_handle_input(&mut self.store, core, now, input)?)
     }
 
-    /// Takes the core's next output.
-    pub(crate) fn poll_output(&mut self) -> Result<Option<Output>, EngineError> {
+    /// Takes all of the core's pending outputs.
+    pub(crate) fn poll_outputs(&mut self) -> Result<Vec<Output>, EngineError> {
         let core = self.core()?;
-        Ok(self.bindings.mcp_proxy_core_proxy().core().call_poll_output(&mut self.store, core)?)
+        Ok(self.bindings.mcp_proxy_core_proxy().core().call_poll_outputs(&mut self.store, core)?)
     }
 
     /// The core's next deadline.

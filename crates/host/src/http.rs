@@ -24,6 +24,8 @@ use crate::log;
 
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest request head (request line and headers) accepted, in bytes.
+const MAX_HEAD: usize = 64 * 1024;
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,7 +70,8 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    // Request heads larger than the read buffer get 431: no MCP client sends anything near it.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(MAX_HEAD);
     let service = service_fn(move |request| handle(request, server.clone()));
     // A connection error is the client's business (reset, bad framing); hyper already answered
     // what it could.
@@ -159,5 +162,6 @@ fn respond(status: u16, headers: Vec<Header>, body: Body) -> Response<Body> {
 fn plain(status: StatusCode, message: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::full(message));
     *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
 }

@@ -1,12 +1,16 @@
 //! Stdio upstreams: child processes whose stdin and stdout carry one JSON-RPC message per line.
 
+use std::io::ErrorKind;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,6 +20,8 @@ use crate::log;
 
 /// The longest line accepted from a child; longer ones are skipped.
 const MAX_LINE: usize = 64 * 1024 * 1024;
+/// Read buffer for a child's stdout.
+const READ_BUFFER: usize = 64 * 1024;
 /// Messages queued for a child's stdin before the proxy counts it as stuck.
 const STDIN_QUEUE: usize = 1024;
 /// How long a child gets between SIGTERM and SIGKILL.
@@ -23,15 +29,72 @@ const GRACE: Duration = Duration::from_secs(3);
 
 /// The proxy's handle on a running child.
 pub(crate) struct Upstream {
-    stdin: mpsc::Sender<Bytes>,
+    stdin: Option<Stdin>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<oneshot::Receiver<()>>,
 }
 
+/// A child's stdin: lines are written straight from the caller while the pipe has room, and
+/// through a queue drained by a task when it has not, in order either way.
+struct Stdin {
+    pipe: Arc<pipe::Sender>,
+    queue: mpsc::Sender<Bytes>,
+    /// Lines in the queue or being written by the task.
+    queued: Arc<AtomicUsize>,
+}
+
+impl Stdin {
+    fn new(pipe: pipe::Sender) -> Stdin {
+        let pipe = Arc::new(pipe);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (queue, lines) = mpsc::channel(STDIN_QUEUE);
+        tokio::spawn(drain_stdin(pipe.clone(), lines, queued.clone()));
+        Stdin { pipe, queue, queued }
+    }
+
+    /// Writes one line (with its newline); false if the child is gone or stopped reading.
+    fn write(&self, line: Vec<u8>) -> bool {
+        let mut line = Bytes::from(line);
+        if self.queued.load(Ordering::Acquire) == 0 {
+            match self.pipe.try_write(&line) {
+                Ok(written) if written == line.len() => return true,
+                Ok(written) => line = line.slice(written..),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => return false,
+            }
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.queue.try_send(line).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+}
+
+/// Writes what could not be written at once, in order, as the pipe drains.
+async fn drain_stdin(pipe: Arc<pipe::Sender>, mut lines: mpsc::Receiver<Bytes>, queued: Arc<AtomicUsize>) {
+    while let Some(mut line) = lines.recv().await {
+        while !line.is_empty() {
+            if pipe.writable().await.is_err() {
+                return;
+            }
+            match pipe.try_write(&line) {
+                Ok(written) => line = line.slice(written..),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+        queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Upstream {
-    /// Queues one message for the child's stdin; false if the child is gone or not reading.
-    pub(crate) fn send(&self, message: Bytes) -> bool {
-        self.stdin.try_send(message).is_ok()
+    /// Writes one message to the child's stdin (the newline is added here); false if the
+    /// child is gone or not reading.
+    pub(crate) fn send(&self, mut message: Vec<u8>) -> bool {
+        message.push(b'\n');
+        self.stdin.as_ref().is_some_and(|stdin| stdin.write(message))
     }
 
     /// Asks the child to stop (SIGTERM to its process group, SIGKILL after a grace period).
@@ -75,14 +138,16 @@ pub(crate) fn spawn(id: u64, server: &StdioServer, events: mpsc::Sender<Event>) 
         .kill_on_drop(true);
     let mut child = command.spawn()?;
     let pid = child.id();
-    let (stdin_tx, stdin_rx) = mpsc::channel(STDIN_QUEUE);
+    let stdin = match child.stdin.take().map(|stdin| stdin.into_owned_fd()).transpose()? {
+        Some(fd) => Some(Stdin::new(pipe::Sender::from_owned_fd(fd)?)),
+        None => None,
+    };
     let (stop_tx, stop_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel();
-    if let Some(stdin) = child.stdin.take() {
-        tokio::spawn(write_stdin(stdin, stdin_rx));
-    }
-    let reader =
-        child.stdout.take().map(|stdout| tokio::spawn(read_stdout(id, BufReader::new(stdout), events.clone())));
+    let reader = child
+        .stdout
+        .take()
+        .map(|stdout| tokio::spawn(read_stdout(id, BufReader::with_capacity(READ_BUFFER, stdout), events.clone())));
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(copy_stderr(id, pid, BufReader::new(stderr)));
     }
@@ -96,7 +161,7 @@ pub(crate) fn spawn(id: u64, server: &StdioServer, events: mpsc::Sender<Event>) 
         let _ = done_tx.send(());
         let _ = events.send(Event::UpstreamClosed { upstream: id, reason }).await;
     });
-    Ok(Upstream { stdin: stdin_tx, stop: Some(stop_tx), done: Some(done_rx) })
+    Ok(Upstream { stdin, stop: Some(stop_tx), done: Some(done_rx) })
 }
 
 /// Waits for the child to exit, or stops it when asked; returns why it ended.
@@ -129,19 +194,6 @@ pub(crate) async fn terminate(child: &mut Child) {
     }
     // Whatever else is left in the group (grandchildren) goes too.
     let _ = killpg(group, Signal::SIGKILL);
-}
-
-async fn write_stdin(mut stdin: tokio::process::ChildStdin, mut messages: mpsc::Receiver<Bytes>) {
-    while let Some(message) = messages.recv().await {
-        let written = async {
-            stdin.write_all(&message).await?;
-            stdin.write_all(b"\n").await?;
-            stdin.flush().await
-        };
-        if written.await.is_err() {
-            break;
-        }
-    }
 }
 
 async fn read_stdout(id: u64, mut stdout: impl AsyncBufRead + Unpin, events: mpsc::Sender<Event>) {
@@ -202,7 +254,7 @@ async fn read_line_limited(
             });
         }
         read_any = true;
-        let (chunk, found) = match buffer.iter().position(|&b| b == b'\n') {
+        let (chunk, found) = match memchr::memchr(b'\n', buffer) {
             Some(end) => (&buffer[..end], Some(end + 1)),
             None => (buffer, None),
         };
