@@ -1,36 +1,41 @@
-//! The pump: one task owns the core, feeds it every event, and carries out its outputs.
+//! The driver: the core behind a lock, fed by whichever task observed something.
 //!
-//! Each turn: take one event (or the core's deadline), hand it to the core, then drain the
-//! core's outputs into IO — responses to waiting HTTP handlers, bytes to open streams,
-//! lines to children. Follow-up inputs the IO produces on the spot (a stream whose client is
-//! gone, a child that failed to start) are queued and fed in the same turn.
+//! A task that observes an event (an HTTP request, a child's line or exit, a client gone,
+//! the core's deadline) locks the driver, hands the event to the core and carries out every
+//! output before unlocking: responses to waiting HTTP handlers, bytes to open streams, lines
+//! to children. There is no hop through a pump task: a request reaches the child's stdin
+//! from its own connection's task, and an answer reaches the waiting handler from the
+//! child's reader task. Everything done under the lock is non-blocking. Follow-up inputs the
+//! IO produces on the spot (a stream whose client is gone, a child that failed to start) are
+//! fed in the same turn.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::bindings::{Header, HttpRequest, Input, LogLevel, Output, UpstreamClosed, UpstreamMessage};
 use crate::engine::{CoreInstance, EngineError};
 use crate::log;
 use crate::stdio::{self, Upstream};
 
-/// How many events wait for the pump before senders are slowed down.
-pub(crate) const EVENT_QUEUE: usize = 1024;
 /// How many SSE chunks wait for a slow client before its stream is dropped.
 const STREAM_QUEUE: usize = 256;
 
-/// Something the IO tasks observed.
+/// Something an IO task observed.
 pub(crate) enum Event {
     /// An HTTP request, and where its response goes.
     Http { request: HttpRequest, reply: oneshot::Sender<Reply> },
+    /// The client of an exchange went away.
+    Closed(u64),
     /// A line from a child.
     UpstreamMessage { upstream: u64, data: Vec<u8> },
     /// A child ended.
     UpstreamClosed { upstream: u64, reason: String },
-    /// Stop: terminate every child, then return.
-    Shutdown,
+    /// The core's deadline passed.
+    Timeout,
 }
 
 /// The response the core chose for an HTTP request.
@@ -44,89 +49,149 @@ pub(crate) enum Reply {
 /// Makes a fresh core (instance and proxy resource) at a given time.
 pub(crate) type CoreFactory = Box<dyn FnMut(u64) -> Result<CoreInstance, EngineError> + Send>;
 
-/// The pump's state: the core and the IO handles its outputs refer to.
-pub(crate) struct Driver {
-    core: CoreInstance,
-    factory: CoreFactory,
-    started: Instant,
-    events: mpsc::Sender<Event>,
-    replies: HashMap<u64, oneshot::Sender<Reply>>,
-    streams: HashMap<u64, mpsc::Sender<Bytes>>,
-    upstreams: HashMap<u64, Upstream>,
-    follow_ups: VecDeque<Input>,
+/// A handle on the driver, shared by every IO task.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    driver: Arc<Mutex<Driver>>,
+    /// Wakes the timer task when the core's deadline moves earlier.
+    timer: Arc<Notify>,
+    /// Signalled if the core failed and could not be replaced.
+    fatal: Arc<Notify>,
 }
 
-impl Driver {
+impl Shared {
     /// Wraps a core whose proxy resource was created at `started` (its time zero).
     /// `factory` replaces the core if it ever traps.
-    pub(crate) fn new(
-        core: CoreInstance,
-        factory: CoreFactory,
-        started: Instant,
-        events: mpsc::Sender<Event>,
-    ) -> Driver {
-        Driver {
+    pub(crate) fn new(core: CoreInstance, factory: CoreFactory, started: Instant) -> Shared {
+        let driver = Driver {
             core,
             factory,
             started,
-            events,
+            shared: None,
             replies: HashMap::new(),
             streams: HashMap::new(),
             upstreams: HashMap::new(),
             follow_ups: VecDeque::new(),
+            deadline: None,
+            stopping: false,
+        };
+        let shared =
+            Shared { driver: Arc::new(Mutex::new(driver)), timer: Arc::new(Notify::new()), fatal: Arc::new(Notify::new()) };
+        shared.lock().shared = Some(shared.clone());
+        shared
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Driver> {
+        // A panic under the lock is a bug; the state it left is still the best there is.
+        self.driver.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands one event to the core and carries out what it decides.
+    pub(crate) fn handle(&self, event: Event) {
+        let mut driver = self.lock();
+        if driver.stopping {
+            return;
+        }
+        let before = driver.deadline;
+        let input = match event {
+            Event::Http { request, reply } => {
+                driver.replies.insert(request.exchange, reply);
+                Input::HttpRequest(request)
+            }
+            Event::Closed(exchange) => Input::HttpClosed(exchange),
+            Event::UpstreamMessage { upstream, data } => Input::UpstreamMessage(UpstreamMessage { upstream, data }),
+            Event::UpstreamClosed { upstream, reason } => {
+                driver.upstreams.remove(&upstream);
+                Input::UpstreamClosed(UpstreamClosed { upstream, reason })
+            }
+            Event::Timeout => Input::Timeout,
+        };
+        let fed = driver.feed(input).or_else(|error| driver.recover(&error));
+        if let Err(error) = fed {
+            log::error(&format!("the core cannot be restarted: {error}"));
+            self.fatal.notify_one();
+            return;
+        }
+        if driver.deadline.is_some() && (before.is_none() || driver.deadline < before) {
+            self.timer.notify_one();
         }
     }
 
-    /// Runs until a shutdown event or until every sender is gone, then stops every child.
-    pub(crate) async fn run(
-        mut self,
-        events: mpsc::Receiver<Event>,
-        closed: mpsc::UnboundedReceiver<u64>,
-    ) -> Result<(), EngineError> {
-        let result = self.pump(events, closed).await;
-        self.shutdown().await;
-        result
+    /// Starts the work the core asked for when it was created (stateless mode's children).
+    pub(crate) fn start(&self) {
+        let mut driver = self.lock();
+        if let Err(error) = driver.settle() {
+            log::error(&format!("the core failed at start: {error}"));
+            self.fatal.notify_one();
+        }
+        self.timer.notify_one();
     }
 
-    async fn pump(
-        &mut self,
-        mut events: mpsc::Receiver<Event>,
-        mut closed: mpsc::UnboundedReceiver<u64>,
-    ) -> Result<(), EngineError> {
-        // Creating the core may already have asked for work (stateless mode's children).
-        self.settle()?;
+    /// Feeds `Timeout` whenever the core's deadline passes; runs until the task is dropped.
+    pub(crate) async fn run_timer(self) {
         loop {
-            let deadline = self.core.poll_timeout()?.map(|at| self.started + std::time::Duration::from_nanos(at));
+            let deadline = {
+                let driver = self.lock();
+                driver.deadline.map(|at| driver.started + Duration::from_nanos(at))
+            };
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
                 }
             };
-            let input = tokio::select! {
-                biased;
-                Some(exchange) = closed.recv() => Input::HttpClosed(exchange),
-                event = events.recv() => match event {
-                    Some(Event::Http { request, reply }) => {
-                        self.replies.insert(request.exchange, reply);
-                        Input::HttpRequest(request)
-                    }
-                    Some(Event::UpstreamMessage { upstream, data }) => Input::UpstreamMessage(UpstreamMessage { upstream, data }),
-                    Some(Event::UpstreamClosed { upstream, reason }) => {
-                        self.upstreams.remove(&upstream);
-                        Input::UpstreamClosed(UpstreamClosed { upstream, reason })
-                    }
-                    Some(Event::Shutdown) | None => break,
-                },
-                () = sleep => Input::Timeout,
-            };
-            if let Err(error) = self.feed(input) {
-                self.recover(&error)?;
+            tokio::select! {
+                () = sleep => self.handle(Event::Timeout),
+                () = self.timer.notified() => {}
             }
         }
-        Ok(())
     }
 
+    /// Resolves if the core failed for good.
+    pub(crate) async fn failed(&self) {
+        self.fatal.notified().await;
+    }
+
+    /// Stops every child and waits for them (each gets its grace period, all at once).
+    pub(crate) async fn shutdown(&self) {
+        let mut upstreams: Vec<Upstream> = {
+            let mut driver = self.lock();
+            driver.stopping = true;
+            driver.streams.clear();
+            driver.replies.clear();
+            driver.upstreams.drain().map(|(_, upstream)| upstream).collect()
+        };
+        if !upstreams.is_empty() {
+            log::info(&format!("stopping {} server process(es)", upstreams.len()));
+        }
+        for upstream in &mut upstreams {
+            upstream.stop();
+        }
+        for upstream in &mut upstreams {
+            upstream.stopped().await;
+        }
+        log::write(LogLevel::Info, "stopped");
+    }
+}
+
+/// The driver's state: the core and the IO handles its outputs refer to.
+pub(crate) struct Driver {
+    core: CoreInstance,
+    factory: CoreFactory,
+    started: Instant,
+    /// The handle children report back through (set right after construction).
+    shared: Option<Shared>,
+    replies: HashMap<u64, oneshot::Sender<Reply>>,
+    streams: HashMap<u64, mpsc::Sender<Bytes>>,
+    upstreams: HashMap<u64, Upstream>,
+    follow_ups: VecDeque<Input>,
+    /// The core's next deadline, as of the last turn.
+    deadline: Option<u64>,
+    /// Shutting down: events are ignored.
+    stopping: bool,
+}
+
+impl Driver {
     fn now(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -160,6 +225,7 @@ impl Driver {
                 self.carry_out(output);
             }
             let Some(input) = self.follow_ups.pop_front() else {
+                self.deadline = self.core.poll_timeout()?;
                 return Ok(());
             };
             let now = self.now();
@@ -206,17 +272,22 @@ impl Driver {
             Output::StreamEnd(exchange) => {
                 self.streams.remove(&exchange);
             }
-            Output::Spawn(spawn) => match stdio::spawn(spawn.upstream, &spawn.server, self.events.clone()) {
-                Ok(upstream) => {
-                    self.upstreams.insert(spawn.upstream, upstream);
+            Output::Spawn(spawn) => {
+                let Some(shared) = self.shared.clone() else {
+                    return;
+                };
+                match stdio::spawn(spawn.upstream, &spawn.server, shared) {
+                    Ok(upstream) => {
+                        self.upstreams.insert(spawn.upstream, upstream);
+                    }
+                    Err(error) => {
+                        let reason = format!("could not start {:?}: {error}", spawn.server.command);
+                        log::error(&reason);
+                        self.follow_ups
+                            .push_back(Input::UpstreamClosed(UpstreamClosed { upstream: spawn.upstream, reason }));
+                    }
                 }
-                Err(error) => {
-                    let reason = format!("could not start {:?}: {error}", spawn.server.command);
-                    log::error(&reason);
-                    self.follow_ups
-                        .push_back(Input::UpstreamClosed(UpstreamClosed { upstream: spawn.upstream, reason }));
-                }
-            },
+            }
             Output::Send(message) => {
                 let sent = self.upstreams.get(&message.upstream).is_some_and(|upstream| upstream.send(message.data));
                 if !sent {
@@ -237,21 +308,4 @@ impl Driver {
         }
     }
 
-    /// Stops every child and waits for them (each gets its grace period, all at once).
-    async fn shutdown(&mut self) {
-        let count = self.upstreams.len();
-        if count > 0 {
-            log::info(&format!("stopping {count} server process(es)"));
-        }
-        let mut upstreams: Vec<Upstream> = self.upstreams.drain().map(|(_, upstream)| upstream).collect();
-        for upstream in &mut upstreams {
-            upstream.stop();
-        }
-        for upstream in &mut upstreams {
-            upstream.stopped().await;
-        }
-        self.streams.clear();
-        self.replies.clear();
-        log::write(LogLevel::Info, "stopped");
-    }
 }

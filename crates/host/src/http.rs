@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::bindings::{Header, HttpRequest};
 use crate::body::{Body, CloseGuard};
-use crate::driver::{Event, Reply};
+use crate::driver::{Event, Reply, Shared};
 use crate::log;
 
 /// How long a client may take to send its request headers.
@@ -31,7 +31,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every connection shares.
 pub(crate) struct Server {
-    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) shared: Shared,
     pub(crate) closed: mpsc::UnboundedSender<u64>,
     pub(crate) max_body_size: u64,
     pub(crate) next_exchange: AtomicU64,
@@ -110,10 +110,7 @@ async fn handle(request: Request<Incoming>, server: Arc<Server>) -> Result<Respo
         body_too_large,
     };
     let (reply_tx, reply_rx) = oneshot::channel();
-    if server.events.send(Event::Http { request, reply: reply_tx }).await.is_err() {
-        guard.disarm();
-        return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "the proxy is shutting down"));
-    }
+    server.shared.handle(Event::Http { request, reply: reply_tx });
     let response = match reply_rx.await {
         Ok(Reply::Full { status, headers, body }) => {
             guard.disarm();

@@ -24,7 +24,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::cli::Cli;
-use crate::driver::{CoreFactory, Driver, Event, EVENT_QUEUE};
+use crate::driver::{CoreFactory, Event, Shared};
 use crate::engine::{CoreEngine, EngineError};
 
 fn main() -> ExitCode {
@@ -97,11 +97,20 @@ async fn run(cli: Cli) -> ExitCode {
     let address = listener.local_addr().map_or_else(|_| format!("{}:{}", cli.host, cli.port), |a| a.to_string());
     let scheme = if tls.is_some() { "https" } else { "http" };
 
-    let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let (closed, closed_rx) = mpsc::unbounded_channel();
-    let mut driver = tokio::spawn(Driver::new(core, factory, started, events.clone()).run(events_rx, closed_rx));
-    let server =
-        Arc::new(http::Server { events: events.clone(), closed, max_body_size, next_exchange: AtomicU64::new(1) });
+    let shared = Shared::new(core, factory, started);
+    shared.start();
+    let timer = tokio::spawn(shared.clone().run_timer());
+    // Clients that went away are reported from Drop impls, which must not take the lock.
+    let (closed, mut closed_rx) = mpsc::unbounded_channel();
+    let reporter = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(exchange) = closed_rx.recv().await {
+                shared.handle(Event::Closed(exchange));
+            }
+        })
+    };
+    let server = Arc::new(http::Server { shared: shared.clone(), closed, max_body_size, next_exchange: AtomicU64::new(1) });
     let accept = tokio::spawn(http::serve(listener, tls, server));
     log::info(&format!("mcp-proxy listening on {scheme}://{address}"));
     if cli.server != Some(cli::ServerKind::Sse) {
@@ -115,24 +124,20 @@ async fn run(cli: Cli) -> ExitCode {
         (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
         _ => return fail("cannot install signal handlers"),
     };
-    let finished = tokio::select! {
-        _ = interrupt.recv() => None,
-        _ = terminate.recv() => None,
-        result = &mut driver => Some(result),
+    let failed = tokio::select! {
+        _ = interrupt.recv() => false,
+        _ = terminate.recv() => false,
+        () = shared.failed() => true,
     };
     accept.abort();
-    let result = match finished {
-        Some(result) => result,
-        None => {
-            log::info("shutting down");
-            let _ = events.send(Event::Shutdown).await;
-            driver.await
-        }
-    };
-    match result {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(error)) => fail(&error.to_string()),
-        Err(error) => fail(&format!("the proxy task failed: {error}")),
+    timer.abort();
+    reporter.abort();
+    log::info("shutting down");
+    shared.shutdown().await;
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

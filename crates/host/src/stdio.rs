@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bindings::StdioServer;
-use crate::driver::Event;
+use crate::driver::{Event, Shared};
 use crate::log;
 
 /// The longest line accepted from a child; longer ones are skipped.
@@ -112,8 +112,8 @@ impl Upstream {
     }
 }
 
-/// Starts `server` as upstream `id`; its lines and its exit arrive on `events`.
-pub(crate) fn spawn(id: u64, server: &StdioServer, events: mpsc::Sender<Event>) -> std::io::Result<Upstream> {
+/// Starts `server` as upstream `id`; its lines and its exit are handed to `shared`.
+pub(crate) fn spawn(id: u64, server: &StdioServer, shared: Shared) -> std::io::Result<Upstream> {
     let mut command = if server.shell {
         let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
         let mut line = server.command.clone();
@@ -147,7 +147,7 @@ pub(crate) fn spawn(id: u64, server: &StdioServer, events: mpsc::Sender<Event>) 
     let reader = child
         .stdout
         .take()
-        .map(|stdout| tokio::spawn(read_stdout(id, BufReader::with_capacity(READ_BUFFER, stdout), events.clone())));
+        .map(|stdout| tokio::spawn(read_stdout(id, BufReader::with_capacity(READ_BUFFER, stdout), shared.clone())));
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(copy_stderr(id, pid, BufReader::new(stderr)));
     }
@@ -159,7 +159,7 @@ pub(crate) fn spawn(id: u64, server: &StdioServer, events: mpsc::Sender<Event>) 
             let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
         }
         let _ = done_tx.send(());
-        let _ = events.send(Event::UpstreamClosed { upstream: id, reason }).await;
+        shared.handle(Event::UpstreamClosed { upstream: id, reason });
     });
     Ok(Upstream { stdin, stop: Some(stop_tx), done: Some(done_rx) })
 }
@@ -196,7 +196,7 @@ pub(crate) async fn terminate(child: &mut Child) {
     let _ = killpg(group, Signal::SIGKILL);
 }
 
-async fn read_stdout(id: u64, mut stdout: impl AsyncBufRead + Unpin, events: mpsc::Sender<Event>) {
+async fn read_stdout(id: u64, mut stdout: impl AsyncBufRead + Unpin, shared: Shared) {
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -208,9 +208,7 @@ async fn read_stdout(id: u64, mut stdout: impl AsyncBufRead + Unpin, events: mps
                 if trimmed.is_empty() {
                     continue;
                 }
-                if events.send(Event::UpstreamMessage { upstream: id, data: trimmed.to_vec() }).await.is_err() {
-                    break;
-                }
+                shared.handle(Event::UpstreamMessage { upstream: id, data: trimmed.to_vec() });
             }
             Err(error) => {
                 log::warn(&format!("upstream {id}: reading stdout failed: {error}"));
