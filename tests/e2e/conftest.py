@@ -147,7 +147,8 @@ class ProxyProcess:
         command: Sequence[str] = EVERYTHING_COMMAND,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.argv = [str(binary), "--port", "0", *args, "--", *command]
+        # No command (e.g. with --config): no `--` either.
+        self.argv = [str(binary), "--port", "0", *args, *(["--", *command] if command else [])]
         full_env = dict(os.environ)
         full_env.pop("MCP_PROXY_API_KEY", None)  # only tests that mean it set it
         full_env.update(env or {})

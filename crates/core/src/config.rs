@@ -2,14 +2,19 @@
 
 use serde::Deserialize;
 
+use crate::config_file::{ConfigFile, ProxySettings, ServerEntry, ServerOptions, UpstreamConfig};
 use crate::error::ConfigError;
 
 /// Everything the core needs to know to serve.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
-    /// The stdio MCP server each session runs.
-    pub server: StdioServer,
+    /// The stdio MCP server each session runs (the bridge: one server at the root endpoints).
+    #[serde(default)]
+    pub server: Option<StdioServer>,
+    /// An aggregator configuration file (many servers, each at `/{name}/...`), instead of `server`.
+    #[serde(default)]
+    pub config_file: Option<ConfigFileSource>,
     /// Which client-facing transports are served.
     #[serde(default)]
     pub transports: Transports,
@@ -65,6 +70,27 @@ pub struct Config {
     /// The shell listens on a loopback address only.
     #[serde(default = "defaults::yes")]
     pub bind_loopback: bool,
+    /// The servers, resolved from `server` or `configFile`: in bridge mode one server with an
+    /// empty name.
+    #[serde(skip)]
+    pub servers: Vec<ServerEntry>,
+    /// The aggregator's own settings (`mcpProxy`), when serving a configuration file.
+    #[serde(skip)]
+    pub aggregator: Option<ProxySettings>,
+    /// Things worth a log line at startup: servers left out, fields not understood.
+    #[serde(skip)]
+    pub notices: Vec<String>,
+}
+
+/// An aggregator configuration file as handed over by the shell.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigFileSource {
+    /// The file's text.
+    pub text: String,
+    /// The environment for `${VAR}` expansion; absent: no expansion.
+    #[serde(default)]
+    pub env: Option<Vec<(String, String)>>,
 }
 
 /// How to start a stdio MCP server.
@@ -167,19 +193,61 @@ impl Config {
     /// Parses and validates a JSON configuration document.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let mut config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
             let path = error.path().to_string();
             ConfigError::new(path, error.into_inner().to_string())
         })?;
+        config.resolve_servers()?;
         config.validate()?;
         Ok(config)
     }
 
+    /// Whether this is the bridge (one server at the root endpoints).
+    pub fn is_bridge(&self) -> bool {
+        self.aggregator.is_none()
+    }
+
+    fn resolve_servers(&mut self) -> Result<(), ConfigError> {
+        match (&self.server, &self.config_file) {
+            (Some(_), Some(_)) => {
+                Err(ConfigError::new("configFile", "give either a server command or a configuration file, not both"))
+            }
+            (None, None) => Err(ConfigError::new("server", "missing: give a server command or a configuration file")),
+            (Some(server), None) => {
+                if server.command.trim().is_empty() {
+                    return Err(ConfigError::new("server.command", "must not be empty"));
+                }
+                let upstream = UpstreamConfig::Stdio(server.clone());
+                self.servers = vec![ServerEntry { name: String::new(), upstream, options: ServerOptions::default() }];
+                Ok(())
+            }
+            (None, Some(source)) => {
+                let env = source.env.clone();
+                let lookup = move |name: &str| env.as_ref()?.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+                let expand: Option<crate::config_file::EnvLookup<'_>> = source.env.as_ref().map(|_| &lookup as _);
+                let file = ConfigFile::parse(&source.text, expand)?;
+                self.notices.extend(file.warnings.iter().cloned());
+                self.notices.extend(file.skipped.iter().map(|e| format!("left out: {e}")));
+                for entry in file.servers {
+                    match entry.upstream {
+                        UpstreamConfig::Stdio(_) => self.servers.push(entry),
+                        _ => self.notices.push(format!(
+                            "left out: mcpServers.{}: sse and streamable-http upstreams are not supported by this version yet",
+                            entry.name
+                        )),
+                    }
+                }
+                if self.servers.is_empty() {
+                    return Err(ConfigError::new("mcpServers", "no server can be served (see the notices above)"));
+                }
+                self.aggregator = Some(file.proxy);
+                Ok(())
+            }
+        }
+    }
+
     /// Checks what the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.server.command.trim().is_empty() {
-            return Err(ConfigError::new("server.command", "must not be empty"));
-        }
         let endpoints = [
             ("streamEndpoint", &self.stream_endpoint),
             ("sseEndpoint", &self.sse_endpoint),
@@ -198,6 +266,12 @@ impl Config {
         }
         if !self.transports.sse && !self.transports.stream {
             return Err(ConfigError::new("transports", "at least one transport must be served"));
+        }
+        if self.stateless && !self.is_bridge() {
+            return Err(ConfigError::new(
+                "stateless",
+                "stateless mode serves a single server, not a configuration file",
+            ));
         }
         if self.stateless_pool_size == 0 || self.stateless_pool_size > 256 {
             return Err(ConfigError::new("statelessPoolSize", "must be between 1 and 256"));

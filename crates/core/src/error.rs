@@ -10,6 +10,8 @@ pub mod codes {
     pub const INVALID_REQUEST: i64 = -32600;
     /// The method is not available.
     pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Invalid method parameters.
+    pub const INVALID_PARAMS: i64 = -32602;
     /// An internal error of the proxy.
     pub const INTERNAL_ERROR: i64 = -32603;
     /// The upstream connection closed (the same code the MCP SDKs use for "connection closed").

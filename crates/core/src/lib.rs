@@ -51,6 +51,7 @@ mod pending;
 pub mod policy;
 mod pool;
 mod proxy;
+mod route;
 mod session;
 pub mod sse;
 mod streamable;

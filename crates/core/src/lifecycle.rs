@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::config_file::UpstreamConfig;
 use crate::error::RequestError;
 use crate::event_store::EventStore;
 use crate::exchange::ExchangeKind;
@@ -22,12 +23,20 @@ impl Proxy {
     }
 
     /// Starts a new session with its own child and returns its id.
-    pub(crate) fn open_session(&mut self, state: SessionState, transport: Transport) -> (SessionId, UpstreamId) {
+    pub(crate) fn open_session(
+        &mut self,
+        server: usize,
+        state: SessionState,
+        transport: Transport,
+    ) -> (SessionId, UpstreamId) {
         let now = self.now;
         let id = SessionId::generate(&mut self.rng);
         self.next_upstream += 1;
         let upstream = UpstreamId(self.next_upstream);
-        self.outputs.push_back(Output::Spawn { upstream, server: self.config.server.clone() });
+        // Only stdio servers are resolved into the configuration so far (see Config::resolve_servers).
+        if let Some(UpstreamConfig::Stdio(stdio)) = self.config.servers.get(server).map(|s| &s.upstream) {
+            self.outputs.push_back(Output::Spawn { upstream, server: stdio.clone() });
+        }
         if let SessionState::ExpectInitializeResult { deadline } = state {
             self.pending.set_timer(deadline, Timer::Connect(id.clone()));
         }
@@ -38,9 +47,11 @@ impl Proxy {
         let store_size =
             if matches!(transport, Transport::Streamable { .. }) { self.config.event_store_size } else { 0 };
         let events = EventStore::new(store_size, EVENT_STORE_BYTES);
-        self.sessions.insert(id.clone(), Session::new(upstream, state, transport, now, events));
+        self.sessions.insert(id.clone(), Session::new(server, upstream, state, transport, now, events));
         self.by_upstream.insert(upstream, id.clone());
-        self.log(LogLevel::Info, format!("session {id}: started"));
+        let name = self.config.servers.get(server).map(|s| s.name.as_str()).filter(|n| !n.is_empty());
+        let label = name.map(|n| format!(" for {n}")).unwrap_or_default();
+        self.log(LogLevel::Info, format!("session {id}: started{label}"));
         (id, upstream)
     }
 

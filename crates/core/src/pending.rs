@@ -27,6 +27,8 @@ pub(crate) struct PendingRequest {
     pub(crate) progress: Option<ProgressToken>,
     pub(crate) deadline: Instant,
     pub(crate) initialize: bool,
+    /// The answer is a `tools/list` result to pass through the server's tool filter.
+    pub(crate) filter_tools: bool,
 }
 
 /// Something that happens at a deadline.

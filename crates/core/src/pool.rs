@@ -71,7 +71,7 @@ impl Proxy {
     fn spawn_pool_member(&mut self, now: Instant, slot: usize) {
         let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
         let (session, _) =
-            self.open_session(SessionState::ExpectInitializeResult { deadline }, Transport::Pool { slot });
+            self.open_session(0, SessionState::ExpectInitializeResult { deadline }, Transport::Pool { slot });
         if let Some(entry) = self.pool.slots.get_mut(slot) {
             *entry = Slot { session: Some(session.clone()), ready: false, started: now, failures: entry.failures };
         }

@@ -15,9 +15,11 @@ use crate::jsonrpc::{Message, Notification, Payload, Request, RequestId, Respons
 use crate::mcp;
 use crate::pending::{Pending, PendingRequest, ReplyTo, Timer};
 use crate::policy::{
-    check_api_key, check_origin, cors_response_headers, preflight_headers, AuthDecision, OriginDecision,
+    check_api_key, check_bearer_token, check_origin, cors_response_headers, preflight_headers, AuthDecision,
+    OriginDecision,
 };
 use crate::pool::Pool;
+use crate::route::{route, Endpoint, Route};
 use crate::session::{Session, SessionState, Transport};
 use crate::time::Instant;
 
@@ -119,6 +121,8 @@ pub struct Proxy {
     pub(crate) exchanges: HashMap<ExchangeId, Exchange>,
     pub(crate) pending: Pending,
     pub(crate) pool: Pool,
+    /// Answers the proxy gives itself, delivered at the end of the turn.
+    local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::jsonrpc::ErrorObject>)>,
     /// The latest time handed in.
     pub(crate) now: Instant,
     pub(crate) next_upstream: u64,
@@ -142,11 +146,28 @@ impl Proxy {
             exchanges: HashMap::new(),
             pending: Pending::default(),
             pool: Pool::default(),
+            local_answers: VecDeque::new(),
             now,
             next_upstream: 0,
             streams_opened: false,
             keepalive_armed: false,
         };
+        for notice in proxy.config.notices.clone() {
+            proxy.log(LogLevel::Warn, format!("configuration: {notice}"));
+        }
+        if !proxy.config.is_bridge() {
+            let lines: Vec<String> = (0..proxy.config.servers.len())
+                .map(|server| {
+                    let name = &proxy.config.servers[server].name;
+                    let stream = crate::route::endpoint_path(&proxy.config, server, Endpoint::Stream);
+                    let sse = crate::route::endpoint_path(&proxy.config, server, Endpoint::Sse);
+                    format!("serving {name}: Streamable HTTP at {stream}, SSE at {sse}")
+                })
+                .collect();
+            for line in lines {
+                proxy.log(LogLevel::Info, line);
+            }
+        }
         if stateless {
             proxy.start_pool(now);
         }
@@ -185,6 +206,7 @@ impl Proxy {
             Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason),
             Input::Timeout => self.handle_timeout(now),
         }
+        self.deliver_local_answers();
         self.arm_keepalive();
     }
 
@@ -224,28 +246,25 @@ impl Proxy {
             headers.push(Header::new("www-authenticate", "Bearer"));
             return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid API key");
         }
-        let transports = self.config.transports;
-        let method = request.method.as_str();
-        if transports.stream && path == self.config.stream_endpoint {
-            match method {
-                "POST" => self.stream_post(now, request, cors),
-                "GET" => self.stream_get(request, cors),
-                "DELETE" => self.stream_delete(request, cors),
-                _ => self.method_not_allowed(exchange, cors, "GET, POST, DELETE, OPTIONS"),
-            }
-        } else if transports.sse && path == self.config.sse_endpoint {
-            match method {
-                "GET" => self.legacy_open(request, cors),
-                _ => self.method_not_allowed(exchange, cors, "GET, OPTIONS"),
-            }
-        } else if transports.sse && path == self.config.messages_endpoint {
-            match method {
-                "POST" => self.legacy_post(now, request, cors),
-                _ => self.method_not_allowed(exchange, cors, "POST, OPTIONS"),
-            }
-        } else {
+        let Some(Route { server, endpoint }) = route(&self.config, path) else {
             let message = format!("Not Found: no endpoint at {}", truncate(path, 200));
-            self.refuse(exchange, cors, 404, &message);
+            return self.refuse(exchange, cors, 404, &message);
+        };
+        let tokens = self.config.servers.get(server).map(|s| s.options.auth_tokens.as_slice()).unwrap_or_default();
+        if check_bearer_token(tokens, &request) == AuthDecision::Deny {
+            let mut headers = cors;
+            headers.push(Header::new("www-authenticate", "Bearer"));
+            return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid token for this server");
+        }
+        match (endpoint, request.method.as_str()) {
+            (Endpoint::Stream, "POST") => self.stream_post(now, server, request, cors),
+            (Endpoint::Stream, "GET") => self.stream_get(server, request, cors),
+            (Endpoint::Stream, "DELETE") => self.stream_delete(server, request, cors),
+            (Endpoint::Stream, _) => self.method_not_allowed(exchange, cors, "GET, POST, DELETE, OPTIONS"),
+            (Endpoint::Sse, "GET") => self.legacy_open(server, request, cors),
+            (Endpoint::Sse, _) => self.method_not_allowed(exchange, cors, "GET, OPTIONS"),
+            (Endpoint::Messages, "POST") => self.legacy_post(now, server, request, cors),
+            (Endpoint::Messages, _) => self.method_not_allowed(exchange, cors, "POST, OPTIONS"),
         }
     }
 
@@ -357,6 +376,18 @@ impl Proxy {
             return;
         };
         response.id = Some(pending.original_id.clone());
+        if pending.filter_tools {
+            let server = self.sessions.get(&pending.session).map(|s| s.server).unwrap_or_default();
+            if let (Ok(result), Some(filter)) =
+                (&mut response.outcome, self.config.servers.get(server).and_then(|s| s.options.tool_filter.as_ref()))
+            {
+                if let Some(tools) = result.get_mut("tools").and_then(|t| t.as_array_mut()) {
+                    tools.retain(|tool| {
+                        tool.get("name").and_then(|n| n.as_str()).is_some_and(|name| filter.allows(name))
+                    });
+                }
+            }
+        }
         self.deliver_response(&pending, response);
     }
 
@@ -445,12 +476,13 @@ impl Proxy {
         reply_to: ReplyTo,
         mut request: Request,
     ) {
-        let Some(upstream) = self.sessions.get(session_id).map(|s| s.upstream) else {
+        let Some((upstream, server)) = self.sessions.get(session_id).map(|s| (s.upstream, s.server)) else {
             return;
         };
         let progress = mcp::progress_token(&request.params);
         let deadline = now.after(Duration::from_millis(self.config.request_timeout_ms));
         let initialize = request.method == mcp::INITIALIZE;
+        let has_filter = self.config.servers.get(server).is_some_and(|s| s.options.tool_filter.is_some());
         let pending = PendingRequest {
             session: session_id.clone(),
             reply_to,
@@ -458,6 +490,7 @@ impl Proxy {
             progress: progress.clone(),
             deadline,
             initialize,
+            filter_tools: has_filter && request.method == "tools/list",
         };
         let proxy_id = self.pending.insert(pending);
         if let Some(session) = self.sessions.get_mut(session_id) {
@@ -466,8 +499,26 @@ impl Proxy {
                 session.progress.insert(token, proxy_id);
             }
         }
+        if request.method == "tools/call" {
+            let name = crate::jsonrpc::param(&request.params, "name").and_then(|n| n.as_str()).unwrap_or_default();
+            if !crate::route::tool_allowed(&self.config, server, name) {
+                let message = format!("Tool {:?} is not available on this server", truncate(name, 100));
+                let error = crate::jsonrpc::ErrorObject::new(codes::INVALID_PARAMS, message);
+                return self.local_answers.push_back((proxy_id, Err(error)));
+            }
+        }
         request.id = RequestId::Number(proxy_id.0);
         self.send_upstream(upstream, &Message::Request(request));
+    }
+
+    /// Delivers the answers the proxy gave itself (a blocked tool) once the exchange exists.
+    fn deliver_local_answers(&mut self) {
+        while let Some((proxy_id, outcome)) = self.local_answers.pop_front() {
+            if let Some(pending) = self.take_pending(proxy_id) {
+                let response = Response { id: Some(pending.original_id.clone()), outcome };
+                self.deliver_response(&pending, response);
+            }
+        }
     }
 
     /// Points a client's `notifications/cancelled` at the id the server knows, and

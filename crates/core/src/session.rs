@@ -53,6 +53,8 @@ pub(crate) enum Transport {
 /// One client session and the upstream it owns.
 #[derive(Debug)]
 pub(crate) struct Session {
+    /// The server this session talks to (index into `Config::servers`).
+    pub(crate) server: usize,
     pub(crate) upstream: UpstreamId,
     pub(crate) state: SessionState,
     pub(crate) transport: Transport,
@@ -72,6 +74,7 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(
+        server: usize,
         upstream: UpstreamId,
         state: SessionState,
         transport: Transport,
@@ -79,6 +82,7 @@ impl Session {
         events: EventStore,
     ) -> Session {
         Session {
+            server,
             upstream,
             state,
             transport,

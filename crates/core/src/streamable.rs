@@ -22,19 +22,21 @@ enum SessionLookup {
 }
 
 impl Proxy {
-    fn lookup_streamable_session(&self, request: &HttpRequest) -> SessionLookup {
+    fn lookup_streamable_session(&self, request: &HttpRequest, server: usize) -> SessionLookup {
         let Some(header) = request.header("mcp-session-id") else {
             return SessionLookup::Missing;
         };
         match SessionId::parse(header.trim()) {
-            Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable()) => SessionLookup::Found(id),
+            Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable() && s.server == server) => {
+                SessionLookup::Found(id)
+            }
             _ => SessionLookup::Unknown,
         }
     }
 
     /// Checks the session header of a non-initialize request, answering the refusal itself.
-    fn require_session(&mut self, request: &HttpRequest, cors: &[Header]) -> Option<SessionId> {
-        match self.lookup_streamable_session(request) {
+    fn require_session(&mut self, request: &HttpRequest, cors: &[Header], server: usize) -> Option<SessionId> {
+        match self.lookup_streamable_session(request, server) {
             SessionLookup::Found(id) => {
                 let now = self.now;
                 if let Some(session) = self.sessions.get_mut(&id) {
@@ -69,7 +71,7 @@ impl Proxy {
         }
     }
 
-    pub(crate) fn stream_post(&mut self, now: Instant, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn stream_post(&mut self, now: Instant, server: usize, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if request.body_too_large {
             let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);
@@ -117,9 +119,9 @@ impl Proxy {
             }
             let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
             let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
-            self.open_session(SessionState::ExpectInitializeResult { deadline }, transport).0
+            self.open_session(server, SessionState::ExpectInitializeResult { deadline }, transport).0
         } else {
-            match self.require_session(&request, &cors) {
+            match self.require_session(&request, &cors, server) {
                 Some(id) => id,
                 None => return,
             }
@@ -143,7 +145,7 @@ impl Proxy {
         }
     }
 
-    pub(crate) fn stream_get(&mut self, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn stream_get(&mut self, server: usize, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if self.config.stateless {
             return self.stateless_not_allowed(exchange, cors);
@@ -154,7 +156,7 @@ impl Proxy {
         if !self.check_protocol_version(&request, &cors) {
             return;
         }
-        let Some(session_id) = self.require_session(&request, &cors) else {
+        let Some(session_id) = self.require_session(&request, &cors, server) else {
             return;
         };
         if let Some(last) = request.header("last-event-id").and_then(EventId::parse) {
@@ -175,11 +177,11 @@ impl Proxy {
         self.refuse(exchange, headers, 405, "Method Not Allowed: the server is stateless (no sessions, no GET stream)");
     }
 
-    pub(crate) fn stream_delete(&mut self, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn stream_delete(&mut self, server: usize, request: HttpRequest, cors: Vec<Header>) {
         if self.config.stateless {
             return self.stateless_not_allowed(request.exchange, cors);
         }
-        let Some(session_id) = self.require_session(&request, &cors) else {
+        let Some(session_id) = self.require_session(&request, &cors, server) else {
             return;
         };
         self.end_session(&session_id, &RequestError::SessionEnded, "the client deleted it");

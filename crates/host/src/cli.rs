@@ -93,6 +93,13 @@ pub(crate) struct Cli {
     /// Accept any Origin and Host header (turns off the DNS-rebinding protection).
     #[arg(long = "no-origin-check", alias = "noOriginCheck")]
     pub(crate) no_origin_check: bool,
+    /// Serve the servers of a configuration file (the Go mcp-proxy format or Claude Desktop's
+    /// mcpServers) at /{name}/mcp and /{name}/sse, instead of one command.
+    #[arg(long, value_name = "PATH", conflicts_with = "command")]
+    pub(crate) config: Option<PathBuf>,
+    /// Replace ${VAR} in the configuration file with environment variables.
+    #[arg(long = "expand-env", alias = "expandEnv", requires = "config")]
+    pub(crate) expand_env: bool,
     /// Print the version and how the core is run, then exit.
     #[arg(long, short = 'V')]
     pub(crate) version: bool,
@@ -111,15 +118,30 @@ pub(crate) enum ServerKind {
 }
 
 impl Cli {
-    /// The core's JSON configuration.
-    pub(crate) fn core_config(&self) -> Result<String, String> {
+    /// What the core serves: `server` (one command) or `configFile` (the aggregator).
+    fn served(&self) -> Result<(&'static str, serde_json::Value), String> {
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: cannot read the configuration: {e}", path.display()))?;
+            let env: Option<Vec<(String, String)>> = self.expand_env.then(|| std::env::vars().collect());
+            return Ok(("configFile", json!({"text": text, "env": env})));
+        }
         let Some((command, args)) = self.command.split_first() else {
-            return Err("missing the MCP server command: mcp-proxy [OPTIONS] [--] <COMMAND> [ARGS]...".into());
+            return Err(
+                "missing the MCP server command: mcp-proxy [OPTIONS] [--] <COMMAND> [ARGS]... (or --config <PATH>)"
+                    .into(),
+            );
         };
         // Without `--`, an unknown option would otherwise be taken for the command.
         if command.starts_with('-') {
             return Err(format!("unknown option {command:?} (see --help); put the server command after `--`"));
         }
+        Ok(("server", json!({"command": command, "args": args, "env": [], "shell": self.shell})))
+    }
+
+    /// The core's JSON configuration.
+    pub(crate) fn core_config(&self) -> Result<String, String> {
+        let (served_key, served) = self.served()?;
         let (mut stream_endpoint, mut sse_endpoint) = (self.stream_endpoint.clone(), self.sse_endpoint.clone());
         match (self.server, &self.endpoint) {
             (Some(ServerKind::Sse), Some(endpoint)) => sse_endpoint = endpoint.clone(),
@@ -127,8 +149,7 @@ impl Cli {
             (_, None) => {}
         }
         let origins = if self.cors_origin.is_empty() { vec!["*".to_owned()] } else { self.cors_origin.clone() };
-        let config = json!({
-            "server": {"command": command, "args": args, "env": [], "shell": self.shell},
+        let mut config = json!({
             "transports": {
                 "sse": self.server != Some(ServerKind::Stream),
                 "stream": self.server != Some(ServerKind::Sse),
@@ -150,6 +171,7 @@ impl Cli {
             "originCheck": !self.no_origin_check,
             "bindLoopback": self.host.is_loopback(),
         });
+        config[served_key] = served;
         Ok(config.to_string())
     }
 }

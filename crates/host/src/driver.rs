@@ -75,8 +75,11 @@ impl Shared {
             deadline: None,
             stopping: false,
         };
-        let shared =
-            Shared { driver: Arc::new(Mutex::new(driver)), timer: Arc::new(Notify::new()), fatal: Arc::new(Notify::new()) };
+        let shared = Shared {
+            driver: Arc::new(Mutex::new(driver)),
+            timer: Arc::new(Notify::new()),
+            fatal: Arc::new(Notify::new()),
+        };
         shared.lock().shared = Some(shared.clone());
         shared
     }
@@ -307,5 +310,4 @@ impl Driver {
             Output::Log(line) => log::write(line.level, &line.message),
         }
     }
-
 }

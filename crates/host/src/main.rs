@@ -68,7 +68,13 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let started = std::time::Instant::now();
     if let Err(error) = core.create(&config, &seed, 0) {
-        return usage(&error.to_string());
+        // Errors about the file name the file; the core names the server and the field.
+        return match (&cli.config, error) {
+            (Some(path), EngineError::Config(error)) => {
+                usage(&format!("{}: {}: {}", path.display(), error.path, error.message))
+            }
+            (_, error) => usage(&error.to_string()),
+        };
     }
     let factory: CoreFactory = {
         let engine = engine.clone();
@@ -110,13 +116,14 @@ async fn run(cli: Cli) -> ExitCode {
             }
         })
     };
-    let server = Arc::new(http::Server { shared: shared.clone(), closed, max_body_size, next_exchange: AtomicU64::new(1) });
+    let server =
+        Arc::new(http::Server { shared: shared.clone(), closed, max_body_size, next_exchange: AtomicU64::new(1) });
     let accept = tokio::spawn(http::serve(listener, tls, server));
     log::info(&format!("mcp-proxy listening on {scheme}://{address}"));
-    if cli.server != Some(cli::ServerKind::Sse) {
+    if cli.config.is_none() && cli.server != Some(cli::ServerKind::Sse) {
         log::info(&format!("  Streamable HTTP: {scheme}://{address}{}", stream_endpoint(&cli)));
     }
-    if cli.server != Some(cli::ServerKind::Stream) {
+    if cli.config.is_none() && cli.server != Some(cli::ServerKind::Stream) {
         log::info(&format!("  SSE: {scheme}://{address}{}", sse_endpoint(&cli)));
     }
 

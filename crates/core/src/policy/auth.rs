@@ -29,6 +29,31 @@ pub fn check_api_key(expected: Option<&str>, request: &HttpRequest) -> AuthDecis
     }
 }
 
+/// Checks `Authorization: Bearer <token>` (or a bare `<token>`) against a server's tokens.
+///
+/// With no tokens configured every request is allowed. Each comparison takes constant time.
+pub fn check_bearer_token(tokens: &[String], request: &HttpRequest) -> AuthDecision {
+    if tokens.is_empty() {
+        return AuthDecision::Allow;
+    }
+    let Some(value) = request.header("authorization").map(str::trim) else {
+        return AuthDecision::Deny;
+    };
+    let presented = match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => value,
+    };
+    let mut matched = false;
+    for token in tokens {
+        matched |= constant_time_eq(presented.as_bytes(), token.as_bytes());
+    }
+    if matched {
+        AuthDecision::Allow
+    } else {
+        AuthDecision::Deny
+    }
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut difference = u8::from(a.len() != b.len());
@@ -70,6 +95,25 @@ mod tests {
             AuthDecision::Deny
         );
         assert_eq!(check_api_key(None, &request("GET", "/mcp", &[])), AuthDecision::Allow);
+    }
+
+    #[test]
+    fn bearer_tokens_of_a_server() {
+        let tokens = vec!["alpha".to_owned(), "beta".to_owned()];
+        assert_eq!(
+            check_bearer_token(&tokens, &request("GET", "/x/mcp", &[("authorization", "Bearer beta")])),
+            AuthDecision::Allow
+        );
+        assert_eq!(
+            check_bearer_token(&tokens, &request("GET", "/x/mcp", &[("authorization", "alpha")])),
+            AuthDecision::Allow
+        );
+        assert_eq!(
+            check_bearer_token(&tokens, &request("GET", "/x/mcp", &[("authorization", "Bearer gamma")])),
+            AuthDecision::Deny
+        );
+        assert_eq!(check_bearer_token(&tokens, &request("GET", "/x/mcp", &[])), AuthDecision::Deny);
+        assert_eq!(check_bearer_token(&[], &request("GET", "/x/mcp", &[])), AuthDecision::Allow);
     }
 
     #[test]

@@ -4,6 +4,6 @@ mod auth;
 mod cors;
 mod origin;
 
-pub use auth::{check_api_key, constant_time_eq, AuthDecision};
+pub use auth::{check_api_key, check_bearer_token, constant_time_eq, AuthDecision};
 pub use cors::{cors_response_headers, preflight_headers};
 pub use origin::{check_origin, OriginDecision};

@@ -17,8 +17,16 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(extra: &str) -> Harness {
-        let text = format!(r#"{{"server": {{"command": "srv", "args": ["stdio"]}}{extra}}}"#);
-        let config = Config::from_json(&text).expect("test config is valid");
+        Harness::with_config(&format!(r#"{{"server": {{"command": "srv", "args": ["stdio"]}}{extra}}}"#))
+    }
+
+    /// A proxy serving an aggregator configuration file.
+    pub fn aggregator(file: &str) -> Harness {
+        Harness::with_config(&serde_json::json!({"configFile": {"text": file}}).to_string())
+    }
+
+    pub fn with_config(text: &str) -> Harness {
+        let config = Config::from_json(text).expect("test config is valid");
         let now = Instant(1_000);
         let mut proxy = Proxy::new(config, [42; 32], now);
         let _started: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
@@ -64,13 +72,37 @@ impl Harness {
         self.request("POST", "/mcp", &headers, body)
     }
 
+    /// POSTs a JSON-RPC body to `path` with the usual headers, an optional session and extras.
+    pub fn post_to(
+        &mut self,
+        path: &str,
+        session: Option<&str>,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> (ExchangeId, Vec<Output>) {
+        let mut headers = vec![("content-type", "application/json"), ("accept", JSON_AND_SSE)];
+        if let Some(session) = session {
+            headers.push(("mcp-session-id", session));
+        }
+        headers.extend_from_slice(extra);
+        self.request("POST", path, &headers, body)
+    }
+
     pub fn upstream_says(&mut self, upstream: UpstreamId, line: &str) -> Vec<Output> {
         self.input(Input::UpstreamMessage { upstream, data: line.as_bytes().to_vec() })
     }
 
     /// Runs initialize through a new session; returns (session id, upstream).
     pub fn initialize(&mut self) -> (String, UpstreamId) {
-        let (exchange, outputs) = self.post(None, r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#);
+        self.initialize_at("/mcp", &[])
+    }
+
+    /// Runs initialize on the Streamable HTTP endpoint `path` with extra headers.
+    pub fn initialize_at(&mut self, path: &str, extra: &[(&str, &str)]) -> (String, UpstreamId) {
+        let mut headers = vec![("content-type", "application/json"), ("accept", JSON_AND_SSE)];
+        headers.extend_from_slice(extra);
+        let body = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+        let (exchange, outputs) = self.request("POST", path, &headers, body);
         let upstream = spawned(&outputs).expect("initialize spawns a child");
         let sent = sent_json(&outputs, upstream);
         assert_eq!(sent.len(), 1);

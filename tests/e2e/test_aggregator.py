@@ -1,0 +1,104 @@
+"""The aggregator: `mcp-proxy --config <file>` serves every server of a Go mcp-proxy or
+Claude Desktop configuration file at its own endpoints, with tokens and tool filters.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import EVERYTHING_COMMAND, initialize_request, mcp_client, post_rpc, text_of
+from tiny_server import COMMAND as TINY_COMMAND
+
+pytestmark = pytest.mark.anyio
+
+
+def write_config(tmp_path, config: dict) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def go_format_config() -> dict:
+    """The Go mcp-proxy v2 format, as its users have it."""
+    return {
+        "mcpProxy": {
+            "baseURL": "http://127.0.0.1",
+            "addr": ":9090",
+            "name": "Aggregated",
+            "version": "1.0.0",
+            "options": {"panicIfInvalid": False, "logEnabled": True, "authTokens": ["proxy-token"]},
+        },
+        "mcpServers": {
+            "everything": {
+                "command": EVERYTHING_COMMAND[0],
+                "args": list(EVERYTHING_COMMAND[1:]),
+                "options": {"authTokens": [], "toolFilter": {"mode": "block", "list": ["get-sum"]}},
+            },
+            "tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])},
+            "broken": {"transportType": "carrier-pigeon"},
+        },
+    }
+
+
+@pytest.fixture
+def aggregator(start_proxy, tmp_path):
+    return start_proxy("--config", write_config(tmp_path, go_format_config()), command=())
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_each_server_is_served_at_its_own_endpoints(aggregator, transport):
+    endpoint = "/everything/mcp" if transport == "streamable-http" else "/everything/sse"
+    async with mcp_client(aggregator, transport, endpoint=endpoint) as conn:
+        assert conn.session.initialize_result.server_info.name == "mcp-servers/everything"
+        echoed = await conn.session.call_tool("echo", {"message": "via the aggregator"})
+    assert text_of(echoed) == "Echo: via the aggregator"
+    tiny_endpoint = "/tiny/mcp" if transport == "streamable-http" else "/tiny/sse"
+    async with mcp_client(aggregator, transport, endpoint=tiny_endpoint, headers={"Authorization": "Bearer proxy-token"}) as conn:
+        assert conn.session.initialize_result.server_info.name == "tiny"
+
+
+async def test_the_tool_filter_hides_and_blocks(aggregator):
+    async with mcp_client(aggregator, "streamable-http", endpoint="/everything/mcp") as conn:
+        names = {tool.name for tool in (await conn.session.list_tools()).tools}
+        assert "echo" in names and "get-sum" not in names
+        with pytest.raises(Exception) as refused:
+            await conn.session.call_tool("get-sum", {"a": 1, "b": 2})
+    assert "not available" in str(refused.value)
+
+
+def test_tokens_are_required_where_configured(aggregator, http):
+    url = aggregator.url("/tiny/mcp")
+    assert post_rpc(http, url, initialize_request()).status == 401, "tiny inherits the proxy's token"
+    assert post_rpc(http, url, initialize_request(), headers={"Authorization": "Bearer nope"}).status == 401
+    assert post_rpc(http, url, initialize_request(), headers={"Authorization": "Bearer proxy-token"}).status == 200
+    assert post_rpc(http, aggregator.url("/everything/mcp"), initialize_request()).status == 200
+
+
+def test_invalid_servers_are_left_out_with_a_logged_reason(aggregator, http):
+    aggregator.wait_for_log(r"left out: mcpServers\.broken\.transportType")
+    assert post_rpc(http, aggregator.url("/broken/mcp"), initialize_request()).status == 404
+
+
+async def test_a_claude_desktop_file_works_unchanged(start_proxy, tmp_path):
+    config = {"mcpServers": {"tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:]), "env": {"X": "1"}}}}
+    proxy = start_proxy("--config", write_config(tmp_path, config), command=())
+    async with mcp_client(proxy, "streamable-http", endpoint="/tiny/mcp") as conn:
+        result = await conn.session.call_tool("echo", {"message": "claude"})
+    assert "claude" in text_of(result)
+
+
+def test_a_bad_file_names_the_file_the_server_and_the_field(proxy_bin, tmp_path):
+    config = {"mcpProxy": {"options": {"panicIfInvalid": True}}, "mcpServers": {"tiny": {"command": "x", "args": "not-a-list"}}}
+    path = write_config(tmp_path, config)
+    done = subprocess.run([str(proxy_bin), "--port", "0", "--config", path], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 2
+    assert f"{path}: mcpServers.tiny.args: must be an array of strings" in done.stderr
+
+
+def test_environment_variables_expand_on_request(start_proxy, tmp_path, http):
+    config = {"mcpServers": {"tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:]), "options": {"authTokens": ["${AGG_TOKEN}"]}}}}
+    proxy = start_proxy("--expand-env", "--config", write_config(tmp_path, config), command=(), env={"AGG_TOKEN": "from-env"})
+    reply = post_rpc(http, proxy.url("/tiny/mcp"), initialize_request(), headers={"Authorization": "Bearer from-env"})
+    assert reply.status == 200
