@@ -102,3 +102,37 @@ def test_environment_variables_expand_on_request(start_proxy, tmp_path, http):
     proxy = start_proxy("--expand-env", "--config", write_config(tmp_path, config), command=(), env={"AGG_TOKEN": "from-env"})
     reply = post_rpc(http, proxy.url("/tiny/mcp"), initialize_request(), headers={"Authorization": "Bearer from-env"})
     assert reply.status == 200
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_the_merged_endpoint_serves_every_server_at_once(aggregator, transport):
+    endpoint = "/mcp" if transport == "streamable-http" else "/sse"
+    async with mcp_client(aggregator, transport, endpoint=endpoint, headers={"Authorization": "Bearer proxy-token"}) as conn:
+        assert conn.session.initialize_result.server_info.name == "Aggregated"
+        names = {tool.name for tool in (await conn.session.list_tools()).tools}
+        assert {"everything__echo", "tiny__echo", "tiny__sleep"} <= names
+        assert "everything__get-sum" not in names, "the tool filter applies on the merged endpoint too"
+        assert not any(name.startswith("broken") for name in names)
+        result = await conn.session.call_tool("tiny__echo", {"message": "merged"})
+        assert "merged" in text_of(result)
+        result = await conn.session.call_tool("everything__echo", {"message": "also merged"})
+        assert text_of(result) == "Echo: also merged"
+        prompts = {prompt.name for prompt in (await conn.session.list_prompts()).prompts}
+        assert any(name.startswith("everything__") for name in prompts)
+        with pytest.raises(Exception):
+            await conn.session.call_tool("nobody__echo", {})
+
+
+async def test_a_dead_server_is_left_out_and_the_rest_keeps_serving(aggregator):
+    import os
+    import signal
+
+    async with mcp_client(aggregator, "streamable-http", endpoint="/mcp", headers={"Authorization": "Bearer proxy-token"}) as conn:
+        tiny = [pid for pid in aggregator.descendants() if "tiny_server" in open(f"/proc/{pid}/cmdline").read()]
+        assert len(tiny) == 1, tiny
+        os.kill(tiny[0], signal.SIGKILL)
+        aggregator.wait_for_log(r"left out tiny")
+        names = {tool.name for tool in (await conn.session.list_tools()).tools}
+        assert "everything__echo" in names and "tiny__echo" not in names
+        result = await conn.session.call_tool("everything__echo", {"message": "still here"})
+        assert text_of(result) == "Echo: still here"

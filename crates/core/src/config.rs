@@ -67,6 +67,9 @@ pub struct Config {
     /// Refuse requests whose `Origin` or `Host` fails the DNS-rebinding check.
     #[serde(default = "defaults::yes")]
     pub origin_check: bool,
+    /// Between a server's prefix and a tool or prompt name on the merged endpoint.
+    #[serde(default = "defaults::separator")]
+    pub separator: String,
     /// The shell listens on a loopback address only.
     #[serde(default = "defaults::yes")]
     pub bind_loopback: bool,
@@ -177,6 +180,9 @@ mod defaults {
     }
     pub(super) fn session_timeout_ms() -> u64 {
         30 * 60 * 1000
+    }
+    pub(super) fn separator() -> String {
+        "__".into()
     }
     pub(super) fn max_sessions() -> usize {
         1000

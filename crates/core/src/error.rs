@@ -12,6 +12,8 @@ pub mod codes {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     /// Invalid method parameters.
     pub const INVALID_PARAMS: i64 = -32602;
+    /// The resource is unknown (the MCP SDKs' "resource not found").
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
     /// An internal error of the proxy.
     pub const INTERNAL_ERROR: i64 = -32603;
     /// The upstream connection closed (the same code the MCP SDKs use for "connection closed").

@@ -6,12 +6,13 @@ use crate::ids::SessionId;
 use crate::jsonrpc::Payload;
 use crate::pending::ReplyTo;
 use crate::proxy::Proxy;
+use crate::route::Target;
 use crate::session::{SessionState, Transport};
 use crate::sse;
 use crate::time::Instant;
 
 impl Proxy {
-    pub(crate) fn legacy_open(&mut self, server: usize, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn legacy_open(&mut self, target: Target, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if !request.accepts("text/event-stream") {
             return self.refuse(exchange, cors, 406, "Not Acceptable: Accept must include text/event-stream");
@@ -19,24 +20,24 @@ impl Proxy {
         if self.at_session_limit() {
             return self.refuse(exchange, cors, 503, "Service Unavailable: too many sessions");
         }
-        let (session_id, _) = self.open_session(server, SessionState::Ready, Transport::LegacySse { stream: exchange });
+        let session_id = self.open_session(target, SessionState::Ready, Transport::LegacySse { stream: exchange });
         self.exchanges.insert(
             exchange,
             Exchange { session: session_id.clone(), headers: cors.clone(), kind: ExchangeKind::LegacyStream },
         );
         self.start_stream(exchange, cors);
-        let messages = crate::route::endpoint_path(&self.config, server, crate::route::Endpoint::Messages);
+        let messages = crate::route::endpoint_path(&self.config, target, crate::route::Endpoint::Messages);
         let endpoint = format!("{messages}?sessionId={session_id}");
         self.stream_data(exchange, sse::event(None, Some("endpoint"), endpoint.as_bytes()));
     }
 
-    pub(crate) fn legacy_post(&mut self, now: Instant, server: usize, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn legacy_post(&mut self, now: Instant, target: Target, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         let Some(raw_id) = request.query_param("sessionId") else {
             return self.refuse(exchange, cors, 400, "Bad Request: the sessionId query parameter is required");
         };
         let session_id = match SessionId::parse(&raw_id) {
-            Some(id) if self.sessions.get(&id).is_some_and(|s| !s.is_streamable() && s.server == server) => id,
+            Some(id) if self.sessions.get(&id).is_some_and(|s| !s.is_streamable() && s.target == target) => id,
             _ => return self.refuse(exchange, cors, 404, "Session not found"),
         };
         if request.body_too_large {

@@ -35,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+mod aggregate;
 pub mod config;
 pub mod config_file;
 mod delivery;
@@ -47,6 +48,7 @@ pub mod jsonrpc;
 mod legacy_sse;
 mod lifecycle;
 pub mod mcp;
+mod merged;
 mod pending;
 pub mod policy;
 mod pool;

@@ -10,7 +10,8 @@ use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
 use crate::jsonrpc::Response;
 use crate::pending::Timer;
 use crate::proxy::{LogLevel, Output, Proxy};
-use crate::session::{Session, SessionState, Transport};
+use crate::route::Target;
+use crate::session::{Member, Session, SessionState, Transport};
 
 /// Bytes of events a session keeps for resumption, at most.
 const EVENT_STORE_BYTES: usize = 4 * 1024 * 1024;
@@ -22,20 +23,24 @@ impl Proxy {
         clients >= self.config.max_sessions
     }
 
-    /// Starts a new session with its own child and returns its id.
-    pub(crate) fn open_session(
-        &mut self,
-        server: usize,
-        state: SessionState,
-        transport: Transport,
-    ) -> (SessionId, UpstreamId) {
+    /// Starts a new session with its own upstream(s) (a child per server) and returns its id.
+    pub(crate) fn open_session(&mut self, target: Target, state: SessionState, transport: Transport) -> SessionId {
         let now = self.now;
         let id = SessionId::generate(&mut self.rng);
-        self.next_upstream += 1;
-        let upstream = UpstreamId(self.next_upstream);
-        // Only stdio servers are resolved into the configuration so far (see Config::resolve_servers).
-        if let Some(UpstreamConfig::Stdio(stdio)) = self.config.servers.get(server).map(|s| &s.upstream) {
-            self.outputs.push_back(Output::Spawn { upstream, server: stdio.clone() });
+        let servers: Vec<usize> = match target {
+            Target::Server(server) => vec![server],
+            Target::Merged => (0..self.config.servers.len()).collect(),
+        };
+        let mut members = Vec::with_capacity(servers.len());
+        for server in servers {
+            self.next_upstream += 1;
+            let upstream = UpstreamId(self.next_upstream);
+            // Only stdio servers are resolved into the configuration so far (see Config::resolve_servers).
+            if let Some(UpstreamConfig::Stdio(stdio)) = self.config.servers.get(server).map(|s| &s.upstream) {
+                self.outputs.push_back(Output::Spawn { upstream, server: stdio.clone() });
+            }
+            self.by_upstream.insert(upstream, id.clone());
+            members.push(Member { server, upstream, failed: false });
         }
         if let SessionState::ExpectInitializeResult { deadline } = state {
             self.pending.set_timer(deadline, Timer::Connect(id.clone()));
@@ -47,12 +52,14 @@ impl Proxy {
         let store_size =
             if matches!(transport, Transport::Streamable { .. }) { self.config.event_store_size } else { 0 };
         let events = EventStore::new(store_size, EVENT_STORE_BYTES);
-        self.sessions.insert(id.clone(), Session::new(server, upstream, state, transport, now, events));
-        self.by_upstream.insert(upstream, id.clone());
-        let name = self.config.servers.get(server).map(|s| s.name.as_str()).filter(|n| !n.is_empty());
-        let label = name.map(|n| format!(" for {n}")).unwrap_or_default();
+        self.sessions.insert(id.clone(), Session::new(target, members, state, transport, now, events));
+        let label = match target {
+            Target::Server(server) => self.config.servers.get(server).map(|s| s.name.clone()).filter(|n| !n.is_empty()),
+            Target::Merged => Some("the merged endpoint".to_owned()),
+        };
+        let label = label.map(|n| format!(" for {n}")).unwrap_or_default();
         self.log(LogLevel::Info, format!("session {id}: started{label}"));
-        (id, upstream)
+        id
     }
 
     /// Ends a session: fails what is in flight, closes its streams, stops its child.
@@ -73,8 +80,10 @@ impl Proxy {
         if let SessionState::ExpectInitializeResult { deadline } = session.state {
             self.pending.cancel_timer(deadline, Timer::Connect(session_id.clone()));
         }
-        self.by_upstream.remove(&session.upstream);
-        self.outputs.push_back(Output::CloseUpstream(session.upstream));
+        for member in &session.members {
+            self.by_upstream.remove(&member.upstream);
+            self.outputs.push_back(Output::CloseUpstream(member.upstream));
+        }
         let exchanges: Vec<ExchangeId> = match session.transport {
             Transport::LegacySse { stream } => vec![stream],
             Transport::Streamable { standalone, posts, .. } => standalone.into_iter().chain(posts).collect(),

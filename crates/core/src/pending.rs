@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
+use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
 use crate::jsonrpc::RequestId;
 use crate::mcp::ProgressToken;
 use crate::time::Instant;
@@ -16,19 +16,24 @@ pub(crate) enum ReplyTo {
     SessionStream,
     /// The proxy's own `initialize` of a stateless pool child.
     PoolInitialize,
+    /// A part of a merged request fanned out to several servers (the aggregate's number).
+    Aggregate(u64),
 }
 
 /// One forwarded request.
 #[derive(Clone, Debug)]
 pub(crate) struct PendingRequest {
     pub(crate) session: SessionId,
+    /// The server asked, and its upstream in the session.
+    pub(crate) server: usize,
+    pub(crate) upstream: UpstreamId,
     pub(crate) reply_to: ReplyTo,
     pub(crate) original_id: RequestId,
     pub(crate) progress: Option<ProgressToken>,
     pub(crate) deadline: Instant,
     pub(crate) initialize: bool,
-    /// The answer is a `tools/list` result to pass through the server's tool filter.
-    pub(crate) filter_tools: bool,
+    /// A `tools/list`: the answer passes through the server's tool filter.
+    pub(crate) lists_tools: bool,
 }
 
 /// Something that happens at a deadline.

@@ -17,6 +17,7 @@ use crate::jsonrpc::{Message, Request, RequestId, Response};
 use crate::mcp;
 use crate::pending::{ReplyTo, Timer};
 use crate::proxy::{LogLevel, Proxy};
+use crate::route::Target;
 use crate::session::{SessionState, Transport};
 use crate::time::Instant;
 
@@ -70,8 +71,11 @@ impl Proxy {
 
     fn spawn_pool_member(&mut self, now: Instant, slot: usize) {
         let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
-        let (session, _) =
-            self.open_session(0, SessionState::ExpectInitializeResult { deadline }, Transport::Pool { slot });
+        let session = self.open_session(
+            Target::Server(0),
+            SessionState::ExpectInitializeResult { deadline },
+            Transport::Pool { slot },
+        );
         if let Some(entry) = self.pool.slots.get_mut(slot) {
             *entry = Slot { session: Some(session.clone()), ready: false, started: now, failures: entry.failures };
         }

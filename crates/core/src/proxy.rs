@@ -19,7 +19,7 @@ use crate::policy::{
     OriginDecision,
 };
 use crate::pool::Pool;
-use crate::route::{route, Endpoint, Route};
+use crate::route::{route, Endpoint, Route, Target};
 use crate::session::{Session, SessionState, Transport};
 use crate::time::Instant;
 
@@ -121,11 +121,13 @@ pub struct Proxy {
     pub(crate) exchanges: HashMap<ExchangeId, Exchange>,
     pub(crate) pending: Pending,
     pub(crate) pool: Pool,
+    pub(crate) aggregates: crate::merged::Aggregates,
     /// Answers the proxy gives itself, delivered at the end of the turn.
     local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::jsonrpc::ErrorObject>)>,
     /// The latest time handed in.
     pub(crate) now: Instant,
     pub(crate) next_upstream: u64,
+    next_server_request: u64,
     /// A stream started since the keep-alive timer last ran.
     pub(crate) streams_opened: bool,
     pub(crate) keepalive_armed: bool,
@@ -146,9 +148,11 @@ impl Proxy {
             exchanges: HashMap::new(),
             pending: Pending::default(),
             pool: Pool::default(),
+            aggregates: Default::default(),
             local_answers: VecDeque::new(),
             now,
             next_upstream: 0,
+            next_server_request: 0,
             streams_opened: false,
             keepalive_armed: false,
         };
@@ -159,8 +163,8 @@ impl Proxy {
             let lines: Vec<String> = (0..proxy.config.servers.len())
                 .map(|server| {
                     let name = &proxy.config.servers[server].name;
-                    let stream = crate::route::endpoint_path(&proxy.config, server, Endpoint::Stream);
-                    let sse = crate::route::endpoint_path(&proxy.config, server, Endpoint::Sse);
+                    let stream = crate::route::endpoint_path(&proxy.config, Target::Server(server), Endpoint::Stream);
+                    let sse = crate::route::endpoint_path(&proxy.config, Target::Server(server), Endpoint::Sse);
                     format!("serving {name}: Streamable HTTP at {stream}, SSE at {sse}")
                 })
                 .collect();
@@ -246,11 +250,18 @@ impl Proxy {
             headers.push(Header::new("www-authenticate", "Bearer"));
             return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid API key");
         }
-        let Some(Route { server, endpoint }) = route(&self.config, path) else {
+        let Some(Route { target: server, endpoint }) = route(&self.config, path) else {
             let message = format!("Not Found: no endpoint at {}", truncate(path, 200));
             return self.refuse(exchange, cors, 404, &message);
         };
-        let tokens = self.config.servers.get(server).map(|s| s.options.auth_tokens.as_slice()).unwrap_or_default();
+        let tokens = match server {
+            Target::Server(index) => {
+                self.config.servers.get(index).map(|s| s.options.auth_tokens.as_slice()).unwrap_or_default()
+            }
+            Target::Merged => {
+                self.config.aggregator.as_ref().map(|a| a.options.auth_tokens.as_slice()).unwrap_or_default()
+            }
+        };
         if check_bearer_token(tokens, &request) == AuthDecision::Deny {
             let mut headers = cors;
             headers.push(Header::new("www-authenticate", "Bearer"));
@@ -353,6 +364,10 @@ impl Proxy {
                         _ => self.route_to_session(&session_id, &message),
                     }
                 }
+                Message::Request(request) => {
+                    let request = self.name_server_request(&session_id, upstream, request);
+                    self.route_to_session(&session_id, &Message::Request(request));
+                }
                 other => self.route_to_session(&session_id, &other),
             }
         }
@@ -376,16 +391,11 @@ impl Proxy {
             return;
         };
         response.id = Some(pending.original_id.clone());
-        if pending.filter_tools {
-            let server = self.sessions.get(&pending.session).map(|s| s.server).unwrap_or_default();
-            if let (Ok(result), Some(filter)) =
-                (&mut response.outcome, self.config.servers.get(server).and_then(|s| s.options.tool_filter.as_ref()))
-            {
-                if let Some(tools) = result.get_mut("tools").and_then(|t| t.as_array_mut()) {
-                    tools.retain(|tool| {
-                        tool.get("name").and_then(|n| n.as_str()).is_some_and(|name| filter.allows(name))
-                    });
-                }
+        let filter = self.config.servers.get(pending.server).and_then(|s| s.options.tool_filter.as_ref());
+        if let (true, Ok(result), Some(filter)) = (pending.lists_tools, &mut response.outcome, filter) {
+            // A merged list is filtered as it is merged.
+            if !matches!(pending.reply_to, ReplyTo::Aggregate(_)) {
+                crate::aggregate::filter_tools(result, filter);
             }
         }
         self.deliver_response(&pending, response);
@@ -395,6 +405,9 @@ impl Proxy {
         let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
             return;
         };
+        if self.sessions.get(&session_id).is_some_and(|s| s.target == Target::Merged) {
+            return self.merged_member_closed(&session_id, upstream, reason);
+        }
         self.log(LogLevel::Warn, format!("session {session_id}: the server exited: {reason}"));
         self.end_session(&session_id, &RequestError::UpstreamClosed(reason), "the server exited");
     }
@@ -406,12 +419,12 @@ impl Proxy {
                     let Some(pending) = self.take_pending(proxy_id) else {
                         continue;
                     };
-                    if let Some(upstream) = self.sessions.get(&pending.session).map(|s| s.upstream) {
+                    if self.sessions.contains_key(&pending.session) {
                         let params =
                             serde_json::json!({"requestId": proxy_id.0, "reason": "request timed out in the proxy"});
                         let cancel =
                             Message::Notification(Notification { method: mcp::CANCELLED.into(), params: Some(params) });
-                        self.send_upstream(upstream, &cancel);
+                        self.send_upstream(pending.upstream, &cancel);
                     }
                     let error = RequestError::Timeout(self.config.request_timeout_ms);
                     self.log(
@@ -457,13 +470,15 @@ impl Proxy {
                     requests += 1;
                     self.forward_request(now, session_id, reply_to, request);
                 }
-                Message::Notification(mut notification) => {
-                    if notification.method == mcp::CANCELLED {
-                        self.rewrite_cancellation(session_id, &mut notification);
+                Message::Notification(mut notification) if notification.method == mcp::CANCELLED => {
+                    if let Some(upstream) = self.rewrite_cancellation(session_id, &mut notification) {
+                        self.send_upstream(upstream, &Message::Notification(notification));
                     }
+                }
+                Message::Notification(notification) => {
                     self.send_to_session_upstream(session_id, &Message::Notification(notification));
                 }
-                response @ Message::Response(_) => self.send_to_session_upstream(session_id, &response),
+                Message::Response(response) => self.forward_client_response(session_id, response),
             }
         }
         requests
@@ -474,23 +489,45 @@ impl Proxy {
         now: Instant,
         session_id: &SessionId,
         reply_to: ReplyTo,
+        request: Request,
+    ) {
+        let Some(session) = self.sessions.get(session_id) else {
+            return;
+        };
+        let server = match session.target {
+            Target::Merged => return self.dispatch_merged(now, session_id, reply_to, request),
+            Target::Server(server) => server,
+        };
+        self.forward_to(now, session_id, server, reply_to, request);
+    }
+
+    /// Forwards a request to `server`'s upstream in the session, with a proxy id.
+    pub(crate) fn forward_to(
+        &mut self,
+        now: Instant,
+        session_id: &SessionId,
+        server: usize,
+        reply_to: ReplyTo,
         mut request: Request,
     ) {
-        let Some((upstream, server)) = self.sessions.get(session_id).map(|s| (s.upstream, s.server)) else {
+        let Some(upstream) = self.sessions.get(session_id).and_then(|s| s.upstream_of(server)) else {
             return;
         };
         let progress = mcp::progress_token(&request.params);
-        let deadline = now.after(Duration::from_millis(self.config.request_timeout_ms));
         let initialize = request.method == mcp::INITIALIZE;
-        let has_filter = self.config.servers.get(server).is_some_and(|s| s.options.tool_filter.is_some());
+        // A server that does not initialize within the connection timeout is given up on.
+        let timeout = if initialize { self.config.connection_timeout_ms } else { self.config.request_timeout_ms };
+        let deadline = now.after(Duration::from_millis(timeout));
         let pending = PendingRequest {
             session: session_id.clone(),
+            server,
+            upstream,
             reply_to,
             original_id: request.id.clone(),
             progress: progress.clone(),
             deadline,
             initialize,
-            filter_tools: has_filter && request.method == "tools/list",
+            lists_tools: request.method == "tools/list",
         };
         let proxy_id = self.pending.insert(pending);
         if let Some(session) = self.sessions.get_mut(session_id) {
@@ -511,6 +548,15 @@ impl Proxy {
         self.send_upstream(upstream, &Message::Request(request));
     }
 
+    /// Queues an answer the proxy gives itself, delivered at the end of the turn.
+    pub(crate) fn answer_later(
+        &mut self,
+        proxy_id: ProxyRequestId,
+        outcome: Result<serde_json::Value, crate::jsonrpc::ErrorObject>,
+    ) {
+        self.local_answers.push_back((proxy_id, outcome));
+    }
+
     /// Delivers the answers the proxy gave itself (a blocked tool) once the exchange exists.
     fn deliver_local_answers(&mut self) {
         while let Some((proxy_id, outcome)) = self.local_answers.pop_front() {
@@ -523,19 +569,16 @@ impl Proxy {
 
     /// Points a client's `notifications/cancelled` at the id the server knows, and
     /// finishes the cancelled request.
-    fn rewrite_cancellation(&mut self, session_id: &SessionId, notification: &mut Notification) {
-        let Some(client_id) = mcp::cancelled_request_id(&notification.params) else {
-            return;
-        };
-        let Some(proxy_id) = self.sessions.get(session_id).and_then(|s| s.proxy_id_of(&client_id)) else {
-            return;
-        };
+    /// Returns the upstream the cancellation is for, if the request is still in flight.
+    fn rewrite_cancellation(&mut self, session_id: &SessionId, notification: &mut Notification) -> Option<UpstreamId> {
+        let client_id = mcp::cancelled_request_id(&notification.params)?;
+        let proxy_id = self.sessions.get(session_id).and_then(|s| s.proxy_id_of(&client_id))?;
         mcp::set_cancelled_request_id(&mut notification.params, proxy_id.0);
-        if let Some(pending) = self.take_pending(proxy_id) {
-            let response =
-                Response::error(Some(pending.original_id.clone()), RequestError::Cancelled.to_error_object());
-            self.deliver_response(&pending, response);
-        }
+        let pending = self.take_pending(proxy_id)?;
+        let upstream = pending.upstream;
+        let response = Response::error(Some(pending.original_id.clone()), RequestError::Cancelled.to_error_object());
+        self.deliver_response(&pending, response);
+        Some(upstream)
     }
 
     /// Removes a request from the pending table and from its session's maps.
@@ -550,6 +593,9 @@ impl Proxy {
 
     /// Hands the answer of a request to whoever waits for it.
     pub(crate) fn deliver_response(&mut self, pending: &PendingRequest, response: Response) {
+        if let ReplyTo::Aggregate(aggregate) = pending.reply_to {
+            return self.aggregate_part(aggregate, pending.server, response.outcome);
+        }
         let succeeded = response.outcome.is_ok();
         if pending.initialize {
             if let Some(session) = self.sessions.get_mut(&pending.session) {
@@ -570,17 +616,56 @@ impl Proxy {
         match pending.reply_to {
             ReplyTo::SessionStream => self.route_to_session(&pending.session, &message),
             ReplyTo::Exchange(exchange_id) => self.answer_post(exchange_id, message),
-            ReplyTo::PoolInitialize => {}
+            ReplyTo::PoolInitialize | ReplyTo::Aggregate(_) => {}
         }
         if pending.initialize && !succeeded && self.sessions.get(&pending.session).is_some_and(Session::is_streamable) {
             self.end_session(&pending.session, &RequestError::SessionEnded, "the server refused initialize");
         }
     }
 
+    /// Sends a client's message to every upstream of the session that is still in it.
     pub(crate) fn send_to_session_upstream(&mut self, session_id: &SessionId, message: &Message) {
-        if let Some(upstream) = self.sessions.get(session_id).map(|s| s.upstream) {
+        let upstreams: Vec<UpstreamId> = match self.sessions.get(session_id) {
+            Some(session) => session.members.iter().filter(|m| !m.failed).map(|m| m.upstream).collect(),
+            None => return,
+        };
+        for upstream in upstreams {
             self.send_upstream(upstream, message);
         }
+    }
+
+    /// A client answered a server's request: back to the server that asked, with its own id.
+    fn forward_client_response(&mut self, session_id: &SessionId, mut response: Response) {
+        let named = match (&response.id, self.sessions.get_mut(session_id)) {
+            (Some(RequestId::String(id)), Some(session)) => session.server_requests.remove(id),
+            _ => None,
+        };
+        match named {
+            Some((upstream, original)) => {
+                response.id = Some(original);
+                self.send_upstream(upstream, &Message::Response(response));
+            }
+            None => self.send_to_session_upstream(session_id, &Message::Response(response)),
+        }
+    }
+
+    /// In a merged session two servers may use the same request ids: give a server's request
+    /// an id of the proxy's own, remembered until the client answers.
+    fn name_server_request(&mut self, session_id: &SessionId, upstream: UpstreamId, mut request: Request) -> Request {
+        let Some(session) = self.sessions.get_mut(session_id).filter(|s| s.target == Target::Merged) else {
+            return request;
+        };
+        self.next_server_request += 1;
+        let id = format!("mcp-proxy-{}", self.next_server_request);
+        if session.server_requests.len() >= crate::session::BACKLOG_LIMIT {
+            // A client that never answers must not grow this map without bound.
+            if let Some(oldest) = session.server_requests.keys().next().cloned() {
+                session.server_requests.remove(&oldest);
+            }
+        }
+        session.server_requests.insert(id.clone(), (upstream, request.id));
+        request.id = RequestId::String(id);
+        request
     }
 
     fn send_upstream(&mut self, upstream: UpstreamId, message: &Message) {

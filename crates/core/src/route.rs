@@ -2,7 +2,10 @@
 //!
 //! The bridge serves its one server at the configured root endpoints (`/mcp`, `/sse`,
 //! `/messages`). The aggregator serves each server at `/{name}/mcp`, `/{name}/sse` and
-//! `/{name}/messages`; a name may itself hold slashes (a path token like `fetch/s3cret`).
+//! `/{name}/messages`; a name may itself hold slashes (a path token like `fetch/s3cret`). Its
+//! root endpoints are the merged endpoint: every server at once, tools and prompts named
+//! `{prefix}{separator}{name}` where the prefix is the server name's first segment (a path
+//! token never shows in a tool name).
 
 use crate::config::Config;
 
@@ -17,11 +20,19 @@ pub(crate) enum Endpoint {
     Messages,
 }
 
+/// Which server(s) a session talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// One server (index into `Config::servers`).
+    Server(usize),
+    /// Every server of the aggregator at once.
+    Merged,
+}
+
 /// Where a request path leads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Route {
-    /// Index into `Config::servers`.
-    pub(crate) server: usize,
+    pub(crate) target: Target,
     pub(crate) endpoint: Endpoint,
 }
 
@@ -36,33 +47,59 @@ pub(crate) fn route(config: &Config, path: &str) -> Option<Route> {
         if !served {
             continue;
         }
+        if path == suffix {
+            let target = if config.is_bridge() { Target::Server(0) } else { Target::Merged };
+            return Some(Route { target, endpoint });
+        }
         if config.is_bridge() {
-            if path == suffix {
-                return Some(Route { server: 0, endpoint });
-            }
             continue;
         }
         let Some(name) = path.strip_suffix(suffix).and_then(|rest| rest.strip_prefix('/')) else {
             continue;
         };
         if let Some(server) = config.servers.iter().position(|s| s.name == name) {
-            return Some(Route { server, endpoint });
+            return Some(Route { target: Target::Server(server), endpoint });
         }
     }
     None
 }
 
-/// The path of an endpoint of `server`.
-pub(crate) fn endpoint_path(config: &Config, server: usize, endpoint: Endpoint) -> String {
+/// The path of an endpoint of `target`.
+pub(crate) fn endpoint_path(config: &Config, target: Target, endpoint: Endpoint) -> String {
     let suffix = match endpoint {
         Endpoint::Stream => &config.stream_endpoint,
         Endpoint::Sse => &config.sse_endpoint,
         Endpoint::Messages => &config.messages_endpoint,
     };
-    match config.servers.get(server) {
-        Some(entry) if !config.is_bridge() => format!("/{}{suffix}", entry.name),
+    match target {
+        Target::Server(server) if !config.is_bridge() => {
+            config.servers.get(server).map_or_else(|| suffix.clone(), |entry| format!("/{}{suffix}", entry.name))
+        }
         _ => suffix.clone(),
     }
+}
+
+/// The prefix of `server`'s tools and prompts on the merged endpoint.
+pub(crate) fn prefix(config: &Config, server: usize) -> &str {
+    config.servers.get(server).map_or("", |entry| entry.name.split('/').next().unwrap_or(""))
+}
+
+/// Names a tool or prompt of `server` for the merged endpoint.
+pub(crate) fn prefixed(config: &Config, server: usize, name: &str) -> String {
+    format!("{}{}{name}", prefix(config, server), config.separator)
+}
+
+/// Finds which of `servers` a merged name belongs to (the longest matching prefix wins) and
+/// the name that server knows.
+pub(crate) fn split_prefixed<'a>(config: &Config, servers: &[usize], name: &'a str) -> Option<(usize, &'a str)> {
+    servers
+        .iter()
+        .filter_map(|&server| {
+            let rest = name.strip_prefix(prefix(config, server))?.strip_prefix(config.separator.as_str())?;
+            Some((prefix(config, server).len(), server, rest))
+        })
+        .max_by_key(|(length, _, _)| *length)
+        .map(|(_, server, rest)| (server, rest))
 }
 
 /// Whether `server` exposes the tool `name` (its tool filter allows it).
@@ -83,21 +120,41 @@ mod tests {
     #[test]
     fn the_bridge_serves_the_root_endpoints() {
         let config = Config::from_json(r#"{"server": {"command": "x"}}"#).expect("valid");
-        assert_eq!(route(&config, "/mcp"), Some(Route { server: 0, endpoint: Endpoint::Stream }));
-        assert_eq!(route(&config, "/messages"), Some(Route { server: 0, endpoint: Endpoint::Messages }));
+        assert_eq!(route(&config, "/mcp"), Some(Route { target: Target::Server(0), endpoint: Endpoint::Stream }));
+        assert_eq!(
+            route(&config, "/messages"),
+            Some(Route { target: Target::Server(0), endpoint: Endpoint::Messages })
+        );
         assert_eq!(route(&config, "/x/mcp"), None);
-        assert_eq!(endpoint_path(&config, 0, Endpoint::Messages), "/messages");
+        assert_eq!(endpoint_path(&config, Target::Server(0), Endpoint::Messages), "/messages");
     }
 
     #[test]
     fn the_aggregator_serves_each_server_under_its_name() {
         let config = aggregator();
         let fetch = config.servers.iter().position(|s| s.name == "fetch/t0k3n").expect("listed");
-        assert_eq!(route(&config, "/fetch/t0k3n/sse"), Some(Route { server: fetch, endpoint: Endpoint::Sse }));
+        assert_eq!(
+            route(&config, "/fetch/t0k3n/sse"),
+            Some(Route { target: Target::Server(fetch), endpoint: Endpoint::Sse })
+        );
         assert_eq!(route(&config, "/fetch/mcp"), None, "the token is part of the path");
         assert_eq!(route(&config, "/time/mcp").map(|r| r.endpoint), Some(Endpoint::Stream));
-        assert_eq!(route(&config, "/mcp"), None);
+        assert_eq!(route(&config, "/mcp"), Some(Route { target: Target::Merged, endpoint: Endpoint::Stream }));
         assert_eq!(route(&config, "/nope/mcp"), None);
-        assert_eq!(endpoint_path(&config, fetch, Endpoint::Messages), "/fetch/t0k3n/messages");
+        assert_eq!(endpoint_path(&config, Target::Server(fetch), Endpoint::Messages), "/fetch/t0k3n/messages");
+        assert_eq!(endpoint_path(&config, Target::Merged, Endpoint::Messages), "/messages");
+    }
+
+    #[test]
+    fn merged_names_carry_the_server_prefix_but_never_a_path_token() {
+        let config = aggregator();
+        let fetch = config.servers.iter().position(|s| s.name == "fetch/t0k3n").expect("listed");
+        let time = config.servers.iter().position(|s| s.name == "time").expect("listed");
+        assert_eq!(prefixed(&config, fetch, "get"), "fetch__get");
+        let all = [fetch, time];
+        assert_eq!(split_prefixed(&config, &all, "fetch__get"), Some((fetch, "get")));
+        assert_eq!(split_prefixed(&config, &all, "time__now__x"), Some((time, "now__x")));
+        assert_eq!(split_prefixed(&config, &all, "other__x"), None);
+        assert_eq!(split_prefixed(&config, &all, "time_now"), None);
     }
 }

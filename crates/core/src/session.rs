@@ -6,6 +6,7 @@ use crate::event_store::{EventId, EventStore, StreamNo};
 use crate::ids::{ExchangeId, ProxyRequestId, UpstreamId};
 use crate::jsonrpc::{Message, RequestId};
 use crate::mcp::ProgressToken;
+use crate::route::Target;
 use crate::time::Instant;
 
 /// The stream number of a session's GET stream; POST streams count up from 1.
@@ -50,18 +51,33 @@ pub(crate) enum Transport {
     },
 }
 
-/// One client session and the upstream it owns.
-#[derive(Debug)]
-pub(crate) struct Session {
-    /// The server this session talks to (index into `Config::servers`).
+/// One upstream of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Member {
     pub(crate) server: usize,
     pub(crate) upstream: UpstreamId,
+    /// It failed (initialize refused, or it exited): left out of the merged endpoint.
+    pub(crate) failed: bool,
+}
+
+/// One client session and the upstreams it owns.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The server(s) this session talks to.
+    pub(crate) target: Target,
+    /// One upstream per server of the session, in server order.
+    pub(crate) members: Vec<Member>,
     pub(crate) state: SessionState,
     pub(crate) transport: Transport,
     /// Requests forwarded upstream and not yet answered: proxy id → the client's id.
     pub(crate) in_flight: HashMap<ProxyRequestId, RequestId>,
     /// Progress tokens of in-flight requests.
     pub(crate) progress: HashMap<ProgressToken, ProxyRequestId>,
+    /// Server-to-client requests of a merged session, by the id the client saw: which upstream
+    /// asked, and its own id (two servers may use the same ids).
+    pub(crate) server_requests: HashMap<String, (UpstreamId, RequestId)>,
+    /// Which server a resource URI came from (merged sessions, from `resources/list`).
+    pub(crate) resource_owners: HashMap<String, usize>,
     /// The protocol revision negotiated at initialize, once known.
     pub(crate) protocol_version: Option<String>,
     /// The last time the client did something in this session.
@@ -74,19 +90,21 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(
-        server: usize,
-        upstream: UpstreamId,
+        target: Target,
+        members: Vec<Member>,
         state: SessionState,
         transport: Transport,
         now: Instant,
         events: EventStore,
     ) -> Session {
         Session {
-            server,
-            upstream,
+            target,
+            members,
             state,
             transport,
             in_flight: HashMap::new(),
+            server_requests: HashMap::new(),
+            resource_owners: HashMap::new(),
             progress: HashMap::new(),
             protocol_version: None,
             last_activity: now,
@@ -126,6 +144,21 @@ impl Session {
                 self.progress.remove(token);
             }
         }
+    }
+
+    /// The upstream of `server` in this session.
+    pub(crate) fn upstream_of(&self, server: usize) -> Option<UpstreamId> {
+        self.members.iter().find(|m| m.server == server).map(|m| m.upstream)
+    }
+
+    /// The server behind `upstream`.
+    pub(crate) fn server_of(&self, upstream: UpstreamId) -> Option<usize> {
+        self.members.iter().find(|m| m.upstream == upstream).map(|m| m.server)
+    }
+
+    /// The servers whose upstreams answered initialize (all of them before that).
+    pub(crate) fn live_servers(&self) -> Vec<usize> {
+        self.members.iter().filter(|m| !m.failed).map(|m| m.server).collect()
     }
 
     /// Whether this is a Streamable HTTP session.

@@ -11,6 +11,7 @@ use crate::jsonrpc::{Message, Payload};
 use crate::mcp;
 use crate::pending::ReplyTo;
 use crate::proxy::Proxy;
+use crate::route::Target;
 use crate::session::{SessionState, Transport};
 use crate::time::Instant;
 
@@ -22,12 +23,12 @@ enum SessionLookup {
 }
 
 impl Proxy {
-    fn lookup_streamable_session(&self, request: &HttpRequest, server: usize) -> SessionLookup {
+    fn lookup_streamable_session(&self, request: &HttpRequest, target: Target) -> SessionLookup {
         let Some(header) = request.header("mcp-session-id") else {
             return SessionLookup::Missing;
         };
         match SessionId::parse(header.trim()) {
-            Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable() && s.server == server) => {
+            Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable() && s.target == target) => {
                 SessionLookup::Found(id)
             }
             _ => SessionLookup::Unknown,
@@ -35,8 +36,8 @@ impl Proxy {
     }
 
     /// Checks the session header of a non-initialize request, answering the refusal itself.
-    fn require_session(&mut self, request: &HttpRequest, cors: &[Header], server: usize) -> Option<SessionId> {
-        match self.lookup_streamable_session(request, server) {
+    fn require_session(&mut self, request: &HttpRequest, cors: &[Header], target: Target) -> Option<SessionId> {
+        match self.lookup_streamable_session(request, target) {
             SessionLookup::Found(id) => {
                 let now = self.now;
                 if let Some(session) = self.sessions.get_mut(&id) {
@@ -71,7 +72,7 @@ impl Proxy {
         }
     }
 
-    pub(crate) fn stream_post(&mut self, now: Instant, server: usize, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn stream_post(&mut self, now: Instant, target: Target, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if request.body_too_large {
             let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);
@@ -119,9 +120,9 @@ impl Proxy {
             }
             let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
             let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
-            self.open_session(server, SessionState::ExpectInitializeResult { deadline }, transport).0
+            self.open_session(target, SessionState::ExpectInitializeResult { deadline }, transport)
         } else {
-            match self.require_session(&request, &cors, server) {
+            match self.require_session(&request, &cors, target) {
                 Some(id) => id,
                 None => return,
             }
@@ -145,7 +146,7 @@ impl Proxy {
         }
     }
 
-    pub(crate) fn stream_get(&mut self, server: usize, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn stream_get(&mut self, target: Target, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if self.config.stateless {
             return self.stateless_not_allowed(exchange, cors);
@@ -156,7 +157,7 @@ impl Proxy {
         if !self.check_protocol_version(&request, &cors) {
             return;
         }
-        let Some(session_id) = self.require_session(&request, &cors, server) else {
+        let Some(session_id) = self.require_session(&request, &cors, target) else {
             return;
         };
         if let Some(last) = request.header("last-event-id").and_then(EventId::parse) {
@@ -177,11 +178,11 @@ impl Proxy {
         self.refuse(exchange, headers, 405, "Method Not Allowed: the server is stateless (no sessions, no GET stream)");
     }
 
-    pub(crate) fn stream_delete(&mut self, server: usize, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn stream_delete(&mut self, target: Target, request: HttpRequest, cors: Vec<Header>) {
         if self.config.stateless {
             return self.stateless_not_allowed(request.exchange, cors);
         }
-        let Some(session_id) = self.require_session(&request, &cors, server) else {
+        let Some(session_id) = self.require_session(&request, &cors, target) else {
             return;
         };
         self.end_session(&session_id, &RequestError::SessionEnded, "the client deleted it");

@@ -89,3 +89,122 @@ fn a_file_with_no_usable_server_is_refused() {
 }
 
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+/// The upstreams a merged session spawned, by command.
+fn spawned_by_command(outputs: &[Output]) -> std::collections::HashMap<String, mcp_proxy_core::UpstreamId> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Spawn { upstream, server } => Some((server.command.clone(), *upstream)),
+            _ => None,
+        })
+        .collect()
+}
+
+const AUTH: [(&str, &str); 1] = [("authorization", "Bearer proxy-token")];
+
+/// Opens a merged session, each server answering initialize; returns the session and upstreams.
+fn merged_session(h: &mut Harness) -> (String, std::collections::HashMap<String, mcp_proxy_core::UpstreamId>) {
+    let (exchange, outputs) = h.post_to("/mcp", None, &AUTH, INITIALIZE);
+    let upstreams = spawned_by_command(&outputs);
+    assert_eq!(upstreams.len(), 3, "one child per stdio server: {upstreams:?}");
+    let mut last = Vec::new();
+    for (command, upstream) in &upstreams {
+        let id = sent_json(&outputs, *upstream)[0]["id"].clone();
+        let caps = if command == "time-server" { r#"{"tools":{"listChanged":true}}"# } else { r#"{"prompts":{}}"# };
+        let result = format!(
+            r#"{{"protocolVersion":"2025-11-25","capabilities":{caps},"serverInfo":{{"name":"{command}","version":"1"}}}}"#
+        );
+        last = h.upstream_says(*upstream, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#));
+    }
+    let (head, body) = response(&last, exchange).expect("merged initialize answered after the last server");
+    assert_eq!(body["result"]["serverInfo"]["name"], "agg");
+    assert_eq!(body["result"]["capabilities"]["tools"]["listChanged"], true);
+    assert!(body["result"]["capabilities"]["prompts"].is_object());
+    (header(&head.headers, "mcp-session-id").expect("session").to_owned(), upstreams)
+}
+
+#[test]
+fn the_merged_endpoint_needs_the_proxy_token() {
+    let mut h = Harness::aggregator(FILE);
+    let (exchange, outputs) = h.post_to("/mcp", None, &[], INITIALIZE);
+    assert_eq!(status(&outputs, exchange), Some(401));
+}
+
+#[test]
+fn the_merged_endpoint_lists_every_server_with_prefixes_and_routes_calls() {
+    let mut h = Harness::aggregator(FILE);
+    let (session, upstreams) = merged_session(&mut h);
+    let (list, outputs) =
+        h.post_to("/mcp", Some(&session), &AUTH, r#"{"jsonrpc":"2.0","id":"l","method":"tools/list"}"#);
+    let mut last = Vec::new();
+    for (command, upstream) in &upstreams {
+        let id = sent_json(&outputs, *upstream)[0]["id"].clone();
+        let tools = match command.as_str() {
+            "gh-server" => r#"[{"name":"create_issue"},{"name":"delete_repo"}]"#,
+            "time-server" => r#"[{"name":"now"}]"#,
+            _ => r#"[{"name":"get"}]"#,
+        };
+        last = h.upstream_says(*upstream, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":{tools}}}}}"#));
+    }
+    let (_, body) = response(&last, list).expect("merged list");
+    let mut names: Vec<&str> =
+        body["result"]["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["fetch__get", "github__create_issue", "time__now"], "prefixed, filtered, no path token");
+    let call = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"time__now","arguments":{}}}"#;
+    let (exchange, outputs) = h.post_to("/mcp", Some(&session), &AUTH, call);
+    let sent = sent_json(&outputs, upstreams["time-server"]);
+    assert_eq!(sent[0]["params"]["name"], "now", "the server gets its own name");
+    assert!(sent_json(&outputs, upstreams["gh-server"]).is_empty());
+    let outputs = h.upstream_says(
+        upstreams["time-server"],
+        &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"content":[]}}}}"#, sent[0]["id"]),
+    );
+    assert_eq!(response(&outputs, exchange).map(|(_, b)| b["id"].clone()), Some(serde_json::json!(7)));
+    for bad in ["nobody__now", "github__delete_repo"] {
+        let call = format!(r#"{{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{{"name":"{bad}"}}}}"#);
+        let (exchange, outputs) = h.post_to("/mcp", Some(&session), &AUTH, &call);
+        assert_eq!(
+            response(&outputs, exchange).map(|(_, b)| b["error"]["code"].clone()),
+            Some(serde_json::json!(-32602)),
+            "{bad}"
+        );
+    }
+    let (exchange, outputs) = h.post_to("/mcp", Some(&session), &AUTH, r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#);
+    assert!(
+        response(&outputs, exchange).is_some_and(|(_, b)| b["result"].is_object()),
+        "ping is answered by the proxy"
+    );
+}
+
+#[test]
+fn one_failing_server_does_not_break_the_merged_endpoint() {
+    let mut h = Harness::aggregator(FILE);
+    let (session, upstreams) = merged_session(&mut h);
+    h.input(mcp_proxy_core::Input::UpstreamClosed { upstream: upstreams["gh-server"], reason: "crashed".into() });
+    let (list, outputs) = h.post_to("/mcp", Some(&session), &AUTH, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    assert!(sent_json(&outputs, upstreams["gh-server"]).is_empty(), "the dead server is left out");
+    let mut last = Vec::new();
+    for command in ["time-server", "fetch-server"] {
+        let id = sent_json(&outputs, upstreams[command])[0]["id"].clone();
+        last =
+            h.upstream_says(upstreams[command], &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[]}}}}"#));
+    }
+    assert_eq!(status(&last, list), Some(200));
+}
+
+#[test]
+fn server_requests_get_proxy_ids_and_answers_go_back_to_the_asker() {
+    let mut h = Harness::aggregator(FILE);
+    let (session, upstreams) = merged_session(&mut h);
+    let (get, _) =
+        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str()), AUTH[0]], "");
+    let asked = h.upstream_says(upstreams["time-server"], r#"{"jsonrpc":"2.0","id":0,"method":"roots/list"}"#);
+    let request = events(&asked, get)[0].clone();
+    assert_ne!(request["id"], 0, "ids of different servers could collide; the proxy names them");
+    let answer = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"roots":[]}}}}"#, request["id"]);
+    let (_, outputs) = h.post_to("/mcp", Some(&session), &AUTH, &answer);
+    assert_eq!(sent_json(&outputs, upstreams["time-server"])[0]["id"], 0);
+    assert!(sent_json(&outputs, upstreams["gh-server"]).is_empty());
+}
