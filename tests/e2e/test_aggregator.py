@@ -136,3 +136,37 @@ async def test_a_dead_server_is_left_out_and_the_rest_keeps_serving(aggregator):
         assert "everything__echo" in names and "tiny__echo" not in names
         result = await conn.session.call_tool("everything__echo", {"message": "still here"})
         assert text_of(result) == "Echo: still here"
+
+
+def test_the_runtime_api_adds_and_removes_servers_while_clients_are_connected(start_proxy, tmp_path, http):
+    config = {"mcpServers": {"tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}}}
+    proxy = start_proxy("--config", write_config(tmp_path, config), "--admin-token", "adm", "--allow-runtime-stdio", command=())
+    admin = {"Authorization": "Bearer adm"}
+    assert http.get(proxy.url("/api/servers")).status_code == 401
+    listed = http.get(proxy.url("/api/servers"), headers=admin).json()
+    assert [s["name"] for s in listed["servers"]] == ["tiny"]
+    tiny_session = post_rpc(http, proxy.url("/tiny/mcp"), initialize_request())
+    assert tiny_session.status == 200
+
+    added = http.post(proxy.url("/api/servers"), headers=admin,
+                      json={"name": "second", "config": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}})
+    assert added.status_code == 201, added.text
+    assert added.json()["paths"]["mcp"] == "/second/mcp"
+    second = post_rpc(http, proxy.url("/second/mcp"), initialize_request())
+    assert second.status == 200 and second.session_id, "its endpoints work at once"
+    bad = http.post(proxy.url("/api/servers"), headers=admin, json={"name": "bad", "config": {"command": 1}})
+    assert bad.status_code == 400 and "mcpServers.bad.command" in bad.text
+
+    assert http.delete(proxy.url("/api/servers/second"), headers=admin).status_code == 200
+    gone = post_rpc(http, proxy.url("/second/mcp"), {"jsonrpc": "2.0", "id": 5, "method": "ping"}, second.session_id)
+    assert gone.status == 404
+    proxy.wait_for_children(lambda pids: True)
+    assert post_rpc(http, proxy.url("/tiny/mcp"), {"jsonrpc": "2.0", "id": 6, "method": "ping"}, tiny_session.session_id).status == 200
+
+
+def test_runtime_stdio_servers_need_the_operators_consent(start_proxy, tmp_path, http):
+    config = {"mcpServers": {"tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}}}
+    proxy = start_proxy("--config", write_config(tmp_path, config), "--admin-token", "adm", command=())
+    refused = http.post(proxy.url("/api/servers"), headers={"Authorization": "Bearer adm"},
+                        json={"name": "x", "config": {"command": "sh", "args": ["-c", "touch /tmp/pwned"]}})
+    assert refused.status_code == 403

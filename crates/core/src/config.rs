@@ -67,6 +67,13 @@ pub struct Config {
     /// Refuse requests whose `Origin` or `Host` fails the DNS-rebinding check.
     #[serde(default = "defaults::yes")]
     pub origin_check: bool,
+    /// Bearer tokens for the runtime server API (besides `mcpProxy.options.authTokens`).
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
+    /// Let the runtime server API add stdio servers (it starts processes: remote code execution
+    /// for whoever holds a token).
+    #[serde(default)]
+    pub allow_runtime_stdio: bool,
     /// Between a server's prefix and a tool or prompt name on the merged endpoint.
     #[serde(default = "defaults::separator")]
     pub separator: String,

@@ -210,6 +210,14 @@ impl ConfigFile {
     }
 }
 
+/// Parses one server entry (as in `mcpServers`) added at run time, inheriting `defaults`.
+pub fn parse_server(name: &str, entry: &Value, defaults: &ServerOptions) -> Result<ServerEntry, ConfigError> {
+    validate_name(name)?;
+    let mut ignored = Vec::new();
+    let (upstream, options) = server_entry(name, entry, &mut ignored)?;
+    Ok(ServerEntry { name: name.to_owned(), upstream, options: options.inherit(defaults) })
+}
+
 /// Whether an invalid server `name` stops startup: its own `panicIfInvalid`, else the default.
 fn panics(root: &Map<String, Value>, name: &str, defaults: &ServerOptions) -> bool {
     let own = ["mcpServers", "clients"]

@@ -35,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod aggregate;
 pub mod config;
 pub mod config_file;

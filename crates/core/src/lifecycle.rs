@@ -29,7 +29,9 @@ impl Proxy {
         let id = SessionId::generate(&mut self.rng);
         let servers: Vec<usize> = match target {
             Target::Server(server) => vec![server],
-            Target::Merged => (0..self.config.servers.len()).collect(),
+            Target::Merged => {
+                (0..self.config.servers.len()).filter(|&s| !self.config.servers[s].options.disabled).collect()
+            }
         };
         let mut members = Vec::with_capacity(servers.len());
         for server in servers {

@@ -266,7 +266,7 @@ impl Proxy {
     }
 
     /// Takes `server` out of a merged session (its child stops); ends the session if none is left.
-    fn leave_out(&mut self, session_id: &SessionId, server: usize, why: &str) {
+    pub(crate) fn leave_out(&mut self, session_id: &SessionId, server: usize, why: &str) {
         let Some(session) = self.sessions.get_mut(session_id) else {
             return;
         };

@@ -122,6 +122,8 @@ pub struct Proxy {
     pub(crate) pending: Pending,
     pub(crate) pool: Pool,
     pub(crate) aggregates: crate::merged::Aggregates,
+    /// Servers added through the runtime API (indices into `Config::servers`).
+    pub(crate) added_at_runtime: std::collections::HashSet<usize>,
     /// Answers the proxy gives itself, delivered at the end of the turn.
     local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::jsonrpc::ErrorObject>)>,
     /// The latest time handed in.
@@ -149,6 +151,7 @@ impl Proxy {
             pending: Pending::default(),
             pool: Pool::default(),
             aggregates: Default::default(),
+            added_at_runtime: Default::default(),
             local_answers: VecDeque::new(),
             now,
             next_upstream: 0,
@@ -249,6 +252,10 @@ impl Proxy {
             let mut headers = cors;
             headers.push(Header::new("www-authenticate", "Bearer"));
             return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid API key");
+        }
+        let is_api = path == crate::admin::API || path.starts_with("/api/servers/");
+        if is_api && !self.config.is_bridge() {
+            return self.handle_admin(request, cors);
         }
         let Some(Route { target: server, endpoint }) = route(&self.config, path) else {
             let message = format!("Not Found: no endpoint at {}", truncate(path, 200));

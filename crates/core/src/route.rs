@@ -57,7 +57,7 @@ pub(crate) fn route(config: &Config, path: &str) -> Option<Route> {
         let Some(name) = path.strip_suffix(suffix).and_then(|rest| rest.strip_prefix('/')) else {
             continue;
         };
-        if let Some(server) = config.servers.iter().position(|s| s.name == name) {
+        if let Some(server) = config.servers.iter().position(|s| s.name == name && !s.options.disabled) {
             return Some(Route { target: Target::Server(server), endpoint });
         }
     }

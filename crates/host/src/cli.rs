@@ -100,6 +100,20 @@ pub(crate) struct Cli {
     /// Replace ${VAR} in the configuration file with environment variables.
     #[arg(long = "expand-env", alias = "expandEnv", requires = "config")]
     pub(crate) expand_env: bool,
+    /// Bearer token for the runtime server API at /api/servers (repeatable; the file's
+    /// mcpProxy.options.authTokens work too).
+    #[arg(
+        long = "admin-token",
+        alias = "adminToken",
+        requires = "config",
+        env = "MCP_PROXY_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) admin_token: Vec<String>,
+    /// Let the runtime server API add stdio servers: anyone with an admin token can then start
+    /// processes on this machine.
+    #[arg(long = "allow-runtime-stdio", requires = "config")]
+    pub(crate) allow_runtime_stdio: bool,
     /// Print the version and how the core is run, then exit.
     #[arg(long, short = 'V')]
     pub(crate) version: bool,
@@ -170,6 +184,8 @@ impl Cli {
             "maxSessions": self.max_sessions,
             "originCheck": !self.no_origin_check,
             "bindLoopback": self.host.is_loopback(),
+            "adminTokens": self.admin_token,
+            "allowRuntimeStdio": self.allow_runtime_stdio,
         });
         config[served_key] = served;
         Ok(config.to_string())

@@ -1,0 +1,180 @@
+//! The runtime server API of the aggregator: list, inspect, add and remove servers while
+//! clients are connected.
+//!
+//! `GET /api/servers`, `GET /api/servers/{name}`, `POST /api/servers` with `{name, config}`
+//! (validated like an entry of the configuration file), `DELETE /api/servers/{name}` (its
+//! sessions end and its children stop). Reading needs a token when any is configured;
+//! changing always does. Adding a stdio server starts processes on request, so it is refused
+//! unless the operator allowed it.
+
+use serde_json::{json, Value};
+
+use crate::config_file::{parse_server, ServerOptions, UpstreamConfig};
+use crate::error::RequestError;
+use crate::exchange::json_head;
+use crate::http::{Header, HttpRequest};
+use crate::ids::SessionId;
+use crate::policy::{check_bearer_token, AuthDecision};
+use crate::proxy::{LogLevel, Proxy};
+use crate::route::{endpoint_path, Endpoint, Target};
+
+/// The path prefix of the API.
+pub(crate) const API: &str = "/api/servers";
+
+impl Proxy {
+    /// Serves a request under `/api/servers`.
+    pub(crate) fn handle_admin(&mut self, request: HttpRequest, cors: Vec<Header>) {
+        let exchange = request.exchange;
+        let tokens: Vec<String> = self
+            .config
+            .admin_tokens
+            .iter()
+            .chain(self.config.aggregator.iter().flat_map(|a| a.options.auth_tokens.iter()))
+            .cloned()
+            .collect();
+        let writes = matches!(request.method.as_str(), "POST" | "DELETE");
+        if tokens.is_empty() && writes {
+            return self.refuse(
+                exchange,
+                cors,
+                403,
+                "Forbidden: changing servers needs an admin token (--admin-token)",
+            );
+        }
+        if check_bearer_token(&tokens, &request) == AuthDecision::Deny {
+            let mut headers = cors;
+            headers.push(Header::new("www-authenticate", "Bearer"));
+            return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid admin token");
+        }
+        let path = request.path().to_owned();
+        let name = path.strip_prefix(API).and_then(|rest| rest.strip_prefix('/')).map(str::to_owned);
+        match (request.method.as_str(), name) {
+            ("GET", None) => {
+                let servers: Vec<Value> = (0..self.config.servers.len()).filter_map(|s| self.describe(s)).collect();
+                self.admin_reply(exchange, cors, 200, json!({"servers": servers}));
+            }
+            ("GET", Some(name)) => match self.active_server(&name) {
+                Some(server) => {
+                    let body = self.describe(server).unwrap_or_default();
+                    self.admin_reply(exchange, cors, 200, body);
+                }
+                None => self.refuse(exchange, cors, 404, &format!("no server named {name:?}")),
+            },
+            ("POST", None) => self.add_server(&request, cors),
+            ("DELETE", Some(name)) => match self.active_server(&name) {
+                Some(server) => {
+                    self.remove_server(server);
+                    self.admin_reply(exchange, cors, 200, json!({"removed": name}));
+                }
+                None => self.refuse(exchange, cors, 404, &format!("no server named {name:?}")),
+            },
+            _ => self.refuse(exchange, cors, 405, "Method Not Allowed"),
+        }
+    }
+
+    fn admin_reply(&mut self, exchange: crate::ids::ExchangeId, cors: Vec<Header>, status: u16, body: Value) {
+        self.respond(json_head(exchange, status, cors), serde_json::to_vec(&body).unwrap_or_default());
+    }
+
+    fn active_server(&self, name: &str) -> Option<usize> {
+        self.config.servers.iter().position(|s| s.name == name && !s.options.disabled)
+    }
+
+    fn describe(&self, server: usize) -> Option<Value> {
+        let entry = self.config.servers.get(server).filter(|s| !s.options.disabled)?;
+        let transport = match entry.upstream {
+            UpstreamConfig::Stdio(_) => "stdio",
+            UpstreamConfig::Sse { .. } => "sse",
+            UpstreamConfig::StreamableHttp { .. } => "streamable-http",
+        };
+        let sessions =
+            self.sessions.values().filter(|s| s.members.iter().any(|m| m.server == server && !m.failed)).count();
+        let source = if self.added_at_runtime.contains(&server) { "api" } else { "config" };
+        Some(json!({
+            "name": entry.name,
+            "transport": transport,
+            "source": source,
+            "paths": {
+                "mcp": endpoint_path(&self.config, Target::Server(server), Endpoint::Stream),
+                "sse": endpoint_path(&self.config, Target::Server(server), Endpoint::Sse),
+            },
+            "sessions": sessions,
+            "toolFilter": entry.options.tool_filter.as_ref().map(|f| json!({
+                "mode": if f.mode == crate::config_file::FilterMode::Allow { "allow" } else { "block" },
+                "list": f.list,
+            })),
+            "auth": !entry.options.auth_tokens.is_empty(),
+        }))
+    }
+
+    fn add_server(&mut self, request: &HttpRequest, cors: Vec<Header>) {
+        let exchange = request.exchange;
+        let body: Value = match serde_json::from_slice(&request.body) {
+            Ok(body) => body,
+            Err(error) => {
+                return self.refuse(exchange, cors, 400, &format!("Bad Request: the body is not JSON: {error}"))
+            }
+        };
+        let (Some(name), Some(entry)) = (body.get("name").and_then(Value::as_str), body.get("config")) else {
+            return self.refuse(exchange, cors, 400, "Bad Request: expected {\"name\": ..., \"config\": {...}}");
+        };
+        if self.active_server(name).is_some() {
+            return self.refuse(exchange, cors, 409, &format!("Conflict: a server named {name:?} exists"));
+        }
+        let defaults =
+            self.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_else(ServerOptions::default);
+        let server = match parse_server(name, entry, &defaults) {
+            Ok(server) => server,
+            Err(error) => {
+                return self.refuse(exchange, cors, 400, &format!("Bad Request: {}: {}", error.path, error.message))
+            }
+        };
+        match server.upstream {
+            UpstreamConfig::Stdio(_) if !self.config.allow_runtime_stdio => {
+                return self.refuse(
+                    exchange,
+                    cors,
+                    403,
+                    "Forbidden: adding stdio servers at run time is off (--allow-runtime-stdio)",
+                );
+            }
+            UpstreamConfig::Stdio(_) => {}
+            _ => {
+                return self.refuse(
+                    exchange,
+                    cors,
+                    400,
+                    "Bad Request: sse and streamable-http upstreams are not supported yet",
+                )
+            }
+        }
+        self.config.servers.push(server);
+        let index = self.config.servers.len() - 1;
+        self.added_at_runtime.insert(index);
+        self.log(LogLevel::Info, format!("server {name} added through the API"));
+        let body = self.describe(index).unwrap_or_default();
+        self.admin_reply(exchange, cors, 201, body);
+    }
+
+    /// Takes a server away: its sessions end, merged sessions go on without it.
+    fn remove_server(&mut self, server: usize) {
+        let Some(entry) = self.config.servers.get_mut(server) else {
+            return;
+        };
+        entry.options.disabled = true;
+        let name = entry.name.clone();
+        let affected: Vec<(SessionId, Target)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.members.iter().any(|m| m.server == server))
+            .map(|(id, s)| (id.clone(), s.target))
+            .collect();
+        for (session, target) in affected {
+            match target {
+                Target::Server(_) => self.end_session(&session, &RequestError::SessionEnded, "its server was removed"),
+                Target::Merged => self.leave_out(&session, server, "it was removed"),
+            }
+        }
+        self.log(LogLevel::Info, format!("server {name} removed through the API"));
+    }
+}

@@ -1,0 +1,120 @@
+//! The runtime server API of the aggregator.
+
+mod harness;
+
+use harness::*;
+use mcp_proxy_core::Output;
+
+const FILE: &str = r#"{
+  "mcpProxy": {"name": "agg", "options": {"authTokens": ["t0k"]}},
+  "mcpServers": {"time": {"command": "time-server"}}
+}"#;
+
+fn harness(extra: &str) -> Harness {
+    Harness::with_config(&format!(
+        r#"{{"configFile": {{"text": {}}}{extra}}}"#,
+        serde_json::to_string(FILE).expect("json")
+    ))
+}
+
+const AUTH: (&str, &str) = ("authorization", "Bearer t0k");
+
+fn api(h: &mut Harness, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (exchange, outputs) = h.request(method, path, &[("content-type", "application/json"), AUTH], body);
+    let (head, body) = response(&outputs, exchange).expect("answered");
+    (head.status, body)
+}
+
+#[test]
+fn lists_and_describes_servers() {
+    let mut h = harness("");
+    let (status, body) = api(&mut h, "GET", "/api/servers", "");
+    assert_eq!(status, 200);
+    assert_eq!(body["servers"][0]["name"], "time");
+    assert_eq!(body["servers"][0]["paths"]["mcp"], "/time/mcp");
+    assert_eq!(body["servers"][0]["source"], "config");
+    let (status, body) = api(&mut h, "GET", "/api/servers/time", "");
+    assert_eq!((status, body["transport"].as_str()), (200, Some("stdio")));
+    assert_eq!(api(&mut h, "GET", "/api/servers/nope", "").0, 404);
+}
+
+#[test]
+fn needs_the_token() {
+    let mut h = harness("");
+    let (exchange, outputs) = h.request("GET", "/api/servers", &[], "");
+    assert_eq!(status(&outputs, exchange), Some(401));
+}
+
+#[test]
+fn adding_a_stdio_server_must_be_allowed_by_the_operator() {
+    let mut h = harness("");
+    let (status, body) =
+        api(&mut h, "POST", "/api/servers", r#"{"name": "echo", "config": {"command": "echo-server"}}"#);
+    assert_eq!(status, 403, "{body}");
+}
+
+#[test]
+fn added_servers_work_at_once_and_removed_ones_end_their_sessions() {
+    let mut h = harness(r#", "allowRuntimeStdio": true"#);
+    let (status, body) = api(
+        &mut h,
+        "POST",
+        "/api/servers",
+        r#"{"name": "echo", "config": {"command": "echo-server", "args": ["stdio"]}}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["source"], "api");
+    let (status, _) = api(&mut h, "POST", "/api/servers", r#"{"name": "echo", "config": {"command": "other"}}"#);
+    assert_eq!(status, 409);
+    let (status, body) =
+        api(&mut h, "POST", "/api/servers", r#"{"name": "bad", "config": {"command": "x", "args": 3}}"#);
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("mcpServers.bad.args")), "{body}");
+    let (session, upstream) = h.initialize_at("/echo/mcp", &[AUTH]);
+    let (status, _) = api(&mut h, "DELETE", "/api/servers/echo", "");
+    assert_eq!(status, 200);
+    let (exchange, outputs) =
+        h.post_to("/echo/mcp", Some(&session), &[AUTH], r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(status_of(&outputs, exchange), Some(404));
+    let _ = upstream;
+    let (_, body) = api(&mut h, "GET", "/api/servers", "");
+    assert_eq!(body["servers"].as_array().map(Vec::len), Some(1), "only time is left");
+}
+
+#[test]
+fn removing_a_server_leaves_merged_sessions_running() {
+    let mut h = harness(r#", "allowRuntimeStdio": true"#);
+    api(&mut h, "POST", "/api/servers", r#"{"name": "echo", "config": {"command": "echo-server"}}"#);
+    let (exchange, outputs) =
+        h.post_to("/mcp", None, &[AUTH], r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#);
+    let upstreams: Vec<(String, mcp_proxy_core::UpstreamId)> = outputs
+        .iter()
+        .filter_map(|o| {
+            if let Output::Spawn { upstream, server } = o {
+                Some((server.command.clone(), *upstream))
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(upstreams.len(), 2);
+    let mut last = Vec::new();
+    for (_, upstream) in &upstreams {
+        let id = sent_json(&outputs, *upstream)[0]["id"].clone();
+        last =
+            h.upstream_says(*upstream, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"capabilities":{{}}}}}}"#));
+    }
+    let session = response(&last, exchange)
+        .and_then(|(head, _)| header(&head.headers, "mcp-session-id").map(str::to_owned))
+        .expect("session");
+    let echo = upstreams.iter().find(|(c, _)| c == "echo-server").map(|(_, u)| *u).expect("echo");
+    let (exchange, outputs) = h.request("DELETE", "/api/servers/echo", &[AUTH], "");
+    assert_eq!(status_of(&outputs, exchange), Some(200));
+    assert!(closed_upstream(&outputs, echo));
+    let (exchange, outputs) = h.post_to("/mcp", Some(&session), &[AUTH], r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(status_of(&outputs, exchange), Some(200), "the merged session goes on");
+}
+
+fn status_of(outputs: &[Output], exchange: mcp_proxy_core::ExchangeId) -> Option<u16> {
+    status(outputs, exchange)
+}
