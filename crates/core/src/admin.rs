@@ -9,7 +9,7 @@
 
 use serde_json::{json, Value};
 
-use crate::config_file::{parse_server, ServerOptions, UpstreamConfig};
+use crate::config_file::{parse_server, UpstreamConfig};
 use crate::error::RequestError;
 use crate::exchange::json_head;
 use crate::http::{Header, HttpRequest};
@@ -121,8 +121,7 @@ impl Proxy {
         if self.active_server(name).is_some() {
             return self.refuse(exchange, cors, 409, &format!("Conflict: a server named {name:?} exists"));
         }
-        let defaults =
-            self.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_else(ServerOptions::default);
+        let defaults = self.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_default();
         let server = match parse_server(name, entry, &defaults) {
             Ok(server) => server,
             Err(error) => {
