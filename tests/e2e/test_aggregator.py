@@ -170,3 +170,26 @@ def test_runtime_stdio_servers_need_the_operators_consent(start_proxy, tmp_path,
     refused = http.post(proxy.url("/api/servers"), headers={"Authorization": "Bearer adm"},
                         json={"name": "x", "config": {"command": "sh", "args": ["-c", "touch /tmp/pwned"]}})
     assert refused.status_code == 403
+
+
+async def test_a_pypi_server_and_server_everything_behind_one_merged_endpoint(start_proxy, tmp_path):
+    """mcp-server-time (PyPI, stdio) and server-everything (npm, stdio) in one file."""
+    import sys
+
+    config = {
+        "mcpServers": {
+            "time": {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]},
+            "everything": {"command": EVERYTHING_COMMAND[0], "args": list(EVERYTHING_COMMAND[1:])},
+        }
+    }
+    proxy = start_proxy("--config", write_config(tmp_path, config), command=())
+    async with mcp_client(proxy, "streamable-http", endpoint="/mcp") as conn:
+        names = {tool.name for tool in (await conn.session.list_tools()).tools}
+        assert {"time__get_current_time", "time__convert_time", "everything__echo"} <= names
+        now = await conn.session.call_tool("time__get_current_time", {"timezone": "Europe/Paris"})
+        assert "Europe/Paris" in text_of(now)
+    async with mcp_client(proxy, "sse", endpoint="/time/sse") as conn:
+        converted = await conn.session.call_tool(
+            "convert_time", {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}
+        )
+        assert "Asia/Tokyo" in text_of(converted)

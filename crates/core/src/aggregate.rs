@@ -19,11 +19,13 @@ pub(crate) struct Part {
     pub(crate) outcome: Result<Value, ErrorObject>,
 }
 
-/// The merged answer, and which server each resource URI (or template) belongs to.
+/// The merged answer, which server each resource URI (or template) belongs to, and which
+/// server each merged tool or prompt name belongs to.
 #[derive(Debug)]
 pub(crate) struct Merged {
     pub(crate) outcome: Result<Value, ErrorObject>,
     pub(crate) owners: Vec<(String, usize)>,
+    pub(crate) names: Vec<(String, usize)>,
 }
 
 /// Methods the merged endpoint sends to every server.
@@ -49,19 +51,40 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
             })
             .collect();
         let error = ErrorObject::new(codes::CONNECTION_CLOSED, format!("no server answered ({})", failures.join("; ")));
-        return Merged { outcome: Err(error), owners: Vec::new() };
+        return Merged { outcome: Err(error), owners: Vec::new(), names: Vec::new() };
+    }
+    if method == "initialize" && config.aggregator.as_ref().is_some_and(|a| a.fail_closed) {
+        if let Some(failed) = parts.iter().find(|p| p.outcome.is_err()) {
+            let message = format!("{} did not initialize and failClosed is set", server_name(config, failed.server));
+            return Merged {
+                outcome: Err(ErrorObject::new(codes::CONNECTION_CLOSED, message)),
+                owners: Vec::new(),
+                names: Vec::new(),
+            };
+        }
     }
     let mut owners = Vec::new();
+    let mut names: Vec<(String, usize)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let outcome = match method {
         "initialize" => initialize(config, requested_version, &ok),
         "tools/list" => list(config, &ok, "tools", |config, server, item| {
             let name = item.get("name").and_then(Value::as_str)?;
             let allowed = config.servers.get(server)?.options.tool_filter.as_ref().is_none_or(|f| f.allows(name));
-            allowed.then(|| renamed(item, prefixed(config, server, name)))
+            let merged = prefixed(config, server, name);
+            // Without prefixes two servers may offer the same name: the first one keeps it.
+            (allowed && seen.insert(("tool", merged.clone()))).then(|| {
+                names.push((merged.clone(), server));
+                renamed(item, merged)
+            })
         }),
         "prompts/list" => list(config, &ok, "prompts", |config, server, item| {
             let name = item.get("name").and_then(Value::as_str)?;
-            Some(renamed(item, prefixed(config, server, name)))
+            let merged = prefixed(config, server, name);
+            seen.insert(("prompt", merged.clone())).then(|| {
+                names.push((merged.clone(), server));
+                renamed(item, merged)
+            })
         }),
         "resources/list" => list(config, &ok, "resources", |_, server, item| {
             if let Some(uri) = item.get("uri").and_then(Value::as_str) {
@@ -77,7 +100,7 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
         }),
         _ => Ok(json!({})),
     };
-    Merged { outcome, owners }
+    Merged { outcome, owners, names }
 }
 
 fn server_name(config: &Config, server: usize) -> &str {

@@ -38,8 +38,26 @@ pub struct ProxySettings {
     pub version: String,
     /// The transport the Go tool served (`sse` or `streamable-http`); this proxy serves both.
     pub serve: Option<String>,
+    /// How the merged endpoint names tools and prompts.
+    pub prefix_mode: PrefixMode,
+    /// Between a server's prefix and a name on the merged endpoint (default `__`).
+    pub separator: Option<String>,
+    /// The merged endpoint fails when any server fails to initialize (default: leave it out).
+    pub fail_closed: bool,
     /// Defaults every server inherits field by field.
     pub options: ServerOptions,
+}
+
+/// How the merged endpoint names tools and prompts (`mcpProxy.toolPrefix`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrefixMode {
+    /// Always `{server}{separator}{name}`.
+    #[default]
+    Always,
+    /// Prefixed only when more than one server is served.
+    Multiple,
+    /// Never prefixed: names are looked up in what each server listed (the first wins).
+    Never,
 }
 
 /// One upstream server.
@@ -353,7 +371,9 @@ fn tool_filter(value: &Value, path: &str) -> Result<ToolFilter, ConfigError> {
 fn proxy_settings(value: &Value, path: &str, warnings: &mut Vec<String>) -> Result<ProxySettings, ConfigError> {
     let map = object(value, path)?;
     for key in map.keys() {
-        if !["baseURL", "addr", "name", "version", "type", "options"].contains(&key.as_str()) {
+        if !["baseURL", "addr", "name", "version", "type", "options", "toolPrefix", "separator", "failClosed"]
+            .contains(&key.as_str())
+        {
             warnings.push(format!("{path}.{key}: unknown field, ignored"));
         }
     }
@@ -367,12 +387,32 @@ fn proxy_settings(value: &Value, path: &str, warnings: &mut Vec<String>) -> Resu
         }
     }
     let defaults = options(map.get("options"), &format!("{path}.options"))?.inherit(&ServerOptions::default());
+    let prefix_mode = match string(map, "toolPrefix", path)?.as_deref() {
+        None | Some("always") => PrefixMode::Always,
+        Some("multiple") => PrefixMode::Multiple,
+        Some("never") => PrefixMode::Never,
+        Some(other) => {
+            return Err(ConfigError::new(
+                format!("{path}.toolPrefix"),
+                format!("must be \"always\", \"multiple\" or \"never\", got {other:?}"),
+            ))
+        }
+    };
+    let separator = string(map, "separator", path)?;
+    if let Some(separator) = &separator {
+        if separator.is_empty() || !separator.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
+            return Err(ConfigError::new(format!("{path}.separator"), "must be letters, digits, '_', '-' or '.'"));
+        }
+    }
     Ok(ProxySettings {
         base_url: string(map, "baseURL", path)?,
         addr: string(map, "addr", path)?,
         name: string(map, "name", path)?.unwrap_or_else(|| "mcp-proxy".into()),
         version: string(map, "version", path)?.unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
         serve,
+        prefix_mode,
+        separator,
+        fail_closed: boolean(map, "failClosed", path)?.unwrap_or(false),
         options: defaults,
     })
 }
@@ -386,6 +426,9 @@ fn v1_proxy_settings(value: &Value) -> Result<ProxySettings, ConfigError> {
         name: string(map, "name", "server")?.unwrap_or_else(|| "mcp-proxy".into()),
         version: string(map, "version", "server")?.unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
         serve: None,
+        prefix_mode: PrefixMode::Always,
+        separator: None,
+        fail_closed: false,
         options: ServerOptions { auth_tokens: tokens, ..ServerOptions::default() },
     })
 }
@@ -405,6 +448,9 @@ fn top_level_settings(root: &Map<String, Value>) -> Result<ProxySettings, Config
         name: "mcp-proxy".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         serve: None,
+        prefix_mode: PrefixMode::Always,
+        separator: None,
+        fail_closed: false,
         options: defaults,
     })
 }

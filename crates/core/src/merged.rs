@@ -57,7 +57,7 @@ impl Proxy {
         }
         let target = match method.as_str() {
             "ping" => return self.answer_locally(session_id, reply_to, &request, Ok(json!({}))),
-            "tools/call" | "prompts/get" => self.owner_by_name(&live, &mut request.params, "name"),
+            "tools/call" | "prompts/get" => self.owner_by_name(session_id, &live, &mut request.params, "name"),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = param(&request.params, "uri").and_then(Value::as_str).unwrap_or_default().to_owned();
                 self.owner_by_uri(session_id, &live, &uri)
@@ -65,7 +65,7 @@ impl Proxy {
             "completion/complete" => {
                 let mut reference = param(&request.params, "ref").cloned();
                 let owner = match reference.as_ref().and_then(|r| r.get("type")).and_then(Value::as_str) {
-                    Some("ref/prompt") => self.owner_by_name(&live, &mut reference, "name"),
+                    Some("ref/prompt") => self.owner_by_name(session_id, &live, &mut reference, "name"),
                     _ => {
                         let uri =
                             reference.as_ref().and_then(|r| r.get("uri")).and_then(Value::as_str).unwrap_or_default();
@@ -105,10 +105,21 @@ impl Proxy {
         self.forward_to(now, session_id, server, reply_to, request);
     }
 
-    /// Finds the server of a prefixed name in `holder[key]` and puts the server's own name back.
-    fn owner_by_name(&self, live: &[usize], holder: &mut Option<Value>, key: &str) -> Option<usize> {
+    /// Finds the server of a merged name in `holder[key]` and puts the server's own name back.
+    fn owner_by_name(
+        &self,
+        session_id: &SessionId,
+        live: &[usize],
+        holder: &mut Option<Value>,
+        key: &str,
+    ) -> Option<usize> {
         let object = holder.as_mut()?.as_object_mut()?;
         let name = object.get(key)?.as_str()?.to_owned();
+        if !crate::route::prefixes(&self.config) {
+            // Unprefixed names belong to whichever server listed them.
+            let listed = self.sessions.get(session_id)?.name_owners.get(&name).copied().filter(|s| live.contains(s));
+            return listed.or_else(|| (live.len() == 1).then(|| live[0]));
+        }
         let (server, original) = split_prefixed(&self.config, live, &name)?;
         object.insert(key.into(), Value::String(original.to_owned()));
         Some(server)
@@ -192,6 +203,7 @@ impl Proxy {
         let initialize = aggregate.method == "initialize";
         if let Some(session) = self.sessions.get_mut(&aggregate.session) {
             session.resource_owners.extend(merged.owners);
+            session.name_owners.extend(merged.names);
         }
         if initialize {
             // Servers that refused initialize are left out of this session.

@@ -351,12 +351,12 @@ impl Proxy {
                 return self.log(LogLevel::Warn, message);
             }
         };
+        let tap = self.logs_upstream(upstream);
         for message in messages {
-            if self.config.debug {
-                self.log(
-                    LogLevel::Debug,
-                    format!("session {session_id} <- server: {}", String::from_utf8_lossy(&message.to_bytes())),
-                );
+            if tap {
+                let name = self.upstream_name(upstream);
+                let text = String::from_utf8_lossy(&message.to_bytes()).into_owned();
+                self.log(LogLevel::Debug, format!("session {session_id} <- {name}: {text}"));
             }
             match message {
                 Message::Response(response) => self.handle_upstream_response(&session_id, response),
@@ -677,11 +677,34 @@ impl Proxy {
 
     fn send_upstream(&mut self, upstream: UpstreamId, message: &Message) {
         let data = message.to_bytes();
-        if self.config.debug {
+        if self.logs_upstream(upstream) {
             let session = self.by_upstream.get(&upstream).map(SessionId::to_string).unwrap_or_default();
-            self.log(LogLevel::Debug, format!("session {session} -> server: {}", String::from_utf8_lossy(&data)));
+            let name = self.upstream_name(upstream);
+            self.log(LogLevel::Debug, format!("session {session} -> {name}: {}", String::from_utf8_lossy(&data)));
         }
         self.outputs.push_back(Output::Send { upstream, data });
+    }
+
+    /// The server behind an upstream.
+    fn server_of_upstream(&self, upstream: UpstreamId) -> Option<usize> {
+        self.sessions.get(self.by_upstream.get(&upstream)?)?.server_of(upstream)
+    }
+
+    /// Whether an upstream's traffic is logged: `--debug`, or its server's `logEnabled`.
+    fn logs_upstream(&self, upstream: UpstreamId) -> bool {
+        self.config.debug
+            || self
+                .server_of_upstream(upstream)
+                .and_then(|s| self.config.servers.get(s))
+                .is_some_and(|s| s.options.log_enabled)
+    }
+
+    /// How log lines name an upstream's server.
+    fn upstream_name(&self, upstream: UpstreamId) -> String {
+        match self.server_of_upstream(upstream).and_then(|s| self.config.servers.get(s)) {
+            Some(entry) if !entry.name.is_empty() => format!("server {}", entry.name.split('/').next().unwrap_or("")),
+            _ => "server".to_owned(),
+        }
     }
 
     // ---- responses and logs ----

@@ -8,6 +8,7 @@
 //! token never shows in a tool name).
 
 use crate::config::Config;
+use crate::config_file::PrefixMode;
 
 /// A client-facing endpoint kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,9 +85,27 @@ pub(crate) fn prefix(config: &Config, server: usize) -> &str {
     config.servers.get(server).map_or("", |entry| entry.name.split('/').next().unwrap_or(""))
 }
 
+/// Whether the merged endpoint prefixes names (`mcpProxy.toolPrefix`).
+pub(crate) fn prefixes(config: &Config) -> bool {
+    match config.aggregator.as_ref().map_or(PrefixMode::Always, |a| a.prefix_mode) {
+        PrefixMode::Always => true,
+        PrefixMode::Multiple => config.servers.iter().filter(|s| !s.options.disabled).count() > 1,
+        PrefixMode::Never => false,
+    }
+}
+
+/// The separator between prefix and name.
+fn separator(config: &Config) -> &str {
+    config.aggregator.as_ref().and_then(|a| a.separator.as_deref()).unwrap_or(&config.separator)
+}
+
 /// Names a tool or prompt of `server` for the merged endpoint.
 pub(crate) fn prefixed(config: &Config, server: usize, name: &str) -> String {
-    format!("{}{}{name}", prefix(config, server), config.separator)
+    if prefixes(config) {
+        format!("{}{}{name}", prefix(config, server), separator(config))
+    } else {
+        name.to_owned()
+    }
 }
 
 /// Finds which of `servers` a merged name belongs to (the longest matching prefix wins) and
@@ -95,7 +114,7 @@ pub(crate) fn split_prefixed<'a>(config: &Config, servers: &[usize], name: &'a s
     servers
         .iter()
         .filter_map(|&server| {
-            let rest = name.strip_prefix(prefix(config, server))?.strip_prefix(config.separator.as_str())?;
+            let rest = name.strip_prefix(prefix(config, server))?.strip_prefix(separator(config))?;
             Some((prefix(config, server).len(), server, rest))
         })
         .max_by_key(|(length, _, _)| *length)

@@ -78,6 +78,8 @@ pub(crate) struct Session {
     pub(crate) server_requests: HashMap<String, (UpstreamId, RequestId)>,
     /// Which server a resource URI came from (merged sessions, from `resources/list`).
     pub(crate) resource_owners: HashMap<String, usize>,
+    /// Which server a merged tool or prompt name came from (merged sessions, from the lists).
+    pub(crate) name_owners: HashMap<String, usize>,
     /// The protocol revision negotiated at initialize, once known.
     pub(crate) protocol_version: Option<String>,
     /// The last time the client did something in this session.
@@ -105,6 +107,7 @@ impl Session {
             in_flight: HashMap::new(),
             server_requests: HashMap::new(),
             resource_owners: HashMap::new(),
+            name_owners: HashMap::new(),
             progress: HashMap::new(),
             protocol_version: None,
             last_activity: now,

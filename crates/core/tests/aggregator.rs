@@ -208,3 +208,82 @@ fn server_requests_get_proxy_ids_and_answers_go_back_to_the_asker() {
     assert_eq!(sent_json(&outputs, upstreams["time-server"])[0]["id"], 0);
     assert!(sent_json(&outputs, upstreams["gh-server"]).is_empty());
 }
+
+#[test]
+fn log_enabled_servers_have_their_traffic_logged() {
+    let file =
+        r#"{"mcpServers": {"loud": {"command": "a", "options": {"logEnabled": true}}, "quiet": {"command": "b"}}}"#;
+    let mut h = Harness::aggregator(file);
+    let (_, loud) = h.post_to("/loud/mcp", None, &[], INITIALIZE);
+    assert!(loud.iter().any(|o| matches!(o, Output::Log { message, .. } if message.contains("-> server loud"))));
+    let (_, quiet) = h.post_to("/quiet/mcp", None, &[], INITIALIZE);
+    assert!(!quiet.iter().any(|o| matches!(o, Output::Log { message, .. } if message.contains("-> server"))));
+}
+
+/// Opens a merged session on `file` where every server answers initialize (or, for the
+/// commands in `refusing`, refuses it); returns the outputs of the last answer too.
+fn open_merged(
+    h: &mut Harness,
+    refusing: &[&str],
+) -> (mcp_proxy_core::ExchangeId, Vec<Output>, std::collections::HashMap<String, mcp_proxy_core::UpstreamId>) {
+    let (exchange, outputs) = h.post_to("/mcp", None, &[], INITIALIZE);
+    let upstreams = spawned_by_command(&outputs);
+    let mut last = Vec::new();
+    for (command, upstream) in &upstreams {
+        let id = sent_json(&outputs, *upstream)[0]["id"].clone();
+        let answer = if refusing.contains(&command.as_str()) {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-1,"message":"no"}}}}"#)
+        } else {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"capabilities":{{"tools":{{}}}}}}}}"#)
+        };
+        last = h.upstream_says(*upstream, &answer);
+    }
+    (exchange, last, upstreams)
+}
+
+#[test]
+fn without_prefixes_names_are_routed_by_who_listed_them() {
+    let file = r#"{"mcpProxy": {"toolPrefix": "never"}, "mcpServers": {"a": {"command": "a-server"}, "b": {"command": "b-server"}}}"#;
+    let mut h = Harness::aggregator(file);
+    let (exchange, last, upstreams) = open_merged(&mut h, &[]);
+    let session = response(&last, exchange)
+        .and_then(|(head, _)| header(&head.headers, "mcp-session-id").map(str::to_owned))
+        .expect("session");
+    let (list, outputs) = h.post_to("/mcp", Some(&session), &[], r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    let mut last = Vec::new();
+    for (command, upstream) in &upstreams {
+        let id = sent_json(&outputs, *upstream)[0]["id"].clone();
+        let tools = if command == "a-server" {
+            r#"[{"name":"shared"},{"name":"only_a"}]"#
+        } else {
+            r#"[{"name":"shared"},{"name":"only_b"}]"#
+        };
+        last = h.upstream_says(*upstream, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":{tools}}}}}"#));
+    }
+    let (_, body) = response(&last, list).expect("listed");
+    let mut names: Vec<&str> =
+        body["result"]["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["only_a", "only_b", "shared"], "unprefixed, a duplicate name listed once");
+    let (_, outputs) = h.post_to(
+        "/mcp",
+        Some(&session),
+        &[],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"only_b"}}"#,
+    );
+    assert_eq!(sent_json(&outputs, upstreams["b-server"])[0]["params"]["name"], "only_b");
+    assert!(sent_json(&outputs, upstreams["a-server"]).is_empty());
+}
+
+#[test]
+fn fail_open_by_default_and_fail_closed_on_request() {
+    let servers = r#""mcpServers": {"a": {"command": "a-server"}, "b": {"command": "b-server"}}"#;
+    let mut open = Harness::aggregator(&format!("{{{servers}}}"));
+    let (exchange, last, _) = open_merged(&mut open, &["b-server"]);
+    assert!(response(&last, exchange).is_some_and(|(head, body)| head.status == 200 && body["result"].is_object()));
+    let mut closed = Harness::aggregator(&format!(r#"{{"mcpProxy": {{"failClosed": true}}, {servers}}}"#));
+    let (exchange, last, _) = open_merged(&mut closed, &["b-server"]);
+    let (_, body) = response(&last, exchange).expect("answered");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("failClosed")), "{body}");
+    assert_eq!(closed.proxy.session_count(), 0);
+}

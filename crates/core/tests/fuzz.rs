@@ -38,7 +38,7 @@ fn corpus() -> Vec<Vec<u8>> {
 }
 
 const METHODS: [&str; 6] = ["POST", "GET", "DELETE", "OPTIONS", "PUT", "HEAD"];
-const PATHS: [&str; 6] = ["/mcp", "/sse", "/messages", "/ping", "/", "/mcp/../x"];
+const PATHS: [&str; 9] = ["/mcp", "/sse", "/messages", "/ping", "/", "/mcp/../x", "/a/mcp", "/b/sse", "/api/servers"];
 const MESSAGES: [&str; 9] = [
     r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":"p"}}}"#,
     r#"{"jsonrpc":"2.0","id":"a","method":"ping"}"#,
@@ -189,8 +189,12 @@ impl World {
 }
 
 fn run(seed: u64, steps: usize, config: &str) {
+    run_on(Harness::new(config), seed, steps, config);
+}
+
+fn run_on(h: Harness, seed: u64, steps: usize, config: &str) {
     let mut world = World {
-        h: Harness::new(config),
+        h,
         rng: Rng(seed.max(1)),
         corpus: corpus(),
         upstreams: Vec::new(),
@@ -241,6 +245,15 @@ fn random_traffic_with_small_limits() {
             300,
             r#", "maxSessions": 3, "eventStoreSize": 2, "requestTimeoutMs": 50, "keepAliveMs": 10, "sessionTimeoutMs": 100"#,
         );
+    }
+}
+
+#[test]
+fn random_traffic_on_the_aggregator() {
+    let file = r#"{"mcpProxy": {"options": {"authTokens": []}}, "mcpServers": {"a": {"command": "x"}, "b": {"command": "y", "options": {"toolFilter": {"mode": "allow", "list": ["t"]}}}}}"#;
+    for seed in 3_000..3_080 {
+        let h = Harness::aggregator(file);
+        run_on(h, seed, 300, "aggregator");
     }
 }
 
