@@ -193,3 +193,28 @@ async def test_a_pypi_server_and_server_everything_behind_one_merged_endpoint(st
             "convert_time", {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}
         )
         assert "Asia/Tokyo" in text_of(converted)
+
+
+def test_a_temporary_server_lives_as_long_as_its_sse_stream(start_proxy, tmp_path, http):
+    import time
+
+    from conftest import SseReader
+
+    config = {"mcpServers": {"tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}}}
+    proxy = start_proxy("--config", write_config(tmp_path, config), "--admin-token", "adm", "--allow-runtime-stdio", command=())
+    admin = {"Authorization": "Bearer adm"}
+    body = {"config": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}}
+    with http.stream("POST", proxy.url("/sse"), json=body, headers={**admin, "Accept": "text/event-stream"}) as stream:
+        assert stream.status_code == 200
+        events = SseReader(stream)
+        endpoint = next(events)
+        assert endpoint.event == "endpoint" and endpoint.data.startswith("/temporary-1/messages"), endpoint
+        sources = [s["source"] for s in http.get(proxy.url("/api/servers"), headers=admin).json()["servers"]]
+        assert "temporary" in sources
+        request = initialize_request()
+        assert http.post(proxy.url(endpoint.data), json=request, headers=admin).status_code == 202
+        assert events.next_message(request["id"])["result"]["serverInfo"]["name"] == "tiny"
+    deadline = time.monotonic() + 10
+    while len(http.get(proxy.url("/api/servers"), headers=admin).json()["servers"]) != 1:
+        assert time.monotonic() < deadline, "the temporary server outlived its stream"
+        time.sleep(0.1)

@@ -25,13 +25,7 @@ impl Proxy {
     /// Serves a request under `/api/servers`.
     pub(crate) fn handle_admin(&mut self, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
-        let tokens: Vec<String> = self
-            .config
-            .admin_tokens
-            .iter()
-            .chain(self.config.aggregator.iter().flat_map(|a| a.options.auth_tokens.iter()))
-            .cloned()
-            .collect();
+        let tokens = self.admin_tokens();
         let writes = matches!(request.method.as_str(), "POST" | "DELETE");
         if tokens.is_empty() && writes {
             return self.refuse(
@@ -89,7 +83,13 @@ impl Proxy {
         };
         let sessions =
             self.sessions.values().filter(|s| s.members.iter().any(|m| m.server == server && !m.failed)).count();
-        let source = if self.added_at_runtime.contains(&server) { "api" } else { "config" };
+        let source = if self.temporary_servers.contains(&server) {
+            "temporary"
+        } else if self.added_at_runtime.contains(&server) {
+            "api"
+        } else {
+            "config"
+        };
         Some(json!({
             "name": entry.name,
             "transport": transport,

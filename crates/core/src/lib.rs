@@ -58,6 +58,7 @@ mod route;
 mod session;
 pub mod sse;
 mod streamable;
+mod temporary;
 mod time;
 
 pub use config::{Config, Cors, StdioServer, Transports};

@@ -112,6 +112,7 @@ impl Proxy {
             }
         }
         self.log(LogLevel::Info, format!("session {session_id}: ended ({why})"));
+        self.retire_temporary(session.target);
     }
 
     /// The idle timer of a session fired: end it if the client has gone quiet, else re-arm.

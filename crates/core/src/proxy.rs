@@ -124,6 +124,9 @@ pub struct Proxy {
     pub(crate) aggregates: crate::merged::Aggregates,
     /// Servers added through the runtime API (indices into `Config::servers`).
     pub(crate) added_at_runtime: std::collections::HashSet<usize>,
+    /// Servers that live as long as their one SSE session.
+    pub(crate) temporary_servers: std::collections::HashSet<usize>,
+    pub(crate) temporary_count: u64,
     /// Answers the proxy gives itself, delivered at the end of the turn.
     local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::jsonrpc::ErrorObject>)>,
     /// The latest time handed in.
@@ -152,6 +155,8 @@ impl Proxy {
             pool: Pool::default(),
             aggregates: Default::default(),
             added_at_runtime: Default::default(),
+            temporary_servers: Default::default(),
+            temporary_count: 0,
             local_answers: VecDeque::new(),
             now,
             next_upstream: 0,
@@ -280,6 +285,7 @@ impl Proxy {
             (Endpoint::Stream, "DELETE") => self.stream_delete(server, request, cors),
             (Endpoint::Stream, _) => self.method_not_allowed(exchange, cors, "GET, POST, DELETE, OPTIONS"),
             (Endpoint::Sse, "GET") => self.legacy_open(server, request, cors),
+            (Endpoint::Sse, "POST") if server == Target::Merged => self.temporary_open(request, cors),
             (Endpoint::Sse, _) => self.method_not_allowed(exchange, cors, "GET, OPTIONS"),
             (Endpoint::Messages, "POST") => self.legacy_post(now, server, request, cors),
             (Endpoint::Messages, _) => self.method_not_allowed(exchange, cors, "POST, OPTIONS"),

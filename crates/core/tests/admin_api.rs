@@ -118,3 +118,38 @@ fn removing_a_server_leaves_merged_sessions_running() {
 fn status_of(outputs: &[Output], exchange: mcp_proxy_core::ExchangeId) -> Option<u16> {
     status(outputs, exchange)
 }
+
+#[test]
+fn temporary_servers_live_as_long_as_their_stream() {
+    let mut h = harness(r#", "allowRuntimeStdio": true"#);
+    let headers = [("content-type", "application/json"), ("accept", "text/event-stream"), AUTH];
+    let (stream, outputs) =
+        h.request("POST", "/sse", &headers, r#"{"config": {"command": "temp-server", "args": ["x"]}}"#);
+    assert!(stream_started(&outputs, stream));
+    let upstream = spawned(&outputs).expect("a child for the temporary server");
+    let endpoint = events(&outputs, stream)[0].as_str().expect("endpoint").to_owned();
+    assert!(endpoint.starts_with("/temporary-1/messages?sessionId="), "{endpoint}");
+    let (_, listed) = api(&mut h, "GET", "/api/servers", "");
+    assert!(listed["servers"].as_array().expect("servers").iter().any(|s| s["source"] == "temporary"));
+    let (post, outputs) = h.request(
+        "POST",
+        &endpoint,
+        &[("content-type", "application/json"), AUTH],
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    );
+    assert_eq!(status(&outputs, post), Some(202));
+    let outputs = h.input(mcp_proxy_core::Input::HttpClosed(stream));
+    assert!(closed_upstream(&outputs, upstream));
+    let (_, listed) = api(&mut h, "GET", "/api/servers", "");
+    assert_eq!(listed["servers"].as_array().map(Vec::len), Some(1), "gone with its stream");
+}
+
+#[test]
+fn temporary_servers_need_a_token_and_consent() {
+    let mut h = harness("");
+    let body = r#"{"config": {"command": "sh"}}"#;
+    let (exchange, outputs) = h.request("POST", "/sse", &[("accept", "text/event-stream")], body);
+    assert_eq!(status(&outputs, exchange), Some(401));
+    let (exchange, outputs) = h.request("POST", "/sse", &[("accept", "text/event-stream"), AUTH], body);
+    assert_eq!(status(&outputs, exchange), Some(403), "stdio needs --allow-runtime-stdio");
+}

@@ -1,0 +1,102 @@
+//! Temporary servers: `POST /sse` on the aggregator with `{"config": {...}}` starts a server for
+//! that one SSE session; it is listed while the stream lives and removed when it ends.
+//!
+//! Starting a server on request is running code on request: it always needs an admin token,
+//! and a stdio server needs the operator's `--allow-runtime-stdio` too.
+
+use serde_json::Value;
+
+use crate::config_file::{parse_server, UpstreamConfig};
+use crate::http::{Header, HttpRequest};
+use crate::policy::{check_bearer_token, AuthDecision};
+use crate::proxy::{LogLevel, Proxy};
+use crate::route::Target;
+
+impl Proxy {
+    /// The bearer tokens that may change servers.
+    pub(crate) fn admin_tokens(&self) -> Vec<String> {
+        self.config
+            .admin_tokens
+            .iter()
+            .chain(self.config.aggregator.iter().flat_map(|a| a.options.auth_tokens.iter()))
+            .cloned()
+            .collect()
+    }
+
+    /// Serves `POST /sse` on the aggregator: a temporary server and its SSE session.
+    pub(crate) fn temporary_open(&mut self, request: HttpRequest, cors: Vec<Header>) {
+        let exchange = request.exchange;
+        let tokens = self.admin_tokens();
+        if tokens.is_empty() {
+            return self.refuse(
+                exchange,
+                cors,
+                403,
+                "Forbidden: temporary servers need an admin token (--admin-token)",
+            );
+        }
+        if check_bearer_token(&tokens, &request) == AuthDecision::Deny {
+            let mut headers = cors;
+            headers.push(Header::new("www-authenticate", "Bearer"));
+            return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid admin token");
+        }
+        let body: Value = match serde_json::from_slice(&request.body) {
+            Ok(body) => body,
+            Err(error) => {
+                return self.refuse(exchange, cors, 400, &format!("Bad Request: the body is not JSON: {error}"))
+            }
+        };
+        let Some(entry) = body.get("config") else {
+            return self.refuse(exchange, cors, 400, "Bad Request: expected {\"config\": {...}}");
+        };
+        self.temporary_count += 1;
+        let name = format!("temporary-{}", self.temporary_count);
+        let defaults = self.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_default();
+        let mut server = match parse_server(&name, entry, &defaults) {
+            Ok(server) => server,
+            Err(error) => {
+                return self.refuse(exchange, cors, 400, &format!("Bad Request: {}: {}", error.path, error.message))
+            }
+        };
+        match server.upstream {
+            UpstreamConfig::Stdio(_) if !self.config.allow_runtime_stdio => {
+                return self.refuse(
+                    exchange,
+                    cors,
+                    403,
+                    "Forbidden: starting stdio servers on request is off (--allow-runtime-stdio)",
+                );
+            }
+            UpstreamConfig::Stdio(_) => {}
+            _ => {
+                return self.refuse(
+                    exchange,
+                    cors,
+                    400,
+                    "Bad Request: sse and streamable-http upstreams are not supported yet",
+                )
+            }
+        }
+        // Its messages endpoint must accept the same token.
+        server.options.auth_tokens = tokens;
+        self.config.servers.push(server);
+        let index = self.config.servers.len() - 1;
+        self.temporary_servers.insert(index);
+        self.log(LogLevel::Info, format!("temporary server {name} started"));
+        self.legacy_open(Target::Server(index), request, cors);
+    }
+
+    /// A session ended: a temporary server goes with it.
+    pub(crate) fn retire_temporary(&mut self, target: Target) {
+        let Target::Server(server) = target else {
+            return;
+        };
+        if self.temporary_servers.remove(&server) {
+            if let Some(entry) = self.config.servers.get_mut(server) {
+                entry.options.disabled = true;
+                let name = entry.name.clone();
+                self.log(LogLevel::Info, format!("temporary server {name} removed"));
+            }
+        }
+    }
+}
