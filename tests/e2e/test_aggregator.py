@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import anyio
 import pytest
 from conftest import EVERYTHING_COMMAND, initialize_request, mcp_client, post_rpc, text_of
 from tiny_server import COMMAND as TINY_COMMAND
@@ -218,3 +219,41 @@ def test_a_temporary_server_lives_as_long_as_its_sse_stream(start_proxy, tmp_pat
     while len(http.get(proxy.url("/api/servers"), headers=admin).json()["servers"]) != 1:
         assert time.monotonic() < deadline, "the temporary server outlived its stream"
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_remote_upstreams_over_streamable_http_and_legacy_sse(start_proxy, tmp_path, transport):
+    """A second mcp-proxy serves server-everything over HTTP; the aggregator reaches it both ways."""
+    upstream = start_proxy()
+    config = {
+        "mcpServers": {
+            "remote": {"transportType": "streamable-http", "url": upstream.url("/mcp")},
+            "legacy": {"url": upstream.url("/sse")},
+        }
+    }
+    aggregator = start_proxy("--config", write_config(tmp_path, config), command=())
+    for name in ("remote", "legacy"):
+        endpoint = f"/{name}/mcp" if transport == "streamable-http" else f"/{name}/sse"
+        progress: list[float] = []
+
+        async def on_progress(value, total, message):
+            progress.append(value)
+
+        async with mcp_client(aggregator, transport, endpoint=endpoint) as conn:
+            assert conn.session.initialize_result.server_info.name == "mcp-servers/everything"
+            echoed = await conn.session.call_tool("echo", {"message": f"through {name}"})
+            assert text_of(echoed) == f"Echo: through {name}"
+            done = await conn.session.call_tool(
+                "trigger-long-running-operation", {"duration": 0.3, "steps": 3}, progress_callback=on_progress
+            )
+            assert "completed" in text_of(done)
+            for _ in range(50):  # progress callbacks run as tasks of their own
+                if len(progress) == 3:
+                    break
+                await anyio.sleep(0.05)
+            assert progress == [1, 2, 3], f"every progress notification crossed both proxies: {progress}"
+    async with mcp_client(aggregator, transport, endpoint="/mcp" if transport == "streamable-http" else "/sse") as conn:
+        names = {tool.name for tool in (await conn.session.list_tools()).tools}
+        assert {"remote__echo", "legacy__echo"} <= names
+        result = await conn.session.call_tool("legacy__echo", {"message": "merged remote"})
+        assert text_of(result) == "Echo: merged remote"

@@ -38,6 +38,13 @@ pub(crate) fn input(input: wit::Input) -> core::Input {
             core::Input::UpstreamClosed { upstream: UpstreamId(closed.upstream), reason: closed.reason }
         }
         wit::Input::Timeout => core::Input::Timeout,
+        wit::Input::FetchHead(head) => core::Input::FetchHead {
+            fetch: head.fetch,
+            status: head.status,
+            headers: head.headers.into_iter().map(header_in).collect(),
+        },
+        wit::Input::FetchData(data) => core::Input::FetchData { fetch: data.fetch, data: data.data },
+        wit::Input::FetchEnd(end) => core::Input::FetchEnd { fetch: end.fetch, error: end.error },
     }
 }
 
@@ -62,6 +69,14 @@ pub(crate) fn output(output: core::Output) -> wit::Output {
         core::Output::Send { upstream, data } => wit::Output::Send(wit::UpstreamMessage { upstream: upstream.0, data }),
         core::Output::CloseUpstream(upstream) => wit::Output::CloseUpstream(upstream.0),
         core::Output::Log { level, message } => wit::Output::Log(wit::Log { level: log_level(level), message }),
+        core::Output::Fetch(request) => wit::Output::Fetch(wit::FetchRequest {
+            fetch: request.fetch,
+            method: request.method,
+            url: request.url,
+            headers: request.headers.into_iter().map(header_out).collect(),
+            body: request.body,
+        }),
+        core::Output::CancelFetch(fetch) => wit::Output::CancelFetch(fetch),
     }
 }
 

@@ -137,15 +137,7 @@ impl Proxy {
                     "Forbidden: adding stdio servers at run time is off (--allow-runtime-stdio)",
                 );
             }
-            UpstreamConfig::Stdio(_) => {}
-            _ => {
-                return self.refuse(
-                    exchange,
-                    cors,
-                    400,
-                    "Bad Request: sse and streamable-http upstreams are not supported yet",
-                )
-            }
+            UpstreamConfig::Stdio(_) | UpstreamConfig::Sse { .. } | UpstreamConfig::StreamableHttp { .. } => {}
         }
         self.config.servers.push(server);
         let index = self.config.servers.len() - 1;

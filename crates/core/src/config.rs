@@ -241,15 +241,7 @@ impl Config {
                 let file = ConfigFile::parse(&source.text, expand)?;
                 self.notices.extend(file.warnings.iter().cloned());
                 self.notices.extend(file.skipped.iter().map(|e| format!("left out: {e}")));
-                for entry in file.servers {
-                    match entry.upstream {
-                        UpstreamConfig::Stdio(_) => self.servers.push(entry),
-                        _ => self.notices.push(format!(
-                            "left out: mcpServers.{}: sse and streamable-http upstreams are not supported by this version yet",
-                            entry.name
-                        )),
-                    }
-                }
+                self.servers.extend(file.servers);
                 if self.servers.is_empty() {
                     return Err(ConfigError::new("mcpServers", "no server can be served (see the notices above)"));
                 }

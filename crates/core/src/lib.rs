@@ -57,9 +57,11 @@ mod proxy;
 mod route;
 mod session;
 pub mod sse;
+mod sse_parser;
 mod streamable;
 mod temporary;
 mod time;
+mod upstream_http;
 
 pub use config::{Config, Cors, StdioServer, Transports};
 pub use error::{ConfigError, RequestError};
@@ -67,6 +69,7 @@ pub use http::{Header, HttpRequest, ResponseHead};
 pub use ids::{ExchangeId, SessionId, UpstreamId};
 pub use proxy::{Input, LogLevel, Output, Proxy};
 pub use time::Instant;
+pub use upstream_http::FetchRequest;
 
 /// Describes the machine the core was compiled for, like `x86_64` or `wasm32`.
 pub fn build_arch() -> &'static str {

@@ -37,9 +37,10 @@ impl Proxy {
         for server in servers {
             self.next_upstream += 1;
             let upstream = UpstreamId(self.next_upstream);
-            // Only stdio servers are resolved into the configuration so far (see Config::resolve_servers).
-            if let Some(UpstreamConfig::Stdio(stdio)) = self.config.servers.get(server).map(|s| &s.upstream) {
-                self.outputs.push_back(Output::Spawn { upstream, server: stdio.clone() });
+            match self.config.servers.get(server).map(|s| s.upstream.clone()) {
+                Some(UpstreamConfig::Stdio(stdio)) => self.outputs.push_back(Output::Spawn { upstream, server: stdio }),
+                Some(remote) => self.open_http_upstream(upstream, &remote),
+                None => {}
             }
             self.by_upstream.insert(upstream, id.clone());
             members.push(Member { server, upstream, failed: false });
@@ -84,7 +85,7 @@ impl Proxy {
         }
         for member in &session.members {
             self.by_upstream.remove(&member.upstream);
-            self.outputs.push_back(Output::CloseUpstream(member.upstream));
+            self.close_upstream(member.upstream);
         }
         let exchanges: Vec<ExchangeId> = match session.transport {
             Transport::LegacySse { stream } => vec![stream],

@@ -15,7 +15,7 @@ use crate::error::{codes, RequestError};
 use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
 use crate::jsonrpc::{param, params_object, ErrorObject, Request, RequestId, Response};
 use crate::pending::{PendingRequest, ReplyTo};
-use crate::proxy::{LogLevel, Output, Proxy};
+use crate::proxy::{LogLevel, Proxy};
 use crate::route::{split_prefixed, tool_allowed};
 use crate::time::Instant;
 
@@ -289,7 +289,7 @@ impl Proxy {
         let upstream = member.upstream;
         let none_left = session.members.iter().all(|m| m.failed);
         self.by_upstream.remove(&upstream);
-        self.outputs.push_back(Output::CloseUpstream(upstream));
+        self.close_upstream(upstream);
         let name = self.config.servers.get(server).map(|s| s.name.clone()).unwrap_or_default();
         self.log(LogLevel::Warn, format!("session {session_id}: left out {name} ({why})"));
         if none_left {

@@ -46,6 +46,29 @@ pub enum Input {
     },
     /// The deadline from [`Proxy::poll_timeout`] passed.
     Timeout,
+    /// The status and headers of a [`Output::Fetch`] arrived.
+    FetchHead {
+        /// Which fetch.
+        fetch: u64,
+        /// The HTTP status.
+        status: u16,
+        /// The response headers.
+        headers: Vec<Header>,
+    },
+    /// Body bytes of a fetch arrived.
+    FetchData {
+        /// Which fetch.
+        fetch: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A fetch is over; `error` says why if it failed or broke off.
+    FetchEnd {
+        /// Which fetch.
+        fetch: u64,
+        /// What went wrong, if anything.
+        error: Option<String>,
+    },
 }
 
 /// Severity of a log line.
@@ -98,6 +121,10 @@ pub enum Output {
     },
     /// Stop an upstream (terminate the child).
     CloseUpstream(UpstreamId),
+    /// Make an HTTP request to a remote upstream; report with the `Fetch*` inputs.
+    Fetch(crate::upstream_http::FetchRequest),
+    /// Abandon a fetch (stop reading its response).
+    CancelFetch(u64),
     /// Write a log line.
     Log {
         /// Severity.
@@ -127,6 +154,8 @@ pub struct Proxy {
     /// Servers that live as long as their one SSE session.
     pub(crate) temporary_servers: std::collections::HashSet<usize>,
     pub(crate) temporary_count: u64,
+    /// Remote upstreams and their fetches.
+    pub(crate) http: crate::upstream_http::HttpUpstreams,
     /// Answers the proxy gives itself, delivered at the end of the turn.
     local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::jsonrpc::ErrorObject>)>,
     /// The latest time handed in.
@@ -157,6 +186,7 @@ impl Proxy {
             added_at_runtime: Default::default(),
             temporary_servers: Default::default(),
             temporary_count: 0,
+            http: Default::default(),
             local_answers: VecDeque::new(),
             now,
             next_upstream: 0,
@@ -217,6 +247,9 @@ impl Proxy {
             Input::UpstreamMessage { upstream, data } => self.handle_upstream_message(upstream, &data),
             Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason),
             Input::Timeout => self.handle_timeout(now),
+            Input::FetchHead { fetch, status, headers } => self.handle_fetch_head(fetch, status, &headers),
+            Input::FetchData { fetch, data } => self.handle_fetch_data(fetch, &data),
+            Input::FetchEnd { fetch, error } => self.handle_fetch_end(fetch, error),
         }
         self.deliver_local_answers();
         self.arm_keepalive();
@@ -341,7 +374,7 @@ impl Proxy {
         }
     }
 
-    fn handle_upstream_message(&mut self, upstream: UpstreamId, data: &[u8]) {
+    pub(crate) fn handle_upstream_message(&mut self, upstream: UpstreamId, data: &[u8]) {
         let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
             return;
         };
@@ -414,7 +447,7 @@ impl Proxy {
         self.deliver_response(&pending, response);
     }
 
-    fn handle_upstream_closed(&mut self, upstream: UpstreamId, reason: String) {
+    pub(crate) fn handle_upstream_closed(&mut self, upstream: UpstreamId, reason: String) {
         let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
             return;
         };
@@ -688,7 +721,19 @@ impl Proxy {
             let name = self.upstream_name(upstream);
             self.log(LogLevel::Debug, format!("session {session} -> {name}: {}", String::from_utf8_lossy(&data)));
         }
+        if self.http.contains(upstream) {
+            return self.http_send(upstream, message, data);
+        }
         self.outputs.push_back(Output::Send { upstream, data });
+    }
+
+    /// Stops an upstream: a child is terminated, a remote session deleted.
+    pub(crate) fn close_upstream(&mut self, upstream: UpstreamId) {
+        if self.http.contains(upstream) {
+            self.http_close(upstream);
+        } else {
+            self.outputs.push_back(Output::CloseUpstream(upstream));
+        }
     }
 
     /// The server behind an upstream.

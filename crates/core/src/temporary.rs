@@ -67,15 +67,7 @@ impl Proxy {
                     "Forbidden: starting stdio servers on request is off (--allow-runtime-stdio)",
                 );
             }
-            UpstreamConfig::Stdio(_) => {}
-            _ => {
-                return self.refuse(
-                    exchange,
-                    cors,
-                    400,
-                    "Bad Request: sse and streamable-http upstreams are not supported yet",
-                )
-            }
+            UpstreamConfig::Stdio(_) | UpstreamConfig::Sse { .. } | UpstreamConfig::StreamableHttp { .. } => {}
         }
         // Its messages endpoint must accept the same token.
         server.options.auth_tokens = tokens;

@@ -10,8 +10,7 @@ const FILE: &str = r#"{
   "mcpServers": {
     "time": {"command": "time-server", "options": {"authTokens": []}},
     "github": {"command": "gh-server", "args": ["stdio"], "options": {"toolFilter": {"mode": "block", "list": ["delete_repo"]}}},
-    "fetch/s3cret": {"command": "fetch-server", "options": {"authTokens": []}},
-    "remote": {"url": "https://remote.example/sse"}
+    "fetch/s3cret": {"command": "fetch-server", "options": {"authTokens": []}}
   }
 }"#;
 
@@ -33,8 +32,6 @@ fn each_server_has_its_own_endpoints() {
     assert!(endpoint.starts_with("/fetch/s3cret/messages?sessionId="), "{endpoint}");
     let (exchange, outputs) = h.request("GET", "/fetch/sse", &[("accept", "text/event-stream")], "");
     assert_eq!(status(&outputs, exchange), Some(404), "the path token is required");
-    let (exchange, outputs) = h.request("GET", "/remote/sse", &[("accept", "text/event-stream")], "");
-    assert_eq!(status(&outputs, exchange), Some(404), "sse upstreams are left out for now");
 }
 
 #[test]
@@ -83,7 +80,8 @@ fn the_tool_filter_hides_and_blocks_tools() {
 
 #[test]
 fn a_file_with_no_usable_server_is_refused() {
-    let json = serde_json::json!({"configFile": {"text": r#"{"mcpServers": {"r": {"url": "https://x.example/mcp", "transportType": "streamable-http"}}}"#}});
+    let json =
+        serde_json::json!({"configFile": {"text": r#"{"mcpServers": {"r": {"transportType": "carrier-pigeon"}}}"#}});
     let error = mcp_proxy_core::Config::from_json(&json.to_string()).expect_err("nothing to serve");
     assert_eq!(error.path, "mcpServers");
 }

@@ -6,5 +6,6 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use exports::mcp_proxy::core::proxy::{
-    ConfigError, Header, HttpRequest, Input, LogLevel, Output, StdioServer, UpstreamClosed, UpstreamMessage,
+    ConfigError, FetchData, FetchEnd, FetchHead, FetchRequest, Header, HttpRequest, Input, LogLevel, Output,
+    StdioServer, UpstreamClosed, UpstreamMessage,
 };

@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::bindings::{Header, HttpRequest, Input, LogLevel, Output, UpstreamClosed, UpstreamMessage};
+use crate::bindings::{
+    FetchData, FetchEnd, FetchHead, Header, HttpRequest, Input, LogLevel, Output, UpstreamClosed, UpstreamMessage,
+};
 use crate::engine::{CoreInstance, EngineError};
+use crate::fetch::Fetcher;
 use crate::log;
 use crate::stdio::{self, Upstream};
 
@@ -36,6 +39,12 @@ pub(crate) enum Event {
     UpstreamClosed { upstream: u64, reason: String },
     /// The core's deadline passed.
     Timeout,
+    /// A fetch's status and headers arrived.
+    FetchHead { fetch: u64, status: u16, headers: Vec<Header> },
+    /// A fetch's body bytes arrived.
+    FetchData { fetch: u64, data: Vec<u8> },
+    /// A fetch is over.
+    FetchEnd { fetch: u64, error: Option<String> },
 }
 
 /// The response the core chose for an HTTP request.
@@ -62,9 +71,10 @@ pub(crate) struct Shared {
 impl Shared {
     /// Wraps a core whose proxy resource was created at `started` (its time zero).
     /// `factory` replaces the core if it ever traps.
-    pub(crate) fn new(core: CoreInstance, factory: CoreFactory, started: Instant) -> Shared {
+    pub(crate) fn new(core: CoreInstance, factory: CoreFactory, started: Instant, fetcher: Fetcher) -> Shared {
         let driver = Driver {
             core,
+            fetcher,
             factory,
             started,
             shared: None,
@@ -108,6 +118,9 @@ impl Shared {
                 Input::UpstreamClosed(UpstreamClosed { upstream, reason })
             }
             Event::Timeout => Input::Timeout,
+            Event::FetchHead { fetch, status, headers } => Input::FetchHead(FetchHead { fetch, status, headers }),
+            Event::FetchData { fetch, data } => Input::FetchData(FetchData { fetch, data }),
+            Event::FetchEnd { fetch, error } => Input::FetchEnd(FetchEnd { fetch, error }),
         };
         let fed = driver.feed(input).or_else(|error| driver.recover(&error));
         if let Err(error) = fed {
@@ -162,6 +175,7 @@ impl Shared {
             driver.stopping = true;
             driver.streams.clear();
             driver.replies.clear();
+            driver.fetcher.cancel_all();
             driver.upstreams.drain().map(|(_, upstream)| upstream).collect()
         };
         if !upstreams.is_empty() {
@@ -180,6 +194,8 @@ impl Shared {
 /// The driver's state: the core and the IO handles its outputs refer to.
 pub(crate) struct Driver {
     core: CoreInstance,
+    /// Requests to remote upstreams.
+    fetcher: Fetcher,
     factory: CoreFactory,
     started: Instant,
     /// The handle children report back through (set right after construction).
@@ -208,6 +224,7 @@ impl Driver {
             upstream.stop();
         }
         self.replies.clear();
+        self.fetcher.cancel_all();
         self.streams.clear();
         self.follow_ups.clear();
         let now = self.now();
@@ -308,6 +325,12 @@ impl Driver {
                 }
             }
             Output::Log(line) => log::write(line.level, &line.message),
+            Output::Fetch(request) => {
+                if let Some(shared) = self.shared.clone() {
+                    self.fetcher.start(request, shared);
+                }
+            }
+            Output::CancelFetch(fetch) => self.fetcher.cancel(fetch),
         }
     }
 }

@@ -8,6 +8,7 @@ mod body;
 mod cli;
 mod driver;
 mod engine;
+mod fetch;
 mod http;
 mod log;
 mod stdio;
@@ -103,7 +104,11 @@ async fn run(cli: Cli) -> ExitCode {
     let address = listener.local_addr().map_or_else(|_| format!("{}:{}", cli.host, cli.port), |a| a.to_string());
     let scheme = if tls.is_some() { "https" } else { "http" };
 
-    let shared = Shared::new(core, factory, started);
+    let fetcher = match fetch::Fetcher::new() {
+        Ok(fetcher) => fetcher,
+        Err(error) => return fail(&error),
+    };
+    let shared = Shared::new(core, factory, started, fetcher);
     shared.start();
     let timer = tokio::spawn(shared.clone().run_timer());
     // Clients that went away are reported from Drop impls, which must not take the lock.

@@ -1,0 +1,382 @@
+//! Remote upstreams over HTTP: the client side of Streamable HTTP and of legacy HTTP+SSE.
+//!
+//! The core decides every request ([`Output::Fetch`]) and reads every response
+//! ([`Input::FetchHead`], [`Input::FetchData`], [`Input::FetchEnd`]); the shell only carries
+//! the bytes. Messages read from a response go through the same path as a stdio child's lines.
+
+use std::collections::HashMap;
+
+use crate::config_file::UpstreamConfig;
+use crate::error::codes;
+use crate::http::Header;
+use crate::ids::UpstreamId;
+use crate::jsonrpc::{ErrorObject, Message, RequestId, Response};
+use crate::proxy::{LogLevel, Output, Proxy};
+use crate::sse_parser::SseParser;
+
+/// A request the shell makes for the core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// The core's number for this request.
+    pub fetch: u64,
+    /// The method.
+    pub method: String,
+    /// The absolute URL.
+    pub url: String,
+    /// The headers.
+    pub headers: Vec<Header>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// The largest JSON body or SSE event read from an upstream.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// One remote upstream.
+#[derive(Debug)]
+pub(crate) struct HttpUpstream {
+    url: String,
+    headers: Vec<(String, String)>,
+    flavor: Flavor,
+}
+
+#[derive(Debug)]
+enum Flavor {
+    /// Streamable HTTP: each message is a POST; the server's session id comes back in a header.
+    Streamable { session: Option<String>, protocol: Option<String>, listening: bool },
+    /// Legacy HTTP+SSE: a GET stream names the URL to POST messages to.
+    Sse { endpoint: Option<String>, waiting: Vec<Vec<u8>> },
+}
+
+/// What a fetch is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// A message POSTed; for a request, the id the answer must carry if the POST fails.
+    Post { request: Option<RequestId>, initialized: bool },
+    /// The server-to-client stream (Streamable HTTP GET, or the legacy SSE stream).
+    Stream,
+    /// Ending the upstream session.
+    Delete,
+}
+
+#[derive(Debug)]
+enum Body {
+    Unknown,
+    Json(Vec<u8>),
+    Events(SseParser),
+}
+
+/// A fetch in flight.
+#[derive(Debug)]
+pub(crate) struct Fetch {
+    upstream: UpstreamId,
+    purpose: Purpose,
+    status: u16,
+    body: Body,
+}
+
+/// Remote upstreams and their fetches.
+#[derive(Debug, Default)]
+pub(crate) struct HttpUpstreams {
+    upstreams: HashMap<UpstreamId, HttpUpstream>,
+    fetches: HashMap<u64, Fetch>,
+    next_fetch: u64,
+}
+
+impl HttpUpstreams {
+    /// Whether `upstream` is remote.
+    pub(crate) fn contains(&self, upstream: UpstreamId) -> bool {
+        self.upstreams.contains_key(&upstream)
+    }
+}
+
+fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+}
+
+/// Resolves an endpoint the legacy SSE stream named against the stream's URL.
+fn resolve(base: &str, endpoint: &str) -> String {
+    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+        return endpoint.to_owned();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if endpoint.starts_with('/') {
+        return format!("{scheme}://{authority}{endpoint}");
+    }
+    let path = rest.split('?').next().unwrap_or(rest);
+    let directory = path.rsplit_once('/').map_or(path, |(dir, _)| dir);
+    format!("{scheme}://{directory}/{endpoint}")
+}
+
+impl Proxy {
+    /// Connects a remote upstream (a legacy SSE one opens its stream at once).
+    pub(crate) fn open_http_upstream(&mut self, upstream: UpstreamId, config: &UpstreamConfig) {
+        let (url, headers, flavor) = match config {
+            UpstreamConfig::StreamableHttp { url, headers, .. } => {
+                (url.clone(), headers.clone(), Flavor::Streamable { session: None, protocol: None, listening: false })
+            }
+            UpstreamConfig::Sse { url, headers } => {
+                (url.clone(), headers.clone(), Flavor::Sse { endpoint: None, waiting: Vec::new() })
+            }
+            UpstreamConfig::Stdio(_) => return,
+        };
+        let sse = matches!(flavor, Flavor::Sse { .. });
+        self.http.upstreams.insert(upstream, HttpUpstream { url: url.clone(), headers, flavor });
+        if sse {
+            self.fetch(
+                upstream,
+                "GET",
+                url,
+                vec![Header::new("accept", "text/event-stream")],
+                Vec::new(),
+                Purpose::Stream,
+            );
+        }
+    }
+
+    fn fetch(
+        &mut self,
+        upstream: UpstreamId,
+        method: &str,
+        url: String,
+        mut headers: Vec<Header>,
+        body: Vec<u8>,
+        purpose: Purpose,
+    ) {
+        let Some(state) = self.http.upstreams.get(&upstream) else {
+            return;
+        };
+        headers.extend(state.headers.iter().map(|(name, value)| Header::new(name.clone(), value.clone())));
+        if let Flavor::Streamable { session, protocol, .. } = &state.flavor {
+            if let Some(session) = session {
+                headers.push(Header::new("mcp-session-id", session.clone()));
+            }
+            if let Some(protocol) = protocol {
+                headers.push(Header::new("mcp-protocol-version", protocol.clone()));
+            }
+        }
+        self.http.next_fetch += 1;
+        let fetch = self.http.next_fetch;
+        self.http.fetches.insert(fetch, Fetch { upstream, purpose, status: 0, body: Body::Unknown });
+        self.outputs.push_back(Output::Fetch(FetchRequest { fetch, method: method.into(), url, headers, body }));
+    }
+
+    /// Sends one message to a remote upstream.
+    pub(crate) fn http_send(&mut self, upstream: UpstreamId, message: &Message, data: Vec<u8>) {
+        let request = match message {
+            Message::Request(request) => Some(request.id.clone()),
+            _ => None,
+        };
+        let initialized = message.method() == Some("notifications/initialized");
+        let Some(state) = self.http.upstreams.get_mut(&upstream) else {
+            return;
+        };
+        let target = match &mut state.flavor {
+            Flavor::Streamable { .. } => Some(state.url.clone()),
+            Flavor::Sse { endpoint: Some(endpoint), .. } => Some(endpoint.clone()),
+            Flavor::Sse { endpoint: None, waiting } => {
+                waiting.push(data.clone());
+                None
+            }
+        };
+        let Some(url) = target else {
+            return;
+        };
+        let headers = vec![
+            Header::new("content-type", "application/json"),
+            Header::new("accept", "application/json, text/event-stream"),
+        ];
+        self.fetch(upstream, "POST", url, headers, data, Purpose::Post { request, initialized });
+    }
+
+    /// Ends a remote upstream: its session is deleted, its fetches cancelled.
+    pub(crate) fn http_close(&mut self, upstream: UpstreamId) {
+        let open: Vec<u64> =
+            self.http.fetches.iter().filter(|(_, f)| f.upstream == upstream).map(|(id, _)| *id).collect();
+        for fetch in open {
+            self.http.fetches.remove(&fetch);
+            self.outputs.push_back(Output::CancelFetch(fetch));
+        }
+        if let Some(HttpUpstream { url, flavor: Flavor::Streamable { session: Some(_), .. }, .. }) =
+            self.http.upstreams.get(&upstream)
+        {
+            let url = url.clone();
+            self.fetch(upstream, "DELETE", url, Vec::new(), Vec::new(), Purpose::Delete);
+        }
+        self.http.upstreams.remove(&upstream);
+    }
+
+    /// The status and headers of a fetch arrived.
+    pub(crate) fn handle_fetch_head(&mut self, fetch: u64, status: u16, headers: &[Header]) {
+        let Some(state) = self.http.fetches.get_mut(&fetch) else {
+            return;
+        };
+        state.status = status;
+        let events = header(headers, "content-type").is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
+        state.body = if events { Body::Events(SseParser::new(MAX_MESSAGE)) } else { Body::Json(Vec::new()) };
+        let upstream = state.upstream;
+        let purpose = state.purpose.clone();
+        if let Some(HttpUpstream { flavor: Flavor::Streamable { session, .. }, .. }) =
+            self.http.upstreams.get_mut(&upstream)
+        {
+            if let Some(id) = header(headers, "mcp-session-id") {
+                session.get_or_insert_with(|| id.to_owned());
+            }
+        }
+        if (200..300).contains(&status) {
+            if let Purpose::Post { initialized: true, .. } = purpose {
+                self.open_listening_stream(upstream);
+            }
+            return;
+        }
+        self.http.fetches.remove(&fetch);
+        self.outputs.push_back(Output::CancelFetch(fetch));
+        match purpose {
+            Purpose::Post { request: Some(id), .. } => {
+                let message = format!("the upstream answered HTTP {status}");
+                let code = if status == 404 { codes::SESSION_NOT_FOUND } else { codes::CONNECTION_CLOSED };
+                self.upstream_error(upstream, id, ErrorObject::new(code, message));
+                if status == 404 {
+                    self.handle_upstream_gone(upstream, "the upstream session expired (HTTP 404)".into());
+                }
+            }
+            Purpose::Stream
+                if matches!(self.http.upstreams.get(&upstream).map(|u| &u.flavor), Some(Flavor::Sse { .. })) =>
+            {
+                self.handle_upstream_gone(upstream, format!("the upstream SSE stream answered HTTP {status}"));
+            }
+            _ => {}
+        }
+    }
+
+    /// Streamable HTTP: after `notifications/initialized`, listen for the server's own messages.
+    fn open_listening_stream(&mut self, upstream: UpstreamId) {
+        let Some(HttpUpstream { url, flavor: Flavor::Streamable { listening, .. }, .. }) =
+            self.http.upstreams.get_mut(&upstream)
+        else {
+            return;
+        };
+        if *listening {
+            return;
+        }
+        *listening = true;
+        let url = url.clone();
+        self.fetch(upstream, "GET", url, vec![Header::new("accept", "text/event-stream")], Vec::new(), Purpose::Stream);
+    }
+
+    /// Body bytes of a fetch arrived.
+    pub(crate) fn handle_fetch_data(&mut self, fetch: u64, data: &[u8]) {
+        let Some(state) = self.http.fetches.get_mut(&fetch) else {
+            return;
+        };
+        let upstream = state.upstream;
+        let events = match &mut state.body {
+            Body::Json(buffer) if buffer.len() + data.len() <= MAX_MESSAGE => {
+                buffer.extend_from_slice(data);
+                return;
+            }
+            Body::Json(_) | Body::Unknown => {
+                state.body = Body::Json(Vec::new());
+                return self.log(
+                    LogLevel::Warn,
+                    format!("upstream {}: a response body over {MAX_MESSAGE} bytes was dropped", upstream.0),
+                );
+            }
+            Body::Events(parser) => {
+                let events = parser.feed(data);
+                if parser.overflowed() {
+                    self.log(
+                        LogLevel::Warn,
+                        format!("upstream {}: an SSE event over {MAX_MESSAGE} bytes was dropped", upstream.0),
+                    );
+                }
+                events
+            }
+        };
+        for event in events {
+            match event.event.as_str() {
+                "endpoint" => self.sse_endpoint(upstream, &event.data),
+                "message" if !event.data.is_empty() => self.handle_upstream_message(upstream, event.data.as_bytes()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Legacy SSE: the stream named where to POST; send what waited.
+    fn sse_endpoint(&mut self, upstream: UpstreamId, endpoint: &str) {
+        let Some(HttpUpstream { url, flavor: Flavor::Sse { endpoint: known, waiting }, .. }) =
+            self.http.upstreams.get_mut(&upstream)
+        else {
+            return;
+        };
+        let resolved = resolve(url, endpoint.trim());
+        *known = Some(resolved.clone());
+        let waiting = std::mem::take(waiting);
+        for data in waiting {
+            let headers = vec![Header::new("content-type", "application/json")];
+            let request =
+                Message::parse(&data).ok().and_then(|m| if let Message::Request(r) = m { Some(r.id) } else { None });
+            self.fetch(
+                upstream,
+                "POST",
+                resolved.clone(),
+                headers,
+                data,
+                Purpose::Post { request, initialized: false },
+            );
+        }
+    }
+
+    /// A fetch finished (`error`: it broke off).
+    pub(crate) fn handle_fetch_end(&mut self, fetch: u64, error: Option<String>) {
+        let Some(state) = self.http.fetches.remove(&fetch) else {
+            return;
+        };
+        let upstream = state.upstream;
+        if let (Body::Json(body), None) = (&state.body, &error) {
+            if !body.iter().all(u8::is_ascii_whitespace) {
+                self.handle_upstream_message(upstream, body);
+            }
+        }
+        match (state.purpose, error) {
+            (Purpose::Post { request: Some(id), .. }, Some(error)) => {
+                let message = format!("the upstream connection failed: {error}");
+                self.upstream_error(upstream, id, ErrorObject::new(codes::CONNECTION_CLOSED, message));
+            }
+            (Purpose::Stream, error)
+                if matches!(self.http.upstreams.get(&upstream).map(|u| &u.flavor), Some(Flavor::Sse { .. })) =>
+            {
+                let why = error.unwrap_or_else(|| "the upstream ended its SSE stream".into());
+                self.handle_upstream_gone(upstream, why);
+            }
+            _ => {}
+        }
+    }
+
+    /// Answers a request the upstream could not, as if the upstream had.
+    fn upstream_error(&mut self, upstream: UpstreamId, id: RequestId, error: ErrorObject) {
+        let response = Message::Response(Response::error(Some(id), error));
+        self.handle_upstream_message(upstream, &response.to_bytes());
+    }
+
+    /// A remote upstream is gone: handled like a child that exited.
+    fn handle_upstream_gone(&mut self, upstream: UpstreamId, reason: String) {
+        if self.http.upstreams.contains_key(&upstream) {
+            self.http_close(upstream);
+            self.handle_upstream_closed(upstream, reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn resolves_legacy_endpoints() {
+        assert_eq!(resolve("http://h:1/a/sse", "/messages?s=1"), "http://h:1/messages?s=1");
+        assert_eq!(resolve("http://h:1/a/sse", "messages?s=1"), "http://h:1/a/messages?s=1");
+        assert_eq!(resolve("http://h:1/a/sse", "https://o/x"), "https://o/x");
+    }
+}

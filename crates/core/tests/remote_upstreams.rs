@@ -1,0 +1,118 @@
+//! Remote upstreams: the core's Streamable HTTP and legacy SSE clients, driven with fake
+//! fetches.
+
+mod harness;
+
+use harness::*;
+use mcp_proxy_core::{FetchRequest, Header, Input, Output};
+
+fn fetches(outputs: &[Output]) -> Vec<FetchRequest> {
+    outputs.iter().filter_map(|o| if let Output::Fetch(f) = o { Some(f.clone()) } else { None }).collect()
+}
+
+fn head(h: &mut Harness, fetch: u64, status: u16, headers: &[(&str, &str)]) -> Vec<Output> {
+    let headers = headers.iter().map(|(n, v)| Header::new(*n, *v)).collect();
+    h.input(Input::FetchHead { fetch, status, headers })
+}
+
+fn body(h: &mut Harness, fetch: u64, data: &str) -> Vec<Output> {
+    let mut outputs = h.input(Input::FetchData { fetch, data: data.as_bytes().to_vec() });
+    outputs.extend(h.input(Input::FetchEnd { fetch, error: None }));
+    outputs
+}
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+#[test]
+fn streamable_http_upstreams_get_posts_and_keep_their_session() {
+    let mut h = Harness::aggregator(
+        r#"{"mcpServers": {"r": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/mcp", "headers": {"X-Key": "k"}}}}"#,
+    );
+    let (exchange, outputs) = h.post_to("/r/mcp", None, &[], INIT);
+    assert!(spawned(&outputs).is_none(), "no child for a remote server");
+    let post = &fetches(&outputs)[0];
+    assert_eq!((post.method.as_str(), post.url.as_str()), ("POST", "http://127.0.0.1:9/mcp"));
+    assert!(post.headers.iter().any(|h| h.name == "X-Key" && h.value == "k"));
+    let id: serde_json::Value = serde_json::from_slice(&post.body).expect("json");
+    head(&mut h, post.fetch, 200, &[("content-type", "application/json"), ("mcp-session-id", "up-1")]);
+    let answer = format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{{"protocolVersion":"2025-11-25","capabilities":{{}}}}}}"#,
+        id["id"]
+    );
+    let outputs = body(&mut h, post.fetch, &answer);
+    let (head_, reply) = response(&outputs, exchange).expect("answered");
+    assert_eq!(reply["id"], 0);
+    let session = header(&head_.headers, "mcp-session-id").expect("session").to_owned();
+    let (_, outputs) =
+        h.post_to("/r/mcp", Some(&session), &[], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let notify = &fetches(&outputs)[0];
+    assert!(
+        notify.headers.iter().any(|h| h.name == "mcp-session-id" && h.value == "up-1"),
+        "the upstream's session id is sent back"
+    );
+    let outputs = head(&mut h, notify.fetch, 202, &[]);
+    let listen = &fetches(&outputs)[0];
+    assert_eq!(listen.method, "GET", "after initialized, the server's own stream is opened");
+    // A request answered as an SSE stream, with progress first.
+    let (exchange, outputs) = h.post_to(
+        "/r/mcp",
+        Some(&session),
+        &[],
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"_meta":{"progressToken":"p"}}}"#,
+    );
+    let call = &fetches(&outputs)[0];
+    let id: serde_json::Value = serde_json::from_slice(&call.body).expect("json");
+    head(&mut h, call.fetch, 200, &[("content-type", "text/event-stream")]);
+    let stream = format!(
+        "id: 1\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progressToken\":\"p\",\"progress\":1}}}}\n\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{{}}}}\n\n",
+        id["id"]
+    );
+    let outputs = body(&mut h, call.fetch, &stream);
+    let events = events(&outputs, exchange);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["id"], 5);
+    // Ending the session deletes the upstream's.
+    let (_, outputs) = h.request("DELETE", "/r/mcp", &[("mcp-session-id", session.as_str())], "");
+    assert!(fetches(&outputs).iter().any(|f| f.method == "DELETE"));
+    assert!(outputs.iter().any(|o| matches!(o, Output::CancelFetch(f) if *f == listen.fetch)));
+}
+
+#[test]
+fn a_failing_upstream_request_is_answered_with_an_error() {
+    let mut h = Harness::aggregator(
+        r#"{"mcpServers": {"r": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/mcp"}}}"#,
+    );
+    let (exchange, outputs) = h.post_to("/r/mcp", None, &[], INIT);
+    let post = &fetches(&outputs)[0];
+    let outputs = h.input(Input::FetchEnd { fetch: post.fetch, error: Some("connection refused".into()) });
+    let (_, reply) = response(&outputs, exchange).expect("answered at once");
+    assert!(reply["error"]["message"].as_str().is_some_and(|m| m.contains("connection refused")), "{reply}");
+}
+
+#[test]
+fn legacy_sse_upstreams_post_to_the_endpoint_their_stream_names() {
+    let mut h = Harness::aggregator(r#"{"mcpServers": {"s": {"url": "http://127.0.0.1:9/base/sse"}}}"#);
+    let (exchange, outputs) = h.post_to("/s/mcp", None, &[], INIT);
+    let all = fetches(&outputs);
+    let stream = all.iter().find(|f| f.method == "GET").expect("the SSE stream opens first");
+    assert!(all.iter().all(|f| f.method != "POST"), "nothing to POST to yet");
+    head(&mut h, stream.fetch, 200, &[("content-type", "text/event-stream")]);
+    let outputs = h.input(Input::FetchData {
+        fetch: stream.fetch,
+        data: b"event: endpoint\ndata: /base/messages?sessionId=abc\n\n".to_vec(),
+    });
+    let post = &fetches(&outputs)[0];
+    assert_eq!(post.url, "http://127.0.0.1:9/base/messages?sessionId=abc");
+    let id: serde_json::Value = serde_json::from_slice(&post.body).expect("json");
+    head(&mut h, post.fetch, 202, &[]);
+    let answer = format!(
+        "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{{\"capabilities\":{{}}}}}}\n\n",
+        id["id"]
+    );
+    let outputs = h.input(Input::FetchData { fetch: stream.fetch, data: answer.into_bytes() });
+    assert!(response(&outputs, exchange).is_some_and(|(head, _)| head.status == 200));
+    // The stream ending ends the session, like a child exiting.
+    let outputs = h.input(Input::FetchEnd { fetch: stream.fetch, error: None });
+    assert!(outputs.iter().any(|o| matches!(o, Output::Log { message, .. } if message.contains("ended"))));
+    assert_eq!(h.proxy.session_count(), 0);
+}
