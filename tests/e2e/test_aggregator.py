@@ -257,3 +257,44 @@ async def test_remote_upstreams_over_streamable_http_and_legacy_sse(start_proxy,
         assert {"remote__echo", "legacy__echo"} <= names
         result = await conn.session.call_tool("legacy__echo", {"message": "merged remote"})
         assert text_of(result) == "Echo: merged remote"
+
+
+@pytest.fixture
+def config_server():
+    """Serves one configuration over HTTP on loopback, only to requests with X-Token: abc."""
+    import http.server
+    import threading
+
+    served: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            if self.headers.get("X-Token") != "abc":
+                self.send_response(401)
+                self.end_headers()
+                return
+            body = served["config"]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}/config.json"
+    server.shutdown()
+
+
+async def test_the_config_can_come_from_a_url_with_headers(start_proxy, proxy_bin, config_server):
+    served, url = config_server
+    served["config"] = json.dumps({"mcpServers": {"tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}}}).encode()
+    refused = subprocess.run([str(proxy_bin), "--port", "0", "--config", url], capture_output=True, text=True, timeout=20)
+    assert refused.returncode == 2 and url in refused.stderr and "401" in refused.stderr, refused.stderr
+    proxy = start_proxy("--config", url, "--config-header", "X-Token: abc", command=())
+    async with mcp_client(proxy, "streamable-http", endpoint="/tiny/mcp") as conn:
+        assert "from a url" in text_of(await conn.session.call_tool("echo", {"message": "from a url"}))

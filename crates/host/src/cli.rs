@@ -96,7 +96,10 @@ pub(crate) struct Cli {
     /// Serve the servers of a configuration file (the Go mcp-proxy format or Claude Desktop's
     /// mcpServers) at /{name}/mcp and /{name}/sse, instead of one command.
     #[arg(long, value_name = "PATH", conflicts_with = "command")]
-    pub(crate) config: Option<PathBuf>,
+    pub(crate) config: Option<String>,
+    /// Header sent when --config is an http(s) URL, as "Name: value" (repeatable).
+    #[arg(long = "config-header", alias = "configHeader", requires = "config")]
+    pub(crate) config_header: Vec<String>,
     /// Replace ${VAR} in the configuration file with environment variables.
     #[arg(long = "expand-env", alias = "expandEnv", requires = "config")]
     pub(crate) expand_env: bool,
@@ -133,10 +136,8 @@ pub(crate) enum ServerKind {
 
 impl Cli {
     /// What the core serves: `server` (one command) or `configFile` (the aggregator).
-    fn served(&self) -> Result<(&'static str, serde_json::Value), String> {
-        if let Some(path) = &self.config {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{}: cannot read the configuration: {e}", path.display()))?;
+    fn served(&self, config_text: Option<&str>) -> Result<(&'static str, serde_json::Value), String> {
+        if let Some(text) = config_text {
             let env: Option<Vec<(String, String)>> = self.expand_env.then(|| std::env::vars().collect());
             return Ok(("configFile", json!({"text": text, "env": env})));
         }
@@ -153,9 +154,9 @@ impl Cli {
         Ok(("server", json!({"command": command, "args": args, "env": [], "shell": self.shell})))
     }
 
-    /// The core's JSON configuration.
-    pub(crate) fn core_config(&self) -> Result<String, String> {
-        let (served_key, served) = self.served()?;
+    /// The core's JSON configuration (`config_text`: the file --config named, read already).
+    pub(crate) fn core_config(&self, config_text: Option<&str>) -> Result<String, String> {
+        let (served_key, served) = self.served(config_text)?;
         let (mut stream_endpoint, mut sse_endpoint) = (self.stream_endpoint.clone(), self.sse_endpoint.clone());
         match (self.server, &self.endpoint) {
             (Some(ServerKind::Sse), Some(endpoint)) => sse_endpoint = endpoint.clone(),
@@ -217,7 +218,7 @@ mod tests {
 
     #[test]
     fn endpoint_follows_the_chosen_server() {
-        let config = parse(&["--server", "sse", "--endpoint", "/x", "srv"]).core_config().expect("valid");
+        let config = parse(&["--server", "sse", "--endpoint", "/x", "srv"]).core_config(None).expect("valid");
         let value: serde_json::Value = serde_json::from_str(&config).expect("json");
         assert_eq!(value["sseEndpoint"], "/x");
         assert_eq!(value["transports"]["stream"], false);
@@ -225,12 +226,12 @@ mod tests {
 
     #[test]
     fn missing_command_is_an_error() {
-        assert!(parse(&["--port", "1"]).core_config().is_err());
+        assert!(parse(&["--port", "1"]).core_config(None).is_err());
     }
 
     #[test]
     fn unknown_options_are_not_taken_for_the_command() {
-        let error = parse(&["--no-such-option", "--", "srv"]).core_config().expect_err("unknown option");
+        let error = parse(&["--no-such-option", "--", "srv"]).core_config(None).expect_err("unknown option");
         assert!(error.contains("--no-such-option"), "{error}");
     }
 }

@@ -6,6 +6,7 @@
 mod bindings;
 mod body;
 mod cli;
+mod config_source;
 mod driver;
 mod engine;
 mod fetch;
@@ -59,7 +60,14 @@ async fn run(cli: Cli) -> ExitCode {
             Err(error) => fail(&error.to_string()),
         };
     }
-    let config = match cli.core_config() {
+    let config_text = match &cli.config {
+        Some(source) => match config_source::load(source, &cli.config_header).await {
+            Ok(text) => Some(text),
+            Err(message) => return usage(&message),
+        },
+        None => None,
+    };
+    let config = match cli.core_config(config_text.as_deref()) {
         Ok(config) => config,
         Err(message) => return usage(&message),
     };
@@ -71,8 +79,8 @@ async fn run(cli: Cli) -> ExitCode {
     if let Err(error) = core.create(&config, &seed, 0) {
         // Errors about the file name the file; the core names the server and the field.
         return match (&cli.config, error) {
-            (Some(path), EngineError::Config(error)) => {
-                usage(&format!("{}: {}: {}", path.display(), error.path, error.message))
+            (Some(source), EngineError::Config(error)) => {
+                usage(&format!("{source}: {}: {}", error.path, error.message))
             }
             (_, error) => usage(&error.to_string()),
         };
