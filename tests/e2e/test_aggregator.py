@@ -298,3 +298,19 @@ async def test_the_config_can_come_from_a_url_with_headers(start_proxy, proxy_bi
     proxy = start_proxy("--config", url, "--config-header", "X-Token: abc", command=())
     async with mcp_client(proxy, "streamable-http", endpoint="/tiny/mcp") as conn:
         assert "from a url" in text_of(await conn.session.call_tool("echo", {"message": "from a url"}))
+
+
+def test_api_changes_survive_a_restart_with_persist(start_proxy, tmp_path, http):
+    config = {"mcpProxy": {"name": "kept"}, "mcpServers": {"tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}}}
+    path = write_config(tmp_path, config)
+    admin = {"Authorization": "Bearer adm"}
+    first = start_proxy("--config", path, "--admin-token", "adm", "--allow-runtime-stdio", "--persist", command=())
+    entry = {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}
+    assert http.post(first.url("/api/servers"), headers=admin, json={"name": "added", "config": entry}).status_code == 201
+    assert http.delete(first.url("/api/servers/tiny"), headers=admin).status_code == 200
+    saved = json.loads(open(path).read())
+    assert set(saved["mcpServers"]) == {"added"} and saved["mcpProxy"]["name"] == "kept"
+    first.stop()
+    second = start_proxy("--config", path, command=())
+    assert post_rpc(http, second.url("/added/mcp"), initialize_request()).status == 200
+    assert post_rpc(http, second.url("/tiny/mcp"), initialize_request()).status == 404

@@ -77,6 +77,7 @@ pub(crate) fn output(output: core::Output) -> wit::Output {
             body: request.body,
         }),
         core::Output::CancelFetch(fetch) => wit::Output::CancelFetch(fetch),
+        core::Output::PersistConfig(text) => wit::Output::PersistConfig(text),
     }
 }
 

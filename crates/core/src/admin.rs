@@ -66,6 +66,19 @@ impl Proxy {
         }
     }
 
+    /// Applies `change` to the kept file's `mcpServers` and asks the shell to write the file.
+    fn persist(&mut self, change: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+        let Some(document) = self.config.file_document.as_mut() else {
+            return;
+        };
+        let Some(servers) = document.get_mut("mcpServers").and_then(Value::as_object_mut) else {
+            return;
+        };
+        change(servers);
+        let text = serde_json::to_string_pretty(document).unwrap_or_default();
+        self.outputs.push_back(crate::proxy::Output::PersistConfig(text));
+    }
+
     fn admin_reply(&mut self, exchange: crate::ids::ExchangeId, cors: Vec<Header>, status: u16, body: Value) {
         self.respond(json_head(exchange, status, cors), serde_json::to_vec(&body).unwrap_or_default());
     }
@@ -143,6 +156,9 @@ impl Proxy {
         let index = self.config.servers.len() - 1;
         self.added_at_runtime.insert(index);
         self.log(LogLevel::Info, format!("server {name} added through the API"));
+        self.persist(|servers| {
+            servers.insert(name.to_owned(), entry.clone());
+        });
         let body = self.describe(index).unwrap_or_default();
         self.admin_reply(exchange, cors, 201, body);
     }
@@ -154,6 +170,9 @@ impl Proxy {
         };
         entry.options.disabled = true;
         let name = entry.name.clone();
+        self.persist(|servers| {
+            servers.remove(&name);
+        });
         let affected: Vec<(SessionId, Target)> = self
             .sessions
             .iter()

@@ -90,6 +90,12 @@ pub struct Config {
     /// Things worth a log line at startup: servers left out, fields not understood.
     #[serde(skip)]
     pub notices: Vec<String>,
+    /// Write changes made through the server API back into the configuration file.
+    #[serde(default)]
+    pub persist: bool,
+    /// The configuration file as written (before `${VAR}` expansion), kept to persist changes.
+    #[serde(skip)]
+    pub file_document: Option<serde_json::Value>,
 }
 
 /// An aggregator configuration file as handed over by the shell.
@@ -246,6 +252,18 @@ impl Config {
                     return Err(ConfigError::new("mcpServers", "no server can be served (see the notices above)"));
                 }
                 self.aggregator = Some(file.proxy);
+                if self.persist {
+                    let document = serde_json::from_str::<serde_json::Value>(&source.text).ok();
+                    match document {
+                        Some(document) if document.get("mcpServers").is_some_and(serde_json::Value::is_object) => {
+                            self.file_document = Some(document);
+                        }
+                        _ => self.notices.push(
+                            "changes made through the API cannot be written back: the file has no mcpServers object"
+                                .into(),
+                        ),
+                    }
+                }
                 Ok(())
             }
         }

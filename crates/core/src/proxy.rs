@@ -125,6 +125,8 @@ pub enum Output {
     Fetch(crate::upstream_http::FetchRequest),
     /// Abandon a fetch (stop reading its response).
     CancelFetch(u64),
+    /// Write this text as the configuration file (atomically: the runtime API changed it).
+    PersistConfig(String),
     /// Write a log line.
     Log {
         /// Severity.

@@ -153,3 +153,26 @@ fn temporary_servers_need_a_token_and_consent() {
     let (exchange, outputs) = h.request("POST", "/sse", &[("accept", "text/event-stream"), AUTH], body);
     assert_eq!(status(&outputs, exchange), Some(403), "stdio needs --allow-runtime-stdio");
 }
+
+#[test]
+fn changes_are_written_back_when_asked() {
+    let mut h = harness(r#", "allowRuntimeStdio": true, "persist": true"#);
+    let (exchange, outputs) =
+        h.request("POST", "/api/servers", &[AUTH], r#"{"name": "echo", "config": {"command": "echo-server"}}"#);
+    assert_eq!(status(&outputs, exchange), Some(201));
+    let written =
+        outputs.iter().find_map(|o| if let Output::PersistConfig(text) = o { Some(text.clone()) } else { None });
+    let file: serde_json::Value = serde_json::from_str(&written.expect("persisted")).expect("json");
+    assert_eq!(file["mcpServers"]["echo"]["command"], "echo-server");
+    assert_eq!(file["mcpProxy"]["name"], "agg", "the rest of the file is kept");
+    let (exchange, outputs) = h.request("DELETE", "/api/servers/time", &[AUTH], "");
+    assert_eq!(status(&outputs, exchange), Some(200));
+    let written =
+        outputs.iter().find_map(|o| if let Output::PersistConfig(text) = o { Some(text.clone()) } else { None });
+    let file: serde_json::Value = serde_json::from_str(&written.expect("persisted")).expect("json");
+    assert!(file["mcpServers"].get("time").is_none());
+    let mut quiet = harness(r#", "allowRuntimeStdio": true"#);
+    let (_, outputs) =
+        quiet.request("POST", "/api/servers", &[AUTH], r#"{"name": "echo", "config": {"command": "x"}}"#);
+    assert!(!outputs.iter().any(|o| matches!(o, Output::PersistConfig(_))), "only with persist");
+}

@@ -117,6 +117,10 @@ pub(crate) struct Cli {
     /// processes on this machine.
     #[arg(long = "allow-runtime-stdio", requires = "config")]
     pub(crate) allow_runtime_stdio: bool,
+    /// Write servers added or removed through /api/servers back into the --config file
+    /// (atomically), so a restart keeps them.
+    #[arg(long, requires = "config")]
+    pub(crate) persist: bool,
     /// Print the version and how the core is run, then exit.
     #[arg(long, short = 'V')]
     pub(crate) version: bool,
@@ -187,6 +191,7 @@ impl Cli {
             "bindLoopback": self.host.is_loopback(),
             "adminTokens": self.admin_token,
             "allowRuntimeStdio": self.allow_runtime_stdio,
+            "persist": self.persist,
         });
         config[served_key] = served;
         Ok(config.to_string())

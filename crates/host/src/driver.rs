@@ -71,9 +71,16 @@ pub(crate) struct Shared {
 impl Shared {
     /// Wraps a core whose proxy resource was created at `started` (its time zero).
     /// `factory` replaces the core if it ever traps.
-    pub(crate) fn new(core: CoreInstance, factory: CoreFactory, started: Instant, fetcher: Fetcher) -> Shared {
+    pub(crate) fn new(
+        core: CoreInstance,
+        factory: CoreFactory,
+        started: Instant,
+        fetcher: Fetcher,
+        persist_to: Option<std::path::PathBuf>,
+    ) -> Shared {
         let driver = Driver {
             core,
+            persist_to,
             fetcher,
             factory,
             started,
@@ -194,6 +201,8 @@ impl Shared {
 /// The driver's state: the core and the IO handles its outputs refer to.
 pub(crate) struct Driver {
     core: CoreInstance,
+    /// Where changes to the server list are written (`--persist`).
+    persist_to: Option<std::path::PathBuf>,
     /// Requests to remote upstreams.
     fetcher: Fetcher,
     factory: CoreFactory,
@@ -331,6 +340,21 @@ impl Driver {
                 }
             }
             Output::CancelFetch(fetch) => self.fetcher.cancel(fetch),
+            Output::PersistConfig(text) => match &self.persist_to {
+                Some(path) => match write_atomically(path, &text) {
+                    Ok(()) => log::info(&format!("wrote the server list back to {}", path.display())),
+                    Err(error) => log::error(&format!("could not write {}: {error}", path.display())),
+                },
+                None => log::warn("the server list changed but --persist names no file to write"),
+            },
         }
     }
+}
+
+/// Replaces `path` with `text` through a temporary file in the same directory, so a crash
+/// leaves the old file or the new one, never half of either.
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path)
 }

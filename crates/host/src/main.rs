@@ -116,7 +116,14 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(fetcher) => fetcher,
         Err(error) => return fail(&error),
     };
-    let shared = Shared::new(core, factory, started, fetcher);
+    let persist_to = match (&cli.config, cli.persist) {
+        (Some(source), true) if source.starts_with("http://") || source.starts_with("https://") => {
+            return usage("--persist needs --config to name a local file, not a URL");
+        }
+        (Some(source), true) => Some(std::path::PathBuf::from(source)),
+        _ => None,
+    };
+    let shared = Shared::new(core, factory, started, fetcher, persist_to);
     shared.start();
     let timer = tokio::spawn(shared.clone().run_timer());
     // Clients that went away are reported from Drop impls, which must not take the lock.
