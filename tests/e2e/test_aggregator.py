@@ -124,7 +124,7 @@ async def test_the_merged_endpoint_serves_every_server_at_once(aggregator, trans
             await conn.session.call_tool("nobody__echo", {})
 
 
-async def test_a_dead_server_is_left_out_and_the_rest_keeps_serving(aggregator):
+async def test_a_dead_server_is_left_out_then_comes_back(aggregator):
     import os
     import signal
 
@@ -137,6 +137,10 @@ async def test_a_dead_server_is_left_out_and_the_rest_keeps_serving(aggregator):
         assert "everything__echo" in names and "tiny__echo" not in names
         result = await conn.session.call_tool("everything__echo", {"message": "still here"})
         assert text_of(result) == "Echo: still here"
+        aggregator.wait_for_log(r"tiny is back")
+        names = {tool.name for tool in (await conn.session.list_tools()).tools}
+        assert "tiny__echo" in names, "it comes back when it recovers"
+        assert "back again" in text_of(await conn.session.call_tool("tiny__echo", {"message": "back again"}))
 
 
 def test_the_runtime_api_adds_and_removes_servers_while_clients_are_connected(start_proxy, tmp_path, http):

@@ -43,7 +43,7 @@ impl Proxy {
                 None => {}
             }
             self.by_upstream.insert(upstream, id.clone());
-            members.push(Member { server, upstream, failed: false });
+            members.push(Member { server, upstream, failed: false, retries: 0 });
         }
         if let SessionState::ExpectInitializeResult { deadline } = state {
             self.pending.set_timer(deadline, Timer::Connect(id.clone()));

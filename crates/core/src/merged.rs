@@ -52,6 +52,12 @@ impl Proxy {
         };
         let live = session.live_servers();
         let method = request.method.clone();
+        if method == "initialize" {
+            let params = request.params.clone();
+            if let Some(session) = self.sessions.get_mut(session_id) {
+                session.initialize_params = params;
+            }
+        }
         if FAN_OUT.contains(&method.as_str()) {
             return self.fan_out(now, session_id, reply_to, request, live);
         }
@@ -293,7 +299,94 @@ impl Proxy {
         let name = self.config.servers.get(server).map(|s| s.name.clone()).unwrap_or_default();
         self.log(LogLevel::Warn, format!("session {session_id}: left out {name} ({why})"));
         if none_left {
-            self.end_session(session_id, &RequestError::SessionEnded, "no server is left");
+            return self.end_session(session_id, &RequestError::SessionEnded, "no server is left");
+        }
+        self.schedule_rejoin(session_id, server);
+    }
+
+    /// Brings a left-out server back after a backoff that grows with each try.
+    fn schedule_rejoin(&mut self, session_id: &SessionId, server: usize) {
+        if self.config.servers.get(server).is_none_or(|s| s.options.disabled) {
+            return;
+        }
+        let Some(member) =
+            self.sessions.get_mut(session_id).and_then(|s| s.members.iter_mut().find(|m| m.server == server))
+        else {
+            return;
+        };
+        let delay = REJOIN_FIRST.saturating_mul(1 << member.retries.min(16)).min(REJOIN_MAX);
+        member.retries = member.retries.saturating_add(1);
+        self.pending.set_timer(self.now.after(delay), crate::pending::Timer::Rejoin(session_id.clone(), server));
+    }
+
+    /// Starts a fresh upstream for a left-out server and initializes it like the client did.
+    pub(crate) fn rejoin(&mut self, now: Instant, session_id: &SessionId, server: usize) {
+        if self.config.servers.get(server).is_none_or(|s| s.options.disabled) {
+            return;
+        }
+        let Some(session) = self.sessions.get(session_id) else {
+            return;
+        };
+        if !session.members.iter().any(|m| m.server == server && m.failed) {
+            return;
+        }
+        let params = session.initialize_params.clone();
+        self.next_upstream += 1;
+        let upstream = UpstreamId(self.next_upstream);
+        match self.config.servers.get(server).map(|s| s.upstream.clone()) {
+            Some(crate::config_file::UpstreamConfig::Stdio(stdio)) => {
+                self.outputs.push_back(crate::proxy::Output::Spawn { upstream, server: stdio })
+            }
+            Some(remote) => self.open_http_upstream(upstream, &remote),
+            None => return,
+        }
+        if let Some(member) =
+            self.sessions.get_mut(session_id).and_then(|s| s.members.iter_mut().find(|m| m.server == server))
+        {
+            member.upstream = upstream;
+        }
+        self.by_upstream.insert(upstream, session_id.clone());
+        let request = Request { id: RequestId::Number(0), method: "initialize".into(), params };
+        self.forward_to(now, session_id, server, ReplyTo::Rejoin, request);
+    }
+
+    /// The proxy's `initialize` of a returning server was answered.
+    pub(crate) fn rejoined(&mut self, session_id: &SessionId, server: usize, outcome: Result<Value, ErrorObject>) {
+        let name = self.config.servers.get(server).map(|s| s.name.clone()).unwrap_or_default();
+        let Some(member) =
+            self.sessions.get_mut(session_id).and_then(|s| s.members.iter_mut().find(|m| m.server == server))
+        else {
+            return;
+        };
+        let upstream = member.upstream;
+        if let Err(error) = outcome {
+            self.by_upstream.remove(&upstream);
+            self.close_upstream(upstream);
+            self.log(LogLevel::Warn, format!("session {session_id}: {name} is still down ({})", error.message));
+            return self.schedule_rejoin(session_id, server);
+        }
+        member.failed = false;
+        let initialized = crate::jsonrpc::Message::Notification(crate::jsonrpc::Notification {
+            method: "notifications/initialized".into(),
+            params: None,
+        });
+        self.send_to_upstream(upstream, &initialized);
+        self.log(LogLevel::Info, format!("session {session_id}: {name} is back"));
+        // The client's lists changed: tell it.
+        for method in [
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ] {
+            let notice = crate::jsonrpc::Message::Notification(crate::jsonrpc::Notification {
+                method: method.into(),
+                params: None,
+            });
+            self.route_to_session(session_id, &notice);
         }
     }
 }
+
+/// The first and the longest wait before a left-out server is tried again.
+const REJOIN_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+const REJOIN_MAX: std::time::Duration = std::time::Duration::from_secs(30);

@@ -18,6 +18,8 @@ pub(crate) enum ReplyTo {
     PoolInitialize,
     /// A part of a merged request fanned out to several servers (the aggregate's number).
     Aggregate(u64),
+    /// The proxy's own `initialize` of a server coming back into a merged session.
+    Rejoin,
 }
 
 /// One forwarded request.
@@ -51,6 +53,8 @@ pub(crate) enum Timer {
     KeepAlive,
     /// A stateless POST has waited for a ready child as long as it may.
     PoolWait(ExchangeId),
+    /// A server left out of a merged session is due to be brought back.
+    Rejoin(SessionId, usize),
 }
 
 /// The table of forwarded requests and the timers of the proxy.

@@ -486,6 +486,7 @@ impl Proxy {
                 Timer::Idle(session_id) => self.check_idle(session_id),
                 Timer::KeepAlive => self.keep_alive(),
                 Timer::PoolWait(exchange) => self.pool_wait_expired(exchange),
+                Timer::Rejoin(session_id, server) => self.rejoin(now, &session_id, server),
                 Timer::Connect(session_id) => {
                     let expecting = self
                         .sessions
@@ -644,6 +645,9 @@ impl Proxy {
         if let ReplyTo::Aggregate(aggregate) = pending.reply_to {
             return self.aggregate_part(aggregate, pending.server, response.outcome);
         }
+        if pending.reply_to == ReplyTo::Rejoin {
+            return self.rejoined(&pending.session, pending.server, response.outcome);
+        }
         let succeeded = response.outcome.is_ok();
         if pending.initialize {
             if let Some(session) = self.sessions.get_mut(&pending.session) {
@@ -664,7 +668,7 @@ impl Proxy {
         match pending.reply_to {
             ReplyTo::SessionStream => self.route_to_session(&pending.session, &message),
             ReplyTo::Exchange(exchange_id) => self.answer_post(exchange_id, message),
-            ReplyTo::PoolInitialize | ReplyTo::Aggregate(_) => {}
+            ReplyTo::PoolInitialize | ReplyTo::Aggregate(_) | ReplyTo::Rejoin => {}
         }
         if pending.initialize && !succeeded && self.sessions.get(&pending.session).is_some_and(Session::is_streamable) {
             self.end_session(&pending.session, &RequestError::SessionEnded, "the server refused initialize");
@@ -714,6 +718,11 @@ impl Proxy {
         session.server_requests.insert(id.clone(), (upstream, request.id));
         request.id = RequestId::String(id);
         request
+    }
+
+    /// Sends a message to one upstream.
+    pub(crate) fn send_to_upstream(&mut self, upstream: UpstreamId, message: &Message) {
+        self.send_upstream(upstream, message);
     }
 
     fn send_upstream(&mut self, upstream: UpstreamId, message: &Message) {

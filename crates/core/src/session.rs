@@ -56,8 +56,11 @@ pub(crate) enum Transport {
 pub(crate) struct Member {
     pub(crate) server: usize,
     pub(crate) upstream: UpstreamId,
-    /// It failed (initialize refused, or it exited): left out of the merged endpoint.
+    /// It failed (initialize refused, or it exited): left out of the merged endpoint until it
+    /// rejoins.
     pub(crate) failed: bool,
+    /// How many times it was brought back (the backoff grows with it).
+    pub(crate) retries: u32,
 }
 
 /// One client session and the upstreams it owns.
@@ -80,6 +83,9 @@ pub(crate) struct Session {
     pub(crate) resource_owners: HashMap<String, usize>,
     /// Which server a merged tool or prompt name came from (merged sessions, from the lists).
     pub(crate) name_owners: HashMap<String, usize>,
+    /// The client's `initialize` parameters (merged sessions: a server that comes back is
+    /// initialized with them).
+    pub(crate) initialize_params: Option<serde_json::Value>,
     /// The protocol revision negotiated at initialize, once known.
     pub(crate) protocol_version: Option<String>,
     /// The last time the client did something in this session.
@@ -108,6 +114,7 @@ impl Session {
             server_requests: HashMap::new(),
             resource_owners: HashMap::new(),
             name_owners: HashMap::new(),
+            initialize_params: None,
             progress: HashMap::new(),
             protocol_version: None,
             last_activity: now,

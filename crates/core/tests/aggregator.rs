@@ -285,3 +285,25 @@ fn fail_open_by_default_and_fail_closed_on_request() {
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("failClosed")), "{body}");
     assert_eq!(closed.proxy.session_count(), 0);
 }
+
+#[test]
+fn a_server_that_died_rejoins_the_merged_session_after_a_backoff() {
+    let mut h = Harness::aggregator(FILE);
+    let (session, upstreams) = merged_session(&mut h);
+    let time = upstreams["time-server"];
+    h.input(mcp_proxy_core::Input::UpstreamClosed { upstream: time, reason: "crashed".into() });
+    assert!(spawned(&h.advance(std::time::Duration::from_millis(499))).is_none());
+    let outputs = h.advance(std::time::Duration::from_millis(1));
+    let again = spawned(&outputs).expect("a fresh child after 500 ms");
+    let init = sent_json(&outputs, again);
+    assert_eq!(init[0]["method"], "initialize");
+    assert_eq!(init[0]["params"]["clientInfo"]["name"], "t", "initialized like the client did");
+    let outputs = h.upstream_says(
+        again,
+        &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"capabilities":{{}}}}}}"#, init[0]["id"]),
+    );
+    assert_eq!(sent_json(&outputs, again)[0]["method"], "notifications/initialized");
+    let (list, outputs) = h.post_to("/mcp", Some(&session), &AUTH, r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#);
+    assert_eq!(sent_json(&outputs, again).len(), 1, "it is asked again");
+    let _ = list;
+}
