@@ -318,3 +318,16 @@ def test_api_changes_survive_a_restart_with_persist(start_proxy, tmp_path, http)
     second = start_proxy("--config", path, command=())
     assert post_rpc(http, second.url("/added/mcp"), initialize_request()).status == 200
     assert post_rpc(http, second.url("/tiny/mcp"), initialize_request()).status == 404
+
+
+async def test_an_expired_remote_session_is_renewed_transparently(start_proxy, tmp_path, http):
+    upstream = start_proxy()
+    config = {"mcpServers": {"remote": {"transportType": "streamable-http", "url": upstream.url("/mcp")}}}
+    aggregator = start_proxy("--config", write_config(tmp_path, config), command=())
+    async with mcp_client(aggregator, "streamable-http", endpoint="/remote/mcp") as conn:
+        assert text_of(await conn.session.call_tool("echo", {"message": "one"})) == "Echo: one"
+        upstream_session = upstream.wait_for_log(r"session ([0-9a-f]{32}): started").group(1)
+        # The upstream ends that session behind the aggregator's back.
+        assert http.delete(upstream.mcp_url, headers={"Mcp-Session-Id": upstream_session}).status_code == 200
+        assert text_of(await conn.session.call_tool("echo", {"message": "two"})) == "Echo: two"
+    aggregator.wait_for_log(r"its session expired; initializing it again")

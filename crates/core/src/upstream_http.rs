@@ -43,7 +43,15 @@ pub(crate) struct HttpUpstream {
 #[derive(Debug)]
 enum Flavor {
     /// Streamable HTTP: each message is a POST; the server's session id comes back in a header.
-    Streamable { session: Option<String>, protocol: Option<String>, listening: bool },
+    /// `initialize` keeps the client's parameters, so an expired upstream session can be
+    /// initialized again; `reinit` holds what waits while that happens.
+    Streamable {
+        session: Option<String>,
+        protocol: Option<String>,
+        listening: bool,
+        initialize: Option<serde_json::Value>,
+        reinit: Option<Vec<Vec<u8>>>,
+    },
     /// Legacy HTTP+SSE: a GET stream names the URL to POST messages to.
     Sse { endpoint: Option<String>, waiting: Vec<Vec<u8>> },
 }
@@ -57,6 +65,8 @@ enum Purpose {
     Stream,
     /// Ending the upstream session.
     Delete,
+    /// The proxy's own `initialize` after the upstream session expired.
+    Reinit,
 }
 
 #[derive(Debug)]
@@ -71,6 +81,8 @@ enum Body {
 pub(crate) struct Fetch {
     upstream: UpstreamId,
     purpose: Purpose,
+    /// What was POSTed, to send again after a re-initialization.
+    sent: Vec<u8>,
     status: u16,
     body: Body,
 }
@@ -114,7 +126,14 @@ impl Proxy {
     pub(crate) fn open_http_upstream(&mut self, upstream: UpstreamId, config: &UpstreamConfig) {
         let (url, headers, flavor) = match config {
             UpstreamConfig::StreamableHttp { url, headers, .. } => {
-                (url.clone(), headers.clone(), Flavor::Streamable { session: None, protocol: None, listening: false })
+                let flavor = Flavor::Streamable {
+                    session: None,
+                    protocol: None,
+                    listening: false,
+                    initialize: None,
+                    reinit: None,
+                };
+                (url.clone(), headers.clone(), flavor)
             }
             UpstreamConfig::Sse { url, headers } => {
                 (url.clone(), headers.clone(), Flavor::Sse { endpoint: None, waiting: Vec::new() })
@@ -158,7 +177,8 @@ impl Proxy {
         }
         self.http.next_fetch += 1;
         let fetch = self.http.next_fetch;
-        self.http.fetches.insert(fetch, Fetch { upstream, purpose, status: 0, body: Body::Unknown });
+        let sent = if matches!(purpose, Purpose::Post { .. }) { body.clone() } else { Vec::new() };
+        self.http.fetches.insert(fetch, Fetch { upstream, purpose, sent, status: 0, body: Body::Unknown });
         self.outputs.push_back(Output::Fetch(FetchRequest { fetch, method: method.into(), url, headers, body }));
     }
 
@@ -173,7 +193,18 @@ impl Proxy {
             return;
         };
         let target = match &mut state.flavor {
-            Flavor::Streamable { .. } => Some(state.url.clone()),
+            Flavor::Streamable { reinit: Some(waiting), .. } => {
+                waiting.push(data.clone());
+                None
+            }
+            Flavor::Streamable { initialize, .. } => {
+                if let Message::Request(request) = message {
+                    if request.method == "initialize" {
+                        *initialize = request.params.clone();
+                    }
+                }
+                Some(state.url.clone())
+            }
             Flavor::Sse { endpoint: Some(endpoint), .. } => Some(endpoint.clone()),
             Flavor::Sse { endpoint: None, waiting } => {
                 waiting.push(data.clone());
@@ -230,9 +261,18 @@ impl Proxy {
             }
             return;
         }
-        self.http.fetches.remove(&fetch);
+        let Some(failed) = self.http.fetches.remove(&fetch) else {
+            return;
+        };
         self.outputs.push_back(Output::CancelFetch(fetch));
+        if status == 404 && matches!(purpose, Purpose::Post { .. }) && self.reinitialize(upstream, failed.sent.clone())
+        {
+            return;
+        }
         match purpose {
+            Purpose::Reinit => {
+                self.handle_upstream_gone(upstream, format!("initializing the upstream again failed: HTTP {status}"))
+            }
             Purpose::Post { request: Some(id), .. } => {
                 let message = format!("the upstream answered HTTP {status}");
                 let code = if status == 404 { codes::SESSION_NOT_FOUND } else { codes::CONNECTION_CLOSED };
@@ -271,6 +311,9 @@ impl Proxy {
             return;
         };
         let upstream = state.upstream;
+        if state.purpose == Purpose::Reinit {
+            return;
+        }
         let events = match &mut state.body {
             Body::Json(buffer) if buffer.len() + data.len() <= MAX_MESSAGE => {
                 buffer.extend_from_slice(data);
@@ -334,6 +377,14 @@ impl Proxy {
             return;
         };
         let upstream = state.upstream;
+        if state.purpose == Purpose::Reinit {
+            return match error {
+                None => self.reinitialized(upstream),
+                Some(error) => {
+                    self.handle_upstream_gone(upstream, format!("initializing the upstream again failed: {error}"))
+                }
+            };
+        }
         if let (Body::Json(body), None) = (&state.body, &error) {
             if !body.iter().all(u8::is_ascii_whitespace) {
                 self.handle_upstream_message(upstream, body);
@@ -351,6 +402,60 @@ impl Proxy {
                 self.handle_upstream_gone(upstream, why);
             }
             _ => {}
+        }
+    }
+
+    /// The upstream forgot its session (HTTP 404): initialize it again with the client's
+    /// parameters and send `message` once that is done. False if that is not possible.
+    fn reinitialize(&mut self, upstream: UpstreamId, message: Vec<u8>) -> bool {
+        let Some(HttpUpstream {
+            url, flavor: Flavor::Streamable { session, listening, initialize, reinit, .. }, ..
+        }) = self.http.upstreams.get_mut(&upstream)
+        else {
+            return false;
+        };
+        if session.is_none() && reinit.is_none() {
+            return false;
+        }
+        if let Some(waiting) = reinit {
+            waiting.push(message);
+            return true;
+        }
+        let Some(params) = initialize.clone() else {
+            return false;
+        };
+        *session = None;
+        *listening = false;
+        *reinit = Some(vec![message]);
+        let url = url.clone();
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": "mcp-proxy-reinitialize", "method": "initialize", "params": params});
+        let headers = vec![
+            Header::new("content-type", "application/json"),
+            Header::new("accept", "application/json, text/event-stream"),
+        ];
+        self.log(LogLevel::Info, format!("upstream {}: its session expired; initializing it again", upstream.0));
+        self.fetch(upstream, "POST", url, headers, serde_json::to_vec(&body).unwrap_or_default(), Purpose::Reinit);
+        true
+    }
+
+    /// The upstream is initialized again: confirm, then send what waited.
+    fn reinitialized(&mut self, upstream: UpstreamId) {
+        let Some(HttpUpstream { flavor: Flavor::Streamable { reinit, .. }, .. }) =
+            self.http.upstreams.get_mut(&upstream)
+        else {
+            return;
+        };
+        let waiting = reinit.take().unwrap_or_default();
+        let initialized = Message::Notification(crate::jsonrpc::Notification {
+            method: "notifications/initialized".into(),
+            params: None,
+        });
+        self.http_send(upstream, &initialized, initialized.to_bytes());
+        for data in waiting {
+            match Message::parse(&data) {
+                Ok(message) => self.http_send(upstream, &message, data),
+                Err(_) => continue,
+            }
         }
     }
 

@@ -116,3 +116,51 @@ fn legacy_sse_upstreams_post_to_the_endpoint_their_stream_names() {
     assert!(outputs.iter().any(|o| matches!(o, Output::Log { message, .. } if message.contains("ended"))));
     assert_eq!(h.proxy.session_count(), 0);
 }
+
+#[test]
+fn an_expired_upstream_session_is_initialized_again_without_the_client_noticing() {
+    let mut h = Harness::aggregator(
+        r#"{"mcpServers": {"r": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/mcp"}}}"#,
+    );
+    let (exchange, outputs) = h.post_to("/r/mcp", None, &[], INIT);
+    let post = &fetches(&outputs)[0];
+    let id: serde_json::Value = serde_json::from_slice(&post.body).expect("json");
+    head(&mut h, post.fetch, 200, &[("content-type", "application/json"), ("mcp-session-id", "up-1")]);
+    let outputs =
+        body(&mut h, post.fetch, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"capabilities":{{}}}}}}"#, id["id"]));
+    let session = response(&outputs, exchange)
+        .and_then(|(head, _)| header(&head.headers, "mcp-session-id").map(str::to_owned))
+        .expect("session");
+    // The upstream restarted and forgot "up-1".
+    let (exchange, outputs) =
+        h.post_to("/r/mcp", Some(&session), &[], r#"{"jsonrpc":"2.0","id":"call","method":"tools/list"}"#);
+    let call = &fetches(&outputs)[0];
+    let outputs = head(&mut h, call.fetch, 404, &[]);
+    assert!(response(&outputs, exchange).is_none(), "the client sees no error");
+    let reinit = &fetches(&outputs)[0];
+    let sent: serde_json::Value = serde_json::from_slice(&reinit.body).expect("json");
+    assert_eq!(sent["method"], "initialize");
+    assert_eq!(sent["params"]["clientInfo"]["name"], "t", "with the client's own parameters");
+    assert!(!reinit.headers.iter().any(|h| h.name == "mcp-session-id"), "as a new session");
+    head(&mut h, reinit.fetch, 200, &[("content-type", "application/json"), ("mcp-session-id", "up-2")]);
+    let outputs =
+        body(&mut h, reinit.fetch, r#"{"jsonrpc":"2.0","id":"mcp-proxy-reinitialize","result":{"capabilities":{}}}"#);
+    let again = fetches(&outputs);
+    let methods: Vec<String> = again
+        .iter()
+        .map(|f| {
+            serde_json::from_slice::<serde_json::Value>(&f.body).expect("json")["method"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(methods, ["notifications/initialized", "tools/list"], "confirmed, then the request is sent again");
+    assert!(again.iter().all(|f| f.headers.iter().any(|h| h.name == "mcp-session-id" && h.value == "up-2")));
+    let replay = &again[1];
+    let id: serde_json::Value = serde_json::from_slice(&replay.body).expect("json");
+    head(&mut h, replay.fetch, 200, &[("content-type", "application/json")]);
+    let outputs =
+        body(&mut h, replay.fetch, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"tools":[]}}}}"#, id["id"]));
+    assert_eq!(response(&outputs, exchange).map(|(_, b)| b["id"].clone()), Some(serde_json::json!("call")));
+}
