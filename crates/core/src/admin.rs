@@ -9,7 +9,7 @@
 
 use serde_json::{json, Value};
 
-use crate::config_file::{parse_server, UpstreamConfig};
+use crate::config_file::UpstreamConfig;
 use crate::error::RequestError;
 use crate::exchange::json_head;
 use crate::http::{Header, HttpRequest};
@@ -134,24 +134,10 @@ impl Proxy {
         if self.active_server(name).is_some() {
             return self.refuse(exchange, cors, 409, &format!("Conflict: a server named {name:?} exists"));
         }
-        let defaults = self.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_default();
-        let server = match parse_server(name, entry, &defaults) {
+        let server = match self.runtime_server(name, entry) {
             Ok(server) => server,
-            Err(error) => {
-                return self.refuse(exchange, cors, 400, &format!("Bad Request: {}: {}", error.path, error.message))
-            }
+            Err((status, message)) => return self.refuse(exchange, cors, status, &message),
         };
-        match server.upstream {
-            UpstreamConfig::Stdio(_) if !self.config.allow_runtime_stdio => {
-                return self.refuse(
-                    exchange,
-                    cors,
-                    403,
-                    "Forbidden: adding stdio servers at run time is off (--allow-runtime-stdio)",
-                );
-            }
-            UpstreamConfig::Stdio(_) | UpstreamConfig::Sse { .. } | UpstreamConfig::StreamableHttp { .. } => {}
-        }
         self.config.servers.push(server);
         let index = self.config.servers.len() - 1;
         self.added_at_runtime.insert(index);

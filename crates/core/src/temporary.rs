@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::config_file::{parse_server, UpstreamConfig};
+use crate::config_file::{parse_server, ServerEntry, UpstreamConfig};
 use crate::http::{Header, HttpRequest};
 use crate::policy::{check_bearer_token, AuthDecision};
 use crate::proxy::{LogLevel, Proxy};
@@ -51,24 +51,10 @@ impl Proxy {
         };
         self.temporary_count += 1;
         let name = format!("temporary-{}", self.temporary_count);
-        let defaults = self.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_default();
-        let mut server = match parse_server(&name, entry, &defaults) {
+        let mut server = match self.runtime_server(&name, entry) {
             Ok(server) => server,
-            Err(error) => {
-                return self.refuse(exchange, cors, 400, &format!("Bad Request: {}: {}", error.path, error.message))
-            }
+            Err((status, message)) => return self.refuse(exchange, cors, status, &message),
         };
-        match server.upstream {
-            UpstreamConfig::Stdio(_) if !self.config.allow_runtime_stdio => {
-                return self.refuse(
-                    exchange,
-                    cors,
-                    403,
-                    "Forbidden: starting stdio servers on request is off (--allow-runtime-stdio)",
-                );
-            }
-            UpstreamConfig::Stdio(_) | UpstreamConfig::Sse { .. } | UpstreamConfig::StreamableHttp { .. } => {}
-        }
         // Its messages endpoint must accept the same token.
         server.options.auth_tokens = tokens;
         self.config.servers.push(server);
@@ -76,6 +62,18 @@ impl Proxy {
         self.temporary_servers.insert(index);
         self.log(LogLevel::Info, format!("temporary server {name} started"));
         self.legacy_open(Target::Server(index), request, cors);
+    }
+
+    /// Reads a server entry given at run time (API or temporary), inheriting the proxy's
+    /// options; a stdio server needs the operator's consent. Errors carry the HTTP status.
+    pub(crate) fn runtime_server(&self, name: &str, entry: &Value) -> Result<ServerEntry, (u16, String)> {
+        let defaults = self.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_default();
+        let server = parse_server(name, entry, &defaults)
+            .map_err(|e| (400, format!("Bad Request: {}: {}", e.path, e.message)))?;
+        if matches!(server.upstream, UpstreamConfig::Stdio(_)) && !self.config.allow_runtime_stdio {
+            return Err((403, "Forbidden: starting stdio servers on request is off (--allow-runtime-stdio)".into()));
+        }
+        Ok(server)
     }
 
     /// A session ended: a temporary server goes with it.
