@@ -36,9 +36,7 @@ impl Proxy {
             );
         }
         if check_bearer_token(&tokens, &request) == AuthDecision::Deny {
-            let mut headers = cors;
-            headers.push(Header::new("www-authenticate", "Bearer"));
-            return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid admin token");
+            return self.refuse_unauthorized(exchange, cors, "Unauthorized: missing or invalid admin token");
         }
         let path = request.path().to_owned();
         let name = path.strip_prefix(API).and_then(|rest| rest.strip_prefix('/')).map(str::to_owned);

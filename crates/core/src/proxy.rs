@@ -289,9 +289,7 @@ impl Proxy {
             return self.refuse(exchange, cors, 403, &format!("Forbidden: {reason}"));
         }
         if check_api_key(self.config.api_key.as_deref(), &request) == AuthDecision::Deny {
-            let mut headers = cors;
-            headers.push(Header::new("www-authenticate", "Bearer"));
-            return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid API key");
+            return self.refuse_unauthorized(exchange, cors, "Unauthorized: missing or invalid API key");
         }
         let is_api = path == crate::admin::API || path.starts_with("/api/servers/");
         if is_api && !self.config.is_bridge() {
@@ -310,9 +308,7 @@ impl Proxy {
             }
         };
         if check_bearer_token(tokens, &request) == AuthDecision::Deny {
-            let mut headers = cors;
-            headers.push(Header::new("www-authenticate", "Bearer"));
-            return self.refuse(exchange, headers, 401, "Unauthorized: missing or invalid token for this server");
+            return self.refuse_unauthorized(exchange, cors, "Unauthorized: missing or invalid token for this server");
         }
         match (endpoint, request.method.as_str()) {
             (Endpoint::Stream, "POST") => self.stream_post(now, server, request, cors),
@@ -792,6 +788,12 @@ impl Proxy {
             _ => codes::TRANSPORT,
         };
         self.respond(json_head(exchange, status, headers), error_body(code, message));
+    }
+
+    /// Answers 401 with a bearer challenge.
+    pub(crate) fn refuse_unauthorized(&mut self, exchange: ExchangeId, mut headers: Vec<Header>, message: &str) {
+        headers.push(Header::new("www-authenticate", "Bearer"));
+        self.refuse(exchange, headers, 401, message);
     }
 
     /// Answers with an HTTP status and the given JSON-RPC response as body.
