@@ -1,0 +1,172 @@
+//! The core's configuration, built from the Worker's environment on every request.
+//!
+//! | binding | kind | becomes |
+//! |---|---|---|
+//! | `MCP_PROXY_CONFIG` | var or secret (text, or a JSON object var) | `configFile.text`: the `mcpServers` file |
+//! | `MCP_PROXY_API_KEY` | secret, optional | `apiKey` |
+//! | `MCP_PROXY_CORS_ORIGIN` | var, optional: `*` or origins separated by commas | `cors.origins` |
+//! | `MCP_PROXY_SESSION_KEY` | secret | `edge.sessionKey`: seals session state into session ids |
+//!
+//! The Worker serves Streamable HTTP only (legacy SSE needs a long-lived session in one
+//! place), and it is not bound to loopback, so the DNS-rebinding check judges `Origin` by the
+//! CORS origins alone.
+
+use std::fmt;
+
+use mcp_proxy_core::Config;
+use serde_json::{json, Map, Value};
+use worker::js_sys::{Reflect, JSON};
+use worker::wasm_bindgen::JsValue;
+use worker::Env;
+
+/// The configuration file (`mcpServers` format).
+pub(crate) const CONFIG: &str = "MCP_PROXY_CONFIG";
+/// The API key clients must present.
+pub(crate) const API_KEY: &str = "MCP_PROXY_API_KEY";
+/// The allowed CORS origins.
+pub(crate) const CORS_ORIGIN: &str = "MCP_PROXY_CORS_ORIGIN";
+/// The key that seals session state into session ids.
+pub(crate) const SESSION_KEY: &str = "MCP_PROXY_SESSION_KEY";
+
+/// EDGE MODE SWITCH — the one place that depends on the core's `edge` configuration field.
+///
+/// While the core does not know `edge` yet (it rejects unknown fields), the Worker leaves it
+/// out and `MCP_PROXY_SESSION_KEY` is optional; sessions then do not survive from one request
+/// to the next. Set to `true` once the core has `"edge": {"sessionKey": "..."}`: the key then
+/// becomes required and the core serves at the edge (sealed sessions, stdio servers refused).
+const CORE_HAS_EDGE_MODE: bool = false;
+
+/// Why the environment does not make a configuration.
+#[derive(Debug)]
+pub(crate) struct EnvError {
+    /// The binding at fault.
+    binding: &'static str,
+    /// What is wrong with it.
+    message: String,
+}
+
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.binding, self.message)
+    }
+}
+
+/// Reads the configuration from the Worker's bindings.
+pub(crate) fn from_env(env: &Env) -> Result<Config, EnvError> {
+    let settings = Settings {
+        config: text(env, CONFIG)?,
+        api_key: text(env, API_KEY)?,
+        cors_origin: text(env, CORS_ORIGIN)?,
+        session_key: text(env, SESSION_KEY)?,
+    };
+    build(&settings)
+}
+
+/// The bindings, read.
+struct Settings {
+    config: Option<String>,
+    api_key: Option<String>,
+    cors_origin: Option<String>,
+    session_key: Option<String>,
+}
+
+fn build(settings: &Settings) -> Result<Config, EnvError> {
+    let Some(file) = settings.config.as_deref().filter(|text| !text.trim().is_empty()) else {
+        return Err(EnvError {
+            binding: CONFIG,
+            message: "missing: set it to a configuration file with \"mcpServers\" (a var or a secret)".into(),
+        });
+    };
+    let mut document = Map::new();
+    document.insert("configFile".into(), json!({ "text": file }));
+    document.insert("transports".into(), json!({ "sse": false, "stream": true }));
+    document.insert("bindLoopback".into(), Value::Bool(false));
+    if let Some(key) = &settings.api_key {
+        document.insert("apiKey".into(), Value::String(key.clone()));
+    }
+    if let Some(origins) = &settings.cors_origin {
+        let origins: Vec<&str> = origins.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
+        document.insert("cors".into(), json!({ "origins": origins }));
+    }
+    match (&settings.session_key, CORE_HAS_EDGE_MODE) {
+        (Some(key), true) => {
+            document.insert("edge".into(), json!({ "sessionKey": key }));
+        }
+        (None, true) => {
+            return Err(EnvError {
+                binding: SESSION_KEY,
+                message: "missing: set a secret (`wrangler secret put MCP_PROXY_SESSION_KEY`) to seal sessions".into(),
+            })
+        }
+        (_, false) => {}
+    }
+    Config::from_json(&Value::Object(document).to_string())
+        .map_err(|error| EnvError { binding: binding_of(&error.path), message: error.to_string() })
+}
+
+/// The binding a core configuration path came from.
+fn binding_of(path: &str) -> &'static str {
+    let field = path.split(['.', '[']).next().unwrap_or(path);
+    match field {
+        "apiKey" => API_KEY,
+        "cors" => CORS_ORIGIN,
+        "edge" => SESSION_KEY,
+        _ => CONFIG,
+    }
+}
+
+/// A string binding; a JSON object var (`[vars]` table in wrangler.toml) as its JSON text.
+fn text(env: &Env, name: &'static str) -> Result<Option<String>, EnvError> {
+    let value = Reflect::get(env.as_ref(), &JsValue::from_str(name))
+        .map_err(|error| EnvError { binding: name, message: format!("cannot be read: {error:?}") })?;
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    if let Some(text) = value.as_string() {
+        return Ok(Some(text));
+    }
+    if value.is_object() {
+        let text = JSON::stringify(&value)
+            .map_err(|error| EnvError { binding: name, message: format!("cannot be written as JSON: {error:?}") })?;
+        return Ok(text.as_string());
+    }
+    Err(EnvError { binding: name, message: "must be a string".into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(config: &str) -> Settings {
+        Settings { config: Some(config.into()), api_key: None, cors_origin: None, session_key: Some("k".into()) }
+    }
+
+    const REMOTE: &str = r#"{"mcpServers": {"a": {"type": "streamable-http", "url": "https://a.example/mcp"}}}"#;
+
+    #[test]
+    fn builds_a_streamable_only_config() {
+        let config = build(&settings(REMOTE)).expect("valid");
+        assert!(config.transports.stream && !config.transports.sse);
+        assert!(!config.bind_loopback);
+        assert_eq!(config.servers.len(), 1);
+    }
+
+    #[test]
+    fn names_the_binding_at_fault() {
+        let error = build(&Settings { config: None, ..settings(REMOTE) }).expect_err("missing");
+        assert_eq!(error.binding, CONFIG);
+        let error = build(&Settings { api_key: Some(String::new()), ..settings(REMOTE) }).expect_err("empty key");
+        assert_eq!(error.binding, API_KEY);
+        let error = build(&settings(r#"{"mcpServers": []}"#)).expect_err("not an object");
+        assert_eq!(error.binding, CONFIG);
+        assert!(error.to_string().starts_with("MCP_PROXY_CONFIG: mcpServers"), "{error}");
+    }
+
+    #[test]
+    fn splits_cors_origins() {
+        let config =
+            build(&Settings { cors_origin: Some("https://a.example, https://b.example".into()), ..settings(REMOTE) })
+                .expect("valid");
+        assert_eq!(config.cors.origins, ["https://a.example", "https://b.example"]);
+    }
+}
