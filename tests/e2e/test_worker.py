@@ -1,0 +1,441 @@
+"""End-to-end tests of the Cloudflare Worker (crates/worker) in a real workerd, on loopback.
+
+The Worker is built with ``scripts/build-worker`` (offline: local wasm-bindgen, esbuild and
+wasm-opt) once per test session, then run through the Miniflare API by
+``tests/worker/serve.mjs``; one smoke test runs ``wrangler dev`` from the repository root so
+the root ``wrangler.toml`` is exercised as a deploy would read it, and one runs
+``wrangler deploy --dry-run``.
+
+Upstreams are real remote MCP servers on loopback: the native ``mcp-proxy`` bridging
+server-everything (``/mcp``) and a Python SDK server in streamable-http mode
+(``tests/worker/http_server.py``, answers in SSE).
+
+Nothing is skipped: a missing toolchain fails with what to run (``scripts/setup``).
+
+Tests marked ``needs_edge`` depend on the core's edge mode (``"edge": {"sessionKey": ...}``:
+sessions sealed into the session id, stdio servers refused). They are expected to fail until
+``CORE_HAS_EDGE_MODE`` in crates/worker/src/config.rs is switched on, and must pass after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NODE_MODULES = REPO_ROOT / "tests" / "node_modules"
+SERVE_MJS = REPO_ROOT / "tests" / "worker" / "serve.mjs"
+HTTP_SERVER_PY = REPO_ROOT / "tests" / "worker" / "http_server.py"
+WRANGLER = NODE_MODULES / ".bin" / "wrangler"
+WORKER_BUILD = REPO_ROOT / "crates" / "worker" / "build"
+PROXY_BIN = Path(os.environ.get("MCP_PROXY_BIN") or REPO_ROOT / "target" / "release" / "mcp-proxy")
+SERVER_EVERYTHING_JS = NODE_MODULES / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+
+#: Keeps wrangler and Miniflare off the internet (see /work/shared/toolchain/NOTES.md).
+OFFLINE_ENV = {
+    "WRANGLER_SEND_METRICS": "false",
+    "CLOUDFLARE_CF_FETCH_ENABLED": "false",
+    "WRANGLER_HIDE_BANNER": "true",
+    "WRANGLER_SEND_ERROR_REPORTS": "false",
+}
+MCP_POST_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+}
+STARTUP_TIMEOUT_S = 60.0
+#: The core's default request body limit (the Worker does not change it).
+MAX_BODY_SIZE = 10 * 1024 * 1024
+
+
+def _edge_mode_switched_on() -> bool:
+    source = (REPO_ROOT / "crates" / "worker" / "src" / "config.rs").read_text()
+    match = re.search(r"const CORE_HAS_EDGE_MODE: bool = (true|false);", source)
+    assert match, "crates/worker/src/config.rs lost its CORE_HAS_EDGE_MODE switch"
+    return match.group(1) == "true"
+
+
+needs_edge = pytest.mark.xfail(
+    not _edge_mode_switched_on(),
+    reason="needs the core's edge mode (CORE_HAS_EDGE_MODE in crates/worker/src/config.rs)",
+    strict=True,
+)
+
+# The first test pays for the Worker build (cargo + wasm-opt) and the wrangler tests build again.
+pytestmark = pytest.mark.timeout(300)
+
+
+# --------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A child in its own process group, its output collected; stopping ends the whole group
+    (wrangler and Miniflare leave workerd behind if only node is killed)."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path = REPO_ROOT) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**os.environ, **OFFLINE_ENV, **(env or {})},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+        self._done = False
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            with self._cond:
+                self._lines.append(raw.decode("utf-8", errors="replace"))
+                self._cond.notify_all()
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._cond:
+            return "".join(self._lines)
+
+    def wait_for(self, pattern: str, timeout: float = STARTUP_TIMEOUT_S) -> re.Match[str]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                match = regex.search("".join(self._lines))
+                if match:
+                    return match
+                remaining = deadline - time.monotonic()
+                if self._done or remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+        self.stop()
+        pytest.fail(f"{self.argv[:3]} did not print {pattern!r}:\n{self.output}", pytrace=False)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the group (workerd), SIGTERM'd node or not.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+
+
+def wait_for_port(port: int, timeout: float = STARTUP_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s", pytrace=False)
+
+
+# --------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def worker_build() -> Path:
+    """Builds the Worker once per session; fails (not skips) without the toolchain."""
+    for path, what in [(SERVE_MJS, "the repository"), (WRANGLER, "scripts/setup"), (NODE_MODULES / "miniflare", "scripts/setup")]:
+        if not path.exists():
+            pytest.fail(f"{path} is missing: run {what}", pytrace=False)
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "build-worker")],
+        cwd=REPO_ROOT,
+        env={**os.environ, **OFFLINE_ENV},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"scripts/build-worker failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
+    if not (WORKER_BUILD / "index.js").is_file():
+        pytest.fail(f"scripts/build-worker left no {WORKER_BUILD / 'index.js'}", pytrace=False)
+    return WORKER_BUILD
+
+
+@pytest.fixture(scope="module")
+def bridge_upstream() -> Iterator[str]:
+    """The native mcp-proxy bridging server-everything: a Streamable HTTP server at /mcp."""
+    if not (PROXY_BIN.is_file() and os.access(PROXY_BIN, os.X_OK)):
+        pytest.fail(f"mcp-proxy binary not found: {PROXY_BIN} (set MCP_PROXY_BIN)", pytrace=False)
+    if not SERVER_EVERYTHING_JS.is_file():
+        pytest.fail(f"server-everything not installed at {SERVER_EVERYTHING_JS}; run scripts/setup", pytrace=False)
+    process = Process([str(PROXY_BIN), "--port", "0", "--", "node", str(SERVER_EVERYTHING_JS), "stdio"])
+    match = process.wait_for(r"listening on http://([^\s/]+)")
+    yield f"http://{match.group(1)}/mcp"
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def python_upstream() -> Iterator[str]:
+    """The Python SDK server in streamable-http mode (answers in SSE)."""
+    port = free_port()
+    process = Process([sys.executable, str(HTTP_SERVER_PY), str(port)])
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}/mcp"
+    process.stop()
+
+
+class Worker:
+    """The built Worker in workerd (Miniflare), with the given vars and secrets."""
+
+    def __init__(self, bindings: Mapping[str, str], tmp_path: Path) -> None:
+        bindings_file = tmp_path / f"bindings-{id(self)}.json"
+        bindings_file.write_text(json.dumps(dict(bindings)))
+        self.process = Process(["node", str(SERVE_MJS), "--bindings", str(bindings_file)])
+        self.base_url = self.process.wait_for(r"worker listening on (http://\S+)").group(1)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    @property
+    def log(self) -> str:
+        return self.process.output
+
+
+@pytest.fixture
+def start_worker(worker_build: Path, tmp_path: Path) -> Iterator:
+    started: list[Worker] = []
+
+    def start(bindings: Mapping[str, str]) -> Worker:
+        worker = Worker(bindings, tmp_path)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.process.stop()
+
+
+def config_text(servers: Mapping[str, Mapping[str, object]]) -> str:
+    return json.dumps({"mcpServers": servers})
+
+
+SESSION_KEY = "test-session-key-0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def worker(start_worker, bridge_upstream: str, python_upstream: str) -> Worker:
+    """A Worker in front of both upstreams: ``/everything/mcp`` and ``/py/mcp``."""
+    servers = {
+        "everything": {"type": "streamable-http", "url": bridge_upstream},
+        "py": {"type": "streamable-http", "url": python_upstream},
+    }
+    return start_worker({"MCP_PROXY_CONFIG": config_text(servers), "MCP_PROXY_SESSION_KEY": SESSION_KEY})
+
+
+# --------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------
+
+
+def test_ping(worker: Worker) -> None:
+    response = httpx.get(worker.url("/ping"))
+    assert (response.status_code, response.text) == (200, "pong")
+
+
+@pytest.mark.parametrize(
+    ("server", "server_name"), [("everything", "mcp-servers/everything"), ("py", "worker-test-http-server")]
+)
+def test_initialize_reaches_the_upstream(worker: Worker, server: str, server_name: str) -> None:
+    # One request, so no session needs to outlive it: works with or without edge mode.
+    response = httpx.post(worker.url(f"/{server}/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS, timeout=30)
+    assert response.status_code == 200, response.text
+    if response.headers["content-type"].startswith("text/event-stream"):
+        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        message = json.loads(data[-1])
+    else:
+        message = response.json()
+    assert message["result"]["serverInfo"]["name"] == server_name, message
+    assert response.headers.get("mcp-session-id"), response.headers
+
+
+@needs_edge
+@pytest.mark.anyio
+@pytest.mark.parametrize(("server", "tool"), [("everything", "echo"), ("py", "echo")])
+async def test_sdk_client_lists_and_calls_tools(worker: Worker, server: str, tool: str) -> None:
+    async with streamable_http_client(worker.url(f"/{server}/mcp")) as (read, write):
+        async with ClientSession(read, write, read_timeout_seconds=30) as session:
+            await session.initialize()
+            tools = await session.list_tools()
+            assert tool in [t.name for t in tools.tools]
+            result = await session.call_tool(tool, {"message": "through the edge"})
+            assert "through the edge" in result.content[0].text
+
+
+@needs_edge
+@pytest.mark.anyio
+async def test_upstream_sse_flows_through(worker: Worker) -> None:
+    logged: list[str] = []
+
+    async def on_log(params) -> None:
+        logged.append(str(params.data))
+
+    async with streamable_http_client(worker.url("/py/mcp")) as (read, write):
+        async with ClientSession(read, write, read_timeout_seconds=30, logging_callback=on_log) as session:
+            await session.initialize()
+            result = await session.call_tool("countdown", {"count": 3})
+    assert result.content[0].text == "done"
+    assert len(logged) == 3, logged
+
+
+@needs_edge
+def test_stdio_server_is_refused_by_name(start_worker, bridge_upstream: str) -> None:
+    servers = {
+        "remote": {"type": "streamable-http", "url": bridge_upstream},
+        "local-tool": {"command": "node", "args": ["server.js"]},
+    }
+    worker = start_worker({"MCP_PROXY_CONFIG": config_text(servers), "MCP_PROXY_SESSION_KEY": SESSION_KEY})
+    response = httpx.post(worker.url("/local-tool/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS, timeout=30)
+    # Refused by the core, before any attempt to start a process.
+    assert response.status_code >= 400 or "error" in response.json(), response.text
+    assert "local-tool" in response.text + worker.log, (response.text, worker.log)
+    assert "cannot start" not in worker.log, worker.log
+
+
+def test_missing_config_is_a_clear_500(start_worker) -> None:
+    worker = start_worker({})
+    response = httpx.get(worker.url("/ping"))
+    assert response.status_code == 500
+    assert "MCP_PROXY_CONFIG" in response.json()["error"]["message"]
+
+
+def test_invalid_config_names_the_binding(start_worker) -> None:
+    worker = start_worker({"MCP_PROXY_CONFIG": '{"mcpServers": ['})
+    response = httpx.post(worker.url("/a/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS)
+    assert response.status_code == 500
+    message = response.json()["error"]["message"]
+    assert "MCP_PROXY_CONFIG" in message, message
+
+
+def test_cors_preflight(start_worker, bridge_upstream: str) -> None:
+    worker = start_worker(
+        {
+            "MCP_PROXY_CONFIG": config_text({"everything": {"type": "streamable-http", "url": bridge_upstream}}),
+            "MCP_PROXY_CORS_ORIGIN": "https://app.example, https://other.example",
+        }
+    )
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    allowed = httpx.options(worker.url("/everything/mcp"), headers={"Origin": "https://app.example", **preflight})
+    assert allowed.status_code in (200, 204), allowed.text
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    denied = httpx.options(worker.url("/everything/mcp"), headers={"Origin": "https://evil.example", **preflight})
+    assert denied.headers.get("access-control-allow-origin") != "https://evil.example"
+
+
+def test_api_key(start_worker, bridge_upstream: str) -> None:
+    worker = start_worker(
+        {
+            "MCP_PROXY_CONFIG": config_text({"everything": {"type": "streamable-http", "url": bridge_upstream}}),
+            "MCP_PROXY_API_KEY": "s3cret",
+        }
+    )
+    missing = httpx.post(worker.url("/everything/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS)
+    assert missing.status_code == 401, missing.text
+    wrong = httpx.post(
+        worker.url("/everything/mcp"), json=INITIALIZE, headers={**MCP_POST_HEADERS, "Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401, wrong.text
+    right = httpx.post(
+        worker.url("/everything/mcp"),
+        json=INITIALIZE,
+        headers={**MCP_POST_HEADERS, "Authorization": "Bearer s3cret"},
+        timeout=30,
+    )
+    assert right.status_code == 200, right.text
+    assert httpx.get(worker.url("/ping")).status_code == 200
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_body_too_large(worker: Worker, framing: str) -> None:
+    body = b"x" * (MAX_BODY_SIZE + 1)
+    content = body if framing == "content-length" else iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+    response = httpx.post(worker.url("/everything/mcp"), content=content, headers=MCP_POST_HEADERS, timeout=60)
+    assert response.status_code == 413, response.text
+
+
+def test_wrangler_dev_serves_from_the_root_config(worker_build: Path, bridge_upstream: str, tmp_path: Path) -> None:
+    port = free_port()
+    config = config_text({"everything": {"type": "streamable-http", "url": bridge_upstream}})
+    process = Process(
+        [
+            str(WRANGLER),
+            "dev",
+            "--local",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--persist-to",
+            str(tmp_path / "persist"),
+            "--var",
+            f"MCP_PROXY_CONFIG:{config}",
+            "--show-interactive-dev-session=false",
+        ],
+        env={"WRANGLER_LOG_PATH": str(tmp_path / "logs"), "CI": "1"},
+    )
+    try:
+        process.wait_for(r"Ready on http://", timeout=240)
+        response = httpx.get(f"http://127.0.0.1:{port}/ping", timeout=30)
+        assert (response.status_code, response.text) == (200, "pong"), process.output
+    finally:
+        process.stop()
+
+
+def test_wrangler_deploy_dry_run(worker_build: Path, tmp_path: Path) -> None:
+    outdir = tmp_path / "out"
+    result = subprocess.run(
+        [str(WRANGLER), "deploy", "--dry-run", "--outdir", str(outdir)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **OFFLINE_ENV, "WRANGLER_LOG_PATH": str(tmp_path / "logs"), "CI": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "--dry-run: exiting now" in result.stdout + result.stderr, result.stdout
+    assert any(path.suffix == ".wasm" for path in outdir.iterdir()), list(outdir.iterdir())
