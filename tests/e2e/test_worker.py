@@ -40,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO_ROOT / "tests" / "node_modules"
 SERVE_MJS = REPO_ROOT / "tests" / "worker" / "serve.mjs"
 HTTP_SERVER_PY = REPO_ROOT / "tests" / "worker" / "http_server.py"
+SLOW_SSE_SERVER_PY = REPO_ROOT / "tests" / "worker" / "slow_sse_server.py"
 WRANGLER = NODE_MODULES / ".bin" / "wrangler"
 WORKER_BUILD = REPO_ROOT / "crates" / "worker" / "build"
 PROXY_BIN = Path(os.environ.get("MCP_PROXY_BIN") or REPO_ROOT / "target" / "release" / "mcp-proxy")
@@ -218,6 +219,20 @@ def python_upstream() -> Iterator[str]:
     process.stop()
 
 
+#: How long the slow upstream waits between its two events.
+SLOW_PAUSE_S = 1.5
+
+
+@pytest.fixture(scope="module")
+def slow_sse_upstream() -> Iterator[str]:
+    """Answers initialize in SSE: a notification, then the result SLOW_PAUSE_S later."""
+    port = free_port()
+    process = Process([sys.executable, str(SLOW_SSE_SERVER_PY), str(port), str(SLOW_PAUSE_S)])
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}/mcp"
+    process.stop()
+
+
 class Worker:
     """The built Worker in workerd (Miniflare), with the given vars and secrets."""
 
@@ -292,6 +307,23 @@ def test_initialize_reaches_the_upstream(worker: Worker, server: str, server_nam
     assert response.headers.get("mcp-session-id"), response.headers
 
 
+def test_upstream_events_stream_one_by_one(start_worker, slow_sse_upstream: str) -> None:
+    worker = start_worker({"MCP_PROXY_CONFIG": config_text({"slow": {"type": "streamable-http", "url": slow_sse_upstream}})})
+    arrivals: list[tuple[float, dict]] = []
+    with httpx.stream(
+        "POST", worker.url("/slow/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS, timeout=30
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                arrivals.append((time.monotonic(), json.loads(line[5:])))
+    assert [message.get("method") for _, message in arrivals] == ["notifications/message", None], arrivals
+    assert arrivals[1][1]["result"]["serverInfo"]["name"] == "slow-sse"
+    # The notification reached the client while the upstream was still pausing.
+    assert arrivals[1][0] - arrivals[0][0] > SLOW_PAUSE_S * 0.6, arrivals
+
+
 @needs_edge
 @pytest.mark.anyio
 @pytest.mark.parametrize(("server", "tool"), [("everything", "echo"), ("py", "echo")])
@@ -308,17 +340,20 @@ async def test_sdk_client_lists_and_calls_tools(worker: Worker, server: str, too
 @needs_edge
 @pytest.mark.anyio
 async def test_upstream_sse_flows_through(worker: Worker) -> None:
-    logged: list[str] = []
+    logged: list[float] = []
 
     async def on_log(params) -> None:
-        logged.append(str(params.data))
+        logged.append(time.monotonic())
 
     async with streamable_http_client(worker.url("/py/mcp")) as (read, write):
         async with ClientSession(read, write, read_timeout_seconds=30, logging_callback=on_log) as session:
             await session.initialize()
-            result = await session.call_tool("countdown", {"count": 3})
+            result = await session.call_tool("countdown", {"count": 3, "pause": 0.5})
+            answered = time.monotonic()
     assert result.content[0].text == "done"
     assert len(logged) == 3, logged
+    # Each event came as it was sent, not all at the end.
+    assert answered - logged[0] > 1.0, (logged, answered)
 
 
 @needs_edge

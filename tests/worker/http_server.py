@@ -6,10 +6,11 @@ Worker's end-to-end tests: a remote upstream that answers in SSE, as most server
 Serves ``http://127.0.0.1:PORT/mcp``. Tools:
 
 * ``echo {message}`` -> text ``"Echo: <message>"``
-* ``countdown {count}`` -> sends ``count`` log messages (one SSE event each), then answers
-  ``"done"``
+* ``countdown {count, pause}`` -> sends ``count`` log messages (one SSE event each),
+  ``pause`` seconds apart, then answers ``"done"``
 """
 
+import asyncio
 import sys
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -24,10 +25,11 @@ def echo(message: str) -> str:
 
 
 @server.tool()
-async def countdown(count: int, ctx: Context) -> str:
-    """Logs ``count`` messages, then answers."""
+async def countdown(count: int, ctx: Context, pause: float = 0.0) -> str:
+    """Logs ``count`` messages ``pause`` seconds apart, then answers."""
     for remaining in range(count, 0, -1):
         await ctx.info(f"countdown {remaining}")
+        await asyncio.sleep(pause)
     return "done"
 
 
