@@ -56,6 +56,7 @@ mod pool;
 mod proxy;
 mod route;
 mod session;
+mod shared;
 pub mod sse;
 mod sse_parser;
 mod streamable;

@@ -158,6 +158,8 @@ pub struct Proxy {
     pub(crate) temporary_count: u64,
     /// Remote upstreams and their fetches.
     pub(crate) http: crate::upstream_http::HttpUpstreams,
+    /// Upstreams shared by every session of their server.
+    pub(crate) shared: crate::shared::SharedUpstreams,
     /// Answers the proxy gives itself, delivered at the end of the turn.
     local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::jsonrpc::ErrorObject>)>,
     /// The latest time handed in.
@@ -189,6 +191,7 @@ impl Proxy {
             temporary_servers: Default::default(),
             temporary_count: 0,
             http: Default::default(),
+            shared: Default::default(),
             local_answers: VecDeque::new(),
             now,
             next_upstream: 0,
@@ -373,8 +376,11 @@ impl Proxy {
     }
 
     pub(crate) fn handle_upstream_message(&mut self, upstream: UpstreamId, data: &[u8]) {
-        let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
-            return;
+        let shared = self.shared.server_of(upstream);
+        let session_id = match (shared, self.by_upstream.get(&upstream)) {
+            (Some(_), _) => SessionId::unowned(),
+            (None, Some(session_id)) => session_id.clone(),
+            (None, None) => return,
         };
         let messages = match Payload::parse(data) {
             Ok(Payload::Single(message)) => vec![message],
@@ -395,8 +401,12 @@ impl Proxy {
                 let text = String::from_utf8_lossy(&message.to_bytes()).into_owned();
                 self.log(LogLevel::Debug, format!("session {session_id} <- {name}: {text}"));
             }
+            if let Some(server) = shared {
+                self.shared_message(server, upstream, message);
+                continue;
+            }
             match message {
-                Message::Response(response) => self.handle_upstream_response(&session_id, response),
+                Message::Response(response) => self.handle_upstream_response(upstream, response),
                 Message::Notification(notification) if notification.method == "notifications/progress" => {
                     let target = mcp::progress_notification_token(&notification.params)
                         .and_then(|token| self.sessions.get(&session_id)?.progress.get(&token).copied())
@@ -417,18 +427,19 @@ impl Proxy {
         }
     }
 
-    fn handle_upstream_response(&mut self, session_id: &SessionId, mut response: Response) {
+    /// An upstream answered a request: back to whoever asked, with the id they used.
+    pub(crate) fn handle_upstream_response(&mut self, upstream: UpstreamId, mut response: Response) {
         let pending = match response.id {
             Some(RequestId::Number(number)) => self
                 .pending
                 .get(ProxyRequestId(number))
-                .filter(|p| p.session == *session_id)
+                .filter(|p| p.upstream == upstream)
                 .map(|_| ProxyRequestId(number)),
             _ => None,
         };
         let Some(proxy_id) = pending else {
-            let message =
-                format!("session {session_id}: dropped a response to no request in flight (id {:?})", response.id);
+            let name = self.upstream_name(upstream);
+            let message = format!("{name}: dropped a response to no request in flight (id {:?})", response.id);
             return self.log(LogLevel::Warn, message);
         };
         let Some(pending) = self.take_pending(proxy_id) else {
@@ -446,6 +457,9 @@ impl Proxy {
     }
 
     pub(crate) fn handle_upstream_closed(&mut self, upstream: UpstreamId, reason: String) {
+        if let Some(server) = self.shared.server_of(upstream) {
+            return self.shared_closed(server, upstream, reason);
+        }
         let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
             return;
         };
@@ -483,6 +497,7 @@ impl Proxy {
                 Timer::KeepAlive => self.keep_alive(),
                 Timer::PoolWait(exchange) => self.pool_wait_expired(exchange),
                 Timer::Rejoin(session_id, server) => self.rejoin(now, &session_id, server),
+                Timer::SharedRespawn(server) => self.shared_respawn(server),
                 Timer::Connect(session_id) => {
                     let expecting = self
                         .sessions
@@ -590,6 +605,9 @@ impl Proxy {
             }
         }
         request.id = RequestId::Number(proxy_id.0);
+        if self.shared.server_of(upstream).is_some() {
+            return self.send_shared(server, proxy_id, request);
+        }
         self.send_upstream(upstream, &Message::Request(request));
     }
 
@@ -644,6 +662,9 @@ impl Proxy {
         if pending.reply_to == ReplyTo::Rejoin {
             return self.rejoined(&pending.session, pending.server, response.outcome);
         }
+        if pending.reply_to == ReplyTo::SharedInitialize {
+            return self.shared_initialized(pending.server, pending.upstream, response.outcome);
+        }
         let succeeded = response.outcome.is_ok();
         if pending.initialize {
             if let Some(session) = self.sessions.get_mut(&pending.session) {
@@ -664,7 +685,7 @@ impl Proxy {
         match pending.reply_to {
             ReplyTo::SessionStream => self.route_to_session(&pending.session, &message),
             ReplyTo::Exchange(exchange_id) => self.answer_post(exchange_id, message),
-            ReplyTo::PoolInitialize | ReplyTo::Aggregate(_) | ReplyTo::Rejoin => {}
+            ReplyTo::PoolInitialize | ReplyTo::Aggregate(_) | ReplyTo::Rejoin | ReplyTo::SharedInitialize => {}
         }
         if pending.initialize && !succeeded && self.sessions.get(&pending.session).is_some_and(Session::is_streamable) {
             self.end_session(&pending.session, &RequestError::SessionEnded, "the server refused initialize");
@@ -677,6 +698,10 @@ impl Proxy {
             Some(session) => session.members.iter().filter(|m| !m.failed).map(|m| m.upstream).collect(),
             None => return,
         };
+        // A shared upstream was initialized by the proxy; a client's `initialized` has no place.
+        let initialized = message.method() == Some("notifications/initialized");
+        let upstreams: Vec<UpstreamId> =
+            upstreams.into_iter().filter(|u| !(initialized && self.shared.server_of(*u).is_some())).collect();
         for upstream in upstreams {
             self.send_upstream(upstream, message);
         }
@@ -699,7 +724,12 @@ impl Proxy {
 
     /// In a merged session two servers may use the same request ids: give a server's request
     /// an id of the proxy's own, remembered until the client answers.
-    fn name_server_request(&mut self, session_id: &SessionId, upstream: UpstreamId, mut request: Request) -> Request {
+    pub(crate) fn name_server_request(
+        &mut self,
+        session_id: &SessionId,
+        upstream: UpstreamId,
+        mut request: Request,
+    ) -> Request {
         let Some(session) = self.sessions.get_mut(session_id).filter(|s| s.target == Target::Merged) else {
             return request;
         };
@@ -745,6 +775,9 @@ impl Proxy {
 
     /// The server behind an upstream.
     fn server_of_upstream(&self, upstream: UpstreamId) -> Option<usize> {
+        if let Some(server) = self.shared.server_of(upstream) {
+            return Some(server);
+        }
         self.sessions.get(self.by_upstream.get(&upstream)?)?.server_of(upstream)
     }
 
