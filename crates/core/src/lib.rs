@@ -40,6 +40,7 @@ mod aggregate;
 pub mod config;
 pub mod config_file;
 mod delivery;
+mod edge;
 pub mod error;
 mod event_store;
 mod exchange;
@@ -64,7 +65,7 @@ mod temporary;
 mod time;
 mod upstream_http;
 
-pub use config::{Config, Cors, StdioServer, Transports};
+pub use config::{Config, Cors, Edge, StdioServer, Transports};
 pub use error::{ConfigError, RequestError};
 pub use http::{Header, HttpRequest, ResponseHead};
 pub use ids::{ExchangeId, SessionId, UpstreamId};

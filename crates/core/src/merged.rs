@@ -52,12 +52,6 @@ impl Proxy {
         };
         let live = session.live_servers();
         let method = request.method.clone();
-        if method == "initialize" {
-            let params = request.params.clone();
-            if let Some(session) = self.sessions.get_mut(session_id) {
-                session.initialize_params = params;
-            }
-        }
         if FAN_OUT.contains(&method.as_str()) {
             return self.fan_out(now, session_id, reply_to, request, live);
         }

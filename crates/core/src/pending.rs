@@ -91,6 +91,11 @@ impl Pending {
         self.requests.get(&id)
     }
 
+    /// The request in flight on `upstream` that its client calls `id`.
+    pub(crate) fn find(&self, upstream: UpstreamId, id: &RequestId) -> Option<ProxyRequestId> {
+        self.requests.iter().find(|(_, p)| p.upstream == upstream && p.original_id == *id).map(|(proxy, _)| *proxy)
+    }
+
     /// The requests in flight on `upstream`.
     pub(crate) fn ids_on(&self, upstream: UpstreamId) -> Vec<ProxyRequestId> {
         self.requests.iter().filter(|(_, p)| p.upstream == upstream).map(|(id, _)| *id).collect()

@@ -160,6 +160,8 @@ pub struct Proxy {
     pub(crate) http: crate::upstream_http::HttpUpstreams,
     /// Upstreams shared by every session of their server.
     pub(crate) shared: crate::shared::SharedUpstreams,
+    /// At the edge: seals sessions into their ids.
+    pub(crate) sealer: Option<crate::edge::Sealer>,
     /// Answers the proxy gives itself, delivered at the end of the turn.
     local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::jsonrpc::ErrorObject>)>,
     /// The latest time handed in.
@@ -177,6 +179,8 @@ impl Proxy {
     /// children are started at once: drain [`Proxy::poll_output`] after this.
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Proxy {
         let stateless = config.stateless;
+        let sealer =
+            config.edge.as_ref().map(|edge| crate::edge::Sealer::new(&edge.session_key, edge.session_max_age_secs));
         let mut proxy = Proxy {
             config,
             rng: ChaCha20Rng::from_seed(seed),
@@ -192,6 +196,7 @@ impl Proxy {
             temporary_count: 0,
             http: Default::default(),
             shared: Default::default(),
+            sealer,
             local_answers: VecDeque::new(),
             now,
             next_upstream: 0,
@@ -295,6 +300,10 @@ impl Proxy {
             return self.refuse_unauthorized(exchange, cors, "Unauthorized: missing or invalid API key");
         }
         let is_api = path == crate::admin::API || path.starts_with("/api/servers/");
+        if is_api && self.sealer.is_some() {
+            let message = "Not Found: no runtime server API at the edge (servers come from the Worker's configuration)";
+            return self.refuse(exchange, cors, 404, message);
+        }
         if is_api && !self.config.is_bridge() {
             return self.handle_admin(request, cors);
         }
@@ -429,12 +438,14 @@ impl Proxy {
 
     /// An upstream answered a request: back to whoever asked, with the id they used.
     pub(crate) fn handle_upstream_response(&mut self, upstream: UpstreamId, mut response: Response) {
-        let pending = match response.id {
+        let pending = match &response.id {
+            // At the edge requests go upstream under the client's own ids (see `forward_to`).
+            Some(id) if self.sealer.is_some() => self.pending.find(upstream, id),
             Some(RequestId::Number(number)) => self
                 .pending
-                .get(ProxyRequestId(number))
+                .get(ProxyRequestId(*number))
                 .filter(|p| p.upstream == upstream)
-                .map(|_| ProxyRequestId(number)),
+                .map(|_| ProxyRequestId(*number)),
             _ => None,
         };
         let Some(proxy_id) = pending else {
@@ -446,6 +457,11 @@ impl Proxy {
             return;
         };
         response.id = Some(pending.original_id.clone());
+        if let (true, Ok(result)) = (pending.initialize, &response.outcome) {
+            if let Some(version) = result.get("protocolVersion").and_then(serde_json::Value::as_str) {
+                self.set_http_protocol(upstream, version);
+            }
+        }
         let filter = self.config.servers.get(pending.server).and_then(|s| s.options.tool_filter.as_ref());
         if let (true, Ok(result), Some(filter)) = (pending.lists_tools, &mut response.outcome, filter) {
             // A merged list is filtered as it is merged.
@@ -478,8 +494,12 @@ impl Proxy {
                         continue;
                     };
                     if self.sessions.contains_key(&pending.session) {
+                        let wire_id = match self.sealer {
+                            Some(_) => serde_json::to_value(&pending.original_id).unwrap_or_default(),
+                            None => serde_json::Value::from(proxy_id.0),
+                        };
                         let params =
-                            serde_json::json!({"requestId": proxy_id.0, "reason": "request timed out in the proxy"});
+                            serde_json::json!({"requestId": wire_id, "reason": "request timed out in the proxy"});
                         let cancel =
                             Message::Notification(Notification { method: mcp::CANCELLED.into(), params: Some(params) });
                         self.send_upstream(pending.upstream, &cancel);
@@ -551,9 +571,12 @@ impl Proxy {
         reply_to: ReplyTo,
         request: Request,
     ) {
-        let Some(session) = self.sessions.get(session_id) else {
+        let Some(session) = self.sessions.get_mut(session_id) else {
             return;
         };
+        if request.method == mcp::INITIALIZE {
+            session.initialize_params.clone_from(&request.params);
+        }
         let server = match session.target {
             Target::Merged => return self.dispatch_merged(now, session_id, reply_to, request),
             Target::Server(server) => server,
@@ -604,7 +627,12 @@ impl Proxy {
                 return self.local_answers.push_back((proxy_id, Err(error)));
             }
         }
-        request.id = RequestId::Number(proxy_id.0);
+        // At the edge every request is served by a fresh proxy and each client session has
+        // upstream sessions of its own: the client's ids are unique there, and keeping them
+        // lets a cancellation sent in a later request name the request.
+        if self.sealer.is_none() {
+            request.id = RequestId::Number(proxy_id.0);
+        }
         if self.shared.server_of(upstream).is_some() {
             return self.send_shared(server, proxy_id, request);
         }
@@ -635,8 +663,21 @@ impl Proxy {
     /// Returns the upstream the cancellation is for, if the request is still in flight.
     fn rewrite_cancellation(&mut self, session_id: &SessionId, notification: &mut Notification) -> Option<UpstreamId> {
         let client_id = mcp::cancelled_request_id(&notification.params)?;
-        let proxy_id = self.sessions.get(session_id).and_then(|s| s.proxy_id_of(&client_id))?;
-        mcp::set_cancelled_request_id(&mut notification.params, proxy_id.0);
+        let proxy_id = self.sessions.get(session_id).and_then(|s| s.proxy_id_of(&client_id));
+        let proxy_id = match (proxy_id, self.sealer.is_some()) {
+            (Some(proxy_id), false) => {
+                mcp::set_cancelled_request_id(&mut notification.params, proxy_id.0);
+                proxy_id
+            }
+            (Some(proxy_id), true) => proxy_id,
+            (None, false) => return None,
+            // At the edge the request went out in an earlier request, under the client's id.
+            (None, true) => {
+                let cancel = Message::Notification(notification.clone());
+                self.send_to_session_upstream(session_id, &cancel);
+                return None;
+            }
+        };
         let pending = self.take_pending(proxy_id)?;
         let upstream = pending.upstream;
         let response = Response::error(Some(pending.original_id.clone()), RequestError::Cancelled.to_error_object());
@@ -710,6 +751,10 @@ impl Proxy {
     /// A client answered a server's request: back to the server that asked, with its own id.
     fn forward_client_response(&mut self, session_id: &SessionId, mut response: Response) {
         let named = match (&response.id, self.sessions.get_mut(session_id)) {
+            (Some(RequestId::String(id)), Some(session)) if self.sealer.is_some() => {
+                crate::edge::unname_server_request(id)
+                    .and_then(|(server, original)| Some((session.upstream_of(server)?, original)))
+            }
             (Some(RequestId::String(id)), Some(session)) => session.server_requests.remove(id),
             _ => None,
         };
@@ -733,6 +778,13 @@ impl Proxy {
         let Some(session) = self.sessions.get_mut(session_id).filter(|s| s.target == Target::Merged) else {
             return request;
         };
+        if self.sealer.is_some() {
+            // Nothing is remembered at the edge: the id itself names the server.
+            if let Some(server) = session.server_of(upstream) {
+                request.id = RequestId::String(crate::edge::name_server_request(server, &request.id));
+            }
+            return request;
+        }
         self.next_server_request += 1;
         let id = format!("mcp-proxy-{}", self.next_server_request);
         if session.server_requests.len() >= crate::session::BACKLOG_LIMIT {

@@ -83,8 +83,8 @@ pub(crate) struct Session {
     pub(crate) resource_owners: HashMap<String, usize>,
     /// Which server a merged tool or prompt name came from (merged sessions, from the lists).
     pub(crate) name_owners: HashMap<String, usize>,
-    /// The client's `initialize` parameters (merged sessions: a server that comes back is
-    /// initialized with them).
+    /// The client's `initialize` parameters: a merged session's server that comes back, and an
+    /// expired upstream session at the edge, are initialized with them.
     pub(crate) initialize_params: Option<serde_json::Value>,
     /// The protocol revision negotiated at initialize, once known.
     pub(crate) protocol_version: Option<String>,

@@ -23,10 +23,16 @@ enum SessionLookup {
 }
 
 impl Proxy {
-    fn lookup_streamable_session(&self, request: &HttpRequest, target: Target) -> SessionLookup {
+    fn lookup_streamable_session(&mut self, request: &HttpRequest, target: Target) -> SessionLookup {
         let Some(header) = request.header("mcp-session-id") else {
             return SessionLookup::Missing;
         };
+        if self.sealer.is_some() {
+            return match self.restore_session(header.trim(), target) {
+                Some(id) => SessionLookup::Found(id),
+                None => SessionLookup::Unknown,
+            };
+        }
         match SessionId::parse(header.trim()) {
             Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable() && s.target == target) => {
                 SessionLookup::Found(id)
@@ -171,6 +177,17 @@ impl Proxy {
             return self.refuse(exchange, cors, 409, "Conflict: this session already has an open GET stream");
         }
         self.open_standalone(exchange, &session_id, cors, Vec::new());
+        if self.sealer.is_some() {
+            // At the edge the upstreams' streams live exactly as long as the client's.
+            let upstreams: Vec<_> = self
+                .sessions
+                .get(&session_id)
+                .map(|s| s.members.iter().filter(|m| !m.failed).map(|m| m.upstream).collect())
+                .unwrap_or_default();
+            for upstream in upstreams {
+                self.listen_upstream(upstream);
+            }
+        }
     }
 
     fn stateless_not_allowed(&mut self, exchange: crate::ids::ExchangeId, mut headers: Vec<Header>) {

@@ -154,6 +154,48 @@ impl Proxy {
         }
     }
 
+    /// A Streamable HTTP upstream's session id and revision, as far as known.
+    pub(crate) fn http_session_of(&self, upstream: UpstreamId) -> (Option<String>, Option<String>) {
+        match self.http.upstreams.get(&upstream).map(|u| &u.flavor) {
+            Some(Flavor::Streamable { session, protocol, .. }) => (session.clone(), protocol.clone()),
+            _ => (None, None),
+        }
+    }
+
+    /// Picks up an upstream session begun in an earlier request (at the edge): its id, its
+    /// revision, and the client's `initialize` parameters for when it expires.
+    pub(crate) fn resume_http_upstream(
+        &mut self,
+        upstream: UpstreamId,
+        session_id: Option<String>,
+        protocol_version: Option<String>,
+        params: Option<serde_json::Value>,
+    ) {
+        if let Some(HttpUpstream { flavor: Flavor::Streamable { session, protocol, initialize, .. }, .. }) =
+            self.http.upstreams.get_mut(&upstream)
+        {
+            *session = session_id;
+            *protocol = protocol_version;
+            *initialize = params;
+        }
+    }
+
+    /// Records the revision a Streamable HTTP upstream answered `initialize` with; later
+    /// requests carry it in `MCP-Protocol-Version`.
+    pub(crate) fn set_http_protocol(&mut self, upstream: UpstreamId, version: &str) {
+        if let Some(HttpUpstream { flavor: Flavor::Streamable { protocol, .. }, .. }) =
+            self.http.upstreams.get_mut(&upstream)
+        {
+            *protocol = Some(version.to_owned());
+        }
+    }
+
+    /// Streamable HTTP: opens the server-to-client stream of an upstream (at the edge, when
+    /// the client opens its own).
+    pub(crate) fn listen_upstream(&mut self, upstream: UpstreamId) {
+        self.open_listening_stream(upstream);
+    }
+
     fn fetch(
         &mut self,
         upstream: UpstreamId,
@@ -256,7 +298,8 @@ impl Proxy {
             }
         }
         if (200..300).contains(&status) {
-            if let Purpose::Post { initialized: true, .. } = purpose {
+            // At the edge the stream is opened only while a client listens (a GET).
+            if let (Purpose::Post { initialized: true, .. }, None) = (&purpose, &self.sealer) {
                 self.open_listening_stream(upstream);
             }
             return;

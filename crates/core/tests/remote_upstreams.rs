@@ -4,22 +4,7 @@
 mod harness;
 
 use harness::*;
-use mcp_proxy_core::{FetchRequest, Header, Input, Output};
-
-fn fetches(outputs: &[Output]) -> Vec<FetchRequest> {
-    outputs.iter().filter_map(|o| if let Output::Fetch(f) = o { Some(f.clone()) } else { None }).collect()
-}
-
-fn head(h: &mut Harness, fetch: u64, status: u16, headers: &[(&str, &str)]) -> Vec<Output> {
-    let headers = headers.iter().map(|(n, v)| Header::new(*n, *v)).collect();
-    h.input(Input::FetchHead { fetch, status, headers })
-}
-
-fn body(h: &mut Harness, fetch: u64, data: &str) -> Vec<Output> {
-    let mut outputs = h.input(Input::FetchData { fetch, data: data.as_bytes().to_vec() });
-    outputs.extend(h.input(Input::FetchEnd { fetch, error: None }));
-    outputs
-}
+use mcp_proxy_core::{Input, Output};
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
