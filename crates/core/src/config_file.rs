@@ -110,6 +110,9 @@ pub struct ServerOptions {
     /// One upstream (child or remote session) serves every session of this server, instead of
     /// one each.
     pub share_upstream: bool,
+    /// Pass the client's `Authorization` header on to this (remote) server. Off by default: the
+    /// MCP authorization specification forbids token pass-through unless meant.
+    pub forward_authorization: bool,
 }
 
 /// A tool filter.
@@ -150,6 +153,7 @@ struct PartialOptions {
     tool_filter: Option<ToolFilter>,
     disabled: bool,
     share_upstream: Option<bool>,
+    forward_authorization: bool,
 }
 
 impl PartialOptions {
@@ -161,6 +165,8 @@ impl PartialOptions {
             tool_filter: self.tool_filter.or_else(|| defaults.tool_filter.clone()),
             disabled: self.disabled,
             share_upstream: self.share_upstream.unwrap_or(defaults.share_upstream),
+            // Never inherited: each server that should see clients' credentials says so.
+            forward_authorization: self.forward_authorization,
         }
     }
 }
@@ -357,6 +363,7 @@ fn options(value: Option<&Value>, path: &str) -> Result<PartialOptions, ConfigEr
         tool_filter,
         disabled: boolean(map, "disabled", path)?.unwrap_or(false),
         share_upstream: boolean(map, "shareUpstream", path)?,
+        forward_authorization: boolean(map, "forwardAuthorization", path)?.unwrap_or(false),
     })
 }
 
@@ -547,6 +554,7 @@ fn v1_client(name: &str, value: &Value) -> Result<(UpstreamConfig, PartialOption
         tool_filter: None,
         disabled: false,
         share_upstream: None,
+        forward_authorization: false,
     };
     Ok((upstream, options))
 }

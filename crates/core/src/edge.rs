@@ -173,7 +173,8 @@ impl Proxy {
             let config = self.config.servers.get(server)?.upstream.clone();
             self.next_upstream += 1;
             let upstream = UpstreamId(self.next_upstream);
-            self.open_http_upstream(upstream, &config);
+            let forward = self.config.servers.get(server).is_some_and(|s| s.options.forward_authorization);
+            self.open_http_upstream(upstream, &config, forward);
             self.resume_http_upstream(
                 upstream,
                 member.session.clone(),

@@ -48,7 +48,9 @@ impl Proxy {
         let store_size =
             if matches!(transport, Transport::Streamable { .. }) { self.config.event_store_size } else { 0 };
         let events = EventStore::new(store_size, EVENT_STORE_BYTES);
-        self.sessions.insert(id.clone(), Session::new(target, members, state, transport, now, events));
+        let mut session = Session::new(target, members, state, transport, now, events);
+        session.client_authorization.clone_from(&self.request_authorization);
+        self.sessions.insert(id.clone(), session);
         let label = match target {
             Target::Server(server) => self.config.servers.get(server).map(|s| s.name.clone()).filter(|n| !n.is_empty()),
             Target::Merged => Some("the merged endpoint".to_owned()),

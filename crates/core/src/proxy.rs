@@ -162,6 +162,9 @@ pub struct Proxy {
     pub(crate) shared: crate::shared::SharedUpstreams,
     /// At the edge: seals sessions into their ids.
     pub(crate) sealer: Option<crate::edge::Sealer>,
+    /// The `Authorization` header of the HTTP request being handled (sessions it opens start
+    /// with it).
+    pub(crate) request_authorization: Option<String>,
     /// Answers the proxy gives itself, delivered at the end of the turn.
     local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::jsonrpc::ErrorObject>)>,
     /// The latest time handed in.
@@ -197,6 +200,7 @@ impl Proxy {
             http: Default::default(),
             shared: Default::default(),
             sealer,
+            request_authorization: None,
             local_answers: VecDeque::new(),
             now,
             next_upstream: 0,
@@ -252,7 +256,11 @@ impl Proxy {
         self.now = self.now.max(now);
         let now = self.now;
         match input {
-            Input::HttpRequest(request) => self.handle_http_request(now, request),
+            Input::HttpRequest(request) => {
+                self.request_authorization = request.header("authorization").map(str::to_owned);
+                self.handle_http_request(now, request);
+                self.request_authorization = None;
+            }
             Input::HttpClosed(exchange) => self.handle_http_closed(exchange),
             Input::UpstreamMessage { upstream, data } => self.handle_upstream_message(upstream, &data),
             Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason),
@@ -796,6 +804,22 @@ impl Proxy {
         session.server_requests.insert(id.clone(), (upstream, request.id));
         request.id = RequestId::String(id);
         request
+    }
+
+    /// Remembers the credentials of a client's request, for servers configured to forward them.
+    pub(crate) fn note_client_credentials(&mut self, session_id: &SessionId, request: &HttpRequest) {
+        if let Some(session) = self.sessions.get_mut(session_id) {
+            session.client_authorization = request.header("authorization").map(str::to_owned);
+        }
+    }
+
+    /// The credentials of the client behind `upstream`: its session's latest, or (while its
+    /// session is being opened) the request's.
+    pub(crate) fn client_authorization(&self, upstream: UpstreamId) -> Option<String> {
+        match self.by_upstream.get(&upstream).and_then(|id| self.sessions.get(id)) {
+            Some(session) => session.client_authorization.clone(),
+            None => self.request_authorization.clone(),
+        }
     }
 
     /// Sends a message to one upstream.

@@ -112,12 +112,15 @@ impl Proxy {
 
     /// Starts an upstream of `server` (a child, or a remote client) under a new id.
     fn start_upstream(&mut self, server: usize) -> Option<UpstreamId> {
-        let config = self.config.servers.get(server)?.upstream.clone();
+        let entry = self.config.servers.get(server)?;
+        let config = entry.upstream.clone();
+        // One client's credentials must not serve another's requests.
+        let forward = entry.options.forward_authorization && !entry.options.share_upstream;
         self.next_upstream += 1;
         let upstream = UpstreamId(self.next_upstream);
         match config {
             UpstreamConfig::Stdio(stdio) => self.outputs.push_back(Output::Spawn { upstream, server: stdio }),
-            remote => self.open_http_upstream(upstream, &remote),
+            remote => self.open_http_upstream(upstream, &remote, forward),
         }
         Some(upstream)
     }

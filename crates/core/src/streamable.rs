@@ -133,6 +133,7 @@ impl Proxy {
                 None => return,
             }
         };
+        self.note_client_credentials(&session_id, &request);
         if self.config.debug {
             self.log(
                 crate::proxy::LogLevel::Debug,
@@ -166,6 +167,7 @@ impl Proxy {
         let Some(session_id) = self.require_session(&request, &cors, target) else {
             return;
         };
+        self.note_client_credentials(&session_id, &request);
         if let Some(last) = request.header("last-event-id").and_then(EventId::parse) {
             return self.resume_stream(exchange, &session_id, cors, last);
         }
@@ -202,6 +204,7 @@ impl Proxy {
         let Some(session_id) = self.require_session(&request, &cors, target) else {
             return;
         };
+        self.note_client_credentials(&session_id, &request);
         self.end_session(&session_id, &RequestError::SessionEnded, "the client deleted it");
         self.respond(crate::http::ResponseHead { exchange: request.exchange, status: 200, headers: cors }, Vec::new());
     }

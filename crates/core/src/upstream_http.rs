@@ -38,6 +38,8 @@ pub(crate) struct HttpUpstream {
     url: String,
     headers: Vec<(String, String)>,
     flavor: Flavor,
+    /// Pass the client's `Authorization` on (the server's `forwardAuthorization`).
+    forward_authorization: bool,
 }
 
 #[derive(Debug)]
@@ -123,7 +125,12 @@ fn resolve(base: &str, endpoint: &str) -> String {
 
 impl Proxy {
     /// Connects a remote upstream (a legacy SSE one opens its stream at once).
-    pub(crate) fn open_http_upstream(&mut self, upstream: UpstreamId, config: &UpstreamConfig) {
+    pub(crate) fn open_http_upstream(
+        &mut self,
+        upstream: UpstreamId,
+        config: &UpstreamConfig,
+        forward_authorization: bool,
+    ) {
         let (url, headers, flavor) = match config {
             UpstreamConfig::StreamableHttp { url, headers, .. } => {
                 let flavor = Flavor::Streamable {
@@ -141,7 +148,7 @@ impl Proxy {
             UpstreamConfig::Stdio(_) => return,
         };
         let sse = matches!(flavor, Flavor::Sse { .. });
-        self.http.upstreams.insert(upstream, HttpUpstream { url: url.clone(), headers, flavor });
+        self.http.upstreams.insert(upstream, HttpUpstream { url: url.clone(), headers, flavor, forward_authorization });
         if sse {
             self.fetch(
                 upstream,
@@ -209,6 +216,12 @@ impl Proxy {
             return;
         };
         headers.extend(state.headers.iter().map(|(name, value)| Header::new(name.clone(), value.clone())));
+        let configured = state.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        if state.forward_authorization && !configured {
+            if let Some(credentials) = self.client_authorization(upstream) {
+                headers.push(Header::new("authorization", credentials));
+            }
+        }
         if let Flavor::Streamable { session, protocol, .. } = &state.flavor {
             if let Some(session) = session {
                 headers.push(Header::new("mcp-session-id", session.clone()));

@@ -149,3 +149,24 @@ fn an_expired_upstream_session_is_initialized_again_without_the_client_noticing(
         body(&mut h, replay.fetch, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"tools":[]}}}}"#, id["id"]));
     assert_eq!(response(&outputs, exchange).map(|(_, b)| b["id"].clone()), Some(serde_json::json!("call")));
 }
+
+#[test]
+fn client_credentials_reach_only_the_upstreams_configured_to_see_them() {
+    let mut h = Harness::aggregator(
+        r#"{"mcpServers": {
+            "closed": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/a"},
+            "open": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/b", "options": {"forwardAuthorization": true}},
+            "own": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/c", "headers": {"Authorization": "Bearer configured"}, "options": {"forwardAuthorization": true}}
+        }}"#,
+    );
+    let authorization = |path: &str, h: &mut Harness| {
+        let (_, outputs) = h.post_to(path, None, &[("authorization", "Bearer client-token")], INIT);
+        let post = fetches(&outputs).remove(0);
+        let found: Vec<String> =
+            post.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("authorization")).map(|h| h.value.clone()).collect();
+        found
+    };
+    assert!(authorization("/closed/mcp", &mut h).is_empty(), "no pass-through by default");
+    assert_eq!(authorization("/open/mcp", &mut h), ["Bearer client-token"]);
+    assert_eq!(authorization("/own/mcp", &mut h), ["Bearer configured"], "configured credentials win");
+}
