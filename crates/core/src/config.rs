@@ -258,11 +258,8 @@ impl Config {
                 UpstreamConfig::Stdio(_) => {
                     "is a stdio server: the edge runs no processes; give it a Streamable HTTP url"
                 }
-                UpstreamConfig::Sse { .. } => {
-                    "is a legacy SSE server: its session lives in one long connection, which the edge cannot keep \
-                     between requests; give it a Streamable HTTP url"
-                }
-                UpstreamConfig::StreamableHttp { .. } => continue,
+                // Served by opening a new upstream session per request (see `upstream_http`).
+                UpstreamConfig::Sse { .. } | UpstreamConfig::StreamableHttp { .. } => continue,
             };
             return Err(ConfigError::new(format!("mcpServers.{name}"), format!("server {name:?} {why}")));
         }

@@ -251,6 +251,14 @@ impl Proxy {
         self.pending.len()
     }
 
+    /// Whether the proxy has nothing left to finish: no client exchange open, no request
+    /// awaiting its answer, no message on its way to a remote upstream. A shell that runs one
+    /// proxy per HTTP request (the Worker) is done when this holds and the outputs are drained;
+    /// what is left (an upstream's listening stream) may then be abandoned.
+    pub fn is_idle(&self) -> bool {
+        self.exchanges.is_empty() && self.pending.len() == 0 && !self.http.delivering()
+    }
+
     /// Feeds one observation to the proxy.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.now = self.now.max(now);

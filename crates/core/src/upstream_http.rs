@@ -29,6 +29,9 @@ pub struct FetchRequest {
     pub body: Vec<u8>,
 }
 
+/// The id of the `initialize` the proxy sends itself to renew an upstream session.
+const REINITIALIZE_ID: &str = "mcp-proxy-reinitialize";
+
 /// The largest JSON body or SSE event read from an upstream.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -54,8 +57,10 @@ enum Flavor {
         initialize: Option<serde_json::Value>,
         reinit: Option<Vec<Vec<u8>>>,
     },
-    /// Legacy HTTP+SSE: a GET stream names the URL to POST messages to.
-    Sse { endpoint: Option<String>, waiting: Vec<Vec<u8>> },
+    /// Legacy HTTP+SSE: a GET stream names the URL to POST messages to. Its session lives as
+    /// long as the stream, so at the edge each request opens a new one and `replay`s the
+    /// client's `initialize` on it first (`replaying` until that is answered).
+    Sse { endpoint: Option<String>, waiting: Vec<Vec<u8>>, replay: Option<serde_json::Value>, replaying: bool },
 }
 
 /// What a fetch is for.
@@ -98,6 +103,11 @@ pub(crate) struct HttpUpstreams {
 }
 
 impl HttpUpstreams {
+    /// Whether a message is still on its way to an upstream (a POST, a DELETE, a renewal).
+    pub(crate) fn delivering(&self) -> bool {
+        self.fetches.values().any(|fetch| fetch.purpose != Purpose::Stream)
+    }
+
     /// Whether `upstream` is remote.
     pub(crate) fn contains(&self, upstream: UpstreamId) -> bool {
         self.upstreams.contains_key(&upstream)
@@ -143,7 +153,8 @@ impl Proxy {
                 (url.clone(), headers.clone(), flavor)
             }
             UpstreamConfig::Sse { url, headers } => {
-                (url.clone(), headers.clone(), Flavor::Sse { endpoint: None, waiting: Vec::new() })
+                let flavor = Flavor::Sse { endpoint: None, waiting: Vec::new(), replay: None, replaying: false };
+                (url.clone(), headers.clone(), flavor)
             }
             UpstreamConfig::Stdio(_) => return,
         };
@@ -178,12 +189,14 @@ impl Proxy {
         protocol_version: Option<String>,
         params: Option<serde_json::Value>,
     ) {
-        if let Some(HttpUpstream { flavor: Flavor::Streamable { session, protocol, initialize, .. }, .. }) =
-            self.http.upstreams.get_mut(&upstream)
-        {
-            *session = session_id;
-            *protocol = protocol_version;
-            *initialize = params;
+        match self.http.upstreams.get_mut(&upstream).map(|u| &mut u.flavor) {
+            Some(Flavor::Streamable { session, protocol, initialize, .. }) => {
+                *session = session_id;
+                *protocol = protocol_version;
+                *initialize = params;
+            }
+            Some(Flavor::Sse { replay, .. }) => *replay = params,
+            _ => {}
         }
     }
 
@@ -260,8 +273,8 @@ impl Proxy {
                 }
                 Some(state.url.clone())
             }
-            Flavor::Sse { endpoint: Some(endpoint), .. } => Some(endpoint.clone()),
-            Flavor::Sse { endpoint: None, waiting } => {
+            Flavor::Sse { endpoint: Some(endpoint), replaying: false, .. } => Some(endpoint.clone()),
+            Flavor::Sse { waiting, .. } => {
                 waiting.push(data.clone());
                 None
             }
@@ -396,6 +409,9 @@ impl Proxy {
         for event in events {
             match event.event.as_str() {
                 "endpoint" => self.sse_endpoint(upstream, &event.data),
+                "message" if self.is_replayed_initialize(upstream, &event.data) => {
+                    self.sse_replayed(upstream, &event.data)
+                }
                 "message" if !event.data.is_empty() => self.handle_upstream_message(upstream, event.data.as_bytes()),
                 _ => {}
             }
@@ -404,13 +420,28 @@ impl Proxy {
 
     /// Legacy SSE: the stream named where to POST; send what waited.
     fn sse_endpoint(&mut self, upstream: UpstreamId, endpoint: &str) {
-        let Some(HttpUpstream { url, flavor: Flavor::Sse { endpoint: known, waiting }, .. }) =
+        let Some(HttpUpstream { url, flavor: Flavor::Sse { endpoint: known, waiting, replay, replaying }, .. }) =
             self.http.upstreams.get_mut(&upstream)
         else {
             return;
         };
         let resolved = resolve(url, endpoint.trim());
         *known = Some(resolved.clone());
+        if let Some(params) = replay.take() {
+            *replaying = true;
+            let body =
+                serde_json::json!({"jsonrpc": "2.0", "id": REINITIALIZE_ID, "method": "initialize", "params": params});
+            let headers = vec![Header::new("content-type", "application/json")];
+            let body = serde_json::to_vec(&body).unwrap_or_default();
+            return self.fetch(
+                upstream,
+                "POST",
+                resolved,
+                headers,
+                body,
+                Purpose::Post { request: None, initialized: false },
+            );
+        }
         let waiting = std::mem::take(waiting);
         for data in waiting {
             let headers = vec![Header::new("content-type", "application/json")];
@@ -484,7 +515,8 @@ impl Proxy {
         *listening = false;
         *reinit = Some(vec![message]);
         let url = url.clone();
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": "mcp-proxy-reinitialize", "method": "initialize", "params": params});
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": REINITIALIZE_ID, "method": "initialize", "params": params});
         let headers = vec![
             Header::new("content-type", "application/json"),
             Header::new("accept", "application/json, text/event-stream"),
@@ -511,6 +543,41 @@ impl Proxy {
             match Message::parse(&data) {
                 Ok(message) => self.http_send(upstream, &message, data),
                 Err(_) => continue,
+            }
+        }
+    }
+
+    /// Whether a legacy SSE message answers the `initialize` the proxy replayed.
+    fn is_replayed_initialize(&self, upstream: UpstreamId, data: &str) -> bool {
+        let replaying =
+            matches!(self.http.upstreams.get(&upstream).map(|u| &u.flavor), Some(Flavor::Sse { replaying: true, .. }));
+        replaying
+            && matches!(Message::parse(data.as_bytes()), Ok(Message::Response(Response { id: Some(RequestId::String(id)), .. })) if id == REINITIALIZE_ID)
+    }
+
+    /// The replayed `initialize` was answered: confirm it, then send what waited (but the
+    /// client's own `initialized`, which this upstream session must not see twice).
+    fn sse_replayed(&mut self, upstream: UpstreamId, data: &str) {
+        if let Ok(Message::Response(Response { outcome: Err(error), .. })) = Message::parse(data.as_bytes()) {
+            return self.handle_upstream_gone(upstream, format!("the upstream refused initialize: {}", error.message));
+        }
+        let Some(HttpUpstream { flavor: Flavor::Sse { waiting, replaying, .. }, .. }) =
+            self.http.upstreams.get_mut(&upstream)
+        else {
+            return;
+        };
+        *replaying = false;
+        let waiting = std::mem::take(waiting);
+        let initialized = Message::Notification(crate::jsonrpc::Notification {
+            method: "notifications/initialized".into(),
+            params: None,
+        });
+        self.http_send(upstream, &initialized, initialized.to_bytes());
+        for data in waiting {
+            match Message::parse(&data) {
+                Ok(message) if message.method() == Some("notifications/initialized") => {}
+                Ok(message) => self.http_send(upstream, &message, data),
+                Err(_) => {}
             }
         }
     }

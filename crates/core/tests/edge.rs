@@ -75,6 +75,7 @@ fn a_session_continues_in_a_fresh_isolate() {
     outputs.extend(h.input(Input::FetchEnd { fetch: post.fetch, error: None }));
     assert_eq!(events(&outputs, exchange)[0]["id"], "c1");
     assert!(stream_ended(&outputs, exchange));
+    assert!(h.proxy.is_idle(), "the request is over");
 }
 
 #[test]
@@ -115,6 +116,9 @@ fn get_listens_upstream_while_the_client_listens_and_delete_ends_the_upstream_se
     let changed = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
     let outputs = h.input(Input::FetchData { fetch: listen.fetch, data: format!("data: {changed}\n\n").into_bytes() });
     assert_eq!(events(&outputs, get)[0]["method"], "notifications/tools/list_changed");
+    assert!(!h.proxy.is_idle(), "the client listens");
+    h.input(Input::HttpClosed(get));
+    assert!(h.proxy.is_idle(), "the client left: the upstream stream may go");
 
     let mut h = isolate(5);
     let (exchange, outputs) = h.request("DELETE", "/remote/mcp", &[("mcp-session-id", &sealed)], "");
@@ -180,7 +184,7 @@ fn what_cannot_run_at_the_edge_is_refused_naming_the_server() {
     let (exchange, outputs) = h.request("GET", "/api/servers", &[], "");
     assert_eq!(status(&outputs, exchange), Some(404), "no runtime API at the edge");
     let (exchange, outputs) = h.request("GET", "/remote/sse", &[("accept", "text/event-stream")], "");
-    assert_ne!(status(&outputs, exchange), Some(200), "no legacy SSE sessions at the edge");
+    assert_eq!(status(&outputs, exchange), Some(404), "no legacy SSE sessions for clients at the edge");
     assert!(!outputs.iter().any(|o| matches!(o, Output::StreamStart(_))));
 }
 
@@ -206,4 +210,67 @@ fn the_merged_endpoint_seals_every_upstream_session() {
     let other = posts.iter().position(|p| p.url.ends_with("/other")).expect("other was initialized");
     assert_eq!(header_of(&post, "mcp-session-id"), Some(format!("up-{other}")));
     assert_eq!(json_of(&post.body)["params"]["name"], "echo");
+}
+
+fn sse_isolate(seed: u8) -> Harness {
+    let file = json!({"mcpServers": {"legacy": {"url": "http://127.0.0.1:9/sse"}}}).to_string();
+    let config = json!({"configFile": {"text": file}, "edge": {"sessionKey": KEY}}).to_string();
+    let mut h = Harness::with_config(&config);
+    h.proxy = mcp_proxy_core::Proxy::new(Config::from_json(&config).expect("valid"), [seed; 32], h.now);
+    h
+}
+
+/// The upstream's SSE stream sends one event.
+fn sse_event(h: &mut Harness, fetch: u64, event: &str, data: &str) -> Vec<Output> {
+    h.input(Input::FetchData { fetch, data: format!("event: {event}\ndata: {data}\n\n").into_bytes() })
+}
+
+#[test]
+fn a_legacy_sse_upstream_gets_a_new_session_per_request_initialized_like_the_client_did() {
+    // The client's initialize opens an upstream SSE session.
+    let mut h = sse_isolate(11);
+    let (exchange, outputs) = h.post_to("/legacy/mcp", None, &[], INIT);
+    let stream = fetches(&outputs).remove(0);
+    assert_eq!((stream.method.as_str(), stream.url.as_str()), ("GET", "http://127.0.0.1:9/sse"));
+    head(&mut h, stream.fetch, 200, &[("content-type", "text/event-stream")]);
+    let outputs = sse_event(&mut h, stream.fetch, "endpoint", "/messages?sessionId=one");
+    let post = fetches(&outputs).remove(0);
+    assert_eq!(post.url, "http://127.0.0.1:9/messages?sessionId=one");
+    assert_eq!(json_of(&post.body)["method"], "initialize");
+    head(&mut h, post.fetch, 202, &[]);
+    h.input(Input::FetchEnd { fetch: post.fetch, error: None });
+    assert!(!h.proxy.is_idle(), "the client still waits");
+    let outputs = sse_event(&mut h, stream.fetch, "message", &format!(r#"{{"jsonrpc":"2.0","id":0,"result":{INIT_RESULT}}}"#));
+    let (head_, _) = response(&outputs, exchange).expect("answered");
+    let sealed = header(&head_.headers, "mcp-session-id").expect("sealed").to_owned();
+    assert!(h.proxy.is_idle(), "done: the upstream stream may be abandoned");
+
+    // A later request, in a fresh isolate: a new upstream session, initialized first.
+    let mut h = sse_isolate(12);
+    let (exchange, outputs) =
+        h.post_to("/legacy/mcp", Some(&sealed), &[], r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#);
+    let stream = fetches(&outputs).remove(0);
+    head(&mut h, stream.fetch, 200, &[("content-type", "text/event-stream")]);
+    let outputs = sse_event(&mut h, stream.fetch, "endpoint", "/messages?sessionId=two");
+    let replay = fetches(&outputs).remove(0);
+    let replayed = json_of(&replay.body);
+    assert_eq!(replayed["method"], "initialize");
+    assert_eq!(replayed["params"]["clientInfo"]["name"], "edge-test");
+    h.input(Input::FetchEnd { fetch: replay.fetch, error: None });
+    let outputs = sse_event(
+        &mut h,
+        stream.fetch,
+        "message",
+        &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{INIT_RESULT}}}"#, replayed["id"]),
+    );
+    assert!(response(&outputs, exchange).is_none(), "the proxy's own initialize is not the client's business");
+    let sent: Vec<Value> = fetches(&outputs).iter().map(|f| json_of(&f.body)).collect();
+    assert_eq!(sent[0]["method"], "notifications/initialized");
+    assert_eq!(sent[1]["method"], "tools/list");
+    for fetch in fetches(&outputs) {
+        h.input(Input::FetchEnd { fetch: fetch.fetch, error: None });
+    }
+    let outputs = sse_event(&mut h, stream.fetch, "message", r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[]}}"#);
+    assert_eq!(response(&outputs, exchange).expect("answered").1["id"], 4);
+    assert!(h.proxy.is_idle());
 }

@@ -162,8 +162,12 @@ fn client_credentials_reach_only_the_upstreams_configured_to_see_them() {
     let authorization = |path: &str, h: &mut Harness| {
         let (_, outputs) = h.post_to(path, None, &[("authorization", "Bearer client-token")], INIT);
         let post = fetches(&outputs).remove(0);
-        let found: Vec<String> =
-            post.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("authorization")).map(|h| h.value.clone()).collect();
+        let found: Vec<String> = post
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+            .map(|h| h.value.clone())
+            .collect();
         found
     };
     assert!(authorization("/closed/mcp", &mut h).is_empty(), "no pass-through by default");
