@@ -331,3 +331,64 @@ async def test_an_expired_remote_session_is_renewed_transparently(start_proxy, t
         assert http.delete(upstream.mcp_url, headers={"Mcp-Session-Id": upstream_session}).status_code == 200
         assert text_of(await conn.session.call_tool("echo", {"message": "two"})) == "Echo: two"
     aggregator.wait_for_log(r"its session expired; initializing it again")
+
+
+async def test_a_shared_upstream_serves_every_client_and_answers_reach_the_right_one(start_proxy, tmp_path):
+    """`shareUpstream`: one child for every session; ids and progress tokens never cross."""
+    import os
+    import signal
+
+    config = {
+        "mcpProxy": {"options": {"shareUpstream": True}},
+        "mcpServers": {
+            "everything": {"command": EVERYTHING_COMMAND[0], "args": list(EVERYTHING_COMMAND[1:])},
+            "tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])},
+        },
+    }
+    proxy = start_proxy("--config", write_config(tmp_path, config), command=())
+
+    def running(name: str) -> list[int]:
+        return [pid for pid in proxy.descendants() if name in open(f"/proc/{pid}/cmdline").read()]
+
+    async with (
+        mcp_client(proxy, "streamable-http", endpoint="/everything/mcp") as first,
+        mcp_client(proxy, "sse", endpoint="/everything/sse") as second,
+    ):
+        assert len(running("server-everything")) == 1, "both sessions share one child"
+        progress: dict[str, list[float]] = {"first": [], "second": []}
+
+        async def call(name, conn, steps):
+            async def on_progress(value, total, message):
+                progress[name].append(value)
+
+            arguments = {"duration": 0.6, "steps": steps}
+            return await conn.session.call_tool("trigger-long-running-operation", arguments, progress_callback=on_progress)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, "first", first, 3)
+            group.start_soon(call, "second", second, 5)
+        assert progress == {"first": [1, 2, 3], "second": [1, 2, 3, 4, 5]}, "each client sees its own progress"
+        results = await asyncio_gather(
+            first.session.call_tool("echo", {"message": "one"}), second.session.call_tool("echo", {"message": "two"})
+        )
+        assert [text_of(r) for r in results] == ["Echo: one", "Echo: two"]
+
+    async with mcp_client(proxy, "streamable-http", endpoint="/tiny/mcp") as conn:
+        assert "before" in text_of(await conn.session.call_tool("echo", {"message": "before"}))
+        [pid] = running("tiny_server")
+        os.kill(pid, signal.SIGKILL)
+        proxy.wait_for_log(r"shared upstream of tiny exited[\s\S]*shared upstream of tiny is ready")
+        assert running("tiny_server") != [pid], "a new child replaced it"
+        assert "after" in text_of(await conn.session.call_tool("echo", {"message": "after"})), "the session goes on"
+
+
+async def asyncio_gather(*calls):
+    results = [None] * len(calls)
+
+    async def run(index, call):
+        results[index] = await call
+
+    async with anyio.create_task_group() as group:
+        for index, call in enumerate(calls):
+            group.start_soon(run, index, call)
+    return results

@@ -115,6 +115,7 @@ impl Proxy {
                 "list": f.list,
             })),
             "auth": !entry.options.auth_tokens.is_empty(),
+            "shareUpstream": entry.options.share_upstream,
         }))
     }
 
@@ -169,6 +170,7 @@ impl Proxy {
                 Target::Merged => self.leave_out(&session, server, "it was removed"),
             }
         }
+        self.drop_shared(server);
         self.log(LogLevel::Info, format!("server {name} removed through the API"));
     }
 }

@@ -96,6 +96,21 @@ pub struct Config {
     /// The configuration file as written (before `${VAR}` expansion), kept to persist changes.
     #[serde(skip)]
     pub file_document: Option<serde_json::Value>,
+    /// Serve at the edge (a Cloudflare Worker): nothing lives between requests, so a session
+    /// travels in its id, sealed.
+    #[serde(default)]
+    pub edge: Option<Edge>,
+}
+
+/// The edge runtime's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Edge {
+    /// The secret that seals session ids (at least 32 characters; from a Worker secret).
+    pub session_key: String,
+    /// How long a session id stays valid, in seconds (the shell passes wall-clock time).
+    #[serde(default = "defaults::session_max_age_secs")]
+    pub session_max_age_secs: u64,
 }
 
 /// An aggregator configuration file as handed over by the shell.
@@ -194,6 +209,9 @@ mod defaults {
     pub(super) fn session_timeout_ms() -> u64 {
         30 * 60 * 1000
     }
+    pub(super) fn session_max_age_secs() -> u64 {
+        24 * 60 * 60
+    }
     pub(super) fn separator() -> String {
         "__".into()
     }
@@ -218,7 +236,44 @@ impl Config {
         })?;
         config.resolve_servers()?;
         config.validate()?;
+        config.fit_the_edge()?;
         Ok(config)
+    }
+
+    /// At the edge nothing outlives a request: no processes, no stores, no timers between
+    /// requests. Refuses what cannot work there, naming the server, and turns off the rest.
+    fn fit_the_edge(&mut self) -> Result<(), ConfigError> {
+        let Some(edge) = &self.edge else {
+            return Ok(());
+        };
+        if edge.session_key.chars().count() < 32 {
+            return Err(ConfigError::new("edge.sessionKey", "must be at least 32 characters of secret"));
+        }
+        if self.is_bridge() {
+            return Err(ConfigError::new("server", "at the edge, servers come from a configuration file of URLs"));
+        }
+        for entry in &self.servers {
+            let name = entry.name.split('/').next().unwrap_or_default();
+            let why = match entry.upstream {
+                UpstreamConfig::Stdio(_) => {
+                    "is a stdio server: the edge runs no processes; give it a Streamable HTTP url"
+                }
+                // Served by opening a new upstream session per request (see `upstream_http`).
+                UpstreamConfig::Sse { .. } | UpstreamConfig::StreamableHttp { .. } => continue,
+            };
+            return Err(ConfigError::new(format!("mcpServers.{name}"), format!("server {name:?} {why}")));
+        }
+        if self.aggregator.as_ref().is_some_and(|a| a.prefix_mode == crate::config_file::PrefixMode::Never) {
+            return Err(ConfigError::new(
+                "mcpProxy.toolPrefix",
+                "\"never\" routes by what each session listed, which the edge cannot remember; use always or multiple",
+            ));
+        }
+        self.transports.sse = false;
+        self.event_store_size = 0;
+        self.session_timeout_ms = 0;
+        self.persist = false;
+        Ok(())
     }
 
     /// Whether this is the bridge (one server at the root endpoints).

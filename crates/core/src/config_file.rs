@@ -107,6 +107,12 @@ pub struct ServerOptions {
     pub tool_filter: Option<ToolFilter>,
     /// Leave the server out.
     pub disabled: bool,
+    /// One upstream (child or remote session) serves every session of this server, instead of
+    /// one each.
+    pub share_upstream: bool,
+    /// Pass the client's `Authorization` header on to this (remote) server. Off by default: the
+    /// MCP authorization specification forbids token pass-through unless meant.
+    pub forward_authorization: bool,
 }
 
 /// A tool filter.
@@ -146,6 +152,8 @@ struct PartialOptions {
     auth_tokens: Option<Vec<String>>,
     tool_filter: Option<ToolFilter>,
     disabled: bool,
+    share_upstream: Option<bool>,
+    forward_authorization: bool,
 }
 
 impl PartialOptions {
@@ -156,6 +164,9 @@ impl PartialOptions {
             auth_tokens: self.auth_tokens.unwrap_or_else(|| defaults.auth_tokens.clone()),
             tool_filter: self.tool_filter.or_else(|| defaults.tool_filter.clone()),
             disabled: self.disabled,
+            share_upstream: self.share_upstream.unwrap_or(defaults.share_upstream),
+            // Never inherited: each server that should see clients' credentials says so.
+            forward_authorization: self.forward_authorization,
         }
     }
 }
@@ -167,7 +178,8 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 type RawServer = (String, Result<(UpstreamConfig, PartialOptions), ConfigError>);
 
 /// Option names accepted at the top level of the older format.
-const TOP_LEVEL_OPTIONS: [&str; 5] = ["authTokens", "panicIfInvalid", "logEnabled", "toolFilter", "disabled"];
+const TOP_LEVEL_OPTIONS: [&str; 6] =
+    ["authTokens", "panicIfInvalid", "logEnabled", "toolFilter", "disabled", "shareUpstream"];
 
 impl ConfigFile {
     /// Parses a configuration file. With `expand`, `${VAR}` in the text is replaced through
@@ -350,6 +362,8 @@ fn options(value: Option<&Value>, path: &str) -> Result<PartialOptions, ConfigEr
         auth_tokens: strings(map, "authTokens", path)?,
         tool_filter,
         disabled: boolean(map, "disabled", path)?.unwrap_or(false),
+        share_upstream: boolean(map, "shareUpstream", path)?,
+        forward_authorization: boolean(map, "forwardAuthorization", path)?.unwrap_or(false),
     })
 }
 
@@ -539,6 +553,8 @@ fn v1_client(name: &str, value: &Value) -> Result<(UpstreamConfig, PartialOption
         auth_tokens: strings(map, "authTokens", &path)?,
         tool_filter: None,
         disabled: false,
+        share_upstream: None,
+        forward_authorization: false,
     };
     Ok((upstream, options))
 }

@@ -58,7 +58,8 @@ impl Proxy {
         let initialized = post.initialize
             && matches!(post.collected.first(), Some(Message::Response(Response { outcome: Ok(_), .. })));
         if initialized {
-            headers.push(Header::new("mcp-session-id", exchange.session.as_str()));
+            let public = self.public_session_id(&exchange.session);
+            headers.push(Header::new("mcp-session-id", public));
         }
         let body = match (post.batch, post.collected.as_slice()) {
             (false, [single]) => single.to_bytes(),
@@ -72,6 +73,16 @@ impl Proxy {
     /// only while a connection carries the stream. Returns false if the exchange cannot
     /// carry it.
     pub(crate) fn send_event(&mut self, exchange_id: ExchangeId, message: &Message) -> bool {
+        // The session id an initialize stream starts with (sealed at the edge).
+        let public = match self.exchanges.get(&exchange_id) {
+            Some(Exchange { session, kind: ExchangeKind::Post(post), .. })
+                if post.initialize && post.stream.is_none() =>
+            {
+                let session = session.clone();
+                Some(self.public_session_id(&session))
+            }
+            _ => None,
+        };
         let Some(exchange) = self.exchanges.get_mut(&exchange_id) else {
             return false;
         };
@@ -90,8 +101,8 @@ impl Proxy {
                         post.stream = Some(stream);
                         post.connection = Some(exchange_id);
                         let mut headers = exchange.headers.clone();
-                        if post.initialize {
-                            headers.push(Header::new("mcp-session-id", exchange.session.as_str()));
+                        if let Some(public) = public {
+                            headers.push(Header::new("mcp-session-id", public));
                         }
                         self.outputs.push_back(Output::StreamStart(sse_head(exchange_id, headers)));
                         self.streams_opened = true;

@@ -45,6 +45,11 @@ impl SessionId {
         valid.then(|| SessionId(text.to_owned()))
     }
 
+    /// The id of no session (the owner of what the proxy asks for itself); never sent.
+    pub(crate) fn unowned() -> SessionId {
+        SessionId(String::new())
+    }
+
     /// The id as sent on the wire.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -40,6 +40,7 @@ impl Proxy {
             Some(id) if self.sessions.get(&id).is_some_and(|s| !s.is_streamable() && s.target == target) => id,
             _ => return self.refuse(exchange, cors, 404, "Session not found"),
         };
+        self.note_client_credentials(&session_id, &request);
         if request.body_too_large {
             let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);
             return self.refuse(exchange, cors, 413, &message);

@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use crate::config_file::UpstreamConfig;
 use crate::error::RequestError;
 use crate::event_store::EventStore;
 use crate::exchange::ExchangeKind;
-use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
+use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
 use crate::jsonrpc::Response;
 use crate::pending::Timer;
 use crate::proxy::{LogLevel, Output, Proxy};
@@ -35,15 +34,9 @@ impl Proxy {
         };
         let mut members = Vec::with_capacity(servers.len());
         for server in servers {
-            self.next_upstream += 1;
-            let upstream = UpstreamId(self.next_upstream);
-            match self.config.servers.get(server).map(|s| s.upstream.clone()) {
-                Some(UpstreamConfig::Stdio(stdio)) => self.outputs.push_back(Output::Spawn { upstream, server: stdio }),
-                Some(remote) => self.open_http_upstream(upstream, &remote),
-                None => {}
+            if let Some(upstream) = self.upstream_for(&id, server) {
+                members.push(Member { server, upstream, failed: false, retries: 0 });
             }
-            self.by_upstream.insert(upstream, id.clone());
-            members.push(Member { server, upstream, failed: false, retries: 0 });
         }
         if let SessionState::ExpectInitializeResult { deadline } = state {
             self.pending.set_timer(deadline, Timer::Connect(id.clone()));
@@ -55,7 +48,9 @@ impl Proxy {
         let store_size =
             if matches!(transport, Transport::Streamable { .. }) { self.config.event_store_size } else { 0 };
         let events = EventStore::new(store_size, EVENT_STORE_BYTES);
-        self.sessions.insert(id.clone(), Session::new(target, members, state, transport, now, events));
+        let mut session = Session::new(target, members, state, transport, now, events);
+        session.client_authorization.clone_from(&self.request_authorization);
+        self.sessions.insert(id.clone(), session);
         let label = match target {
             Target::Server(server) => self.config.servers.get(server).map(|s| s.name.clone()).filter(|n| !n.is_empty()),
             Target::Merged => Some("the merged endpoint".to_owned()),
@@ -84,8 +79,7 @@ impl Proxy {
             self.pending.cancel_timer(deadline, Timer::Connect(session_id.clone()));
         }
         for member in &session.members {
-            self.by_upstream.remove(&member.upstream);
-            self.close_upstream(member.upstream);
+            self.release_upstream(session_id, member.upstream);
         }
         let exchanges: Vec<ExchangeId> = match session.transport {
             Transport::LegacySse { stream } => vec![stream],

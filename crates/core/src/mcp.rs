@@ -34,6 +34,20 @@ pub fn progress_notification_token(params: &Option<Value>) -> Option<ProgressTok
     serde_json::from_value(param(params, "progressToken")?.clone()).ok()
 }
 
+/// Rewrites `params._meta.progressToken` of a request.
+pub fn set_progress_token(params: &mut Option<Value>, token: i64) {
+    if let Some(meta) = params_object(params).and_then(|p| p.get_mut("_meta")).and_then(Value::as_object_mut) {
+        meta.insert("progressToken".into(), Value::from(token));
+    }
+}
+
+/// Rewrites `params.progressToken` of a `notifications/progress`.
+pub fn set_progress_notification_token(params: &mut Option<Value>, token: &ProgressToken) {
+    if let (Some(object), Ok(token)) = (params_object(params), serde_json::to_value(token)) {
+        object.insert("progressToken".into(), token);
+    }
+}
+
 /// Reads `params.requestId` of a `notifications/cancelled`.
 pub fn cancelled_request_id(params: &Option<Value>) -> Option<RequestId> {
     serde_json::from_value(param(params, "requestId")?.clone()).ok()

@@ -52,12 +52,6 @@ impl Proxy {
         };
         let live = session.live_servers();
         let method = request.method.clone();
-        if method == "initialize" {
-            let params = request.params.clone();
-            if let Some(session) = self.sessions.get_mut(session_id) {
-                session.initialize_params = params;
-            }
-        }
         if FAN_OUT.contains(&method.as_str()) {
             return self.fan_out(now, session_id, reply_to, request, live);
         }
@@ -294,8 +288,7 @@ impl Proxy {
         member.failed = true;
         let upstream = member.upstream;
         let none_left = session.members.iter().all(|m| m.failed);
-        self.by_upstream.remove(&upstream);
-        self.close_upstream(upstream);
+        self.release_upstream(session_id, upstream);
         let name = self.config.servers.get(server).map(|s| s.name.clone()).unwrap_or_default();
         self.log(LogLevel::Warn, format!("session {session_id}: left out {name} ({why})"));
         if none_left {
@@ -331,21 +324,14 @@ impl Proxy {
             return;
         }
         let params = session.initialize_params.clone();
-        self.next_upstream += 1;
-        let upstream = UpstreamId(self.next_upstream);
-        match self.config.servers.get(server).map(|s| s.upstream.clone()) {
-            Some(crate::config_file::UpstreamConfig::Stdio(stdio)) => {
-                self.outputs.push_back(crate::proxy::Output::Spawn { upstream, server: stdio })
-            }
-            Some(remote) => self.open_http_upstream(upstream, &remote),
-            None => return,
-        }
+        let Some(upstream) = self.upstream_for(session_id, server) else {
+            return;
+        };
         if let Some(member) =
             self.sessions.get_mut(session_id).and_then(|s| s.members.iter_mut().find(|m| m.server == server))
         {
             member.upstream = upstream;
         }
-        self.by_upstream.insert(upstream, session_id.clone());
         let request = Request { id: RequestId::Number(0), method: "initialize".into(), params };
         self.forward_to(now, session_id, server, ReplyTo::Rejoin, request);
     }
@@ -360,17 +346,18 @@ impl Proxy {
         };
         let upstream = member.upstream;
         if let Err(error) = outcome {
-            self.by_upstream.remove(&upstream);
-            self.close_upstream(upstream);
+            self.release_upstream(session_id, upstream);
             self.log(LogLevel::Warn, format!("session {session_id}: {name} is still down ({})", error.message));
             return self.schedule_rejoin(session_id, server);
         }
         member.failed = false;
-        let initialized = crate::jsonrpc::Message::Notification(crate::jsonrpc::Notification {
-            method: "notifications/initialized".into(),
-            params: None,
-        });
-        self.send_to_upstream(upstream, &initialized);
+        if self.shared.server_of(upstream).is_none() {
+            let initialized = crate::jsonrpc::Message::Notification(crate::jsonrpc::Notification {
+                method: "notifications/initialized".into(),
+                params: None,
+            });
+            self.send_to_upstream(upstream, &initialized);
+        }
         self.log(LogLevel::Info, format!("session {session_id}: {name} is back"));
         // The client's lists changed: tell it.
         for method in [

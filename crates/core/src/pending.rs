@@ -20,6 +20,8 @@ pub(crate) enum ReplyTo {
     Aggregate(u64),
     /// The proxy's own `initialize` of a server coming back into a merged session.
     Rejoin,
+    /// The proxy's own `initialize` of a shared upstream.
+    SharedInitialize,
 }
 
 /// One forwarded request.
@@ -55,6 +57,8 @@ pub(crate) enum Timer {
     PoolWait(ExchangeId),
     /// A server left out of a merged session is due to be brought back.
     Rejoin(SessionId, usize),
+    /// A dead shared upstream of a server is due to be started again.
+    SharedRespawn(usize),
 }
 
 /// The table of forwarded requests and the timers of the proxy.
@@ -85,6 +89,16 @@ impl Pending {
     /// Looks a request up.
     pub(crate) fn get(&self, id: ProxyRequestId) -> Option<&PendingRequest> {
         self.requests.get(&id)
+    }
+
+    /// The request in flight on `upstream` that its client calls `id`.
+    pub(crate) fn find(&self, upstream: UpstreamId, id: &RequestId) -> Option<ProxyRequestId> {
+        self.requests.iter().find(|(_, p)| p.upstream == upstream && p.original_id == *id).map(|(proxy, _)| *proxy)
+    }
+
+    /// The requests in flight on `upstream`.
+    pub(crate) fn ids_on(&self, upstream: UpstreamId) -> Vec<ProxyRequestId> {
+        self.requests.iter().filter(|(_, p)| p.upstream == upstream).map(|(id, _)| *id).collect()
     }
 
     /// Arms a timer.

@@ -216,7 +216,7 @@ impl Proxy {
 
 /// Answers a client's `initialize` from the cached result, in the revision the client asked
 /// for when the proxy supports it.
-fn negotiate(mut result: Value, params: &Option<Value>) -> Value {
+pub(crate) fn negotiate(mut result: Value, params: &Option<Value>) -> Value {
     let requested = crate::jsonrpc::param(params, "protocolVersion")
         .and_then(Value::as_str)
         .filter(|v| mcp::is_supported_version(v));

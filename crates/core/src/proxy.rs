@@ -158,6 +158,13 @@ pub struct Proxy {
     pub(crate) temporary_count: u64,
     /// Remote upstreams and their fetches.
     pub(crate) http: crate::upstream_http::HttpUpstreams,
+    /// Upstreams shared by every session of their server.
+    pub(crate) shared: crate::shared::SharedUpstreams,
+    /// At the edge: seals sessions into their ids.
+    pub(crate) sealer: Option<crate::edge::Sealer>,
+    /// The `Authorization` header of the HTTP request being handled (sessions it opens start
+    /// with it).
+    pub(crate) request_authorization: Option<String>,
     /// Answers the proxy gives itself, delivered at the end of the turn.
     local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::jsonrpc::ErrorObject>)>,
     /// The latest time handed in.
@@ -175,6 +182,8 @@ impl Proxy {
     /// children are started at once: drain [`Proxy::poll_output`] after this.
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Proxy {
         let stateless = config.stateless;
+        let sealer =
+            config.edge.as_ref().map(|edge| crate::edge::Sealer::new(&edge.session_key, edge.session_max_age_secs));
         let mut proxy = Proxy {
             config,
             rng: ChaCha20Rng::from_seed(seed),
@@ -189,6 +198,9 @@ impl Proxy {
             temporary_servers: Default::default(),
             temporary_count: 0,
             http: Default::default(),
+            shared: Default::default(),
+            sealer,
+            request_authorization: None,
             local_answers: VecDeque::new(),
             now,
             next_upstream: 0,
@@ -239,12 +251,24 @@ impl Proxy {
         self.pending.len()
     }
 
+    /// Whether the proxy has nothing left to finish: no client exchange open, no request
+    /// awaiting its answer, no message on its way to a remote upstream. A shell that runs one
+    /// proxy per HTTP request (the Worker) is done when this holds and the outputs are drained;
+    /// what is left (an upstream's listening stream) may then be abandoned.
+    pub fn is_idle(&self) -> bool {
+        self.exchanges.is_empty() && self.pending.len() == 0 && !self.http.delivering()
+    }
+
     /// Feeds one observation to the proxy.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.now = self.now.max(now);
         let now = self.now;
         match input {
-            Input::HttpRequest(request) => self.handle_http_request(now, request),
+            Input::HttpRequest(request) => {
+                self.request_authorization = request.header("authorization").map(str::to_owned);
+                self.handle_http_request(now, request);
+                self.request_authorization = None;
+            }
             Input::HttpClosed(exchange) => self.handle_http_closed(exchange),
             Input::UpstreamMessage { upstream, data } => self.handle_upstream_message(upstream, &data),
             Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason),
@@ -292,6 +316,10 @@ impl Proxy {
             return self.refuse_unauthorized(exchange, cors, "Unauthorized: missing or invalid API key");
         }
         let is_api = path == crate::admin::API || path.starts_with("/api/servers/");
+        if is_api && self.sealer.is_some() {
+            let message = "Not Found: no runtime server API at the edge (servers come from the Worker's configuration)";
+            return self.refuse(exchange, cors, 404, message);
+        }
         if is_api && !self.config.is_bridge() {
             return self.handle_admin(request, cors);
         }
@@ -373,8 +401,11 @@ impl Proxy {
     }
 
     pub(crate) fn handle_upstream_message(&mut self, upstream: UpstreamId, data: &[u8]) {
-        let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
-            return;
+        let shared = self.shared.server_of(upstream);
+        let session_id = match (shared, self.by_upstream.get(&upstream)) {
+            (Some(_), _) => SessionId::unowned(),
+            (None, Some(session_id)) => session_id.clone(),
+            (None, None) => return,
         };
         let messages = match Payload::parse(data) {
             Ok(Payload::Single(message)) => vec![message],
@@ -395,8 +426,12 @@ impl Proxy {
                 let text = String::from_utf8_lossy(&message.to_bytes()).into_owned();
                 self.log(LogLevel::Debug, format!("session {session_id} <- {name}: {text}"));
             }
+            if let Some(server) = shared {
+                self.shared_message(server, upstream, message);
+                continue;
+            }
             match message {
-                Message::Response(response) => self.handle_upstream_response(&session_id, response),
+                Message::Response(response) => self.handle_upstream_response(upstream, response),
                 Message::Notification(notification) if notification.method == "notifications/progress" => {
                     let target = mcp::progress_notification_token(&notification.params)
                         .and_then(|token| self.sessions.get(&session_id)?.progress.get(&token).copied())
@@ -417,24 +452,32 @@ impl Proxy {
         }
     }
 
-    fn handle_upstream_response(&mut self, session_id: &SessionId, mut response: Response) {
-        let pending = match response.id {
+    /// An upstream answered a request: back to whoever asked, with the id they used.
+    pub(crate) fn handle_upstream_response(&mut self, upstream: UpstreamId, mut response: Response) {
+        let pending = match &response.id {
+            // At the edge requests go upstream under the client's own ids (see `forward_to`).
+            Some(id) if self.sealer.is_some() => self.pending.find(upstream, id),
             Some(RequestId::Number(number)) => self
                 .pending
-                .get(ProxyRequestId(number))
-                .filter(|p| p.session == *session_id)
-                .map(|_| ProxyRequestId(number)),
+                .get(ProxyRequestId(*number))
+                .filter(|p| p.upstream == upstream)
+                .map(|_| ProxyRequestId(*number)),
             _ => None,
         };
         let Some(proxy_id) = pending else {
-            let message =
-                format!("session {session_id}: dropped a response to no request in flight (id {:?})", response.id);
+            let name = self.upstream_name(upstream);
+            let message = format!("{name}: dropped a response to no request in flight (id {:?})", response.id);
             return self.log(LogLevel::Warn, message);
         };
         let Some(pending) = self.take_pending(proxy_id) else {
             return;
         };
         response.id = Some(pending.original_id.clone());
+        if let (true, Ok(result)) = (pending.initialize, &response.outcome) {
+            if let Some(version) = result.get("protocolVersion").and_then(serde_json::Value::as_str) {
+                self.set_http_protocol(upstream, version);
+            }
+        }
         let filter = self.config.servers.get(pending.server).and_then(|s| s.options.tool_filter.as_ref());
         if let (true, Ok(result), Some(filter)) = (pending.lists_tools, &mut response.outcome, filter) {
             // A merged list is filtered as it is merged.
@@ -446,6 +489,9 @@ impl Proxy {
     }
 
     pub(crate) fn handle_upstream_closed(&mut self, upstream: UpstreamId, reason: String) {
+        if let Some(server) = self.shared.server_of(upstream) {
+            return self.shared_closed(server, upstream, reason);
+        }
         let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
             return;
         };
@@ -464,8 +510,12 @@ impl Proxy {
                         continue;
                     };
                     if self.sessions.contains_key(&pending.session) {
+                        let wire_id = match self.sealer {
+                            Some(_) => serde_json::to_value(&pending.original_id).unwrap_or_default(),
+                            None => serde_json::Value::from(proxy_id.0),
+                        };
                         let params =
-                            serde_json::json!({"requestId": proxy_id.0, "reason": "request timed out in the proxy"});
+                            serde_json::json!({"requestId": wire_id, "reason": "request timed out in the proxy"});
                         let cancel =
                             Message::Notification(Notification { method: mcp::CANCELLED.into(), params: Some(params) });
                         self.send_upstream(pending.upstream, &cancel);
@@ -483,6 +533,7 @@ impl Proxy {
                 Timer::KeepAlive => self.keep_alive(),
                 Timer::PoolWait(exchange) => self.pool_wait_expired(exchange),
                 Timer::Rejoin(session_id, server) => self.rejoin(now, &session_id, server),
+                Timer::SharedRespawn(server) => self.shared_respawn(server),
                 Timer::Connect(session_id) => {
                     let expecting = self
                         .sessions
@@ -536,9 +587,12 @@ impl Proxy {
         reply_to: ReplyTo,
         request: Request,
     ) {
-        let Some(session) = self.sessions.get(session_id) else {
+        let Some(session) = self.sessions.get_mut(session_id) else {
             return;
         };
+        if request.method == mcp::INITIALIZE {
+            session.initialize_params.clone_from(&request.params);
+        }
         let server = match session.target {
             Target::Merged => return self.dispatch_merged(now, session_id, reply_to, request),
             Target::Server(server) => server,
@@ -589,7 +643,15 @@ impl Proxy {
                 return self.local_answers.push_back((proxy_id, Err(error)));
             }
         }
-        request.id = RequestId::Number(proxy_id.0);
+        // At the edge every request is served by a fresh proxy and each client session has
+        // upstream sessions of its own: the client's ids are unique there, and keeping them
+        // lets a cancellation sent in a later request name the request.
+        if self.sealer.is_none() {
+            request.id = RequestId::Number(proxy_id.0);
+        }
+        if self.shared.server_of(upstream).is_some() {
+            return self.send_shared(server, proxy_id, request);
+        }
         self.send_upstream(upstream, &Message::Request(request));
     }
 
@@ -617,8 +679,21 @@ impl Proxy {
     /// Returns the upstream the cancellation is for, if the request is still in flight.
     fn rewrite_cancellation(&mut self, session_id: &SessionId, notification: &mut Notification) -> Option<UpstreamId> {
         let client_id = mcp::cancelled_request_id(&notification.params)?;
-        let proxy_id = self.sessions.get(session_id).and_then(|s| s.proxy_id_of(&client_id))?;
-        mcp::set_cancelled_request_id(&mut notification.params, proxy_id.0);
+        let proxy_id = self.sessions.get(session_id).and_then(|s| s.proxy_id_of(&client_id));
+        let proxy_id = match (proxy_id, self.sealer.is_some()) {
+            (Some(proxy_id), false) => {
+                mcp::set_cancelled_request_id(&mut notification.params, proxy_id.0);
+                proxy_id
+            }
+            (Some(proxy_id), true) => proxy_id,
+            (None, false) => return None,
+            // At the edge the request went out in an earlier request, under the client's id.
+            (None, true) => {
+                let cancel = Message::Notification(notification.clone());
+                self.send_to_session_upstream(session_id, &cancel);
+                return None;
+            }
+        };
         let pending = self.take_pending(proxy_id)?;
         let upstream = pending.upstream;
         let response = Response::error(Some(pending.original_id.clone()), RequestError::Cancelled.to_error_object());
@@ -644,6 +719,9 @@ impl Proxy {
         if pending.reply_to == ReplyTo::Rejoin {
             return self.rejoined(&pending.session, pending.server, response.outcome);
         }
+        if pending.reply_to == ReplyTo::SharedInitialize {
+            return self.shared_initialized(pending.server, pending.upstream, response.outcome);
+        }
         let succeeded = response.outcome.is_ok();
         if pending.initialize {
             if let Some(session) = self.sessions.get_mut(&pending.session) {
@@ -664,7 +742,7 @@ impl Proxy {
         match pending.reply_to {
             ReplyTo::SessionStream => self.route_to_session(&pending.session, &message),
             ReplyTo::Exchange(exchange_id) => self.answer_post(exchange_id, message),
-            ReplyTo::PoolInitialize | ReplyTo::Aggregate(_) | ReplyTo::Rejoin => {}
+            ReplyTo::PoolInitialize | ReplyTo::Aggregate(_) | ReplyTo::Rejoin | ReplyTo::SharedInitialize => {}
         }
         if pending.initialize && !succeeded && self.sessions.get(&pending.session).is_some_and(Session::is_streamable) {
             self.end_session(&pending.session, &RequestError::SessionEnded, "the server refused initialize");
@@ -677,6 +755,10 @@ impl Proxy {
             Some(session) => session.members.iter().filter(|m| !m.failed).map(|m| m.upstream).collect(),
             None => return,
         };
+        // A shared upstream was initialized by the proxy; a client's `initialized` has no place.
+        let initialized = message.method() == Some("notifications/initialized");
+        let upstreams: Vec<UpstreamId> =
+            upstreams.into_iter().filter(|u| !(initialized && self.shared.server_of(*u).is_some())).collect();
         for upstream in upstreams {
             self.send_upstream(upstream, message);
         }
@@ -685,6 +767,10 @@ impl Proxy {
     /// A client answered a server's request: back to the server that asked, with its own id.
     fn forward_client_response(&mut self, session_id: &SessionId, mut response: Response) {
         let named = match (&response.id, self.sessions.get_mut(session_id)) {
+            (Some(RequestId::String(id)), Some(session)) if self.sealer.is_some() => {
+                crate::edge::unname_server_request(id)
+                    .and_then(|(server, original)| Some((session.upstream_of(server)?, original)))
+            }
             (Some(RequestId::String(id)), Some(session)) => session.server_requests.remove(id),
             _ => None,
         };
@@ -699,10 +785,22 @@ impl Proxy {
 
     /// In a merged session two servers may use the same request ids: give a server's request
     /// an id of the proxy's own, remembered until the client answers.
-    fn name_server_request(&mut self, session_id: &SessionId, upstream: UpstreamId, mut request: Request) -> Request {
+    pub(crate) fn name_server_request(
+        &mut self,
+        session_id: &SessionId,
+        upstream: UpstreamId,
+        mut request: Request,
+    ) -> Request {
         let Some(session) = self.sessions.get_mut(session_id).filter(|s| s.target == Target::Merged) else {
             return request;
         };
+        if self.sealer.is_some() {
+            // Nothing is remembered at the edge: the id itself names the server.
+            if let Some(server) = session.server_of(upstream) {
+                request.id = RequestId::String(crate::edge::name_server_request(server, &request.id));
+            }
+            return request;
+        }
         self.next_server_request += 1;
         let id = format!("mcp-proxy-{}", self.next_server_request);
         if session.server_requests.len() >= crate::session::BACKLOG_LIMIT {
@@ -714,6 +812,22 @@ impl Proxy {
         session.server_requests.insert(id.clone(), (upstream, request.id));
         request.id = RequestId::String(id);
         request
+    }
+
+    /// Remembers the credentials of a client's request, for servers configured to forward them.
+    pub(crate) fn note_client_credentials(&mut self, session_id: &SessionId, request: &HttpRequest) {
+        if let Some(session) = self.sessions.get_mut(session_id) {
+            session.client_authorization = request.header("authorization").map(str::to_owned);
+        }
+    }
+
+    /// The credentials of the client behind `upstream`: its session's latest, or (while its
+    /// session is being opened) the request's.
+    pub(crate) fn client_authorization(&self, upstream: UpstreamId) -> Option<String> {
+        match self.by_upstream.get(&upstream).and_then(|id| self.sessions.get(id)) {
+            Some(session) => session.client_authorization.clone(),
+            None => self.request_authorization.clone(),
+        }
     }
 
     /// Sends a message to one upstream.
@@ -745,6 +859,9 @@ impl Proxy {
 
     /// The server behind an upstream.
     fn server_of_upstream(&self, upstream: UpstreamId) -> Option<usize> {
+        if let Some(server) = self.shared.server_of(upstream) {
+            return Some(server);
+        }
         self.sessions.get(self.by_upstream.get(&upstream)?)?.server_of(upstream)
     }
 

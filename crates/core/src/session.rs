@@ -83,9 +83,11 @@ pub(crate) struct Session {
     pub(crate) resource_owners: HashMap<String, usize>,
     /// Which server a merged tool or prompt name came from (merged sessions, from the lists).
     pub(crate) name_owners: HashMap<String, usize>,
-    /// The client's `initialize` parameters (merged sessions: a server that comes back is
-    /// initialized with them).
+    /// The client's `initialize` parameters: a merged session's server that comes back, and an
+    /// expired upstream session at the edge, are initialized with them.
     pub(crate) initialize_params: Option<serde_json::Value>,
+    /// The `Authorization` header of the client's latest request, for servers that are to see it.
+    pub(crate) client_authorization: Option<String>,
     /// The protocol revision negotiated at initialize, once known.
     pub(crate) protocol_version: Option<String>,
     /// The last time the client did something in this session.
@@ -117,6 +119,7 @@ impl Session {
             initialize_params: None,
             progress: HashMap::new(),
             protocol_version: None,
+            client_authorization: None,
             last_activity: now,
             events,
             next_seq: 0,

@@ -23,10 +23,16 @@ enum SessionLookup {
 }
 
 impl Proxy {
-    fn lookup_streamable_session(&self, request: &HttpRequest, target: Target) -> SessionLookup {
+    fn lookup_streamable_session(&mut self, request: &HttpRequest, target: Target) -> SessionLookup {
         let Some(header) = request.header("mcp-session-id") else {
             return SessionLookup::Missing;
         };
+        if self.sealer.is_some() {
+            return match self.restore_session(header.trim(), target) {
+                Some(id) => SessionLookup::Found(id),
+                None => SessionLookup::Unknown,
+            };
+        }
         match SessionId::parse(header.trim()) {
             Some(id) if self.sessions.get(&id).is_some_and(|s| s.is_streamable() && s.target == target) => {
                 SessionLookup::Found(id)
@@ -127,6 +133,7 @@ impl Proxy {
                 None => return,
             }
         };
+        self.note_client_credentials(&session_id, &request);
         if self.config.debug {
             self.log(
                 crate::proxy::LogLevel::Debug,
@@ -160,6 +167,7 @@ impl Proxy {
         let Some(session_id) = self.require_session(&request, &cors, target) else {
             return;
         };
+        self.note_client_credentials(&session_id, &request);
         if let Some(last) = request.header("last-event-id").and_then(EventId::parse) {
             return self.resume_stream(exchange, &session_id, cors, last);
         }
@@ -171,6 +179,17 @@ impl Proxy {
             return self.refuse(exchange, cors, 409, "Conflict: this session already has an open GET stream");
         }
         self.open_standalone(exchange, &session_id, cors, Vec::new());
+        if self.sealer.is_some() {
+            // At the edge the upstreams' streams live exactly as long as the client's.
+            let upstreams: Vec<_> = self
+                .sessions
+                .get(&session_id)
+                .map(|s| s.members.iter().filter(|m| !m.failed).map(|m| m.upstream).collect())
+                .unwrap_or_default();
+            for upstream in upstreams {
+                self.listen_upstream(upstream);
+            }
+        }
     }
 
     fn stateless_not_allowed(&mut self, exchange: crate::ids::ExchangeId, mut headers: Vec<Header>) {
@@ -185,6 +204,7 @@ impl Proxy {
         let Some(session_id) = self.require_session(&request, &cors, target) else {
             return;
         };
+        self.note_client_credentials(&session_id, &request);
         self.end_session(&session_id, &RequestError::SessionEnded, "the client deleted it");
         self.respond(crate::http::ResponseHead { exchange: request.exchange, status: 200, headers: cors }, Vec::new());
     }

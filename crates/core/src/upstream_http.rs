@@ -29,6 +29,9 @@ pub struct FetchRequest {
     pub body: Vec<u8>,
 }
 
+/// The id of the `initialize` the proxy sends itself to renew an upstream session.
+const REINITIALIZE_ID: &str = "mcp-proxy-reinitialize";
+
 /// The largest JSON body or SSE event read from an upstream.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -38,6 +41,8 @@ pub(crate) struct HttpUpstream {
     url: String,
     headers: Vec<(String, String)>,
     flavor: Flavor,
+    /// Pass the client's `Authorization` on (the server's `forwardAuthorization`).
+    forward_authorization: bool,
 }
 
 #[derive(Debug)]
@@ -52,8 +57,10 @@ enum Flavor {
         initialize: Option<serde_json::Value>,
         reinit: Option<Vec<Vec<u8>>>,
     },
-    /// Legacy HTTP+SSE: a GET stream names the URL to POST messages to.
-    Sse { endpoint: Option<String>, waiting: Vec<Vec<u8>> },
+    /// Legacy HTTP+SSE: a GET stream names the URL to POST messages to. Its session lives as
+    /// long as the stream, so at the edge each request opens a new one and `replay`s the
+    /// client's `initialize` on it first (`replaying` until that is answered).
+    Sse { endpoint: Option<String>, waiting: Vec<Vec<u8>>, replay: Option<serde_json::Value>, replaying: bool },
 }
 
 /// What a fetch is for.
@@ -96,6 +103,11 @@ pub(crate) struct HttpUpstreams {
 }
 
 impl HttpUpstreams {
+    /// Whether a message is still on its way to an upstream (a POST, a DELETE, a renewal).
+    pub(crate) fn delivering(&self) -> bool {
+        self.fetches.values().any(|fetch| fetch.purpose != Purpose::Stream)
+    }
+
     /// Whether `upstream` is remote.
     pub(crate) fn contains(&self, upstream: UpstreamId) -> bool {
         self.upstreams.contains_key(&upstream)
@@ -123,7 +135,12 @@ fn resolve(base: &str, endpoint: &str) -> String {
 
 impl Proxy {
     /// Connects a remote upstream (a legacy SSE one opens its stream at once).
-    pub(crate) fn open_http_upstream(&mut self, upstream: UpstreamId, config: &UpstreamConfig) {
+    pub(crate) fn open_http_upstream(
+        &mut self,
+        upstream: UpstreamId,
+        config: &UpstreamConfig,
+        forward_authorization: bool,
+    ) {
         let (url, headers, flavor) = match config {
             UpstreamConfig::StreamableHttp { url, headers, .. } => {
                 let flavor = Flavor::Streamable {
@@ -136,12 +153,13 @@ impl Proxy {
                 (url.clone(), headers.clone(), flavor)
             }
             UpstreamConfig::Sse { url, headers } => {
-                (url.clone(), headers.clone(), Flavor::Sse { endpoint: None, waiting: Vec::new() })
+                let flavor = Flavor::Sse { endpoint: None, waiting: Vec::new(), replay: None, replaying: false };
+                (url.clone(), headers.clone(), flavor)
             }
             UpstreamConfig::Stdio(_) => return,
         };
         let sse = matches!(flavor, Flavor::Sse { .. });
-        self.http.upstreams.insert(upstream, HttpUpstream { url: url.clone(), headers, flavor });
+        self.http.upstreams.insert(upstream, HttpUpstream { url: url.clone(), headers, flavor, forward_authorization });
         if sse {
             self.fetch(
                 upstream,
@@ -152,6 +170,50 @@ impl Proxy {
                 Purpose::Stream,
             );
         }
+    }
+
+    /// A Streamable HTTP upstream's session id and revision, as far as known.
+    pub(crate) fn http_session_of(&self, upstream: UpstreamId) -> (Option<String>, Option<String>) {
+        match self.http.upstreams.get(&upstream).map(|u| &u.flavor) {
+            Some(Flavor::Streamable { session, protocol, .. }) => (session.clone(), protocol.clone()),
+            _ => (None, None),
+        }
+    }
+
+    /// Picks up an upstream session begun in an earlier request (at the edge): its id, its
+    /// revision, and the client's `initialize` parameters for when it expires.
+    pub(crate) fn resume_http_upstream(
+        &mut self,
+        upstream: UpstreamId,
+        session_id: Option<String>,
+        protocol_version: Option<String>,
+        params: Option<serde_json::Value>,
+    ) {
+        match self.http.upstreams.get_mut(&upstream).map(|u| &mut u.flavor) {
+            Some(Flavor::Streamable { session, protocol, initialize, .. }) => {
+                *session = session_id;
+                *protocol = protocol_version;
+                *initialize = params;
+            }
+            Some(Flavor::Sse { replay, .. }) => *replay = params,
+            _ => {}
+        }
+    }
+
+    /// Records the revision a Streamable HTTP upstream answered `initialize` with; later
+    /// requests carry it in `MCP-Protocol-Version`.
+    pub(crate) fn set_http_protocol(&mut self, upstream: UpstreamId, version: &str) {
+        if let Some(HttpUpstream { flavor: Flavor::Streamable { protocol, .. }, .. }) =
+            self.http.upstreams.get_mut(&upstream)
+        {
+            *protocol = Some(version.to_owned());
+        }
+    }
+
+    /// Streamable HTTP: opens the server-to-client stream of an upstream (at the edge, when
+    /// the client opens its own).
+    pub(crate) fn listen_upstream(&mut self, upstream: UpstreamId) {
+        self.open_listening_stream(upstream);
     }
 
     fn fetch(
@@ -167,6 +229,12 @@ impl Proxy {
             return;
         };
         headers.extend(state.headers.iter().map(|(name, value)| Header::new(name.clone(), value.clone())));
+        let configured = state.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        if state.forward_authorization && !configured {
+            if let Some(credentials) = self.client_authorization(upstream) {
+                headers.push(Header::new("authorization", credentials));
+            }
+        }
         if let Flavor::Streamable { session, protocol, .. } = &state.flavor {
             if let Some(session) = session {
                 headers.push(Header::new("mcp-session-id", session.clone()));
@@ -205,8 +273,8 @@ impl Proxy {
                 }
                 Some(state.url.clone())
             }
-            Flavor::Sse { endpoint: Some(endpoint), .. } => Some(endpoint.clone()),
-            Flavor::Sse { endpoint: None, waiting } => {
+            Flavor::Sse { endpoint: Some(endpoint), replaying: false, .. } => Some(endpoint.clone()),
+            Flavor::Sse { waiting, .. } => {
                 waiting.push(data.clone());
                 None
             }
@@ -256,7 +324,8 @@ impl Proxy {
             }
         }
         if (200..300).contains(&status) {
-            if let Purpose::Post { initialized: true, .. } = purpose {
+            // At the edge the stream is opened only while a client listens (a GET).
+            if let (Purpose::Post { initialized: true, .. }, None) = (&purpose, &self.sealer) {
                 self.open_listening_stream(upstream);
             }
             return;
@@ -340,6 +409,9 @@ impl Proxy {
         for event in events {
             match event.event.as_str() {
                 "endpoint" => self.sse_endpoint(upstream, &event.data),
+                "message" if self.is_replayed_initialize(upstream, &event.data) => {
+                    self.sse_replayed(upstream, &event.data)
+                }
                 "message" if !event.data.is_empty() => self.handle_upstream_message(upstream, event.data.as_bytes()),
                 _ => {}
             }
@@ -348,13 +420,28 @@ impl Proxy {
 
     /// Legacy SSE: the stream named where to POST; send what waited.
     fn sse_endpoint(&mut self, upstream: UpstreamId, endpoint: &str) {
-        let Some(HttpUpstream { url, flavor: Flavor::Sse { endpoint: known, waiting }, .. }) =
+        let Some(HttpUpstream { url, flavor: Flavor::Sse { endpoint: known, waiting, replay, replaying }, .. }) =
             self.http.upstreams.get_mut(&upstream)
         else {
             return;
         };
         let resolved = resolve(url, endpoint.trim());
         *known = Some(resolved.clone());
+        if let Some(params) = replay.take() {
+            *replaying = true;
+            let body =
+                serde_json::json!({"jsonrpc": "2.0", "id": REINITIALIZE_ID, "method": "initialize", "params": params});
+            let headers = vec![Header::new("content-type", "application/json")];
+            let body = serde_json::to_vec(&body).unwrap_or_default();
+            return self.fetch(
+                upstream,
+                "POST",
+                resolved,
+                headers,
+                body,
+                Purpose::Post { request: None, initialized: false },
+            );
+        }
         let waiting = std::mem::take(waiting);
         for data in waiting {
             let headers = vec![Header::new("content-type", "application/json")];
@@ -428,7 +515,8 @@ impl Proxy {
         *listening = false;
         *reinit = Some(vec![message]);
         let url = url.clone();
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": "mcp-proxy-reinitialize", "method": "initialize", "params": params});
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": REINITIALIZE_ID, "method": "initialize", "params": params});
         let headers = vec![
             Header::new("content-type", "application/json"),
             Header::new("accept", "application/json, text/event-stream"),
@@ -455,6 +543,41 @@ impl Proxy {
             match Message::parse(&data) {
                 Ok(message) => self.http_send(upstream, &message, data),
                 Err(_) => continue,
+            }
+        }
+    }
+
+    /// Whether a legacy SSE message answers the `initialize` the proxy replayed.
+    fn is_replayed_initialize(&self, upstream: UpstreamId, data: &str) -> bool {
+        let replaying =
+            matches!(self.http.upstreams.get(&upstream).map(|u| &u.flavor), Some(Flavor::Sse { replaying: true, .. }));
+        replaying
+            && matches!(Message::parse(data.as_bytes()), Ok(Message::Response(Response { id: Some(RequestId::String(id)), .. })) if id == REINITIALIZE_ID)
+    }
+
+    /// The replayed `initialize` was answered: confirm it, then send what waited (but the
+    /// client's own `initialized`, which this upstream session must not see twice).
+    fn sse_replayed(&mut self, upstream: UpstreamId, data: &str) {
+        if let Ok(Message::Response(Response { outcome: Err(error), .. })) = Message::parse(data.as_bytes()) {
+            return self.handle_upstream_gone(upstream, format!("the upstream refused initialize: {}", error.message));
+        }
+        let Some(HttpUpstream { flavor: Flavor::Sse { waiting, replaying, .. }, .. }) =
+            self.http.upstreams.get_mut(&upstream)
+        else {
+            return;
+        };
+        *replaying = false;
+        let waiting = std::mem::take(waiting);
+        let initialized = Message::Notification(crate::jsonrpc::Notification {
+            method: "notifications/initialized".into(),
+            params: None,
+        });
+        self.http_send(upstream, &initialized, initialized.to_bytes());
+        for data in waiting {
+            match Message::parse(&data) {
+                Ok(message) if message.method() == Some("notifications/initialized") => {}
+                Ok(message) => self.http_send(upstream, &message, data),
+                Err(_) => {}
             }
         }
     }

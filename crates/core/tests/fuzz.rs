@@ -258,6 +258,15 @@ fn random_traffic_on_the_aggregator() {
 }
 
 #[test]
+fn random_traffic_on_a_shared_upstream() {
+    let file = r#"{"mcpProxy": {"options": {"authTokens": [], "shareUpstream": true}}, "mcpServers": {"a": {"command": "x"}, "b": {"command": "y", "options": {"shareUpstream": false}}}}"#;
+    for seed in 4_000..4_080 {
+        let h = Harness::aggregator(file);
+        run_on(h, seed, 300, "aggregator");
+    }
+}
+
+#[test]
 fn corpus_inputs_get_answers() {
     for body in corpus() {
         let mut h = Harness::new("");

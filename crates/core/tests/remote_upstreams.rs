@@ -4,22 +4,7 @@
 mod harness;
 
 use harness::*;
-use mcp_proxy_core::{FetchRequest, Header, Input, Output};
-
-fn fetches(outputs: &[Output]) -> Vec<FetchRequest> {
-    outputs.iter().filter_map(|o| if let Output::Fetch(f) = o { Some(f.clone()) } else { None }).collect()
-}
-
-fn head(h: &mut Harness, fetch: u64, status: u16, headers: &[(&str, &str)]) -> Vec<Output> {
-    let headers = headers.iter().map(|(n, v)| Header::new(*n, *v)).collect();
-    h.input(Input::FetchHead { fetch, status, headers })
-}
-
-fn body(h: &mut Harness, fetch: u64, data: &str) -> Vec<Output> {
-    let mut outputs = h.input(Input::FetchData { fetch, data: data.as_bytes().to_vec() });
-    outputs.extend(h.input(Input::FetchEnd { fetch, error: None }));
-    outputs
-}
+use mcp_proxy_core::{Input, Output};
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
@@ -163,4 +148,29 @@ fn an_expired_upstream_session_is_initialized_again_without_the_client_noticing(
     let outputs =
         body(&mut h, replay.fetch, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"tools":[]}}}}"#, id["id"]));
     assert_eq!(response(&outputs, exchange).map(|(_, b)| b["id"].clone()), Some(serde_json::json!("call")));
+}
+
+#[test]
+fn client_credentials_reach_only_the_upstreams_configured_to_see_them() {
+    let mut h = Harness::aggregator(
+        r#"{"mcpServers": {
+            "closed": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/a"},
+            "open": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/b", "options": {"forwardAuthorization": true}},
+            "own": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/c", "headers": {"Authorization": "Bearer configured"}, "options": {"forwardAuthorization": true}}
+        }}"#,
+    );
+    let authorization = |path: &str, h: &mut Harness| {
+        let (_, outputs) = h.post_to(path, None, &[("authorization", "Bearer client-token")], INIT);
+        let post = fetches(&outputs).remove(0);
+        let found: Vec<String> = post
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+            .map(|h| h.value.clone())
+            .collect();
+        found
+    };
+    assert!(authorization("/closed/mcp", &mut h).is_empty(), "no pass-through by default");
+    assert_eq!(authorization("/open/mcp", &mut h), ["Bearer client-token"]);
+    assert_eq!(authorization("/own/mcp", &mut h), ["Bearer configured"], "configured credentials win");
 }

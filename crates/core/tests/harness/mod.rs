@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use mcp_proxy_core::{Config, ExchangeId, Header, HttpRequest, Input, Instant, Output, Proxy, UpstreamId};
+use mcp_proxy_core::{
+    Config, ExchangeId, FetchRequest, Header, HttpRequest, Input, Instant, Output, Proxy, UpstreamId,
+};
 use serde_json::Value;
 
 pub const JSON_AND_SSE: &str = "application/json, text/event-stream";
@@ -186,4 +188,22 @@ pub fn stream_ended(outputs: &[Output], exchange: ExchangeId) -> bool {
 
 pub fn closed_upstream(outputs: &[Output], upstream: UpstreamId) -> bool {
     outputs.iter().any(|o| matches!(o, Output::CloseUpstream(u) if *u == upstream))
+}
+
+/// The fetches the proxy asked for.
+pub fn fetches(outputs: &[Output]) -> Vec<FetchRequest> {
+    outputs.iter().filter_map(|o| if let Output::Fetch(f) = o { Some(f.clone()) } else { None }).collect()
+}
+
+/// A fetch's status and headers arrive.
+pub fn head(h: &mut Harness, fetch: u64, status: u16, headers: &[(&str, &str)]) -> Vec<Output> {
+    let headers = headers.iter().map(|(n, v)| Header::new(*n, *v)).collect();
+    h.input(Input::FetchHead { fetch, status, headers })
+}
+
+/// A fetch's whole body arrives, then its end.
+pub fn body(h: &mut Harness, fetch: u64, data: &str) -> Vec<Output> {
+    let mut outputs = h.input(Input::FetchData { fetch, data: data.as_bytes().to_vec() });
+    outputs.extend(h.input(Input::FetchEnd { fetch, error: None }));
+    outputs
 }

@@ -1,0 +1,266 @@
+//! Sessions at the edge: the session travels in its own id, sealed.
+//!
+//! A Worker keeps nothing between requests and any isolate may serve any request, so the
+//! `Mcp-Session-Id` it hands out is the session itself: which endpoint, the negotiated
+//! revision, the client's `initialize` parameters (to initialize an expired upstream session
+//! again) and each upstream's own session id — serialized, then encrypted and authenticated
+//! with ChaCha20-Poly1305 under a key derived from the operator's secret. A tampered, foreign
+//! or expired id does not open, and is answered like any unknown session: 404. Upstream
+//! credentials stay in the configuration; they are never put in an id.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::event_store::EventStore;
+use crate::ids::{SessionId, UpstreamId};
+use crate::proxy::Proxy;
+use crate::route::Target;
+use crate::session::{Member, Session, SessionState, Transport};
+
+/// Starts every sealed id: the format's version.
+const PREFIX: &str = "e1.";
+/// Binds the ciphertext to its use.
+const ASSOCIATED_DATA: &[u8] = b"mcp-proxy edge session v1";
+/// Sealed ids longer than this are not even opened (a header is not a place for megabytes).
+const MAX_SEALED_LEN: usize = 8 * 1024;
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+/// Seals and opens session ids with the key derived from the operator's secret.
+pub(crate) struct Sealer {
+    cipher: ChaCha20Poly1305,
+    max_age_secs: u64,
+}
+
+impl core::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Sealer { .. }")
+    }
+}
+
+impl Sealer {
+    /// Derives the key from `secret` (any length; the config asks for 32 characters or more).
+    pub(crate) fn new(secret: &str, max_age_secs: u64) -> Sealer {
+        let mut hasher = Sha256::new();
+        hasher.update(b"mcp-proxy edge session key\0");
+        hasher.update(secret.as_bytes());
+        let key: [u8; 32] = hasher.finalize().into();
+        Sealer { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)), max_age_secs }
+    }
+
+    fn seal(&self, ticket: &Ticket, rng: &mut impl RngCore) -> Option<String> {
+        let plain = serde_json::to_vec(ticket).ok()?;
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let sealed =
+            self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: ASSOCIATED_DATA }).ok()?;
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    fn open(&self, text: &str, now_secs: u64) -> Option<Ticket> {
+        if text.len() > MAX_SEALED_LEN {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(text.strip_prefix(PREFIX)?).ok()?;
+        if bytes.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let plain =
+            self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: ASSOCIATED_DATA }).ok()?;
+        let ticket: Ticket = serde_json::from_slice(&plain).ok()?;
+        (now_secs.saturating_sub(ticket.issued) <= self.max_age_secs).then_some(ticket)
+    }
+}
+
+/// What a sealed id carries.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Ticket {
+    /// The endpoint: a server's name, or none for the merged endpoint.
+    #[serde(rename = "e")]
+    endpoint: Option<String>,
+    /// The revision negotiated with the client.
+    #[serde(rename = "v", default)]
+    protocol: Option<String>,
+    /// The client's `initialize` parameters.
+    #[serde(rename = "i", default)]
+    initialize: Option<Value>,
+    #[serde(rename = "m")]
+    members: Vec<MemberTicket>,
+    /// When the session began, in seconds of the shell's wall clock.
+    #[serde(rename = "t")]
+    issued: u64,
+}
+
+/// One upstream of a sealed session.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct MemberTicket {
+    /// The server's name.
+    #[serde(rename = "s")]
+    server: String,
+    /// Its session id, as the upstream gave it.
+    #[serde(rename = "u", default)]
+    session: Option<String>,
+    /// The revision it speaks.
+    #[serde(rename = "v", default)]
+    protocol: Option<String>,
+    /// Left out of a merged session.
+    #[serde(rename = "f", default)]
+    failed: bool,
+}
+
+impl Proxy {
+    /// The id a client is given for a session: the session sealed at the edge, else its id.
+    pub(crate) fn public_session_id(&mut self, session_id: &SessionId) -> String {
+        let Some(sealer) = &self.sealer else {
+            return session_id.to_string();
+        };
+        let Some(session) = self.sessions.get(session_id) else {
+            return session_id.to_string();
+        };
+        let endpoint = match session.target {
+            Target::Server(server) => Some(self.config.servers.get(server).map(|s| s.name.clone()).unwrap_or_default()),
+            Target::Merged => None,
+        };
+        let members = session
+            .members
+            .iter()
+            .map(|member| {
+                let (session, protocol) = self.http_session_of(member.upstream);
+                MemberTicket {
+                    server: self.config.servers.get(member.server).map(|s| s.name.clone()).unwrap_or_default(),
+                    session,
+                    protocol,
+                    failed: member.failed,
+                }
+            })
+            .collect();
+        let ticket = Ticket {
+            endpoint,
+            protocol: session.protocol_version.clone(),
+            initialize: session.initialize_params.clone(),
+            members,
+            issued: self.now.0 / NANOS_PER_SECOND,
+        };
+        sealer.seal(&ticket, &mut self.rng).unwrap_or_else(|| session_id.to_string())
+    }
+
+    /// Opens a sealed id presented at `target`'s endpoint and rebuilds its session; `None`
+    /// for anything that does not open, or belongs to another endpoint.
+    pub(crate) fn restore_session(&mut self, sealed: &str, target: Target) -> Option<SessionId> {
+        let ticket = self.sealer.as_ref()?.open(sealed, self.now.0 / NANOS_PER_SECOND)?;
+        let restored_target = match &ticket.endpoint {
+            Some(name) => Target::Server(self.server_named(name)?),
+            None => Target::Merged,
+        };
+        if restored_target != target {
+            return None;
+        }
+        let id = SessionId::generate(&mut self.rng);
+        let mut members = Vec::with_capacity(ticket.members.len());
+        for member in &ticket.members {
+            // A server gone from the configuration since is left out.
+            let Some(server) = self.server_named(&member.server) else {
+                continue;
+            };
+            let config = self.config.servers.get(server)?.upstream.clone();
+            self.next_upstream += 1;
+            let upstream = UpstreamId(self.next_upstream);
+            let forward = self.config.servers.get(server).is_some_and(|s| s.options.forward_authorization);
+            self.open_http_upstream(upstream, &config, forward);
+            self.resume_http_upstream(
+                upstream,
+                member.session.clone(),
+                member.protocol.clone(),
+                ticket.initialize.clone(),
+            );
+            self.by_upstream.insert(upstream, id.clone());
+            members.push(Member { server, upstream, failed: member.failed, retries: 0 });
+        }
+        if members.iter().all(|m| m.failed) {
+            return None;
+        }
+        let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
+        let mut session =
+            Session::new(target, members, SessionState::Ready, transport, self.now, EventStore::new(0, 0));
+        session.protocol_version = ticket.protocol;
+        session.initialize_params = ticket.initialize;
+        self.sessions.insert(id.clone(), session);
+        Some(id)
+    }
+
+    fn server_named(&self, name: &str) -> Option<usize> {
+        self.config.servers.iter().position(|s| s.name == name && !s.options.disabled)
+    }
+}
+
+/// The id a merged session's client sees for a server's request: the server's number and
+/// its own id, so the answer finds its way back without anything remembered.
+pub(crate) fn name_server_request(server: usize, id: &crate::jsonrpc::RequestId) -> String {
+    format!("mcp-proxy~{server}~{}", serde_json::to_string(id).unwrap_or_default())
+}
+
+/// Reads an id made by [`name_server_request`].
+pub(crate) fn unname_server_request(named: &str) -> Option<(usize, crate::jsonrpc::RequestId)> {
+    let (server, id) = named.strip_prefix("mcp-proxy~")?.split_once('~')?;
+    Some((server.parse().ok()?, serde_json::from_str(id).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+
+    fn ticket() -> Ticket {
+        Ticket {
+            endpoint: Some("everything".into()),
+            protocol: Some("2025-11-25".into()),
+            initialize: Some(serde_json::json!({"clientInfo": {"name": "t"}})),
+            members: vec![MemberTicket {
+                server: "everything".into(),
+                session: Some("abc".into()),
+                protocol: None,
+                failed: false,
+            }],
+            issued: 1_000,
+        }
+    }
+
+    #[test]
+    fn sealed_ids_open_with_the_same_secret_only() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
+        let sealer = Sealer::new(&"k".repeat(32), 3600);
+        let sealed = sealer.seal(&ticket(), &mut rng).expect("sealed");
+        assert!(sealed.starts_with(PREFIX));
+        assert!(sealed.bytes().all(|b| b.is_ascii_graphic()), "a header value: visible ASCII");
+        assert!(!sealed.contains("abc"), "nothing in clear text");
+        assert_eq!(sealer.open(&sealed, 1_000), Some(ticket()));
+        assert_eq!(Sealer::new(&"x".repeat(32), 3600).open(&sealed, 1_000), None, "another secret");
+        let again = sealer.seal(&ticket(), &mut rng).expect("sealed");
+        assert_ne!(sealed, again, "a fresh nonce each time");
+    }
+
+    #[test]
+    fn tampered_truncated_and_expired_ids_do_not_open() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([2; 32]);
+        let sealer = Sealer::new(&"k".repeat(32), 3600);
+        let sealed = sealer.seal(&ticket(), &mut rng).expect("sealed");
+        let mut bytes = sealed.clone().into_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).expect("ascii");
+        assert_eq!(sealer.open(&tampered, 1_000), None);
+        assert_eq!(sealer.open(&sealed[..sealed.len() - 4], 1_000), None);
+        assert_eq!(sealer.open("e1.", 1_000), None);
+        assert_eq!(sealer.open("0123456789abcdef0123456789abcdef", 1_000), None);
+        assert_eq!(sealer.open(&sealed, 1_000 + 3601), None, "too old");
+        assert!(sealer.open(&sealed, 1_000 + 3600).is_some());
+    }
+}
