@@ -12,9 +12,9 @@ server-everything (``/mcp``) and a Python SDK server in streamable-http mode
 
 Nothing is skipped: a missing toolchain fails with what to run (``scripts/setup``).
 
-Tests marked ``needs_edge`` depend on the core's edge mode (``"edge": {"sessionKey": ...}``:
-sessions sealed into the session id, stdio servers refused). They are expected to fail until
-``CORE_HAS_EDGE_MODE`` in crates/worker/src/config.rs is switched on, and must pass after.
+The core runs in edge mode (``"edge": {"sessionKey": ...}``): a fresh proxy per request,
+sessions sealed into their ids, so an SDK client's session spans requests; stdio servers are
+refused by name.
 """
 
 from __future__ import annotations
@@ -61,22 +61,11 @@ INITIALIZE = {
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
 }
 STARTUP_TIMEOUT_S = 60.0
+#: The Worker's MCP_PROXY_SESSION_KEY secret in the tests (the core wants 32 characters or more).
+SESSION_KEY = "test-session-key-0123456789abcdef0123456789abcdef"
 #: The core's default request body limit (the Worker does not change it).
 MAX_BODY_SIZE = 10 * 1024 * 1024
 
-
-def _edge_mode_switched_on() -> bool:
-    source = (REPO_ROOT / "crates" / "worker" / "src" / "config.rs").read_text()
-    match = re.search(r"const CORE_HAS_EDGE_MODE: bool = (true|false);", source)
-    assert match, "crates/worker/src/config.rs lost its CORE_HAS_EDGE_MODE switch"
-    return match.group(1) == "true"
-
-
-needs_edge = pytest.mark.xfail(
-    not _edge_mode_switched_on(),
-    reason="needs the core's edge mode (CORE_HAS_EDGE_MODE in crates/worker/src/config.rs)",
-    strict=True,
-)
 
 # The first test pays for the Worker build (cargo + wasm-opt) and the wrangler tests build again.
 pytestmark = pytest.mark.timeout(300)
@@ -254,7 +243,9 @@ class Worker:
 def start_worker(worker_build: Path, tmp_path: Path) -> Iterator:
     started: list[Worker] = []
 
-    def start(bindings: Mapping[str, str]) -> Worker:
+    def start(bindings: Mapping[str, str], session_key: str | None = SESSION_KEY) -> Worker:
+        if session_key is not None:
+            bindings = {"MCP_PROXY_SESSION_KEY": session_key, **bindings}
         worker = Worker(bindings, tmp_path)
         started.append(worker)
         return worker
@@ -268,9 +259,6 @@ def config_text(servers: Mapping[str, Mapping[str, object]]) -> str:
     return json.dumps({"mcpServers": servers})
 
 
-SESSION_KEY = "test-session-key-0123456789abcdef0123456789abcdef"
-
-
 @pytest.fixture
 def worker(start_worker, bridge_upstream: str, python_upstream: str) -> Worker:
     """A Worker in front of both upstreams: ``/everything/mcp`` and ``/py/mcp``."""
@@ -278,7 +266,7 @@ def worker(start_worker, bridge_upstream: str, python_upstream: str) -> Worker:
         "everything": {"type": "streamable-http", "url": bridge_upstream},
         "py": {"type": "streamable-http", "url": python_upstream},
     }
-    return start_worker({"MCP_PROXY_CONFIG": config_text(servers), "MCP_PROXY_SESSION_KEY": SESSION_KEY})
+    return start_worker({"MCP_PROXY_CONFIG": config_text(servers)})
 
 
 # --------------------------------------------------------------------------
@@ -324,7 +312,6 @@ def test_upstream_events_stream_one_by_one(start_worker, slow_sse_upstream: str)
     assert arrivals[1][0] - arrivals[0][0] > SLOW_PAUSE_S * 0.6, arrivals
 
 
-@needs_edge
 @pytest.mark.anyio
 @pytest.mark.parametrize(("server", "tool"), [("everything", "echo"), ("py", "echo")])
 async def test_sdk_client_lists_and_calls_tools(worker: Worker, server: str, tool: str) -> None:
@@ -337,7 +324,6 @@ async def test_sdk_client_lists_and_calls_tools(worker: Worker, server: str, too
             assert "through the edge" in result.content[0].text
 
 
-@needs_edge
 @pytest.mark.anyio
 async def test_upstream_sse_flows_through(worker: Worker) -> None:
     logged: list[float] = []
@@ -356,13 +342,12 @@ async def test_upstream_sse_flows_through(worker: Worker) -> None:
     assert answered - logged[0] > 1.0, (logged, answered)
 
 
-@needs_edge
 def test_stdio_server_is_refused_by_name(start_worker, bridge_upstream: str) -> None:
     servers = {
         "remote": {"type": "streamable-http", "url": bridge_upstream},
         "local-tool": {"command": "node", "args": ["server.js"]},
     }
-    worker = start_worker({"MCP_PROXY_CONFIG": config_text(servers), "MCP_PROXY_SESSION_KEY": SESSION_KEY})
+    worker = start_worker({"MCP_PROXY_CONFIG": config_text(servers)})
     response = httpx.post(worker.url("/local-tool/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS, timeout=30)
     # Refused by the core, before any attempt to start a process.
     assert response.status_code >= 400 or "error" in response.json(), response.text
@@ -375,6 +360,17 @@ def test_missing_config_is_a_clear_500(start_worker) -> None:
     response = httpx.get(worker.url("/ping"))
     assert response.status_code == 500
     assert "MCP_PROXY_CONFIG" in response.json()["error"]["message"]
+
+
+def test_missing_or_short_session_key_is_a_clear_500(start_worker, bridge_upstream: str) -> None:
+    config = config_text({"everything": {"type": "streamable-http", "url": bridge_upstream}})
+    for session_key in (None, "too-short"):
+        worker = start_worker({"MCP_PROXY_CONFIG": config}, session_key=session_key)
+        response = httpx.get(worker.url("/ping"))
+        assert response.status_code == 500
+        message = response.json()["error"]["message"]
+        assert "MCP_PROXY_SESSION_KEY" in message, message
+        assert "too-short" not in message, "the secret must not be echoed"
 
 
 def test_invalid_config_names_the_binding(start_worker) -> None:
@@ -448,6 +444,8 @@ def test_wrangler_dev_serves_from_the_root_config(worker_build: Path, bridge_ups
             str(tmp_path / "persist"),
             "--var",
             f"MCP_PROXY_CONFIG:{config}",
+            "--var",
+            f"MCP_PROXY_SESSION_KEY:{SESSION_KEY}",
             "--show-interactive-dev-session=false",
         ],
         env={"WRANGLER_LOG_PATH": str(tmp_path / "logs"), "CI": "1"},

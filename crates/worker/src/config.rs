@@ -5,11 +5,12 @@
 //! | `MCP_PROXY_CONFIG` | var or secret (text, or a JSON object var) | `configFile.text`: the `mcpServers` file |
 //! | `MCP_PROXY_API_KEY` | secret, optional | `apiKey` |
 //! | `MCP_PROXY_CORS_ORIGIN` | var, optional: `*` or origins separated by commas | `cors.origins` |
-//! | `MCP_PROXY_SESSION_KEY` | secret | `edge.sessionKey`: seals session state into session ids |
+//! | `MCP_PROXY_SESSION_KEY` | secret, 32 characters or more | `edge.sessionKey`: seals session state into session ids |
 //!
-//! The Worker serves Streamable HTTP only (legacy SSE needs a long-lived session in one
-//! place), and it is not bound to loopback, so the DNS-rebinding check judges `Origin` by the
-//! CORS origins alone.
+//! The core runs in edge mode (`edge`): nothing outlives a request, so a session travels in
+//! its id, sealed; stdio servers are refused by name. The Worker serves Streamable HTTP only
+//! (legacy SSE needs a long-lived session in one place), and it is not bound to loopback, so
+//! the DNS-rebinding check judges `Origin` by the CORS origins alone.
 
 use std::fmt;
 
@@ -27,14 +28,6 @@ pub(crate) const API_KEY: &str = "MCP_PROXY_API_KEY";
 pub(crate) const CORS_ORIGIN: &str = "MCP_PROXY_CORS_ORIGIN";
 /// The key that seals session state into session ids.
 pub(crate) const SESSION_KEY: &str = "MCP_PROXY_SESSION_KEY";
-
-/// EDGE MODE SWITCH — the one place that depends on the core's `edge` configuration field.
-///
-/// While the core does not know `edge` yet (it rejects unknown fields), the Worker leaves it
-/// out and `MCP_PROXY_SESSION_KEY` is optional; sessions then do not survive from one request
-/// to the next. Set to `true` once the core has `"edge": {"sessionKey": "..."}`: the key then
-/// becomes required and the core serves at the edge (sealed sessions, stdio servers refused).
-const CORE_HAS_EDGE_MODE: bool = false;
 
 /// Why the environment does not make a configuration.
 #[derive(Debug)]
@@ -88,18 +81,15 @@ fn build(settings: &Settings) -> Result<Config, EnvError> {
         let origins: Vec<&str> = origins.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
         document.insert("cors".into(), json!({ "origins": origins }));
     }
-    match (&settings.session_key, CORE_HAS_EDGE_MODE) {
-        (Some(key), true) => {
-            document.insert("edge".into(), json!({ "sessionKey": key }));
-        }
-        (None, true) => {
-            return Err(EnvError {
-                binding: SESSION_KEY,
-                message: "missing: set a secret (`wrangler secret put MCP_PROXY_SESSION_KEY`) to seal sessions".into(),
-            })
-        }
-        (_, false) => {}
-    }
+    let Some(session_key) = &settings.session_key else {
+        return Err(EnvError {
+            binding: SESSION_KEY,
+            message: "missing: set a secret of 32 characters or more (`wrangler secret put MCP_PROXY_SESSION_KEY`)"
+                .into(),
+        });
+    };
+    // Edge mode: sessions sealed into their ids, stdio servers refused by name.
+    document.insert("edge".into(), json!({ "sessionKey": session_key }));
     Config::from_json(&Value::Object(document).to_string())
         .map_err(|error| EnvError { binding: binding_of(&error.path), message: error.to_string() })
 }
@@ -138,9 +128,10 @@ mod tests {
     use super::*;
 
     fn settings(config: &str) -> Settings {
-        Settings { config: Some(config.into()), api_key: None, cors_origin: None, session_key: Some("k".into()) }
+        Settings { config: Some(config.into()), api_key: None, cors_origin: None, session_key: Some(KEY.into()) }
     }
 
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
     const REMOTE: &str = r#"{"mcpServers": {"a": {"type": "streamable-http", "url": "https://a.example/mcp"}}}"#;
 
     #[test]
@@ -160,6 +151,20 @@ mod tests {
         let error = build(&settings(r#"{"mcpServers": []}"#)).expect_err("not an object");
         assert_eq!(error.binding, CONFIG);
         assert!(error.to_string().starts_with("MCP_PROXY_CONFIG: mcpServers"), "{error}");
+        let error = build(&Settings { session_key: None, ..settings(REMOTE) }).expect_err("no key");
+        assert_eq!(error.binding, SESSION_KEY);
+        let error = build(&Settings { session_key: Some("short".into()), ..settings(REMOTE) }).expect_err("short key");
+        assert_eq!(error.binding, SESSION_KEY);
+        assert!(!error.to_string().contains("short"), "the secret must not be echoed: {error}");
+    }
+
+    #[test]
+    fn refuses_stdio_servers_by_name() {
+        let file = r#"{"mcpServers": {"remote": {"url": "https://a.example/mcp", "type": "streamable-http"},
+                                       "local-tool": {"command": "node"}}}"#;
+        let error = build(&settings(file)).expect_err("stdio at the edge");
+        assert_eq!(error.binding, CONFIG);
+        assert!(error.to_string().contains("local-tool"), "{error}");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! The request goes in as the only exchange. The driver then drains the core's outputs and
 //! waits for whichever comes first: an upstream fetch reporting back, the client dropping a
 //! stream, or the core's deadline. It runs under `ctx.wait_until`, so a streaming response
-//! keeps being fed after the handler has returned it. It ends when the exchange is answered
-//! (or its stream ended) and no fetch is still running; remaining fetches are cancelled.
+//! keeps being fed after the handler has returned it. It ends when the core is idle
+//! ([`Proxy::is_idle`]: the exchange answered, nothing owed upstream); remaining fetches are
+//! cancelled.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -85,7 +86,8 @@ impl Driver {
                 self.feed(input);
                 continue;
             }
-            if self.reply.is_none() && self.stream.is_none() && self.fetches.is_empty() {
+            // What may still run then (an upstream's listening stream) is abandoned.
+            if self.proxy.is_idle() {
                 break;
             }
             match self.next_input().await {
