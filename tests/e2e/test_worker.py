@@ -261,10 +261,12 @@ def config_text(servers: Mapping[str, Mapping[str, object]]) -> str:
 
 @pytest.fixture
 def worker(start_worker, bridge_upstream: str, python_upstream: str) -> Worker:
-    """A Worker in front of both upstreams: ``/everything/mcp`` and ``/py/mcp``."""
+    """A Worker in front of the upstreams: ``/everything/mcp``, ``/py/mcp``, and ``/legacy/mcp``
+    (the bridge again, over its legacy HTTP+SSE transport)."""
     servers = {
         "everything": {"type": "streamable-http", "url": bridge_upstream},
         "py": {"type": "streamable-http", "url": python_upstream},
+        "legacy": {"type": "sse", "url": bridge_upstream.removesuffix("/mcp") + "/sse"},
     }
     return start_worker({"MCP_PROXY_CONFIG": config_text(servers)})
 
@@ -313,7 +315,7 @@ def test_upstream_events_stream_one_by_one(start_worker, slow_sse_upstream: str)
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("server", "tool"), [("everything", "echo"), ("py", "echo")])
+@pytest.mark.parametrize(("server", "tool"), [("everything", "echo"), ("py", "echo"), ("legacy", "echo")])
 async def test_sdk_client_lists_and_calls_tools(worker: Worker, server: str, tool: str) -> None:
     async with streamable_http_client(worker.url(f"/{server}/mcp")) as (read, write):
         async with ClientSession(read, write, read_timeout_seconds=30) as session:
