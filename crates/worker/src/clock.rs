@@ -1,7 +1,9 @@
-//! The core's clock: `Date.now()` as nanoseconds.
+//! The core's clock: `Date.now()` as nanoseconds since the Unix epoch.
 //!
-//! Workers have no monotonic clock, and `Date.now()` only advances while the Worker waits on
-//! IO; both are fine for the core, which only measures timeouts within one request.
+//! Wall-clock time on purpose: in edge mode the core dates the sessions it seals into ids
+//! and checks their age on later requests, in other isolates. Workers have no monotonic
+//! clock, and `Date.now()` only advances while the Worker waits on IO; timeouts within one
+//! request are measured well enough with it.
 
 use mcp_proxy_core::Instant;
 

@@ -56,7 +56,7 @@ pub(crate) async fn serve(request: Request, config: Config, seed: [u8; 32], ctx:
     ctx.wait_until(driver.run());
     match answer.await {
         Ok(response) => response,
-        Err(_) => response::error(502, "no_answer", "the request ended without an answer"),
+        Err(_) => response::error(500, "no_answer", "the request ended without an answer"),
     }
 }
 
