@@ -474,3 +474,116 @@ def test_wrangler_deploy_dry_run(worker_build: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert "--dry-run: exiting now" in result.stdout + result.stderr, result.stdout
     assert any(path.suffix == ".wasm" for path in outdir.iterdir()), list(outdir.iterdir())
+
+
+# --------------------------------------------------------------------------
+# Sessions at the edge, MCP features across requests, the core's vectors
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_progress_resources_and_prompts_cross_the_edge(worker: Worker) -> None:
+    progress: list[tuple[float, float | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, total))
+
+    async with streamable_http_client(worker.url("/everything/mcp")) as (read, write):
+        async with ClientSession(read, write, read_timeout_seconds=30) as session:
+            await session.initialize()
+            result = await session.call_tool(
+                "trigger-long-running-operation", {"duration": 1.5, "steps": 3}, progress_callback=on_progress
+            )
+            assert "Long running operation completed" in result.content[0].text
+            listed = await session.list_resources()
+            uri = "demo://resource/static/document/instructions.md"
+            assert uri in [str(r.uri) for r in listed.resources]
+            read_back = await session.read_resource(uri)
+            assert read_back.contents[0].text.strip()
+            prompts = await session.list_prompts()
+            assert "args-prompt" in [p.name for p in prompts.prompts]
+            prompt = await session.get_prompt("args-prompt", {"city": "Lyon", "state": "Rhône"})
+            assert prompt.messages[0].content.text == "What's weather in Lyon, Rhône?"
+    assert progress == [(1.0, 3.0), (2.0, 3.0), (3.0, 3.0)], "every progress notification, in order"
+
+
+def _initialize(worker: Worker, path: str, client: str) -> str:
+    body = {**INITIALIZE, "params": {**INITIALIZE["params"], "clientInfo": {"name": client, "version": "1"}}}
+    response = httpx.post(worker.url(path), json=body, headers=MCP_POST_HEADERS, timeout=30)
+    assert response.status_code == 200, response.text
+    session = response.headers["mcp-session-id"]
+    headers = {**MCP_POST_HEADERS, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
+    notified = httpx.post(
+        worker.url(path), json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers, timeout=30
+    )
+    assert notified.status_code == 202, notified.text
+    return session
+
+
+def _rpc(worker: Worker, path: str, session: str, request: dict) -> httpx.Response:
+    headers = {**MCP_POST_HEADERS, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
+    return httpx.post(worker.url(path), json=request, headers=headers, timeout=30)
+
+
+def _message(response: httpx.Response) -> dict:
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        return json.loads(data[-1])
+    return response.json()
+
+
+def test_sessions_live_in_their_ids_not_in_the_runtime(start_worker, bridge_upstream: str, python_upstream: str) -> None:
+    """Two clients begin on one workerd; it is stopped, and a new one serves the rest."""
+    servers = {
+        "everything": {"type": "streamable-http", "url": bridge_upstream},
+        "py": {"type": "streamable-http", "url": python_upstream},
+    }
+    bindings = {"MCP_PROXY_CONFIG": config_text(servers)}
+    first = start_worker(bindings)
+    alice = _initialize(first, "/everything/mcp", "alice")
+    bob = _initialize(first, "/py/mcp", "bob")
+    first.process.stop()
+
+    second = start_worker(bindings)
+    echo = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "alice"}}}
+    answer = _message(_rpc(second, "/everything/mcp", alice, echo))
+    assert answer["result"]["content"][0]["text"] == "Echo: alice"
+    echo["params"]["arguments"]["message"] = "bob"
+    answer = _message(_rpc(second, "/py/mcp", bob, echo))
+    assert "bob" in answer["result"]["content"][0]["text"]
+
+    # A session belongs to its endpoint; a tampered or foreign id is unknown.
+    assert _rpc(second, "/py/mcp", alice, echo).status_code == 404
+    tampered = alice[:-6] + ("AAAAAA" if not alice.endswith("AAAAAA") else "BBBBBB")
+    assert _rpc(second, "/everything/mcp", tampered, echo).status_code == 404
+    other_key = start_worker(bindings, session_key="another-secret-another-secret-another-secret")
+    assert _rpc(other_key, "/everything/mcp", alice, echo).status_code == 404
+
+
+def test_get_listens_and_delete_ends_the_upstream_session(start_worker) -> None:
+    if not SERVER_EVERYTHING_JS.is_file():
+        pytest.fail(f"server-everything not installed at {SERVER_EVERYTHING_JS}; run scripts/setup", pytrace=False)
+    bridge = Process([str(PROXY_BIN), "--port", "0", "--", "node", str(SERVER_EVERYTHING_JS), "stdio"])
+    try:
+        host = bridge.wait_for(r"listening on http://([^\s/]+)").group(1)
+        worker = start_worker({"MCP_PROXY_CONFIG": config_text({"e": {"type": "streamable-http", "url": f"http://{host}/mcp"}})})
+        session = _initialize(worker, "/e/mcp", "listener")
+        headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
+        with httpx.stream("GET", worker.url("/e/mcp"), headers=headers, timeout=30) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+        deleted = httpx.delete(worker.url("/e/mcp"), headers={"Mcp-Session-Id": session}, timeout=30)
+        assert deleted.status_code == 200, deleted.text
+        bridge.wait_for(r"ended \(the client deleted it\)", timeout=15)
+    finally:
+        bridge.stop()
+
+
+def test_the_worker_answers_every_core_vector(start_worker) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import core_vectors
+
+    worker = start_worker(
+        {"MCP_PROXY_CONFIG": json.dumps(core_vectors.CONFIG), "MCP_PROXY_API_KEY": core_vectors.API_KEY}
+    )
+    assert core_vectors.run_all(worker.base_url) == {}
