@@ -366,6 +366,10 @@ class Bench:
                 self.everything_cmd,
                 ("stdio", "stream"),
             )
+        if a.edge:
+            import edge
+
+            self.step("edge", edge.measure, self, max(2, a.rounds // 2), max(200, a.calls // 4), a.warmup)
         self.step("memory_stream", self.memory, "stream", a.rss_sessions)
         self.step("memory_sse", self.memory, "sse", a.rss_sessions)
         if a.peers:
@@ -656,6 +660,11 @@ def report(bench):
             med = statistics.median(st["warm"]) * 1e3
             goals.append(("start to listening under 50 ms (warm cache)", "%.1f ms" % med, med < 50))
 
+    if r.get("edge"):
+        import edge
+
+        out.extend(edge.report(r["edge"]))
+
     if r.get("peers"):
         import peers
 
@@ -692,6 +701,7 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="a short smoke run (numbers are rough)")
     p.add_argument("--no-everything", dest="everything", action="store_false", help="skip the server-everything rows (latency and throughput)")
     p.add_argument("--no-diag", dest="diag", action="store_false", help="skip the diagnostic latency rows (GET /ping, TOKIO_WORKER_THREADS=1)")
+    p.add_argument("--no-edge", dest="edge", action="store_false", help="skip the Cloudflare Worker rows (bundle size, added latency)")
     p.add_argument("--rounds", type=int, default=5, help="latency rounds (transports interleaved per round)")
     p.add_argument("--calls", type=int, default=2000, help="latency calls per transport per round")
     p.add_argument("--warmup", type=int, default=300, help="latency warm-up calls per transport")
