@@ -587,3 +587,37 @@ def test_the_worker_answers_every_core_vector(start_worker) -> None:
         {"MCP_PROXY_CONFIG": json.dumps(core_vectors.CONFIG), "MCP_PROXY_API_KEY": core_vectors.API_KEY}
     )
     assert core_vectors.run_all(worker.base_url) == {}
+
+
+@pytest.mark.anyio
+async def test_the_merged_endpoint_and_server_tokens_at_the_edge(start_worker, bridge_upstream: str, python_upstream: str) -> None:
+    config = {
+        "mcpProxy": {"options": {"authTokens": ["edge-token"]}},
+        "mcpServers": {
+            "everything": {"type": "streamable-http", "url": bridge_upstream, "options": {"toolFilter": {"mode": "block", "list": ["get-sum"]}}},
+            "py": {"type": "streamable-http", "url": python_upstream, "options": {"authTokens": []}},
+        },
+    }
+    worker = start_worker({"MCP_PROXY_CONFIG": json.dumps(config)})
+    refused = httpx.post(worker.url("/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS, timeout=30)
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+    wrong = {**MCP_POST_HEADERS, "Authorization": "Bearer nope"}
+    assert httpx.post(worker.url("/everything/mcp"), json=INITIALIZE, headers=wrong, timeout=30).status_code == 401
+    open_server = httpx.post(worker.url("/py/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS, timeout=30)
+    assert open_server.status_code == 200, "an empty token list means no auth for that server"
+
+    import httpx2
+
+    client = httpx2.AsyncClient(headers={"Authorization": "Bearer edge-token"}, timeout=httpx2.Timeout(30.0, read=120.0))
+    async with client, streamable_http_client(worker.url("/mcp"), http_client=client) as (read, write):
+        async with ClientSession(read, write, read_timeout_seconds=30) as session:
+            await session.initialize()
+            names = {tool.name for tool in (await session.list_tools()).tools}
+            assert {"everything__echo", "py__echo"} <= names
+            assert "everything__get-sum" not in names, "the tool filter holds on the merged endpoint"
+            result = await session.call_tool("py__echo", {"message": "merged at the edge"})
+            assert "merged at the edge" in result.content[0].text
+            result = await session.call_tool("everything__echo", {"message": "both"})
+            assert result.content[0].text == "Echo: both"
+            with pytest.raises(Exception, match="not available"):
+                await session.call_tool("everything__get-sum", {"a": 1, "b": 2})
