@@ -41,6 +41,9 @@ pub(crate) fn filter_tools(result: &mut Value, filter: &ToolFilter) {
 
 /// Merges the parts of a fanned-out request.
 pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&str>, parts: &[Part]) -> Merged {
+    if matches!(method, "resources/read" | "resources/subscribe" | "resources/unsubscribe") {
+        return Merged { outcome: first_answer(parts), owners: Vec::new(), names: Vec::new() };
+    }
     let ok: Vec<(usize, &Value)> =
         parts.iter().filter_map(|p| p.outcome.as_ref().ok().map(|v| (p.server, v))).collect();
     if ok.is_empty() {
@@ -101,6 +104,18 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
         _ => Ok(json!({})),
     };
     Merged { outcome, owners, names }
+}
+
+/// A request asked of every server where one answer is wanted: the first server (in
+/// configuration order) that succeeded, else the first one's error.
+fn first_answer(parts: &[Part]) -> Result<Value, ErrorObject> {
+    let mut parts: Vec<&Part> = parts.iter().collect();
+    parts.sort_by_key(|p| p.server);
+    let first = parts.iter().find(|p| p.outcome.is_ok()).or(parts.first());
+    match first {
+        Some(part) => part.outcome.clone(),
+        None => Err(ErrorObject::new(codes::RESOURCE_NOT_FOUND, "no server lists that resource")),
+    }
 }
 
 fn server_name(config: &Config, server: usize) -> &str {

@@ -60,7 +60,13 @@ impl Proxy {
             "tools/call" | "prompts/get" => self.owner_by_name(session_id, &live, &mut request.params, "name"),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = param(&request.params, "uri").and_then(Value::as_str).unwrap_or_default().to_owned();
-                self.owner_by_uri(session_id, &live, &uri)
+                let owner = self.owner_by_uri(session_id, &live, &uri);
+                if owner.is_none() && self.sealer.is_some() && live.len() > 1 {
+                    // At the edge no list is remembered: ask every server, the first that
+                    // knows the resource answers (see `aggregate::merge`).
+                    return self.fan_out(now, session_id, reply_to, request, live);
+                }
+                owner
             }
             "completion/complete" => {
                 let mut reference = param(&request.params, "ref").cloned();

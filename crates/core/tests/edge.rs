@@ -240,7 +240,8 @@ fn a_legacy_sse_upstream_gets_a_new_session_per_request_initialized_like_the_cli
     head(&mut h, post.fetch, 202, &[]);
     h.input(Input::FetchEnd { fetch: post.fetch, error: None });
     assert!(!h.proxy.is_idle(), "the client still waits");
-    let outputs = sse_event(&mut h, stream.fetch, "message", &format!(r#"{{"jsonrpc":"2.0","id":0,"result":{INIT_RESULT}}}"#));
+    let outputs =
+        sse_event(&mut h, stream.fetch, "message", &format!(r#"{{"jsonrpc":"2.0","id":0,"result":{INIT_RESULT}}}"#));
     let (head_, _) = response(&outputs, exchange).expect("answered");
     let sealed = header(&head_.headers, "mcp-session-id").expect("sealed").to_owned();
     assert!(h.proxy.is_idle(), "done: the upstream stream may be abandoned");
@@ -273,4 +274,34 @@ fn a_legacy_sse_upstream_gets_a_new_session_per_request_initialized_like_the_cli
     let outputs = sse_event(&mut h, stream.fetch, "message", r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[]}}"#);
     assert_eq!(response(&outputs, exchange).expect("answered").1["id"], 4);
     assert!(h.proxy.is_idle());
+}
+
+#[test]
+fn a_resource_of_the_merged_endpoint_is_asked_of_every_server_at_the_edge() {
+    let mut h = isolate(13);
+    let (exchange, outputs) = h.post_to("/mcp", None, &[], INIT);
+    let mut outputs_ = Vec::new();
+    for (n, post) in fetches(&outputs).iter().enumerate() {
+        head(&mut h, post.fetch, 200, &[("content-type", "application/json"), ("mcp-session-id", &format!("up-{n}"))]);
+        outputs_ = body(&mut h, post.fetch, &format!(r#"{{"jsonrpc":"2.0","id":0,"result":{INIT_RESULT}}}"#));
+    }
+    let sealed =
+        header(&response(&outputs_, exchange).expect("answered").0.headers, "mcp-session-id").expect("id").to_owned();
+    let mut h = isolate(14);
+    let read = r#"{"jsonrpc":"2.0","id":8,"method":"resources/read","params":{"uri":"test://doc"}}"#;
+    let (exchange, outputs) = h.post_to("/mcp", Some(&sealed), &[], read);
+    let asked = fetches(&outputs);
+    assert_eq!(asked.len(), 2, "nothing remembers who listed it: both servers are asked");
+    let mut last = Vec::new();
+    for post in &asked {
+        head(&mut h, post.fetch, 200, &[("content-type", "application/json")]);
+        let answer = if post.url.ends_with("/other") {
+            r#"{"jsonrpc":"2.0","id":8,"result":{"contents":[{"uri":"test://doc","text":"found"}]}}"#
+        } else {
+            r#"{"jsonrpc":"2.0","id":8,"error":{"code":-32002,"message":"Resource not found"}}"#
+        };
+        last = body(&mut h, post.fetch, answer);
+    }
+    let (_, reply) = response(&last, exchange).expect("answered once");
+    assert_eq!(reply["result"]["contents"][0]["text"], "found", "{reply}");
 }
