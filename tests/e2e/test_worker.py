@@ -621,3 +621,36 @@ async def test_the_merged_endpoint_and_server_tokens_at_the_edge(start_worker, b
             assert result.content[0].text == "Echo: both"
             with pytest.raises(Exception, match="not available"):
                 await session.call_tool("everything__get-sum", {"a": 1, "b": 2})
+
+
+def test_a_get_stream_pipes_the_upstreams_own_messages(start_worker, python_upstream: str) -> None:
+    worker = start_worker({"MCP_PROXY_CONFIG": config_text({"py": {"type": "streamable-http", "url": python_upstream}})})
+    session = _initialize(worker, "/py/mcp", "listener")
+    received: list[dict] = []
+    arrived = threading.Event()
+    opened = threading.Event()
+
+    def listen() -> None:
+        headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
+        with httpx.stream("GET", worker.url("/py/mcp"), headers=headers, timeout=30) as stream:
+            assert stream.status_code == 200
+            opened.set()
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    received.append(json.loads(line[5:]))
+                    if received[-1].get("method") == "notifications/tools/list_changed":
+                        arrived.set()
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert opened.wait(15), "the GET stream did not open"
+    announce = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "announce", "arguments": {}}}
+    # The Worker opens the upstream's stream as the client's opens; ask until it is there.
+    for attempt in range(20):
+        answer = _message(_rpc(worker, "/py/mcp", session, {**announce, "id": 10 + attempt}))
+        assert answer["result"]["content"][0]["text"] == "announced"
+        if arrived.wait(0.5):
+            break
+    assert arrived.is_set(), f"no list_changed on the GET stream: {received}"
+    listener.join(5)

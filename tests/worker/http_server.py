@@ -8,6 +8,8 @@ Serves ``http://127.0.0.1:PORT/mcp``. Tools:
 * ``echo {message}`` -> text ``"Echo: <message>"``
 * ``countdown {count, pause}`` -> sends ``count`` log messages (one SSE event each),
   ``pause`` seconds apart, then answers ``"done"``
+* ``announce`` -> sends ``notifications/tools/list_changed`` on the session's own stream
+  (the GET stream: it belongs to no request), then answers ``"announced"``
 """
 
 import asyncio
@@ -31,6 +33,13 @@ async def countdown(count: int, ctx: Context, pause: float = 0.0) -> str:
         await ctx.info(f"countdown {remaining}")
         await asyncio.sleep(pause)
     return "done"
+
+
+@server.tool()
+async def announce(ctx: Context) -> str:
+    """Tells the client its tool list changed, outside any request."""
+    await ctx.session.send_tool_list_changed()
+    return "announced"
 
 
 if __name__ == "__main__":
