@@ -534,40 +534,12 @@ impl Proxy {
             return;
         };
         let waiting = reinit.take().unwrap_or_default();
-        let initialized = Message::Notification(crate::jsonrpc::Notification {
-            method: "notifications/initialized".into(),
-            params: None,
-        });
-        self.http_send(upstream, &initialized, initialized.to_bytes());
-        for data in waiting {
-            match Message::parse(&data) {
-                Ok(message) => self.http_send(upstream, &message, data),
-                Err(_) => continue,
-            }
-        }
+        self.confirm_and_resend(upstream, waiting);
     }
 
-    /// Whether a legacy SSE message answers the `initialize` the proxy replayed.
-    fn is_replayed_initialize(&self, upstream: UpstreamId, data: &str) -> bool {
-        let replaying =
-            matches!(self.http.upstreams.get(&upstream).map(|u| &u.flavor), Some(Flavor::Sse { replaying: true, .. }));
-        replaying
-            && matches!(Message::parse(data.as_bytes()), Ok(Message::Response(Response { id: Some(RequestId::String(id)), .. })) if id == REINITIALIZE_ID)
-    }
-
-    /// The replayed `initialize` was answered: confirm it, then send what waited (but the
-    /// client's own `initialized`, which this upstream session must not see twice).
-    fn sse_replayed(&mut self, upstream: UpstreamId, data: &str) {
-        if let Ok(Message::Response(Response { outcome: Err(error), .. })) = Message::parse(data.as_bytes()) {
-            return self.handle_upstream_gone(upstream, format!("the upstream refused initialize: {}", error.message));
-        }
-        let Some(HttpUpstream { flavor: Flavor::Sse { waiting, replaying, .. }, .. }) =
-            self.http.upstreams.get_mut(&upstream)
-        else {
-            return;
-        };
-        *replaying = false;
-        let waiting = std::mem::take(waiting);
+    /// Confirms a session the proxy initialized itself, then sends what waited for it (but a
+    /// client's own `initialized`: the session must not see it twice).
+    fn confirm_and_resend(&mut self, upstream: UpstreamId, waiting: Vec<Vec<u8>>) {
         let initialized = Message::Notification(crate::jsonrpc::Notification {
             method: "notifications/initialized".into(),
             params: None,
@@ -580,6 +552,29 @@ impl Proxy {
                 Err(_) => {}
             }
         }
+    }
+
+    /// Whether a legacy SSE message answers the `initialize` the proxy replayed.
+    fn is_replayed_initialize(&self, upstream: UpstreamId, data: &str) -> bool {
+        let replaying =
+            matches!(self.http.upstreams.get(&upstream).map(|u| &u.flavor), Some(Flavor::Sse { replaying: true, .. }));
+        replaying
+            && matches!(Message::parse(data.as_bytes()), Ok(Message::Response(Response { id: Some(RequestId::String(id)), .. })) if id == REINITIALIZE_ID)
+    }
+
+    /// The replayed `initialize` was answered: confirm it, then send what waited.
+    fn sse_replayed(&mut self, upstream: UpstreamId, data: &str) {
+        if let Ok(Message::Response(Response { outcome: Err(error), .. })) = Message::parse(data.as_bytes()) {
+            return self.handle_upstream_gone(upstream, format!("the upstream refused initialize: {}", error.message));
+        }
+        let Some(HttpUpstream { flavor: Flavor::Sse { waiting, replaying, .. }, .. }) =
+            self.http.upstreams.get_mut(&upstream)
+        else {
+            return;
+        };
+        *replaying = false;
+        let waiting = std::mem::take(waiting);
+        self.confirm_and_resend(upstream, waiting);
     }
 
     /// Answers a request the upstream could not, as if the upstream had.
