@@ -6,6 +6,8 @@
 //! | `MCP_PROXY_API_KEY` | secret, optional | `apiKey` |
 //! | `MCP_PROXY_CORS_ORIGIN` | var, optional: `*` or origins separated by commas | `cors.origins` |
 //! | `MCP_PROXY_SESSION_KEY` | secret, 32 characters or more | `edge.sessionKey`: seals session state into session ids |
+//! | `MCP_PROXY_SESSION_MAX_AGE_SECS` | var, optional (default 86400) | `edge.sessionMaxAgeSecs`: how long a session id opens |
+//! | `MCP_PROXY_REQUEST_TIMEOUT_MS` | var, optional (default 300000) | `requestTimeoutMs`: how long an upstream may take |
 //!
 //! The core runs in edge mode (`edge`): nothing outlives a request, so a session travels in
 //! its id, sealed; stdio servers are refused by name. The Worker serves Streamable HTTP only
@@ -28,6 +30,10 @@ pub(crate) const API_KEY: &str = "MCP_PROXY_API_KEY";
 pub(crate) const CORS_ORIGIN: &str = "MCP_PROXY_CORS_ORIGIN";
 /// The key that seals session state into session ids.
 pub(crate) const SESSION_KEY: &str = "MCP_PROXY_SESSION_KEY";
+/// How long a sealed session id stays valid, in seconds.
+pub(crate) const SESSION_MAX_AGE: &str = "MCP_PROXY_SESSION_MAX_AGE_SECS";
+/// How long an upstream may take to answer a request, in milliseconds.
+pub(crate) const REQUEST_TIMEOUT: &str = "MCP_PROXY_REQUEST_TIMEOUT_MS";
 
 /// Why the environment does not make a configuration.
 #[derive(Debug)]
@@ -51,6 +57,8 @@ pub(crate) fn from_env(env: &Env) -> Result<Config, EnvError> {
         api_key: text(env, API_KEY)?,
         cors_origin: text(env, CORS_ORIGIN)?,
         session_key: text(env, SESSION_KEY)?,
+        session_max_age: text(env, SESSION_MAX_AGE)?,
+        request_timeout: text(env, REQUEST_TIMEOUT)?,
     };
     build(&settings)
 }
@@ -61,6 +69,8 @@ struct Settings {
     api_key: Option<String>,
     cors_origin: Option<String>,
     session_key: Option<String>,
+    session_max_age: Option<String>,
+    request_timeout: Option<String>,
 }
 
 fn build(settings: &Settings) -> Result<Config, EnvError> {
@@ -88,10 +98,28 @@ fn build(settings: &Settings) -> Result<Config, EnvError> {
                 .into(),
         });
     };
+    if let Some(timeout) = number(settings.request_timeout.as_deref(), REQUEST_TIMEOUT)? {
+        document.insert("requestTimeoutMs".into(), json!(timeout));
+    }
     // Edge mode: sessions sealed into their ids, stdio servers refused by name.
-    document.insert("edge".into(), json!({ "sessionKey": session_key }));
+    let mut edge = json!({ "sessionKey": session_key });
+    if let Some(max_age) = number(settings.session_max_age.as_deref(), SESSION_MAX_AGE)? {
+        edge["sessionMaxAgeSecs"] = json!(max_age);
+    }
+    document.insert("edge".into(), edge);
     Config::from_json(&Value::Object(document).to_string())
         .map_err(|error| EnvError { binding: binding_of(&error.path), message: error.to_string() })
+}
+
+/// A whole number from a var, if set.
+fn number(text: Option<&str>, binding: &'static str) -> Result<Option<u64>, EnvError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    match text.parse::<u64>() {
+        Ok(value) if value > 0 => Ok(Some(value)),
+        _ => Err(EnvError { binding, message: format!("must be a whole number above 0, got {text:?}") }),
+    }
 }
 
 /// The binding a core configuration path came from.
@@ -101,6 +129,7 @@ fn binding_of(path: &str) -> &'static str {
         "apiKey" => API_KEY,
         "cors" => CORS_ORIGIN,
         "edge" => SESSION_KEY,
+        "requestTimeoutMs" => REQUEST_TIMEOUT,
         _ => CONFIG,
     }
 }
@@ -128,7 +157,14 @@ mod tests {
     use super::*;
 
     fn settings(config: &str) -> Settings {
-        Settings { config: Some(config.into()), api_key: None, cors_origin: None, session_key: Some(KEY.into()) }
+        Settings {
+            config: Some(config.into()),
+            api_key: None,
+            cors_origin: None,
+            session_key: Some(KEY.into()),
+            session_max_age: None,
+            request_timeout: None,
+        }
     }
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
@@ -165,6 +201,22 @@ mod tests {
         let error = build(&settings(file)).expect_err("stdio at the edge");
         assert_eq!(error.binding, CONFIG);
         assert!(error.to_string().contains("local-tool"), "{error}");
+    }
+
+    #[test]
+    fn reads_the_optional_numbers() {
+        let config = build(&Settings {
+            session_max_age: Some("3600".into()),
+            request_timeout: Some(" 5000 ".into()),
+            ..settings(REMOTE)
+        })
+        .expect("valid");
+        assert_eq!(config.request_timeout_ms, 5000);
+        assert_eq!(config.edge.map(|e| e.session_max_age_secs), Some(3600));
+        let error = build(&Settings { request_timeout: Some("soon".into()), ..settings(REMOTE) }).expect_err("nan");
+        assert_eq!(error.binding, REQUEST_TIMEOUT);
+        let error = build(&Settings { session_max_age: Some("0".into()), ..settings(REMOTE) }).expect_err("zero");
+        assert_eq!(error.binding, SESSION_MAX_AGE);
     }
 
     #[test]
