@@ -654,3 +654,18 @@ def test_a_get_stream_pipes_the_upstreams_own_messages(start_worker, python_upst
             break
     assert arrived.is_set(), f"no list_changed on the GET stream: {received}"
     listener.join(5)
+
+
+def test_a_slow_upstream_times_out_with_a_json_rpc_error(start_worker, python_upstream: str) -> None:
+    """The core's deadline fires inside the Worker (its timer, not the client's)."""
+    worker = start_worker(
+        {
+            "MCP_PROXY_CONFIG": config_text({"py": {"type": "streamable-http", "url": python_upstream}}),
+            "MCP_PROXY_REQUEST_TIMEOUT_MS": "800",
+        }
+    )
+    session = _initialize(worker, "/py/mcp", "patient")
+    slow = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "countdown", "arguments": {"count": 4, "pause": 1.0}}}
+    answer = _message(_rpc(worker, "/py/mcp", session, slow))
+    assert answer["id"] == 5
+    assert answer["error"]["code"] == -32001 and "timed out" in answer["error"]["message"], answer
