@@ -583,3 +583,13 @@ async def mcp_client(
 def text_of(result: Any) -> str:
     """The concatenated text content of a tool result or prompt message list."""
     return "".join(getattr(item, "text", "") for item in result.content)
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> Any:
+    """Polls ``predicate`` until it is truthy or ``timeout`` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

@@ -14,7 +14,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -31,6 +31,7 @@ from conftest import (
     rpc_request,
     running_proxy,
     session_headers,
+    wait_until,
 )
 
 TINY = tiny_server.COMMAND
@@ -55,16 +56,6 @@ def session_id(proxy, http) -> Iterator[str]:
     session = open_raw_session(http, proxy.mcp_url)
     yield session
     http.delete(proxy.mcp_url, headers=session_headers(session))
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """Polls ``predicate`` until it is truthy or ``timeout`` passes; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def rss_mb(pid: int) -> float:

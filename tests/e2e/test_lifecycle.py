@@ -12,7 +12,6 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from conftest import (
     post_rpc,
     rpc_request,
     session_headers,
+    wait_until,
 )
 
 TINY = tiny_server.COMMAND
@@ -36,16 +36,6 @@ GRACE_S = 3.0
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """Polls ``predicate`` until it is truthy or ``timeout`` passes; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def proc_stat(pid: int) -> tuple[str, int] | None:

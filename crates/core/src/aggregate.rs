@@ -119,7 +119,7 @@ fn first_answer(parts: &[Part]) -> Result<Value, ErrorObject> {
 }
 
 fn server_name(config: &Config, server: usize) -> &str {
-    config.servers.get(server).map_or("?", |s| s.name.split('/').next().unwrap_or(""))
+    config.servers.get(server).map_or("?", crate::config_file::ServerEntry::display_name)
 }
 
 fn renamed(item: &Value, name: String) -> Value {

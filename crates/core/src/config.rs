@@ -253,7 +253,7 @@ impl Config {
             return Err(ConfigError::new("server", "at the edge, servers come from a configuration file of URLs"));
         }
         for entry in &self.servers {
-            let name = entry.name.split('/').next().unwrap_or_default();
+            let name = entry.display_name();
             let why = match entry.upstream {
                 UpstreamConfig::Stdio(_) => {
                     "is a stdio server: the edge runs no processes; give it a Streamable HTTP url"

@@ -71,6 +71,14 @@ pub struct ServerEntry {
     pub options: ServerOptions,
 }
 
+impl ServerEntry {
+    /// Its name without a path token (`fetch/s3cret` is `fetch`): how logs, errors and merged
+    /// prefixes name it.
+    pub fn display_name(&self) -> &str {
+        self.name.split('/').next().unwrap_or_default()
+    }
+}
+
 /// How to reach an upstream server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UpstreamConfig {

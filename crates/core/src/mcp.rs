@@ -8,6 +8,14 @@ use crate::jsonrpc::{param, params_object, RequestId};
 pub const INITIALIZE: &str = "initialize";
 /// The `notifications/cancelled` notification.
 pub const CANCELLED: &str = "notifications/cancelled";
+/// The `notifications/initialized` notification.
+pub const INITIALIZED: &str = "notifications/initialized";
+
+/// The `notifications/initialized` a client sends once `initialize` is answered (the proxy
+/// sends it itself to upstreams it initializes).
+pub fn initialized() -> crate::jsonrpc::Message {
+    crate::jsonrpc::Message::Notification(crate::jsonrpc::Notification { method: INITIALIZED.into(), params: None })
+}
 
 /// The newest protocol revision the proxy speaks.
 pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";

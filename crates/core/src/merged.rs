@@ -358,11 +358,7 @@ impl Proxy {
         }
         member.failed = false;
         if self.shared.server_of(upstream).is_none() {
-            let initialized = crate::jsonrpc::Message::Notification(crate::jsonrpc::Notification {
-                method: "notifications/initialized".into(),
-                params: None,
-            });
-            self.send_to_upstream(upstream, &initialized);
+            self.send_to_upstream(upstream, &crate::mcp::initialized());
         }
         self.log(LogLevel::Info, format!("session {session_id}: {name} is back"));
         // The client's lists changed: tell it.

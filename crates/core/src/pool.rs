@@ -97,11 +97,7 @@ impl Proxy {
             Ok(result) => {
                 slot.ready = true;
                 self.pool.initialize_result.get_or_insert(result);
-                let initialized = Message::Notification(crate::jsonrpc::Notification {
-                    method: "notifications/initialized".into(),
-                    params: None,
-                });
-                self.send_to_session_upstream(session, &initialized);
+                self.send_to_session_upstream(session, &mcp::initialized());
                 self.log(LogLevel::Info, format!("stateless pool: child {session} is ready"));
                 let waiting: Vec<WaitingPost> = self.pool.waiting.drain(..).collect();
                 for post in waiting {
@@ -184,7 +180,7 @@ impl Proxy {
         };
         // The proxy initialized the child itself; the client's own `initialized` has no place.
         let messages: Vec<Message> =
-            post.messages.into_iter().filter(|m| m.method() != Some("notifications/initialized")).collect();
+            post.messages.into_iter().filter(|m| m.method() != Some(mcp::INITIALIZED)).collect();
         let requests = self.forward_from_client(now, &member, ReplyTo::Exchange(post.exchange), messages);
         if requests == 0 {
             return self.respond(ResponseHead { exchange: post.exchange, status: 202, headers: post.cors }, Vec::new());

@@ -751,14 +751,17 @@ impl Proxy {
 
     /// Sends a client's message to every upstream of the session that is still in it.
     pub(crate) fn send_to_session_upstream(&mut self, session_id: &SessionId, message: &Message) {
+        // A shared upstream was initialized by the proxy; a client's `initialized` has no place.
+        let initialized = message.method() == Some(mcp::INITIALIZED);
         let upstreams: Vec<UpstreamId> = match self.sessions.get(session_id) {
-            Some(session) => session.members.iter().filter(|m| !m.failed).map(|m| m.upstream).collect(),
+            Some(session) => session
+                .members
+                .iter()
+                .filter(|m| !m.failed && (!initialized || self.shared.server_of(m.upstream).is_none()))
+                .map(|m| m.upstream)
+                .collect(),
             None => return,
         };
-        // A shared upstream was initialized by the proxy; a client's `initialized` has no place.
-        let initialized = message.method() == Some("notifications/initialized");
-        let upstreams: Vec<UpstreamId> =
-            upstreams.into_iter().filter(|u| !(initialized && self.shared.server_of(*u).is_some())).collect();
         for upstream in upstreams {
             self.send_upstream(upstream, message);
         }
@@ -877,7 +880,7 @@ impl Proxy {
     /// How log lines name an upstream's server.
     fn upstream_name(&self, upstream: UpstreamId) -> String {
         match self.server_of_upstream(upstream).and_then(|s| self.config.servers.get(s)) {
-            Some(entry) if !entry.name.is_empty() => format!("server {}", entry.name.split('/').next().unwrap_or("")),
+            Some(entry) if !entry.name.is_empty() => format!("server {}", entry.display_name()),
             _ => "server".to_owned(),
         }
     }

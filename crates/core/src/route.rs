@@ -82,7 +82,7 @@ pub(crate) fn endpoint_path(config: &Config, target: Target, endpoint: Endpoint)
 
 /// The prefix of `server`'s tools and prompts on the merged endpoint.
 pub(crate) fn prefix(config: &Config, server: usize) -> &str {
-    config.servers.get(server).map_or("", |entry| entry.name.split('/').next().unwrap_or(""))
+    config.servers.get(server).map_or("", crate::config_file::ServerEntry::display_name)
 }
 
 /// Whether the merged endpoint prefixes names (`mcpProxy.toolPrefix`).

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::config_file::UpstreamConfig;
 use crate::error::RequestError;
 use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
-use crate::jsonrpc::{ErrorObject, Message, Notification, Request, RequestId, Response};
+use crate::jsonrpc::{ErrorObject, Message, Request, RequestId, Response};
 use crate::mcp;
 use crate::pending::{PendingRequest, ReplyTo, Timer};
 use crate::proxy::{LogLevel, Output, Proxy};
@@ -249,9 +249,7 @@ impl Proxy {
         };
         shared.phase = Phase::Ready(result.clone());
         let waiting = std::mem::take(&mut shared.waiting);
-        let initialized =
-            Message::Notification(Notification { method: "notifications/initialized".into(), params: None });
-        self.send_to_upstream(upstream, &initialized);
+        self.send_to_upstream(upstream, &mcp::initialized());
         self.log(LogLevel::Info, format!("shared upstream of {name} is ready"));
         for (proxy_id, request) in waiting {
             if request.method == mcp::INITIALIZE {
@@ -453,10 +451,6 @@ impl Proxy {
 
     /// How log lines name a server.
     fn server_name(&self, server: usize) -> String {
-        self.config
-            .servers
-            .get(server)
-            .map(|s| s.name.split('/').next().unwrap_or_default().to_owned())
-            .unwrap_or_default()
+        self.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default()
     }
 }

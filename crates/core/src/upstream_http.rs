@@ -256,7 +256,7 @@ impl Proxy {
             Message::Request(request) => Some(request.id.clone()),
             _ => None,
         };
-        let initialized = message.method() == Some("notifications/initialized");
+        let initialized = message.method() == Some(crate::mcp::INITIALIZED);
         let Some(state) = self.http.upstreams.get_mut(&upstream) else {
             return;
         };
@@ -540,14 +540,11 @@ impl Proxy {
     /// Confirms a session the proxy initialized itself, then sends what waited for it (but a
     /// client's own `initialized`: the session must not see it twice).
     fn confirm_and_resend(&mut self, upstream: UpstreamId, waiting: Vec<Vec<u8>>) {
-        let initialized = Message::Notification(crate::jsonrpc::Notification {
-            method: "notifications/initialized".into(),
-            params: None,
-        });
+        let initialized = crate::mcp::initialized();
         self.http_send(upstream, &initialized, initialized.to_bytes());
         for data in waiting {
             match Message::parse(&data) {
-                Ok(message) if message.method() == Some("notifications/initialized") => {}
+                Ok(message) if message.method() == Some(crate::mcp::INITIALIZED) => {}
                 Ok(message) => self.http_send(upstream, &message, data),
                 Err(_) => {}
             }

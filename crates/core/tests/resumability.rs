@@ -69,8 +69,7 @@ fn a_broken_post_stream_is_resumed_with_last_event_id() {
 fn resuming_never_replays_another_stream() {
     let mut h = Harness::new("");
     let (session, upstream) = h.initialize();
-    let (get, _) =
-        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    let (get, _) = h.open_get(&session);
     let outputs = h.upstream_says(
         upstream,
         r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"on the GET stream"}}"#,
@@ -102,8 +101,7 @@ fn open_streams_get_keep_alive_comments() {
     let mut h = Harness::new(r#", "keepAliveMs": 1000"#);
     let (session, _) = h.initialize();
     assert_eq!(h.proxy.poll_timeout().map(|t| t.0 > 0), Some(true), "the idle timer is armed");
-    let (get, _) =
-        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    let (get, _) = h.open_get(&session);
     let outputs = h.advance(Duration::from_millis(1000));
     let pings: Vec<&Output> = outputs
         .iter()
@@ -133,7 +131,7 @@ fn idle_sessions_end_and_stop_their_child() {
 fn a_session_with_an_open_stream_is_not_idle() {
     let mut h = Harness::new(r#", "sessionTimeoutMs": 1000, "keepAliveMs": 0"#);
     let (session, upstream) = h.initialize();
-    h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    h.open_get(&session);
     assert!(!closed_upstream(&h.advance(Duration::from_secs(10)), upstream));
     assert_eq!(h.proxy.session_count(), 1);
 }
@@ -142,8 +140,7 @@ fn a_session_with_an_open_stream_is_not_idle() {
 fn idle_time_counts_from_the_end_of_a_stream() {
     let mut h = Harness::new(r#", "sessionTimeoutMs": 1000, "keepAliveMs": 0"#);
     let (session, upstream) = h.initialize();
-    let (get, _) =
-        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    let (get, _) = h.open_get(&session);
     h.advance(Duration::from_secs(5));
     h.input(Input::HttpClosed(get));
     assert!(!closed_upstream(&h.advance(Duration::from_millis(900)), upstream), "1 s of idleness starts at the close");

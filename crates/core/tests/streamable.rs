@@ -100,8 +100,7 @@ fn json_only_clients_get_json_and_notifications_wait_for_a_stream() {
     let outputs = h.upstream_says(upstream, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#));
     assert_eq!(status(&outputs, exchange), Some(200));
     // The log message waited and arrives when the client opens its GET stream.
-    let (get, outputs) =
-        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    let (get, outputs) = h.open_get(&session);
     assert!(stream_started(&outputs, get));
     assert_eq!(events(&outputs, get)[0]["method"], "notifications/message");
 }
@@ -110,8 +109,7 @@ fn json_only_clients_get_json_and_notifications_wait_for_a_stream() {
 fn server_requests_reach_the_get_stream_and_answers_go_back() {
     let mut h = Harness::new("");
     let (session, upstream) = h.initialize();
-    let (get, _) =
-        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    let (get, _) = h.open_get(&session);
     let outputs = h.upstream_says(
         upstream,
         r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"messages":[]}}"#,
@@ -121,8 +119,7 @@ fn server_requests_reach_the_get_stream_and_answers_go_back() {
     assert_eq!(status(&outputs, exchange), Some(202));
     assert_eq!(sent_json(&outputs, upstream)[0]["id"], "s1");
     // A second GET stream on the same session is refused.
-    let (second, outputs) =
-        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    let (second, outputs) = h.open_get(&session);
     assert_eq!(status(&outputs, second), Some(409));
 }
 
@@ -181,8 +178,7 @@ fn a_dying_child_fails_in_flight_requests_at_once_and_ends_the_session() {
 fn delete_ends_the_session_and_its_child() {
     let mut h = Harness::new("");
     let (session, upstream) = h.initialize();
-    let (get, _) =
-        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    let (get, _) = h.open_get(&session);
     let (exchange, outputs) = h.request("DELETE", "/mcp", &[("mcp-session-id", session.as_str())], "");
     assert_eq!(status(&outputs, exchange), Some(200));
     assert!(closed_upstream(&outputs, upstream));
@@ -268,8 +264,7 @@ fn unrelated_notifications_never_take_over_a_post_response() {
     assert!(!stream_started(&outputs, post), "a list change is not part of this request");
     let outputs = h.upstream_says(upstream, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[]}}}}"#));
     assert_eq!(status(&outputs, post), Some(200), "still plain JSON");
-    let (get, outputs) =
-        h.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session.as_str())], "");
+    let (get, outputs) = h.open_get(&session);
     assert_eq!(events(&outputs, get)[0]["method"], "notifications/tools/list_changed", "it waited for the GET stream");
     // A log message during a request goes with that request.
     let (post, _) = h.post(Some(&session), r#"{"jsonrpc":"2.0","id":2,"method":"tools/call"}"#);

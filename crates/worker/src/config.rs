@@ -14,6 +14,7 @@
 //! (legacy SSE needs a long-lived session in one place), and it is not bound to loopback, so
 //! the DNS-rebinding check judges `Origin` by the CORS origins alone.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use mcp_proxy_core::Config;
@@ -50,6 +51,12 @@ impl fmt::Display for EnvError {
     }
 }
 
+thread_local! {
+    /// The configuration last built, with the bindings it came from: an isolate serves many
+    /// requests, and its bindings rarely change, so the file is parsed and validated once.
+    static BUILT: RefCell<Option<(Settings, Config)>> = const { RefCell::new(None) };
+}
+
 /// Reads the configuration from the Worker's bindings.
 pub(crate) fn from_env(env: &Env) -> Result<Config, EnvError> {
     let settings = Settings {
@@ -60,10 +67,17 @@ pub(crate) fn from_env(env: &Env) -> Result<Config, EnvError> {
         session_max_age: text(env, SESSION_MAX_AGE)?,
         request_timeout: text(env, REQUEST_TIMEOUT)?,
     };
-    build(&settings)
+    let cached = BUILT.with_borrow(|built| built.as_ref().filter(|(s, _)| *s == settings).map(|(_, c)| c.clone()));
+    if let Some(config) = cached {
+        return Ok(config);
+    }
+    let config = build(&settings)?;
+    BUILT.set(Some((settings, config.clone())));
+    Ok(config)
 }
 
 /// The bindings, read.
+#[derive(PartialEq, Eq)]
 struct Settings {
     config: Option<String>,
     api_key: Option<String>,

@@ -90,6 +90,11 @@ impl Harness {
         self.request("POST", path, &headers, body)
     }
 
+    /// Opens the session's GET stream on /mcp.
+    pub fn open_get(&mut self, session: &str) -> (ExchangeId, Vec<Output>) {
+        self.request("GET", "/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", session)], "")
+    }
+
     pub fn upstream_says(&mut self, upstream: UpstreamId, line: &str) -> Vec<Output> {
         self.input(Input::UpstreamMessage { upstream, data: line.as_bytes().to_vec() })
     }
