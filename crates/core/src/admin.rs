@@ -3,43 +3,28 @@
 //!
 //! `GET /api/servers`, `GET /api/servers/{name}`, `POST /api/servers` with `{name, config}`
 //! (validated like an entry of the configuration file), `DELETE /api/servers/{name}` (its
-//! sessions end and its children stop). Reading needs a token when any is configured;
-//! changing always does. Adding a stdio server starts processes on request, so it is refused
-//! unless the operator allowed it.
+//! sessions end and its children stop). Every call needs an admin credential (see
+//! [`crate::policy::access`]: the API is off without one). Adding a stdio server starts
+//! processes on request, so it is refused unless the operator allowed it. Listings show a
+//! server's name without its path token.
 
 use serde_json::{json, Value};
 
-use crate::config_file::UpstreamConfig;
+use crate::config_file::{ServerSource, UpstreamConfig};
 use crate::error::RequestError;
 use crate::exchange::json_head;
 use crate::http::{Header, HttpRequest};
 use crate::ids::SessionId;
-use crate::policy::{check_bearer_token, AuthDecision};
 use crate::proxy::{LogLevel, Proxy};
-use crate::route::{endpoint_path, Endpoint, Target};
-
-/// The path prefix of the API.
-pub(crate) const API: &str = "/api/servers";
+use crate::route::{public_endpoint_path, Endpoint, Target};
 
 impl Proxy {
-    /// Serves a request under `/api/servers`.
+    /// Serves a request under `/api/servers` (its admin credential is checked already).
     pub(crate) fn handle_admin(&mut self, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
-        let tokens = self.admin_tokens();
-        let writes = matches!(request.method.as_str(), "POST" | "DELETE");
-        if tokens.is_empty() && writes {
-            return self.refuse(
-                exchange,
-                cors,
-                403,
-                "Forbidden: changing servers needs an admin token (--admin-token)",
-            );
-        }
-        if check_bearer_token(&tokens, &request) == AuthDecision::Deny {
-            return self.refuse_unauthorized(exchange, cors, "Unauthorized: missing or invalid admin token");
-        }
         let path = request.path().to_owned();
-        let name = path.strip_prefix(API).and_then(|rest| rest.strip_prefix('/')).map(str::to_owned);
+        let name =
+            path.strip_prefix(crate::policy::access::API).and_then(|rest| rest.strip_prefix('/')).map(str::to_owned);
         match (request.method.as_str(), name) {
             ("GET", None) => {
                 let servers: Vec<Value> = (0..self.config.servers.len()).filter_map(|s| self.describe(s)).collect();
@@ -50,15 +35,16 @@ impl Proxy {
                     let body = self.describe(server).unwrap_or_default();
                     self.admin_reply(exchange, cors, 200, body);
                 }
-                None => self.refuse(exchange, cors, 404, &format!("no server named {name:?}")),
+                None => self.refuse(exchange, cors, 404, "Not Found: no such server"),
             },
             ("POST", None) => self.add_server(&request, cors),
             ("DELETE", Some(name)) => match self.active_server(&name) {
                 Some(server) => {
                     self.remove_server(server);
-                    self.admin_reply(exchange, cors, 200, json!({"removed": name}));
+                    let removed = self.config.servers.get(server).map(|s| s.display_name().to_owned());
+                    self.admin_reply(exchange, cors, 200, json!({"removed": removed}));
                 }
-                None => self.refuse(exchange, cors, 404, &format!("no server named {name:?}")),
+                None => self.refuse(exchange, cors, 404, "Not Found: no such server"),
             },
             _ => self.refuse(exchange, cors, 405, "Method Not Allowed"),
         }
@@ -82,7 +68,7 @@ impl Proxy {
     }
 
     fn active_server(&self, name: &str) -> Option<usize> {
-        self.config.servers.iter().position(|s| s.name == name && !s.options.disabled)
+        crate::route::server_named(&self.config, name)
     }
 
     fn describe(&self, server: usize) -> Option<Value> {
@@ -94,20 +80,19 @@ impl Proxy {
         };
         let sessions =
             self.sessions.values().filter(|s| s.members.iter().any(|m| m.server == server && !m.failed)).count();
-        let source = if self.temporary_servers.contains(&server) {
-            "temporary"
-        } else if self.added_at_runtime.contains(&server) {
-            "api"
-        } else {
-            "config"
+        let source = match entry.source {
+            ServerSource::Config => "config",
+            ServerSource::Api => "api",
+            ServerSource::Temporary => "temporary",
         };
         Some(json!({
-            "name": entry.name,
+            "name": entry.display_name(),
+            "pathToken": entry.path_token().is_some(),
             "transport": transport,
             "source": source,
             "paths": {
-                "mcp": endpoint_path(&self.config, Target::Server(server), Endpoint::Stream),
-                "sse": endpoint_path(&self.config, Target::Server(server), Endpoint::Sse),
+                "mcp": public_endpoint_path(&self.config, Target::Server(server), Endpoint::Stream),
+                "sse": public_endpoint_path(&self.config, Target::Server(server), Endpoint::Sse),
             },
             "sessions": sessions,
             "toolFilter": entry.options.tool_filter.as_ref().map(|f| json!({
@@ -131,16 +116,16 @@ impl Proxy {
             return self.refuse(exchange, cors, 400, "Bad Request: expected {\"name\": ..., \"config\": {...}}");
         };
         if self.active_server(name).is_some() {
-            return self.refuse(exchange, cors, 409, &format!("Conflict: a server named {name:?} exists"));
+            return self.refuse(exchange, cors, 409, "Conflict: a server of that name exists");
         }
         let server = match self.runtime_server(name, entry) {
             Ok(server) => server,
             Err((status, message)) => return self.refuse(exchange, cors, status, &message),
         };
+        let shown = server.display_name().to_owned();
         self.config.servers.push(server);
         let index = self.config.servers.len() - 1;
-        self.added_at_runtime.insert(index);
-        self.log(LogLevel::Info, format!("server {name} added through the API"));
+        self.log(LogLevel::Info, format!("server {shown} added through the API"));
         self.persist(|servers| {
             servers.insert(name.to_owned(), entry.clone());
         });
@@ -155,6 +140,7 @@ impl Proxy {
         };
         entry.options.disabled = true;
         let name = entry.name.clone();
+        let shown = entry.display_name().to_owned();
         self.persist(|servers| {
             servers.remove(&name);
         });
@@ -171,6 +157,6 @@ impl Proxy {
             }
         }
         self.drop_shared(server);
-        self.log(LogLevel::Info, format!("server {name} removed through the API"));
+        self.log(LogLevel::Info, format!("server {shown} removed through the API"));
     }
 }

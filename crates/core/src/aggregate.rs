@@ -145,7 +145,8 @@ fn list(
             items.extend(each(config, *server, item));
         }
         if let Some(cursor) = result.get("nextCursor").and_then(Value::as_str) {
-            cursors.insert(config.servers.get(*server).map(|s| s.name.clone()).unwrap_or_default(), cursor.to_owned());
+            // Keyed by the server's number: a name could carry a path token.
+            cursors.insert(server.to_string(), cursor.to_owned());
         }
     }
     let mut merged = Map::new();
@@ -156,7 +157,7 @@ fn list(
     Ok(Value::Object(merged))
 }
 
-/// Reads a merged cursor back: server name → that server's own cursor.
+/// Reads a merged cursor back: server number → that server's own cursor.
 pub(crate) fn split_cursor(cursor: &str) -> Option<BTreeMap<String, String>> {
     serde_json::from_str(cursor).ok()
 }
@@ -249,7 +250,7 @@ mod tests {
             merged["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
         assert_eq!(names, ["a__one", "b__keep"]);
         let cursor = split_cursor(merged["nextCursor"].as_str().expect("cursor")).expect("ours");
-        assert_eq!(cursor.get("a").map(String::as_str), Some("a-page-2"));
+        assert_eq!(cursor.get("0").map(String::as_str), Some("a-page-2"), "keyed by number, never by name");
     }
 
     #[test]

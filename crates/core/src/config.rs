@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config_file::{ConfigFile, ProxySettings, ServerEntry, ServerOptions, UpstreamConfig};
+use crate::config_file::{ConfigFile, ProxySettings, ServerEntry, ServerOptions, ServerSource, UpstreamConfig};
 use crate::error::ConfigError;
 
 /// Everything the core needs to know to serve.
@@ -67,9 +67,14 @@ pub struct Config {
     /// Refuse requests whose `Origin` or `Host` fails the DNS-rebinding check.
     #[serde(default = "defaults::yes")]
     pub origin_check: bool,
-    /// Bearer tokens for the runtime server API (besides `mcpProxy.options.authTokens`).
+    /// Bearer tokens for the runtime server API and temporary servers (besides the file's
+    /// `mcpProxy.adminTokens`); client tokens never count.
     #[serde(default)]
     pub admin_tokens: Vec<String>,
+    /// Hosts that servers added at run time may name although they are loopback or private
+    /// (`--allow-runtime-hosts`).
+    #[serde(default)]
+    pub allow_runtime_hosts: Vec<String>,
     /// Let the runtime server API add stdio servers (it starts processes: remote code execution
     /// for whoever holds a token).
     #[serde(default)]
@@ -276,6 +281,12 @@ impl Config {
         Ok(())
     }
 
+    /// Every admin credential: `adminTokens` and the file's `mcpProxy.adminTokens`.
+    pub fn admin_tokens(&self) -> Vec<String> {
+        let file = self.aggregator.iter().flat_map(|a| a.admin_tokens.iter());
+        self.admin_tokens.iter().chain(file).cloned().collect()
+    }
+
     /// Whether this is the bridge (one server at the root endpoints).
     pub fn is_bridge(&self) -> bool {
         self.aggregator.is_none()
@@ -292,7 +303,12 @@ impl Config {
                     return Err(ConfigError::new("server.command", "must not be empty"));
                 }
                 let upstream = UpstreamConfig::Stdio(server.clone());
-                self.servers = vec![ServerEntry { name: String::new(), upstream, options: ServerOptions::default() }];
+                self.servers = vec![ServerEntry {
+                    name: String::new(),
+                    upstream,
+                    options: ServerOptions::default(),
+                    source: ServerSource::Config,
+                }];
                 Ok(())
             }
             (None, Some(source)) => {
@@ -366,8 +382,11 @@ impl Config {
         if self.max_body_size == 0 {
             return Err(ConfigError::new("maxBodySize", "must be greater than 0"));
         }
-        if matches!(&self.api_key, Some(key) if key.is_empty()) {
+        if matches!(&self.api_key, Some(key) if key.trim().is_empty()) {
             return Err(ConfigError::new("apiKey", "must not be empty when set"));
+        }
+        if let Some(index) = self.admin_tokens.iter().position(|t| t.trim().is_empty()) {
+            return Err(ConfigError::new(format!("adminTokens[{index}]"), "must not be empty"));
         }
         for (index, origin) in self.cors.origins.iter().enumerate() {
             if origin.is_empty() || origin.contains(char::is_whitespace) {

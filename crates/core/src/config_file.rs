@@ -46,6 +46,9 @@ pub struct ProxySettings {
     pub fail_closed: bool,
     /// Defaults every server inherits field by field.
     pub options: ServerOptions,
+    /// Bearer tokens for the runtime server API and temporary servers (`mcpProxy.adminTokens`).
+    /// Client tokens (`authTokens`) never count as admin tokens.
+    pub admin_tokens: Vec<String>,
 }
 
 /// How the merged endpoint names tools and prompts (`mcpProxy.toolPrefix`).
@@ -69,6 +72,20 @@ pub struct ServerEntry {
     pub upstream: UpstreamConfig,
     /// Its options, with the inherited ones filled in.
     pub options: ServerOptions,
+    /// Where it came from.
+    pub source: ServerSource,
+}
+
+/// Where a server entry came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServerSource {
+    /// The configuration (the command line or the configuration file).
+    #[default]
+    Config,
+    /// Added through the runtime server API.
+    Api,
+    /// Started for one SSE session (`POST /sse`), gone with it.
+    Temporary,
 }
 
 impl ServerEntry {
@@ -76,6 +93,12 @@ impl ServerEntry {
     /// prefixes name it.
     pub fn display_name(&self) -> &str {
         self.name.split('/').next().unwrap_or_default()
+    }
+
+    /// The path token of its name (`s3cret` of `fetch/s3cret`), if it has one: a secret that
+    /// never leaves the proxy.
+    pub fn path_token(&self) -> Option<&str> {
+        self.name.split_once('/').map(|(_, token)| token)
     }
 }
 
@@ -236,7 +259,7 @@ impl ConfigFile {
                     let options = options.inherit(&proxy.options);
                     if !options.disabled {
                         names.insert(name.clone(), ());
-                        servers.push(ServerEntry { name, upstream, options });
+                        servers.push(ServerEntry { name, upstream, options, source: ServerSource::Config });
                     }
                 }
                 Err(error) if panics(root, &name, &proxy.options) => return Err(error),
@@ -253,7 +276,7 @@ pub fn parse_server(name: &str, entry: &Value, defaults: &ServerOptions) -> Resu
     validate_name(name)?;
     let mut ignored = Vec::new();
     let (upstream, options) = server_entry(name, entry, &mut ignored)?;
-    Ok(ServerEntry { name: name.to_owned(), upstream, options: options.inherit(defaults) })
+    Ok(ServerEntry { name: name.to_owned(), upstream, options: options.inherit(defaults), source: ServerSource::Api })
 }
 
 /// Whether an invalid server `name` stops startup: its own `panicIfInvalid`, else the default.
@@ -284,6 +307,15 @@ fn validate_name(name: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The path of field `key` of the object at `path` (`.` is the document itself).
+fn field_path(path: &str, key: &str) -> String {
+    if path == "." {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
 fn object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, ConfigError> {
     value.as_object().ok_or_else(|| ConfigError::new(path, format!("must be an object, got {}", kind(value))))
 }
@@ -303,7 +335,7 @@ fn string(map: &Map<String, Value>, key: &str, path: &str) -> Result<Option<Stri
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(other) => Err(ConfigError::new(format!("{path}.{key}"), format!("must be a string, got {}", kind(other)))),
+        Some(other) => Err(ConfigError::new(field_path(path, key), format!("must be a string, got {}", kind(other)))),
     }
 }
 
@@ -312,7 +344,7 @@ fn boolean(map: &Map<String, Value>, key: &str, path: &str) -> Result<Option<boo
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(flag)) => Ok(Some(*flag)),
         Some(other) => {
-            Err(ConfigError::new(format!("{path}.{key}"), format!("must be true or false, got {}", kind(other))))
+            Err(ConfigError::new(field_path(path, key), format!("must be true or false, got {}", kind(other))))
         }
     }
 }
@@ -325,15 +357,31 @@ fn strings(map: &Map<String, Value>, key: &str, path: &str) -> Result<Option<Vec
             .enumerate()
             .map(|(index, item)| {
                 item.as_str().map(str::to_owned).ok_or_else(|| {
-                    ConfigError::new(format!("{path}.{key}[{index}]"), format!("must be a string, got {}", kind(item)))
+                    ConfigError::new(
+                        format!("{}[{index}]", field_path(path, key)),
+                        format!("must be a string, got {}", kind(item)),
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
         Some(other) => {
-            Err(ConfigError::new(format!("{path}.{key}"), format!("must be an array of strings, got {}", kind(other))))
+            Err(ConfigError::new(field_path(path, key), format!("must be an array of strings, got {}", kind(other))))
         }
     }
+}
+
+/// A list of credentials: strings, none of them empty (an empty token, say from an unset
+/// `${VAR}`, would otherwise accept an empty `Authorization`).
+fn tokens(map: &Map<String, Value>, key: &str, path: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    let list = strings(map, key, path)?;
+    if let Some(index) = list.iter().flatten().position(|token| token.trim().is_empty()) {
+        return Err(ConfigError::new(
+            format!("{}[{index}]", field_path(path, key)),
+            "must not be empty (an unset ${VAR}?): an empty token would let anyone in",
+        ));
+    }
+    Ok(list)
 }
 
 fn string_map(map: &Map<String, Value>, key: &str, path: &str) -> Result<Vec<(String, String)>, ConfigError> {
@@ -344,13 +392,13 @@ fn string_map(map: &Map<String, Value>, key: &str, path: &str) -> Result<Vec<(St
             .map(|(name, value)| match value {
                 Value::String(text) => Ok((name.clone(), text.clone())),
                 other => Err(ConfigError::new(
-                    format!("{path}.{key}.{name}"),
+                    format!("{}.{name}", field_path(path, key)),
                     format!("must be a string, got {}", kind(other)),
                 )),
             })
             .collect(),
         Some(other) => {
-            Err(ConfigError::new(format!("{path}.{key}"), format!("must be an object of strings, got {}", kind(other))))
+            Err(ConfigError::new(field_path(path, key), format!("must be an object of strings, got {}", kind(other))))
         }
     }
 }
@@ -367,7 +415,7 @@ fn options(value: Option<&Value>, path: &str) -> Result<PartialOptions, ConfigEr
     Ok(PartialOptions {
         panic_if_invalid: boolean(map, "panicIfInvalid", path)?,
         log_enabled: boolean(map, "logEnabled", path)?,
-        auth_tokens: strings(map, "authTokens", path)?,
+        auth_tokens: tokens(map, "authTokens", path)?,
         tool_filter,
         disabled: boolean(map, "disabled", path)?.unwrap_or(false),
         share_upstream: boolean(map, "shareUpstream", path)?,
@@ -393,8 +441,19 @@ fn tool_filter(value: &Value, path: &str) -> Result<ToolFilter, ConfigError> {
 fn proxy_settings(value: &Value, path: &str, warnings: &mut Vec<String>) -> Result<ProxySettings, ConfigError> {
     let map = object(value, path)?;
     for key in map.keys() {
-        if !["baseURL", "addr", "name", "version", "type", "options", "toolPrefix", "separator", "failClosed"]
-            .contains(&key.as_str())
+        if ![
+            "baseURL",
+            "addr",
+            "name",
+            "version",
+            "type",
+            "options",
+            "toolPrefix",
+            "separator",
+            "failClosed",
+            "adminTokens",
+        ]
+        .contains(&key.as_str())
         {
             warnings.push(format!("{path}.{key}: unknown field, ignored"));
         }
@@ -436,12 +495,13 @@ fn proxy_settings(value: &Value, path: &str, warnings: &mut Vec<String>) -> Resu
         separator,
         fail_closed: boolean(map, "failClosed", path)?.unwrap_or(false),
         options: defaults,
+        admin_tokens: tokens(map, "adminTokens", path)?.unwrap_or_default(),
     })
 }
 
 fn v1_proxy_settings(value: &Value) -> Result<ProxySettings, ConfigError> {
     let map = object(value, "server")?;
-    let tokens = strings(map, "globalAuthTokens", "server")?.unwrap_or_default();
+    let global = tokens(map, "globalAuthTokens", "server")?.unwrap_or_default();
     Ok(ProxySettings {
         base_url: string(map, "baseURL", "server")?,
         addr: string(map, "addr", "server")?,
@@ -451,7 +511,8 @@ fn v1_proxy_settings(value: &Value) -> Result<ProxySettings, ConfigError> {
         prefix_mode: PrefixMode::Always,
         separator: None,
         fail_closed: false,
-        options: ServerOptions { auth_tokens: tokens, ..ServerOptions::default() },
+        options: ServerOptions { auth_tokens: global, ..ServerOptions::default() },
+        admin_tokens: Vec::new(),
     })
 }
 
@@ -474,6 +535,7 @@ fn top_level_settings(root: &Map<String, Value>) -> Result<ProxySettings, Config
         separator: None,
         fail_closed: false,
         options: defaults,
+        admin_tokens: Vec::new(),
     })
 }
 
@@ -558,7 +620,7 @@ fn v1_client(name: &str, value: &Value) -> Result<(UpstreamConfig, PartialOption
     let options = PartialOptions {
         panic_if_invalid: boolean(map, "panicIfInvalid", &path)?,
         log_enabled: boolean(map, "logEnabled", &path)?,
-        auth_tokens: strings(map, "authTokens", &path)?,
+        auth_tokens: tokens(map, "authTokens", &path)?,
         tool_filter: None,
         disabled: false,
         share_upstream: None,
@@ -734,6 +796,27 @@ mod tests {
         let names: Vec<&str> = file.servers.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["fetch/tok3n"]);
         assert_eq!(file.skipped.len(), 1);
+    }
+
+    #[test]
+    fn empty_tokens_are_errors_naming_the_server() {
+        let strict = r#"{"mcpProxy": {"options": {"panicIfInvalid": true}},
+                         "mcpServers": {"gh": {"command": "x", "options": {"authTokens": ["ok", ""]}}}}"#;
+        let error = parse(strict).expect_err("an empty token");
+        assert_eq!(error.path, "mcpServers.gh.options.authTokens[1]");
+        let skipped = parse(
+            r#"{"mcpServers": {"gh": {"command": "x", "options": {"authTokens": [" "]}}, "ok": {"command": "y"}}}"#,
+        )
+        .expect("the bad server is left out");
+        assert_eq!(skipped.servers.len(), 1);
+        assert_eq!(skipped.skipped[0].path, "mcpServers.gh.options.authTokens[0]");
+        let global = parse(r#"{"mcpProxy": {"options": {"authTokens": [""]}}, "mcpServers": {"a": {"command": "x"}}}"#);
+        assert_eq!(global.expect_err("global").path, "mcpProxy.options.authTokens[0]");
+        let admin = parse(r#"{"mcpProxy": {"adminTokens": [""]}, "mcpServers": {"a": {"command": "x"}}}"#);
+        assert_eq!(admin.expect_err("admin").path, "mcpProxy.adminTokens[0]");
+        let env = |_: &str| Some(String::new());
+        let unset = ConfigFile::parse(r#"{"authTokens": ["${T}"], "mcpServers": {"a": {"command": "x"}}}"#, Some(&env));
+        assert_eq!(unset.expect_err("expanded to nothing").path, "authTokens[0]");
     }
 
     #[test]

@@ -197,7 +197,7 @@ impl Proxy {
     }
 
     fn server_named(&self, name: &str) -> Option<usize> {
-        self.config.servers.iter().position(|s| s.name == name && !s.options.disabled)
+        crate::route::server_named(&self.config, name)
     }
 }
 

@@ -5,14 +5,14 @@ use crate::http::{Header, HttpRequest, ResponseHead};
 use crate::ids::SessionId;
 use crate::jsonrpc::Payload;
 use crate::pending::ReplyTo;
-use crate::proxy::Proxy;
-use crate::route::Target;
+use crate::proxy::{Caller, Proxy};
 use crate::session::{SessionState, Transport};
 use crate::sse;
 use crate::time::Instant;
 
 impl Proxy {
-    pub(crate) fn legacy_open(&mut self, target: Target, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn legacy_open(&mut self, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {
+        let target = caller.target;
         let exchange = request.exchange;
         if !request.accepts("text/event-stream") {
             return self.refuse(exchange, cors, 406, "Not Acceptable: Accept must include text/event-stream");
@@ -20,7 +20,8 @@ impl Proxy {
         if self.at_session_limit() {
             return self.refuse(exchange, cors, 503, "Service Unavailable: too many sessions");
         }
-        let session_id = self.open_session(target, SessionState::Ready, Transport::LegacySse { stream: exchange });
+        let session_id =
+            self.open_session(target, &caller.servers, SessionState::Ready, Transport::LegacySse { stream: exchange });
         self.exchanges.insert(
             exchange,
             Exchange { session: session_id.clone(), headers: cors.clone(), kind: ExchangeKind::LegacyStream },
@@ -31,7 +32,8 @@ impl Proxy {
         self.stream_data(exchange, sse::event(None, Some("endpoint"), endpoint.as_bytes()));
     }
 
-    pub(crate) fn legacy_post(&mut self, now: Instant, target: Target, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn legacy_post(&mut self, now: Instant, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {
+        let target = caller.target;
         let exchange = request.exchange;
         let Some(raw_id) = request.query_param("sessionId") else {
             return self.refuse(exchange, cors, 400, "Bad Request: the sessionId query parameter is required");
@@ -40,6 +42,10 @@ impl Proxy {
             Some(id) if self.sessions.get(&id).is_some_and(|s| !s.is_streamable() && s.target == target) => id,
             _ => return self.refuse(exchange, cors, 404, "Session not found"),
         };
+        if !self.caller_covers(&session_id, caller) {
+            let message = "Forbidden: this session was opened with a credential that reaches other servers";
+            return self.refuse(exchange, cors, 403, message);
+        }
         self.note_client_credentials(&session_id, &request);
         if request.body_too_large {
             let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);

@@ -22,18 +22,19 @@ impl Proxy {
         clients >= self.config.max_sessions
     }
 
-    /// Starts a new session with its own upstream(s) (a child per server) and returns its id.
-    pub(crate) fn open_session(&mut self, target: Target, state: SessionState, transport: Transport) -> SessionId {
+    /// Starts a new session of `target` with its own upstream(s) for `servers` (a child per
+    /// server, or the shared one) and returns its id.
+    pub(crate) fn open_session(
+        &mut self,
+        target: Target,
+        servers: &[usize],
+        state: SessionState,
+        transport: Transport,
+    ) -> SessionId {
         let now = self.now;
         let id = SessionId::generate(&mut self.rng);
-        let servers: Vec<usize> = match target {
-            Target::Server(server) => vec![server],
-            Target::Merged => {
-                (0..self.config.servers.len()).filter(|&s| !self.config.servers[s].options.disabled).collect()
-            }
-        };
         let mut members = Vec::with_capacity(servers.len());
-        for server in servers {
+        for &server in servers {
             if let Some(upstream) = self.upstream_for(&id, server) {
                 members.push(Member { server, upstream, failed: false, retries: 0 });
             }
@@ -52,7 +53,9 @@ impl Proxy {
         session.client_authorization.clone_from(&self.request_authorization);
         self.sessions.insert(id.clone(), session);
         let label = match target {
-            Target::Server(server) => self.config.servers.get(server).map(|s| s.name.clone()).filter(|n| !n.is_empty()),
+            Target::Server(server) => {
+                self.config.servers.get(server).map(|s| s.display_name().to_owned()).filter(|n| !n.is_empty())
+            }
             Target::Merged => Some("the merged endpoint".to_owned()),
         };
         let label = label.map(|n| format!(" for {n}")).unwrap_or_default();

@@ -160,7 +160,7 @@ impl Proxy {
             servers = servers
                 .into_iter()
                 .filter_map(|(server, _)| {
-                    let own = cursors.get(&self.config.servers.get(server)?.name)?;
+                    let own = cursors.get(&server.to_string())?;
                     Some((server, Some(own.clone())))
                 })
                 .collect();
@@ -295,7 +295,7 @@ impl Proxy {
         let upstream = member.upstream;
         let none_left = session.members.iter().all(|m| m.failed);
         self.release_upstream(session_id, upstream);
-        let name = self.config.servers.get(server).map(|s| s.name.clone()).unwrap_or_default();
+        let name = self.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default();
         self.log(LogLevel::Warn, format!("session {session_id}: left out {name} ({why})"));
         if none_left {
             return self.end_session(session_id, &RequestError::SessionEnded, "no server is left");
@@ -344,7 +344,7 @@ impl Proxy {
 
     /// The proxy's `initialize` of a returning server was answered.
     pub(crate) fn rejoined(&mut self, session_id: &SessionId, server: usize, outcome: Result<Value, ErrorObject>) {
-        let name = self.config.servers.get(server).map(|s| s.name.clone()).unwrap_or_default();
+        let name = self.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default();
         let Some(member) =
             self.sessions.get_mut(session_id).and_then(|s| s.members.iter_mut().find(|m| m.server == server))
         else {

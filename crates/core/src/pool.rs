@@ -73,6 +73,7 @@ impl Proxy {
         let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
         let session = self.open_session(
             Target::Server(0),
+            &[0],
             SessionState::ExpectInitializeResult { deadline },
             Transport::Pool { slot },
         );

@@ -14,12 +14,10 @@ use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
 use crate::jsonrpc::{Message, Notification, Payload, Request, RequestId, Response};
 use crate::mcp;
 use crate::pending::{Pending, PendingRequest, ReplyTo, Timer};
-use crate::policy::{
-    check_api_key, check_bearer_token, check_origin, cors_response_headers, preflight_headers, AuthDecision,
-    OriginDecision,
-};
+use crate::policy::access::{admit, forwardable_authorization, Admission, Refusal};
+use crate::policy::{cors_response_headers, preflight_headers};
 use crate::pool::Pool;
-use crate::route::{route, Endpoint, Route, Target};
+use crate::route::{Endpoint, Route, Target};
 use crate::session::{Session, SessionState, Transport};
 use crate::time::Instant;
 
@@ -151,10 +149,6 @@ pub struct Proxy {
     pub(crate) pending: Pending,
     pub(crate) pool: Pool,
     pub(crate) aggregates: crate::merged::Aggregates,
-    /// Servers added through the runtime API (indices into `Config::servers`).
-    pub(crate) added_at_runtime: std::collections::HashSet<usize>,
-    /// Servers that live as long as their one SSE session.
-    pub(crate) temporary_servers: std::collections::HashSet<usize>,
     pub(crate) temporary_count: u64,
     /// Remote upstreams and their fetches.
     pub(crate) http: crate::upstream_http::HttpUpstreams,
@@ -194,8 +188,6 @@ impl Proxy {
             pending: Pending::default(),
             pool: Pool::default(),
             aggregates: Default::default(),
-            added_at_runtime: Default::default(),
-            temporary_servers: Default::default(),
             temporary_count: 0,
             http: Default::default(),
             shared: Default::default(),
@@ -214,9 +206,10 @@ impl Proxy {
         if !proxy.config.is_bridge() {
             let lines: Vec<String> = (0..proxy.config.servers.len())
                 .map(|server| {
-                    let name = &proxy.config.servers[server].name;
-                    let stream = crate::route::endpoint_path(&proxy.config, Target::Server(server), Endpoint::Stream);
-                    let sse = crate::route::endpoint_path(&proxy.config, Target::Server(server), Endpoint::Sse);
+                    let name = proxy.config.servers[server].display_name();
+                    let stream =
+                        crate::route::public_endpoint_path(&proxy.config, Target::Server(server), Endpoint::Stream);
+                    let sse = crate::route::public_endpoint_path(&proxy.config, Target::Server(server), Endpoint::Sse);
                     format!("serving {name}: Streamable HTTP at {stream}, SSE at {sse}")
                 })
                 .collect();
@@ -265,7 +258,7 @@ impl Proxy {
         let now = self.now;
         match input {
             Input::HttpRequest(request) => {
-                self.request_authorization = request.header("authorization").map(str::to_owned);
+                self.request_authorization = forwardable_authorization(&self.config, &request);
                 self.handle_http_request(now, request);
                 self.request_authorization = None;
             }
@@ -293,62 +286,67 @@ impl Proxy {
 
     fn handle_http_request(&mut self, now: Instant, request: HttpRequest) {
         let exchange = request.exchange;
-        if request.method == "OPTIONS" {
-            if let OriginDecision::Deny(reason) = check_origin(&self.config, &request) {
-                return self.refuse(exchange, Vec::new(), 403, &format!("Forbidden: {reason}"));
-            }
-            let mut headers = preflight_headers(&self.config.cors, &request);
-            headers.push(Header::new("allow", "GET, POST, DELETE, OPTIONS"));
-            return self.respond(ResponseHead { exchange, status: 204, headers }, Vec::new());
-        }
+        let admission = match admit(&self.config, &request) {
+            Ok(admission) => admission,
+            Err(refusal) => return self.refuse_admission(&request, refusal),
+        };
         let cors = cors_response_headers(&self.config.cors, &request);
-        let path = request.path();
-        if path == "/ping" && matches!(request.method.as_str(), "GET" | "HEAD") {
-            let mut headers = cors;
-            headers.push(Header::new("content-type", "text/plain"));
-            return self.respond(ResponseHead { exchange, status: 200, headers }, b"pong".to_vec());
-        }
-        if let OriginDecision::Deny(reason) = check_origin(&self.config, &request) {
-            self.log(LogLevel::Warn, format!("refused a request: {reason}"));
-            return self.refuse(exchange, cors, 403, &format!("Forbidden: {reason}"));
-        }
-        if check_api_key(self.config.api_key.as_deref(), &request) == AuthDecision::Deny {
-            return self.refuse_unauthorized(exchange, cors, "Unauthorized: missing or invalid API key");
-        }
-        let is_api = path == crate::admin::API || path.starts_with("/api/servers/");
-        if is_api && self.sealer.is_some() {
-            let message = "Not Found: no runtime server API at the edge (servers come from the Worker's configuration)";
-            return self.refuse(exchange, cors, 404, message);
-        }
-        if is_api && !self.config.is_bridge() {
-            return self.handle_admin(request, cors);
-        }
-        let Some(Route { target: server, endpoint }) = route(&self.config, path) else {
-            let message = format!("Not Found: no endpoint at {}", truncate(path, 200));
-            return self.refuse(exchange, cors, 404, &message);
-        };
-        let tokens = match server {
-            Target::Server(index) => {
-                self.config.servers.get(index).map(|s| s.options.auth_tokens.as_slice()).unwrap_or_default()
+        match admission {
+            Admission::Preflight => {
+                let mut headers = preflight_headers(&self.config.cors, &request);
+                headers.push(Header::new("allow", "GET, POST, DELETE, OPTIONS"));
+                self.respond(ResponseHead { exchange, status: 204, headers }, Vec::new());
             }
-            Target::Merged => {
-                self.config.aggregator.as_ref().map(|a| a.options.auth_tokens.as_slice()).unwrap_or_default()
+            Admission::Ping => {
+                let mut headers = cors;
+                headers.push(Header::new("content-type", "text/plain"));
+                self.respond(ResponseHead { exchange, status: 200, headers }, b"pong".to_vec());
             }
-        };
-        if check_bearer_token(tokens, &request) == AuthDecision::Deny {
-            return self.refuse_unauthorized(exchange, cors, "Unauthorized: missing or invalid token for this server");
+            Admission::Admin => self.handle_admin(request, cors),
+            Admission::Temporary => self.temporary_open(request, cors),
+            Admission::Endpoint { route: Route { target, endpoint }, servers } => {
+                let caller = Caller { target, servers };
+                match (endpoint, request.method.as_str()) {
+                    (Endpoint::Stream, "POST") => self.stream_post(now, &caller, request, cors),
+                    (Endpoint::Stream, "GET") => self.stream_get(&caller, request, cors),
+                    (Endpoint::Stream, "DELETE") => self.stream_delete(&caller, request, cors),
+                    (Endpoint::Stream, _) => self.method_not_allowed(exchange, cors, "GET, POST, DELETE, OPTIONS"),
+                    (Endpoint::Sse, "GET") => self.legacy_open(&caller, request, cors),
+                    (Endpoint::Sse, _) => self.method_not_allowed(exchange, cors, "GET, OPTIONS"),
+                    (Endpoint::Messages, "POST") => self.legacy_post(now, &caller, request, cors),
+                    (Endpoint::Messages, _) => self.method_not_allowed(exchange, cors, "POST, OPTIONS"),
+                }
+            }
         }
-        match (endpoint, request.method.as_str()) {
-            (Endpoint::Stream, "POST") => self.stream_post(now, server, request, cors),
-            (Endpoint::Stream, "GET") => self.stream_get(server, request, cors),
-            (Endpoint::Stream, "DELETE") => self.stream_delete(server, request, cors),
-            (Endpoint::Stream, _) => self.method_not_allowed(exchange, cors, "GET, POST, DELETE, OPTIONS"),
-            (Endpoint::Sse, "GET") => self.legacy_open(server, request, cors),
-            (Endpoint::Sse, "POST") if server == Target::Merged => self.temporary_open(request, cors),
-            (Endpoint::Sse, _) => self.method_not_allowed(exchange, cors, "GET, OPTIONS"),
-            (Endpoint::Messages, "POST") => self.legacy_post(now, server, request, cors),
-            (Endpoint::Messages, _) => self.method_not_allowed(exchange, cors, "POST, OPTIONS"),
+    }
+
+    /// Answers a request refused on its head alone.
+    fn refuse_admission(&mut self, request: &HttpRequest, refusal: Refusal) {
+        let response = self.refusal_response(request, refusal);
+        self.outputs.push_back(response);
+    }
+
+    /// The response to a request refused on its head alone (and its log line, if it deserves one).
+    fn refusal_response(&mut self, request: &HttpRequest, refusal: Refusal) -> Output {
+        if refusal.log {
+            self.log(LogLevel::Warn, format!("refused a request: {}", refusal.message));
         }
+        // A refused preflight gets no CORS headers: the browser then blocks the request itself.
+        let mut headers =
+            if request.method == "OPTIONS" { Vec::new() } else { cors_response_headers(&self.config.cors, request) };
+        if refusal.challenge {
+            headers.push(Header::new("www-authenticate", "Bearer"));
+        }
+        let body = error_body(refusal_code(refusal.status), &refusal.message);
+        Output::Respond { head: json_head(request.exchange, refusal.status, headers), body }
+    }
+
+    /// The refusal of a request whose body has not been read yet, if its head alone decides it:
+    /// a shell asks this first, and reads no body from a client that may not send one. Log
+    /// lines it causes are queued as usual.
+    pub fn precheck(&mut self, request: &HttpRequest) -> Option<Output> {
+        let refusal = admit(&self.config, request).err()?;
+        Some(self.refusal_response(request, refusal))
     }
 
     fn handle_http_closed(&mut self, exchange_id: ExchangeId) {
@@ -817,10 +815,12 @@ impl Proxy {
         request
     }
 
-    /// Remembers the credentials of a client's request, for servers configured to forward them.
+    /// Remembers the credentials of a client's request, for servers configured to forward them
+    /// (never one of the proxy's own credentials).
     pub(crate) fn note_client_credentials(&mut self, session_id: &SessionId, request: &HttpRequest) {
+        let forwardable = forwardable_authorization(&self.config, request);
         if let Some(session) = self.sessions.get_mut(session_id) {
-            session.client_authorization = request.header("authorization").map(str::to_owned);
+            session.client_authorization = forwardable;
         }
     }
 
@@ -902,18 +902,7 @@ impl Proxy {
 
     /// Answers with an HTTP error status and a JSON-RPC error body.
     pub(crate) fn refuse(&mut self, exchange: ExchangeId, headers: Vec<Header>, status: u16, message: &str) {
-        let code = match status {
-            404 => codes::SESSION_NOT_FOUND,
-            413 | 415 | 406 => codes::INVALID_REQUEST,
-            _ => codes::TRANSPORT,
-        };
-        self.respond(json_head(exchange, status, headers), error_body(code, message));
-    }
-
-    /// Answers 401 with a bearer challenge.
-    pub(crate) fn refuse_unauthorized(&mut self, exchange: ExchangeId, mut headers: Vec<Header>, message: &str) {
-        headers.push(Header::new("www-authenticate", "Bearer"));
-        self.refuse(exchange, headers, 401, message);
+        self.respond(json_head(exchange, status, headers), error_body(refusal_code(status), message));
     }
 
     /// Answers with an HTTP status and the given JSON-RPC response as body.
@@ -929,6 +918,22 @@ impl Proxy {
     pub(crate) fn log(&mut self, level: LogLevel, message: String) {
         self.outputs.push_back(Output::Log { level, message });
     }
+}
+
+/// The JSON-RPC error code of an HTTP-level refusal.
+fn refusal_code(status: u16) -> i64 {
+    match status {
+        404 => codes::SESSION_NOT_FOUND,
+        413 | 415 | 406 => codes::INVALID_REQUEST,
+        _ => codes::TRANSPORT,
+    }
+}
+
+/// Who is calling, as admitted: the endpoint's target and the servers the credential reaches.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    pub(crate) target: Target,
+    pub(crate) servers: Vec<usize>,
 }
 
 /// Shortens `text` to at most `max` bytes, on a character boundary, for log lines.

@@ -58,14 +58,29 @@ pub(crate) fn route(config: &Config, path: &str) -> Option<Route> {
         let Some(name) = path.strip_suffix(suffix).and_then(|rest| rest.strip_prefix('/')) else {
             continue;
         };
-        if let Some(server) = config.servers.iter().position(|s| s.name == name && !s.options.disabled) {
+        if let Some(server) = server_named(config, name) {
             return Some(Route { target: Target::Server(server), endpoint });
         }
     }
     None
 }
 
-/// The path of an endpoint of `target`.
+/// The active server called `name`; a path token is compared in constant time.
+pub(crate) fn server_named(config: &Config, name: &str) -> Option<usize> {
+    let (display, token) = name.split_once('/').map_or((name, None), |(display, token)| (display, Some(token)));
+    config.servers.iter().position(|entry| {
+        if entry.options.disabled || entry.display_name() != display {
+            return false;
+        }
+        match (entry.path_token(), token) {
+            (None, None) => true,
+            (Some(own), Some(given)) => crate::policy::constant_time_eq(own.as_bytes(), given.as_bytes()),
+            _ => false,
+        }
+    })
+}
+
+/// The path of an endpoint of `target`, with any path token in it.
 pub(crate) fn endpoint_path(config: &Config, target: Target, endpoint: Endpoint) -> String {
     let suffix = match endpoint {
         Endpoint::Stream => &config.stream_endpoint,
@@ -77,6 +92,24 @@ pub(crate) fn endpoint_path(config: &Config, target: Target, endpoint: Endpoint)
             config.servers.get(server).map_or_else(|| suffix.clone(), |entry| format!("/{}{suffix}", entry.name))
         }
         _ => suffix.clone(),
+    }
+}
+
+/// The path of an endpoint of `target` as logs and listings show it: a path token is
+/// replaced by `{pathToken}`.
+pub(crate) fn public_endpoint_path(config: &Config, target: Target, endpoint: Endpoint) -> String {
+    let path = endpoint_path(config, target, endpoint);
+    match target {
+        Target::Server(server) => {
+            match config.servers.get(server).and_then(|s| Some((s.display_name(), s.path_token()?))) {
+                Some((display, _)) if !config.is_bridge() => {
+                    let suffix = path.rsplit_once('/').map_or("", |(_, last)| last);
+                    format!("/{display}/{{pathToken}}/{suffix}")
+                }
+                _ => path,
+            }
+        }
+        Target::Merged => path,
     }
 }
 

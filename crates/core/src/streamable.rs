@@ -10,8 +10,7 @@ use crate::ids::SessionId;
 use crate::jsonrpc::{Message, Payload};
 use crate::mcp;
 use crate::pending::ReplyTo;
-use crate::proxy::Proxy;
-use crate::route::Target;
+use crate::proxy::{Caller, Proxy};
 use crate::session::{SessionState, Transport};
 use crate::time::Instant;
 
@@ -23,7 +22,8 @@ enum SessionLookup {
 }
 
 impl Proxy {
-    fn lookup_streamable_session(&mut self, request: &HttpRequest, target: Target) -> SessionLookup {
+    fn lookup_streamable_session(&mut self, request: &HttpRequest, caller: &Caller) -> SessionLookup {
+        let target = caller.target;
         let Some(header) = request.header("mcp-session-id") else {
             return SessionLookup::Missing;
         };
@@ -41,9 +41,23 @@ impl Proxy {
         }
     }
 
+    /// Whether the caller's credential reaches every server of a session (a merged session is
+    /// opened with one credential; another that reaches less must not use it).
+    pub(crate) fn caller_covers(&self, session_id: &SessionId, caller: &Caller) -> bool {
+        let removed = |server: usize| self.config.servers.get(server).is_none_or(|s| s.options.disabled);
+        self.sessions.get(session_id).is_some_and(|session| {
+            session.members.iter().all(|member| removed(member.server) || caller.servers.contains(&member.server))
+        })
+    }
+
     /// Checks the session header of a non-initialize request, answering the refusal itself.
-    fn require_session(&mut self, request: &HttpRequest, cors: &[Header], target: Target) -> Option<SessionId> {
-        match self.lookup_streamable_session(request, target) {
+    fn require_session(&mut self, request: &HttpRequest, cors: &[Header], caller: &Caller) -> Option<SessionId> {
+        match self.lookup_streamable_session(request, caller) {
+            SessionLookup::Found(id) if !self.caller_covers(&id, caller) => {
+                let message = "Forbidden: this session was opened with a credential that reaches other servers";
+                self.refuse(request.exchange, cors.to_vec(), 403, message);
+                None
+            }
             SessionLookup::Found(id) => {
                 let now = self.now;
                 if let Some(session) = self.sessions.get_mut(&id) {
@@ -78,7 +92,7 @@ impl Proxy {
         }
     }
 
-    pub(crate) fn stream_post(&mut self, now: Instant, target: Target, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn stream_post(&mut self, now: Instant, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if request.body_too_large {
             let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);
@@ -126,9 +140,14 @@ impl Proxy {
             }
             let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
             let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
-            self.open_session(target, SessionState::ExpectInitializeResult { deadline }, transport)
+            self.open_session(
+                caller.target,
+                &caller.servers,
+                SessionState::ExpectInitializeResult { deadline },
+                transport,
+            )
         } else {
-            match self.require_session(&request, &cors, target) {
+            match self.require_session(&request, &cors, caller) {
                 Some(id) => id,
                 None => return,
             }
@@ -153,7 +172,7 @@ impl Proxy {
         }
     }
 
-    pub(crate) fn stream_get(&mut self, target: Target, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn stream_get(&mut self, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if self.config.stateless {
             return self.stateless_not_allowed(exchange, cors);
@@ -164,7 +183,7 @@ impl Proxy {
         if !self.check_protocol_version(&request, &cors) {
             return;
         }
-        let Some(session_id) = self.require_session(&request, &cors, target) else {
+        let Some(session_id) = self.require_session(&request, &cors, caller) else {
             return;
         };
         self.note_client_credentials(&session_id, &request);
@@ -197,11 +216,11 @@ impl Proxy {
         self.refuse(exchange, headers, 405, "Method Not Allowed: the server is stateless (no sessions, no GET stream)");
     }
 
-    pub(crate) fn stream_delete(&mut self, target: Target, request: HttpRequest, cors: Vec<Header>) {
+    pub(crate) fn stream_delete(&mut self, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {
         if self.config.stateless {
             return self.stateless_not_allowed(request.exchange, cors);
         }
-        let Some(session_id) = self.require_session(&request, &cors, target) else {
+        let Some(session_id) = self.require_session(&request, &cors, caller) else {
             return;
         };
         self.note_client_credentials(&session_id, &request);

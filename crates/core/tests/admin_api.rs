@@ -6,7 +6,7 @@ use harness::*;
 use mcp_proxy_core::Output;
 
 const FILE: &str = r#"{
-  "mcpProxy": {"name": "agg", "options": {"authTokens": ["t0k"]}},
+  "mcpProxy": {"name": "agg", "adminTokens": ["t0k"], "options": {"authTokens": ["t0k"]}},
   "mcpServers": {"time": {"command": "time-server"}}
 }"#;
 

@@ -10,7 +10,7 @@ const FILE: &str = r#"{
   "mcpServers": {
     "time": {"command": "time-server", "options": {"authTokens": []}},
     "github": {"command": "gh-server", "args": ["stdio"], "options": {"toolFilter": {"mode": "block", "list": ["delete_repo"]}}},
-    "fetch/s3cret": {"command": "fetch-server", "options": {"authTokens": []}}
+    "fetch/s3cret": {"command": "fetch-server"}
   }
 }"#;
 
@@ -26,7 +26,7 @@ fn each_server_has_its_own_endpoints() {
     let mut h = Harness::aggregator(FILE);
     let (_, outputs) = h.request("GET", "/time/sse", &[("accept", "text/event-stream")], "");
     assert_eq!(spawned_command(&outputs).as_deref(), Some("time-server"));
-    let (stream, outputs) = h.request("GET", "/fetch/s3cret/sse", &[("accept", "text/event-stream")], "");
+    let (stream, outputs) = h.request("GET", "/fetch/s3cret/sse", &[("accept", "text/event-stream"), AUTH[0]], "");
     assert_eq!(spawned_command(&outputs).as_deref(), Some("fetch-server"));
     let endpoint = events(&outputs, stream)[0].as_str().expect("endpoint").to_owned();
     assert!(endpoint.starts_with("/fetch/s3cret/messages?sessionId="), "{endpoint}");
@@ -52,7 +52,7 @@ fn sessions_belong_to_their_server() {
     let mut h = Harness::aggregator(FILE);
     let (session, _) = h.initialize_at("/time/mcp", &[]);
     let (exchange, outputs) =
-        h.post_to("/fetch/s3cret/mcp", Some(&session), &[], r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+        h.post_to("/fetch/s3cret/mcp", Some(&session), &AUTH, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
     assert_eq!(status(&outputs, exchange), Some(404), "a session of another server is unknown here");
 }
 
@@ -123,10 +123,30 @@ fn merged_session(h: &mut Harness) -> (String, std::collections::HashMap<String,
 }
 
 #[test]
-fn the_merged_endpoint_needs_the_proxy_token() {
+fn the_merged_endpoint_serves_only_what_the_credential_opens() {
     let mut h = Harness::aggregator(FILE);
+    for anonymous in [&[][..], &[("authorization", "Bearer wrong")][..]] {
+        let (_, outputs) = h.post_to("/mcp", None, anonymous, INITIALIZE);
+        let commands: Vec<String> = spawned_by_command(&outputs).into_keys().collect();
+        assert_eq!(commands, ["time-server"], "only the server without tokens");
+    }
+    let locked = r#"{"mcpProxy": {"options": {"authTokens": ["t"]}}, "mcpServers": {"a": {"command": "a"}}}"#;
+    let mut h = Harness::aggregator(locked);
     let (exchange, outputs) = h.post_to("/mcp", None, &[], INITIALIZE);
-    assert_eq!(status(&outputs, exchange), Some(401));
+    assert_eq!(status(&outputs, exchange), Some(401), "a credential that opens nothing");
+    let (head, _) = response(&outputs, exchange).expect("answered");
+    assert_eq!(header(&head.headers, "www-authenticate"), Some("Bearer"));
+}
+
+#[test]
+fn a_merged_session_is_refused_to_a_credential_that_reaches_less() {
+    let mut h = Harness::aggregator(FILE);
+    let (session, _) = merged_session(&mut h);
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let (exchange, outputs) = h.post_to("/mcp", Some(&session), &[], ping);
+    assert_eq!(status(&outputs, exchange), Some(403), "anonymous reaches only time, the session holds github too");
+    let (exchange, outputs) = h.post_to("/mcp", Some(&session), &AUTH, ping);
+    assert_eq!(status(&outputs, exchange), Some(200));
 }
 
 #[test]

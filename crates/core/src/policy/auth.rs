@@ -36,13 +36,10 @@ pub fn check_bearer_token(tokens: &[String], request: &HttpRequest) -> AuthDecis
     if tokens.is_empty() {
         return AuthDecision::Allow;
     }
-    let Some(value) = request.header("authorization").map(str::trim) else {
+    let Some(value) = request.header("authorization") else {
         return AuthDecision::Deny;
     };
-    let presented = match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => value,
-    };
+    let presented = bearer_token(value);
     let mut matched = false;
     for token in tokens {
         matched |= constant_time_eq(presented.as_bytes(), token.as_bytes());
@@ -54,15 +51,19 @@ pub fn check_bearer_token(tokens: &[String], request: &HttpRequest) -> AuthDecis
     }
 }
 
+/// The token of an `Authorization` value: what follows `Bearer `, or the whole value.
+pub fn bearer_token(value: &str) -> &str {
+    let value = value.trim();
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => value,
+    }
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut difference = u8::from(a.len() != b.len());
-    for index in 0..a.len().max(b.len()) {
-        let x = a.get(index).copied().unwrap_or(0);
-        let y = b.get(index).copied().unwrap_or(0);
-        difference |= x ^ y;
-    }
-    difference == 0
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]
