@@ -82,9 +82,18 @@ pub struct Config {
     /// Between a server's prefix and a tool or prompt name on the merged endpoint.
     #[serde(default = "defaults::separator")]
     pub separator: String,
-    /// The shell listens on a loopback address only.
-    #[serde(default = "defaults::yes")]
-    pub bind_loopback: bool,
+    /// The shell's environment: children are started with what [`crate::policy::env`] takes
+    /// of it.
+    #[serde(default)]
+    pub environment: Vec<(String, String)>,
+    /// Secret values of the shell's own (like `--config-header` values) that no child may see
+    /// in its environment, besides the credentials of this configuration.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Configured servers inherit the whole environment (minus the proxy's secrets), not only
+    /// the default list (`--pass-environment`).
+    #[serde(default)]
+    pub pass_environment: bool,
     /// The servers, resolved from `server` or `configFile`: in bridge mode one server with an
     /// empty name.
     #[serde(skip)]
@@ -138,7 +147,8 @@ pub struct StdioServer {
     /// Its arguments.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Extra environment variables.
+    /// Environment variables: in the configuration, the server's own; in
+    /// [`crate::Output::Spawn`], the child's whole environment (see [`crate::policy::env`]).
     #[serde(default)]
     pub env: Vec<(String, String)>,
     /// Run through the user's shell.
@@ -169,8 +179,10 @@ pub struct Cors {
     /// Send CORS headers at all.
     #[serde(default = "defaults::yes")]
     pub enabled: bool,
-    /// Allowed origins; `*` allows any.
-    #[serde(default = "defaults::origins")]
+    /// Allowed origins; `*` allows any. None configured: responses allow any origin
+    /// (`Access-Control-Allow-Origin: *`), but beyond loopback a browser's request is refused
+    /// (see [`crate::policy::check_origin`]).
+    #[serde(default)]
     pub origins: Vec<String>,
     /// Request headers allowed beyond the built-in list.
     #[serde(default)]
@@ -179,7 +191,7 @@ pub struct Cors {
 
 impl Default for Cors {
     fn default() -> Self {
-        Cors { enabled: true, origins: defaults::origins(), allow_headers: Vec::new() }
+        Cors { enabled: true, origins: Vec::new(), allow_headers: Vec::new() }
     }
 }
 
@@ -225,9 +237,6 @@ mod defaults {
     }
     pub(super) fn yes() -> bool {
         true
-    }
-    pub(super) fn origins() -> Vec<String> {
-        vec!["*".into()]
     }
 }
 
@@ -287,6 +296,22 @@ impl Config {
         self.admin_tokens.iter().chain(file).cloned().collect()
     }
 
+    /// Every secret a child must not see: the credentials of this configuration and the
+    /// shell's own secrets.
+    pub(crate) fn secret_values(&self) -> Vec<&str> {
+        let admin = self.admin_tokens.iter().chain(self.aggregator.iter().flat_map(|a| a.admin_tokens.iter()));
+        let servers = self.servers.iter().flat_map(|s| s.options.auth_tokens.iter());
+        let edge = self.edge.iter().map(|e| &e.session_key);
+        self.api_key
+            .iter()
+            .chain(admin)
+            .chain(servers)
+            .chain(edge)
+            .chain(self.secrets.iter())
+            .map(String::as_str)
+            .collect()
+    }
+
     /// Whether this is the bridge (one server at the root endpoints).
     pub fn is_bridge(&self) -> bool {
         self.aggregator.is_none()
@@ -303,12 +328,11 @@ impl Config {
                     return Err(ConfigError::new("server.command", "must not be empty"));
                 }
                 let upstream = UpstreamConfig::Stdio(server.clone());
-                self.servers = vec![ServerEntry {
-                    name: String::new(),
-                    upstream,
-                    options: ServerOptions::default(),
-                    source: ServerSource::Config,
-                }];
+                // The bridge passes the user's environment on: that is how users hand their
+                // server its tokens.
+                let options = ServerOptions { inherit_env: true, ..ServerOptions::default() };
+                self.servers =
+                    vec![ServerEntry { name: String::new(), upstream, options, source: ServerSource::Config }];
                 Ok(())
             }
             (None, Some(source)) => {
@@ -417,7 +441,7 @@ mod tests {
         assert_eq!(config.request_timeout_ms, 300_000);
         assert_eq!(config.max_body_size, 10 * 1024 * 1024);
         assert!(config.cors.enabled);
-        assert_eq!(config.cors.origins, ["*"]);
+        assert!(config.cors.origins.is_empty(), "none configured");
     }
 
     #[test]

@@ -144,6 +144,9 @@ pub struct ServerOptions {
     /// Pass the client's `Authorization` header on to this (remote) server. Off by default: the
     /// MCP authorization specification forbids token pass-through unless meant.
     pub forward_authorization: bool,
+    /// A stdio child inherits the proxy's whole environment (minus its secrets), not only the
+    /// default list of [`crate::policy::env::DEFAULT_INHERITED`].
+    pub inherit_env: bool,
 }
 
 /// A tool filter.
@@ -185,6 +188,7 @@ struct PartialOptions {
     disabled: bool,
     share_upstream: Option<bool>,
     forward_authorization: bool,
+    inherit_env: Option<bool>,
 }
 
 impl PartialOptions {
@@ -198,6 +202,7 @@ impl PartialOptions {
             share_upstream: self.share_upstream.unwrap_or(defaults.share_upstream),
             // Never inherited: each server that should see clients' credentials says so.
             forward_authorization: self.forward_authorization,
+            inherit_env: self.inherit_env.unwrap_or(defaults.inherit_env),
         }
     }
 }
@@ -420,6 +425,7 @@ fn options(value: Option<&Value>, path: &str) -> Result<PartialOptions, ConfigEr
         disabled: boolean(map, "disabled", path)?.unwrap_or(false),
         share_upstream: boolean(map, "shareUpstream", path)?,
         forward_authorization: boolean(map, "forwardAuthorization", path)?.unwrap_or(false),
+        inherit_env: boolean(map, "inheritEnv", path)?,
     })
 }
 
@@ -625,6 +631,7 @@ fn v1_client(name: &str, value: &Value) -> Result<(UpstreamConfig, PartialOption
         disabled: false,
         share_upstream: None,
         forward_authorization: false,
+        inherit_env: None,
     };
     Ok((upstream, options))
 }

@@ -174,7 +174,8 @@ impl Proxy {
             self.next_upstream += 1;
             let upstream = UpstreamId(self.next_upstream);
             let forward = self.config.servers.get(server).is_some_and(|s| s.options.forward_authorization);
-            self.open_http_upstream(upstream, &config, forward);
+            // At the edge every server is the configuration's.
+            self.open_http_upstream(upstream, &config, forward, false);
             self.resume_http_upstream(
                 upstream,
                 member.session.clone(),

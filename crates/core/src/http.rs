@@ -33,6 +33,9 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
     /// The body exceeded the configured maximum and was not read.
     pub body_too_large: bool,
+    /// The connection arrived on a loopback address of the shell's (from the same machine);
+    /// the DNS-rebinding checks depend on it.
+    pub via_loopback: bool,
 }
 
 impl HttpRequest {
@@ -131,6 +134,7 @@ pub(crate) mod tests {
             headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
             body: Vec::new(),
             body_too_large: false,
+            via_loopback: true,
         }
     }
 

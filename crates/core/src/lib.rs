@@ -19,6 +19,7 @@
 //!     headers: vec![Header::new("host", "localhost")],
 //!     body: Vec::new(),
 //!     body_too_large: false,
+//!     via_loopback: true,
 //! };
 //! proxy.handle_input(Instant(0), Input::HttpRequest(ping));
 //! while let Some(output) = proxy.poll_output() {

@@ -780,19 +780,41 @@ impl Proxy {
                 response.id = Some(original);
                 self.send_upstream(upstream, &Message::Response(response));
             }
-            None => self.send_to_session_upstream(session_id, &Message::Response(response)),
+            None => {
+                // Only a session's own upstreams may hear an answer the proxy did not hand out:
+                // on a shared one, it could answer another client's request.
+                let own: Vec<UpstreamId> = self
+                    .sessions
+                    .get(session_id)
+                    .map(|s| s.members.iter().filter(|m| !m.failed).map(|m| m.upstream).collect())
+                    .unwrap_or_default();
+                let own: Vec<UpstreamId> = own.into_iter().filter(|u| self.shared.server_of(*u).is_none()).collect();
+                if own.is_empty() {
+                    let message = format!(
+                        "session {session_id}: dropped an answer to a request it was not sent (id {:?})",
+                        response.id
+                    );
+                    return self.log(LogLevel::Warn, message);
+                }
+                for upstream in own {
+                    self.send_upstream(upstream, &Message::Response(response.clone()));
+                }
+            }
         }
     }
 
-    /// In a merged session two servers may use the same request ids: give a server's request
-    /// an id of the proxy's own, remembered until the client answers.
+    /// In a merged session two servers may use the same request ids, and a shared upstream's
+    /// requests go to many clients: give a server's request an id of the proxy's own,
+    /// remembered by the session it was sent to until that client answers (no other session can
+    /// answer it).
     pub(crate) fn name_server_request(
         &mut self,
         session_id: &SessionId,
         upstream: UpstreamId,
         mut request: Request,
     ) -> Request {
-        let Some(session) = self.sessions.get_mut(session_id).filter(|s| s.target == Target::Merged) else {
+        let shared = self.shared.server_of(upstream).is_some();
+        let Some(session) = self.sessions.get_mut(session_id).filter(|s| s.target == Target::Merged || shared) else {
             return request;
         };
         if self.sealer.is_some() {

@@ -21,6 +21,7 @@ use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
 use crate::jsonrpc::{ErrorObject, Message, Request, RequestId, Response};
 use crate::mcp;
 use crate::pending::{PendingRequest, ReplyTo, Timer};
+use crate::policy::env::child_environment;
 use crate::proxy::{LogLevel, Output, Proxy};
 use crate::time::Instant;
 
@@ -116,11 +117,18 @@ impl Proxy {
         let config = entry.upstream.clone();
         // One client's credentials must not serve another's requests.
         let forward = entry.options.forward_authorization && !entry.options.share_upstream;
+        let public_only = crate::policy::network::entry_reach(entry, &self.config.allow_runtime_hosts)
+            == Some(crate::policy::network::Reach::PublicOnly);
         self.next_upstream += 1;
         let upstream = UpstreamId(self.next_upstream);
         match config {
-            UpstreamConfig::Stdio(stdio) => self.outputs.push_back(Output::Spawn { upstream, server: stdio }),
-            remote => self.open_http_upstream(upstream, &remote, forward),
+            UpstreamConfig::Stdio(mut stdio) => {
+                let inherit_all = entry.options.inherit_env || self.config.pass_environment;
+                let secrets = self.config.secret_values();
+                stdio.env = child_environment(&self.config.environment, inherit_all, &secrets, &stdio.env);
+                self.outputs.push_back(Output::Spawn { upstream, server: stdio });
+            }
+            remote => self.open_http_upstream(upstream, &remote, forward, public_only),
         }
         Some(upstream)
     }

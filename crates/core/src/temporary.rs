@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::config_file::{parse_server, ServerEntry, ServerSource, UpstreamConfig};
 use crate::http::{Header, HttpRequest};
+use crate::policy::network::runtime_url_reach;
 use crate::proxy::{Caller, LogLevel, Proxy};
 use crate::route::Target;
 
@@ -44,11 +45,26 @@ impl Proxy {
     /// Reads a server entry given at run time (API or temporary), inheriting the proxy's
     /// options; a stdio server needs the operator's consent. Errors carry the HTTP status.
     pub(crate) fn runtime_server(&self, name: &str, entry: &Value) -> Result<ServerEntry, (u16, String)> {
+        // Expansion is the operator's, for files: a request must not pull the proxy's
+        // environment (its secrets) into a URL or a header.
+        if entry.to_string().contains("${") {
+            return Err((400, "Bad Request: ${...} is not expanded in servers added at run time".into()));
+        }
         let defaults = self.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_default();
         let server = parse_server(name, entry, &defaults)
             .map_err(|e| (400, format!("Bad Request: {}: {}", e.path, e.message)))?;
-        if matches!(server.upstream, UpstreamConfig::Stdio(_)) && !self.config.allow_runtime_stdio {
-            return Err((403, "Forbidden: starting stdio servers on request is off (--allow-runtime-stdio)".into()));
+        match &server.upstream {
+            UpstreamConfig::Stdio(_) if !self.config.allow_runtime_stdio => {
+                return Err((
+                    403,
+                    "Forbidden: starting stdio servers on request is off (--allow-runtime-stdio)".into(),
+                ));
+            }
+            UpstreamConfig::Stdio(_) => {}
+            UpstreamConfig::Sse { url, .. } | UpstreamConfig::StreamableHttp { url, .. } => {
+                runtime_url_reach(url, &self.config.allow_runtime_hosts)
+                    .map_err(|refusal| (400, format!("Bad Request: url: {refusal}")))?;
+            }
         }
         Ok(server)
     }

@@ -11,6 +11,7 @@ use crate::error::codes;
 use crate::http::Header;
 use crate::ids::UpstreamId;
 use crate::jsonrpc::{ErrorObject, Message, RequestId, Response};
+use crate::policy::network::{join, redacted, same_origin};
 use crate::proxy::{LogLevel, Output, Proxy};
 use crate::sse_parser::SseParser;
 
@@ -27,6 +28,9 @@ pub struct FetchRequest {
     pub headers: Vec<Header>,
     /// The body.
     pub body: Vec<u8>,
+    /// Connect only to public addresses: the shell checks what the host name resolves to with
+    /// [`crate::policy::network::is_public_address`] (a server added at run time).
+    pub public_only: bool,
 }
 
 /// The id of the `initialize` the proxy sends itself to renew an upstream session.
@@ -43,6 +47,8 @@ pub(crate) struct HttpUpstream {
     flavor: Flavor,
     /// Pass the client's `Authorization` on (the server's `forwardAuthorization`).
     forward_authorization: bool,
+    /// Connect to public addresses only (added at run time).
+    public_only: bool,
 }
 
 #[derive(Debug)]
@@ -118,21 +124,6 @@ fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
     headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
 }
 
-/// Resolves an endpoint the legacy SSE stream named against the stream's URL.
-fn resolve(base: &str, endpoint: &str) -> String {
-    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
-        return endpoint.to_owned();
-    }
-    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    if endpoint.starts_with('/') {
-        return format!("{scheme}://{authority}{endpoint}");
-    }
-    let path = rest.split('?').next().unwrap_or(rest);
-    let directory = path.rsplit_once('/').map_or(path, |(dir, _)| dir);
-    format!("{scheme}://{directory}/{endpoint}")
-}
-
 impl Proxy {
     /// Connects a remote upstream (a legacy SSE one opens its stream at once).
     pub(crate) fn open_http_upstream(
@@ -140,6 +131,7 @@ impl Proxy {
         upstream: UpstreamId,
         config: &UpstreamConfig,
         forward_authorization: bool,
+        public_only: bool,
     ) {
         let (url, headers, flavor) = match config {
             UpstreamConfig::StreamableHttp { url, headers, .. } => {
@@ -159,7 +151,8 @@ impl Proxy {
             UpstreamConfig::Stdio(_) => return,
         };
         let sse = matches!(flavor, Flavor::Sse { .. });
-        self.http.upstreams.insert(upstream, HttpUpstream { url: url.clone(), headers, flavor, forward_authorization });
+        let state = HttpUpstream { url: url.clone(), headers, flavor, forward_authorization, public_only };
+        self.http.upstreams.insert(upstream, state);
         if sse {
             self.fetch(
                 upstream,
@@ -246,8 +239,16 @@ impl Proxy {
         self.http.next_fetch += 1;
         let fetch = self.http.next_fetch;
         let sent = if matches!(purpose, Purpose::Post { .. }) { body.clone() } else { Vec::new() };
+        let public_only = state.public_only;
         self.http.fetches.insert(fetch, Fetch { upstream, purpose, sent, status: 0, body: Body::Unknown });
-        self.outputs.push_back(Output::Fetch(FetchRequest { fetch, method: method.into(), url, headers, body }));
+        self.outputs.push_back(Output::Fetch(FetchRequest {
+            fetch,
+            method: method.into(),
+            url,
+            headers,
+            body,
+            public_only,
+        }));
     }
 
     /// Sends one message to a remote upstream.
@@ -420,12 +421,24 @@ impl Proxy {
 
     /// Legacy SSE: the stream named where to POST; send what waited.
     fn sse_endpoint(&mut self, upstream: UpstreamId, endpoint: &str) {
-        let Some(HttpUpstream { url, flavor: Flavor::Sse { endpoint: known, waiting, replay, replaying }, .. }) =
+        let Some(url) = self.http.upstreams.get(&upstream).map(|u| u.url.clone()) else {
+            return;
+        };
+        // The official SDKs' rule: messages go to the stream's own origin, never elsewhere (the
+        // headers and credentials of this server must not reach a host it names).
+        let Some(resolved) = join(&url, endpoint.trim()).filter(|resolved| same_origin(&url, resolved)) else {
+            let reason = format!(
+                "the upstream's SSE endpoint event names another origin than {}; nothing was sent there",
+                redacted(&url)
+            );
+            self.log(LogLevel::Error, format!("upstream {}: {reason}", upstream.0));
+            return self.handle_upstream_gone(upstream, reason);
+        };
+        let Some(HttpUpstream { flavor: Flavor::Sse { endpoint: known, waiting, replay, replaying }, .. }) =
             self.http.upstreams.get_mut(&upstream)
         else {
             return;
         };
-        let resolved = resolve(url, endpoint.trim());
         *known = Some(resolved.clone());
         if let Some(params) = replay.take() {
             *replaying = true;
@@ -464,6 +477,8 @@ impl Proxy {
             return;
         };
         let upstream = state.upstream;
+        // What the shell says may quote the URL, whose query can hold a secret (`?key=`).
+        let error = error.map(|error| self.without_url(upstream, error));
         if state.purpose == Purpose::Reinit {
             return match error {
                 None => self.reinitialized(upstream),
@@ -489,6 +504,14 @@ impl Proxy {
                 self.handle_upstream_gone(upstream, why);
             }
             _ => {}
+        }
+    }
+
+    /// `text` with the upstream's URL in it shown without its query and credentials.
+    fn without_url(&self, upstream: UpstreamId, text: String) -> String {
+        match self.http.upstreams.get(&upstream) {
+            Some(state) if text.contains(&state.url) => text.replace(&state.url, &redacted(&state.url)),
+            _ => text,
         }
     }
 
@@ -586,17 +609,5 @@ impl Proxy {
             self.http_close(upstream);
             self.handle_upstream_closed(upstream, reason);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::resolve;
-
-    #[test]
-    fn resolves_legacy_endpoints() {
-        assert_eq!(resolve("http://h:1/a/sse", "/messages?s=1"), "http://h:1/messages?s=1");
-        assert_eq!(resolve("http://h:1/a/sse", "messages?s=1"), "http://h:1/a/messages?s=1");
-        assert_eq!(resolve("http://h:1/a/sse", "https://o/x"), "https://o/x");
     }
 }

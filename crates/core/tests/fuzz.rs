@@ -131,6 +131,7 @@ impl World {
                     headers,
                     body,
                     body_too_large: self.rng.below(20) == 0,
+                    via_loopback: self.rng.below(4) != 0,
                 };
                 self.open.push(exchange);
                 self.h.input(Input::HttpRequest(request))
@@ -277,6 +278,7 @@ fn corpus_inputs_get_answers() {
             headers: vec![Header::new("content-type", "application/json"), Header::new("accept", JSON_AND_SSE)],
             body: body.clone(),
             body_too_large: false,
+            via_loopback: true,
         };
         let outputs = h.input(Input::HttpRequest(request));
         let answered = status(&outputs, ExchangeId(1)).is_some() || spawned(&outputs).is_some();

@@ -83,6 +83,7 @@ fn oversized_bodies_get_413() {
         headers: vec![Header::new("content-type", "application/json")],
         body: Vec::new(),
         body_too_large: true,
+        via_loopback: true,
     };
     let outputs = h.input(Input::HttpRequest(request));
     assert_eq!(status(&outputs, ExchangeId(77)), Some(413));

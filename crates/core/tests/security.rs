@@ -94,3 +94,114 @@ fn the_proxys_own_credentials_are_not_forwarded_upstream() {
     let forwarded = post.headers.iter().find(|h| h.name.eq_ignore_ascii_case("authorization")).map(|h| &h.value);
     assert_eq!(forwarded.map(String::as_str), Some("Bearer users-own"));
 }
+
+fn admin_harness(extra: &str) -> Harness {
+    let file = r#"{"mcpProxy": {"adminTokens": ["adm"]}, "mcpServers": {"a": {"command": "a"}}}"#;
+    Harness::with_config(&format!(
+        r#"{{"configFile": {{"text": {}}}{extra}}}"#,
+        serde_json::to_string(file).expect("json")
+    ))
+}
+
+fn add(h: &mut Harness, body: &str) -> (u16, serde_json::Value, Vec<Output>) {
+    let headers = [("content-type", "application/json"), ("authorization", "Bearer adm")];
+    let (exchange, outputs) = h.request("POST", "/api/servers", &headers, body);
+    let (head, body) = response(&outputs, exchange).expect("answered");
+    (head.status, body, outputs)
+}
+
+#[test]
+fn servers_added_at_run_time_cannot_reach_inside() {
+    let mut h = admin_harness("");
+    for url in
+        ["http://127.0.0.1:8080/mcp", "http://169.254.169.254/latest", "http://localhost/sse", "http://[::1]/mcp"]
+    {
+        let body = serde_json::json!({"name": "x", "config": {"transportType": "streamable-http", "url": url}});
+        let (status, body, _) = add(&mut h, &body.to_string());
+        assert_eq!(status, 400, "{url}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("not a public address")), "{body}");
+    }
+    let (status, body, _) =
+        add(&mut h, r#"{"name": "x", "config": {"url": "https://mcp.example/sse?key=${AWS_SECRET_ACCESS_KEY}"}}"#);
+    assert_eq!(status, 400, "{body}");
+    // A DNS name is allowed, but every fetch for it says: public addresses only.
+    let (status, _, _) = add(
+        &mut h,
+        r#"{"name": "named", "config": {"transportType": "streamable-http", "url": "https://mcp.example/mcp"}}"#,
+    );
+    assert_eq!(status, 201);
+    let (_, outputs) = h.post_to("/named/mcp", None, &[], INIT);
+    let post = fetches(&outputs).into_iter().next().expect("initialize goes out");
+    assert!(post.public_only, "the shell must check the resolved addresses");
+    // The operator can name exceptions.
+    let mut allowed = admin_harness(r#", "allowRuntimeHosts": ["127.0.0.1"]"#);
+    let (status, _, _) = add(
+        &mut allowed,
+        r#"{"name": "local", "config": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/mcp"}}"#,
+    );
+    assert_eq!(status, 201);
+    let (_, outputs) = allowed.post_to("/local/mcp", None, &[], INIT);
+    assert!(!fetches(&outputs)[0].public_only);
+}
+
+#[test]
+fn configured_servers_are_trusted() {
+    let file = r#"{"mcpServers": {"local": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/mcp"}}}"#;
+    let mut h = Harness::aggregator(file);
+    let (_, outputs) = h.post_to("/local/mcp", None, &[], INIT);
+    assert!(!fetches(&outputs)[0].public_only);
+}
+
+#[test]
+fn a_legacy_sse_endpoint_on_another_origin_gets_nothing() {
+    let file = r#"{"mcpServers": {"legacy": {"url": "http://127.0.0.1:9/sse", "headers": {"Authorization": "Bearer upstream-secret"}}}}"#;
+    let mut h = Harness::aggregator(file);
+    let (exchange, outputs) = h.post_to("/legacy/mcp", None, &[], INIT);
+    let stream = fetches(&outputs).into_iter().find(|f| f.method == "GET").expect("the SSE stream opens");
+    head(&mut h, stream.fetch, 200, &[("content-type", "text/event-stream")]);
+    let outputs = h.input(mcp_proxy_core::Input::FetchData {
+        fetch: stream.fetch,
+        data: b"event: endpoint\ndata: http://evil.example/steal\n\n".to_vec(),
+    });
+    assert!(fetches(&outputs).is_empty(), "nothing is sent to another origin: {:?}", fetches(&outputs));
+    let (head, body) = response(&outputs, exchange).expect("the client's initialize fails at once");
+    assert!(head.status >= 400 || body["error"].is_object(), "{body}");
+    assert!(logs(&outputs).contains("another origin"), "{}", logs(&outputs));
+}
+
+fn spawned_env(outputs: &[Output]) -> Vec<(String, String)> {
+    outputs
+        .iter()
+        .find_map(|o| if let Output::Spawn { server, .. } = o { Some(server.env.clone()) } else { None })
+        .expect("a child is started")
+}
+
+#[test]
+fn children_never_see_the_proxys_secrets() {
+    let environment = serde_json::json!([
+        ["PATH", "/usr/bin"],
+        ["HOME", "/home/u"],
+        ["GITHUB_TOKEN", "gh"],
+        ["MCP_PROXY_API_KEY", "the-key"],
+        ["MCP_PROXY_SESSION_KEY", "sealing"],
+        ["LEAKED", "hdr-secret"]
+    ]);
+    let bridge = serde_json::json!({
+        "server": {"command": "srv"}, "apiKey": "the-key", "environment": environment, "secrets": ["hdr-secret"]
+    });
+    let mut h = Harness::with_config(&bridge.to_string());
+    let (_, outputs) = h.post_to("/mcp", None, &[("x-api-key", "the-key")], INIT);
+    let names: Vec<String> = spawned_env(&outputs).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["PATH", "HOME", "GITHUB_TOKEN"], "the bridge passes the user's environment, not the secrets");
+
+    let file = r#"{"mcpServers": {"listed": {"command": "a", "env": {"OWN": "1"}},
+                                   "all": {"command": "b", "options": {"inheritEnv": true}}}}"#;
+    let json = serde_json::json!({"configFile": {"text": file}, "environment": environment});
+    let mut h = Harness::with_config(&json.to_string());
+    let (_, outputs) = h.post_to("/listed/mcp", None, &[], INIT);
+    let names: Vec<String> = spawned_env(&outputs).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["PATH", "HOME", "OWN"], "a configured server gets the SDKs' short list and its own env");
+    let (_, outputs) = h.post_to("/all/mcp", None, &[], INIT);
+    let names: Vec<String> = spawned_env(&outputs).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["PATH", "HOME", "GITHUB_TOKEN", "LEAKED"], "inheritEnv: all but the MCP_PROXY_ ones");
+}

@@ -151,6 +151,29 @@ fn server_requests_updates_and_list_changes_reach_the_right_clients() {
 }
 
 #[test]
+fn only_the_asked_client_can_answer_a_shared_childs_request() {
+    let mut h = Harness::aggregator(FILE);
+    let (a, b, upstream) = two_clients(&mut h);
+    let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ask","arguments":{}}}"#;
+    let (post_a, _) = h.post_to("/shared/mcp", Some(&a), &[], call);
+    let outputs = h.upstream_says(upstream, r#"{"jsonrpc":"2.0","id":0,"method":"elicitation/create","params":{}}"#);
+    let asked = events(&outputs, post_a);
+    assert_eq!(asked[0]["method"], "elicitation/create");
+    assert_ne!(asked[0]["id"], 0, "renamed for the session it was sent to");
+    // B answers A's request, under the id A was given and under the child's own id.
+    for id in [asked[0]["id"].clone(), json!(0)] {
+        let forged =
+            json!({"jsonrpc": "2.0", "id": id, "result": {"action": "accept", "content": {"x": 1}}}).to_string();
+        let (_, outputs) = h.post_to("/shared/mcp", Some(&b), &[], &forged);
+        assert!(sent_json(&outputs, upstream).is_empty(), "the child never hears B's answer");
+    }
+    let honest = json!({"jsonrpc": "2.0", "id": asked[0]["id"], "result": {"action": "decline"}}).to_string();
+    let (_, outputs) = h.post_to("/shared/mcp", Some(&a), &[], &honest);
+    let heard = sent_json(&outputs, upstream);
+    assert_eq!((heard[0]["id"].clone(), heard[0]["result"]["action"].clone()), (json!(0), json!("decline")));
+}
+
+#[test]
 fn unsubscribing_keeps_other_clients_subscriptions() {
     let mut h = Harness::aggregator(FILE);
     let (a, b, upstream) = two_clients(&mut h);

@@ -13,7 +13,7 @@ fn allowed_origin(cors: &Cors, request: &HttpRequest) -> Option<String> {
     if !cors.enabled {
         return None;
     }
-    if cors.origins.iter().any(|o| o == "*") {
+    if cors.origins.is_empty() || cors.origins.iter().any(|o| o == "*") {
         return Some("*".into());
     }
     let origin = request.header("origin")?;

@@ -3,6 +3,8 @@
 pub(crate) mod access;
 mod auth;
 mod cors;
+pub mod env;
+pub mod network;
 mod origin;
 
 pub use auth::{bearer_token, check_api_key, check_bearer_token, constant_time_eq, AuthDecision};

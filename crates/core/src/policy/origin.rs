@@ -1,10 +1,17 @@
-//! `Origin` and `Host` validation against DNS rebinding.
+//! `Origin` and `Host` validation against DNS rebinding and cross-site requests.
 //!
-//! A browser page from another site can reach a server on the user's loopback interface;
-//! the `Origin` header gives it away, and a rebound DNS name shows in `Host`. The rules:
-//! a present `Origin` must be one of the configured CORS origins, or a loopback origin when
-//! the proxy listens on loopback, or anything when the CORS origins include `*` and the
-//! proxy listens beyond loopback. On loopback, `Host` must name a loopback host.
+//! A browser page from another site can reach a server on the user's machine or network; the
+//! `Origin` header gives it away, and a rebound DNS name shows in `Host`. The rules, per
+//! connection:
+//!
+//! - arrived on a loopback address: `Host` must name a loopback host, and a present `Origin`
+//!   must be a loopback origin or one of the configured CORS origins (a `*` does not open this:
+//!   it would undo the rebinding protection);
+//! - arrived on any other address (the proxy listens beyond loopback, or is a Worker): a
+//!   present `Origin` must be one of the configured CORS origins, or `*` must be configured
+//!   explicitly.
+//!
+//! Requests without `Origin` (non-browser clients) pass.
 
 use crate::config::Config;
 use crate::http::HttpRequest;
@@ -23,7 +30,7 @@ pub fn check_origin(config: &Config, request: &HttpRequest) -> OriginDecision {
     if !config.origin_check {
         return OriginDecision::Allow;
     }
-    if config.bind_loopback {
+    if request.via_loopback {
         if let Some(host) = request.header("host") {
             if !is_loopback_host(strip_port(host)) {
                 return OriginDecision::Deny(format!(
@@ -36,13 +43,18 @@ pub fn check_origin(config: &Config, request: &HttpRequest) -> OriginDecision {
     let Some(origin) = request.header("origin") else {
         return OriginDecision::Allow;
     };
-    let listed = config.cors.origins.iter().any(|allowed| allowed != "*" && allowed.eq_ignore_ascii_case(origin));
-    let wildcard = !config.bind_loopback && config.cors.origins.iter().any(|allowed| allowed == "*");
-    let loopback = config.bind_loopback && origin_host(origin).is_some_and(is_loopback_host);
-    if listed || wildcard || loopback {
+    let origins = &config.cors.origins;
+    let listed = origins.iter().any(|allowed| allowed != "*" && allowed.eq_ignore_ascii_case(origin));
+    let allowed = if request.via_loopback {
+        listed || origin_host(origin).is_some_and(is_loopback_host)
+    } else {
+        listed || origins.iter().any(|allowed| allowed == "*")
+    };
+    if allowed {
         OriginDecision::Allow
     } else {
-        OriginDecision::Deny(format!("Origin {:?} is not allowed", crate::proxy::truncate(origin, 100)))
+        let hint = if request.via_loopback { "" } else { " (allow it with --cors-origin)" };
+        OriginDecision::Deny(format!("Origin {:?} is not allowed{hint}", crate::proxy::truncate(origin, 100)))
     }
 }
 
@@ -109,14 +121,24 @@ mod tests {
     }
 
     #[test]
-    fn configured_origins_and_public_binds() {
+    fn configured_origins_and_public_connections() {
         let listed = config(r#","cors":{"origins":["https://app.example"]}"#);
         assert!(check(&listed, &[("origin", "https://app.example")]));
         assert!(!check(&listed, &[("origin", "https://other.example")]));
-        let public = config(r#","bindLoopback":false"#);
-        assert!(check(&public, &[("host", "mcp.example"), ("origin", "https://anything.example")]));
-        let public_listed = config(r#","bindLoopback":false,"cors":{"origins":["https://app.example"]}"#);
-        assert!(!check(&public_listed, &[("origin", "https://other.example")]));
+        let remote = |config: &Config, headers: &[(&str, &str)]| {
+            let mut request = request("POST", "/mcp", headers);
+            request.via_loopback = false;
+            check_origin(config, &request) == OriginDecision::Allow
+        };
+        let default = config("");
+        assert!(remote(&default, &[("host", "mcp.example")]), "no Origin: not a browser");
+        assert!(!remote(&default, &[("host", "mcp.example"), ("origin", "https://anything.example")]));
+        assert!(!remote(&default, &[("origin", "http://localhost:3000")]), "a LAN client's localhost is not ours");
+        let wildcard = config(r#","cors":{"origins":["*"]}"#);
+        assert!(remote(&wildcard, &[("origin", "https://anything.example")]), "an explicit * opens it");
+        assert!(!check(&wildcard, &[("origin", "https://anything.example")]), "but not on loopback");
+        assert!(remote(&listed, &[("origin", "https://app.example")]));
+        assert!(!remote(&listed, &[("origin", "https://other.example")]));
         let off = config(r#","originCheck":false"#);
         assert!(check(&off, &[("host", "evil.example"), ("origin", "https://evil.example")]));
     }

@@ -61,6 +61,7 @@ impl Harness {
             headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
             body: body.as_bytes().to_vec(),
             body_too_large: false,
+            via_loopback: true,
         };
         (exchange, self.input(Input::HttpRequest(request)))
     }
