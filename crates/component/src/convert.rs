@@ -19,17 +19,28 @@ fn head_out(head: core::ResponseHead) -> wit::ResponseHead {
     }
 }
 
+/// Converts an HTTP request from the host.
+pub(crate) fn request(request: wit::HttpRequest) -> core::HttpRequest {
+    core::HttpRequest {
+        exchange: ExchangeId(request.exchange),
+        method: request.method,
+        target: request.target,
+        headers: request.headers.into_iter().map(header_in).collect(),
+        body: request.body,
+        body_too_large: request.body_too_large,
+        via_loopback: request.via_loopback,
+    }
+}
+
+/// Converts a response for the host.
+pub(crate) fn response(head: core::ResponseHead, body: Vec<u8>) -> wit::Response {
+    wit::Response { head: head_out(head), body }
+}
+
 /// Converts an input from the host.
 pub(crate) fn input(input: wit::Input) -> core::Input {
     match input {
-        wit::Input::HttpRequest(request) => core::Input::HttpRequest(core::HttpRequest {
-            exchange: ExchangeId(request.exchange),
-            method: request.method,
-            target: request.target,
-            headers: request.headers.into_iter().map(header_in).collect(),
-            body: request.body,
-            body_too_large: request.body_too_large,
-        }),
+        wit::Input::HttpRequest(http) => core::Input::HttpRequest(request(http)),
         wit::Input::HttpClosed(exchange) => core::Input::HttpClosed(ExchangeId(exchange)),
         wit::Input::UpstreamMessage(message) => {
             core::Input::UpstreamMessage { upstream: UpstreamId(message.upstream), data: message.data }
@@ -51,7 +62,7 @@ pub(crate) fn input(input: wit::Input) -> core::Input {
 /// Converts an output for the host.
 pub(crate) fn output(output: core::Output) -> wit::Output {
     match output {
-        core::Output::Respond { head, body } => wit::Output::Respond(wit::Response { head: head_out(head), body }),
+        core::Output::Respond { head, body } => wit::Output::Respond(response(head, body)),
         core::Output::StreamStart(head) => wit::Output::StreamStart(head_out(head)),
         core::Output::StreamData { exchange, data } => {
             wit::Output::StreamData(wit::StreamData { exchange: exchange.0, data })
@@ -75,6 +86,7 @@ pub(crate) fn output(output: core::Output) -> wit::Output {
             url: request.url,
             headers: request.headers.into_iter().map(header_out).collect(),
             body: request.body,
+            public_only: request.public_only,
         }),
         core::Output::CancelFetch(fetch) => wit::Output::CancelFetch(fetch),
         core::Output::PersistConfig(text) => wit::Output::PersistConfig(text),

@@ -41,6 +41,11 @@ impl GuestCore for CoreResource {
         self.proxy.borrow_mut().handle_input(Instant(now), convert::input(input));
     }
 
+    fn precheck(&self, request: wit::HttpRequest) -> Option<wit::Response> {
+        let (head, body) = self.proxy.borrow_mut().precheck(&convert::request(request))?;
+        Some(convert::response(head, body))
+    }
+
     fn poll_outputs(&self) -> Vec<wit::Output> {
         let mut proxy = self.proxy.borrow_mut();
         std::iter::from_fn(|| proxy.poll_output()).map(convert::output).collect()

@@ -125,6 +125,9 @@ pub struct Edge {
     /// How long a session id stays valid, in seconds (the shell passes wall-clock time).
     #[serde(default = "defaults::session_max_age_secs")]
     pub session_max_age_secs: u64,
+    /// The key's bytes, read from `session_key` when the configuration is validated.
+    #[serde(skip)]
+    pub key: Vec<u8>,
 }
 
 /// An aggregator configuration file as handed over by the shell.
@@ -257,12 +260,11 @@ impl Config {
     /// At the edge nothing outlives a request: no processes, no stores, no timers between
     /// requests. Refuses what cannot work there, naming the server, and turns off the rest.
     fn fit_the_edge(&mut self) -> Result<(), ConfigError> {
-        let Some(edge) = &self.edge else {
+        let Some(edge) = &mut self.edge else {
             return Ok(());
         };
-        if edge.session_key.chars().count() < 32 {
-            return Err(ConfigError::new("edge.sessionKey", "must be at least 32 characters of secret"));
-        }
+        edge.key = crate::edge::session_key_bytes(&edge.session_key)
+            .map_err(|message| ConfigError::new("edge.sessionKey", message))?;
         if self.is_bridge() {
             return Err(ConfigError::new("server", "at the edge, servers come from a configuration file of URLs"));
         }

@@ -58,7 +58,9 @@ impl Proxy {
         let initialized = post.initialize
             && matches!(post.collected.first(), Some(Message::Response(Response { outcome: Ok(_), .. })));
         if initialized {
-            let public = self.public_session_id(&exchange.session);
+            let Some(public) = self.public_session_id(&exchange.session) else {
+                return self.refuse_unsealable(exchange_id, headers, &exchange.session);
+            };
             headers.push(Header::new("mcp-session-id", public));
         }
         let body = match (post.batch, post.collected.as_slice()) {
@@ -66,6 +68,17 @@ impl Proxy {
             (_, collected) => batch_to_bytes(collected),
         };
         self.respond(json_head(exchange_id, 200, headers), body);
+    }
+
+    /// At the edge, a session too large to seal into an id (the client's `initialize`
+    /// parameters are in it) cannot be served: the client is told, and the session ends.
+    fn refuse_unsealable(&mut self, exchange_id: ExchangeId, headers: Vec<Header>, session: &crate::ids::SessionId) {
+        let message = format!(
+            "Bad Request: the initialize parameters are too large for a session at the edge (the sealed id may hold {} bytes)",
+            crate::edge::MAX_SEALED_LEN
+        );
+        self.refuse(exchange_id, headers, 400, &message);
+        self.end_session(session, &crate::error::RequestError::SessionEnded, "too large to seal into its id");
     }
 
     /// Sends a server message as an SSE event of `exchange_id`'s stream, turning a POST
@@ -79,7 +92,14 @@ impl Proxy {
                 if post.initialize && post.stream.is_none() =>
             {
                 let session = session.clone();
-                Some(self.public_session_id(&session))
+                match self.public_session_id(&session) {
+                    Some(public) => Some(public),
+                    None => {
+                        let headers = self.exchanges.remove(&exchange_id).map(|e| e.headers).unwrap_or_default();
+                        self.refuse_unsealable(exchange_id, headers, &session);
+                        return true;
+                    }
+                }
             }
             _ => None,
         };

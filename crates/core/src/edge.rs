@@ -24,12 +24,58 @@ use crate::route::Target;
 use crate::session::{Member, Session, SessionState, Transport};
 
 /// Starts every sealed id: the format's version.
-const PREFIX: &str = "e1.";
-/// Binds the ciphertext to its use.
-const ASSOCIATED_DATA: &[u8] = b"mcp-proxy edge session v1";
-/// Sealed ids longer than this are not even opened (a header is not a place for megabytes).
-const MAX_SEALED_LEN: usize = 8 * 1024;
+const PREFIX: &str = "e2.";
+/// Binds the ciphertext to its use (the client's credential follows it).
+const ASSOCIATED_DATA: &[u8] = b"mcp-proxy edge session v2";
+/// Sealed ids longer than this are not even opened (a header is not a place for megabytes),
+/// and none this long is issued.
+pub(crate) const MAX_SEALED_LEN: usize = 8 * 1024;
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
+/// Bytes of secret a session key must carry (256 bits).
+const KEY_BYTES: usize = 32;
+
+/// Why a session key is refused.
+const KEY_ADVICE: &str = "must be 32 random bytes written as 64 hex digits or 43+ base64 characters \
+     (make one with `openssl rand -hex 32`)";
+
+/// Reads a session key: 64 hex digits, or base64 (standard or URL-safe, padded or not) of 32
+/// bytes or more; refuses anything shorter or of too little variety to be random.
+pub(crate) fn session_key_bytes(text: &str) -> Result<Vec<u8>, String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
+    let text = text.trim();
+    let hex = (text.len() == 2 * KEY_BYTES && text.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
+        (0..KEY_BYTES).filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Vec<u8>>()
+    });
+    let decoded = hex
+        .or_else(|| STANDARD.decode(text).ok())
+        .or_else(|| STANDARD_NO_PAD.decode(text).ok())
+        .or_else(|| URL_SAFE.decode(text).ok())
+        .or_else(|| URL_SAFE_NO_PAD.decode(text).ok());
+    let Some(bytes) = decoded.filter(|bytes| bytes.len() >= KEY_BYTES) else {
+        return Err(KEY_ADVICE.to_owned());
+    };
+    let mut seen = [false; 256];
+    for byte in &bytes {
+        seen[usize::from(*byte)] = true;
+    }
+    if seen.iter().filter(|s| **s).count() < 16 {
+        return Err(format!("has too little variety to be random: it {KEY_ADVICE}"));
+    }
+    Ok(bytes)
+}
+
+/// A digest of the credential a request presents (`X-API-Key`, `Authorization`): a sealed
+/// session opens only for the credential it was sealed for, so a stolen id is useless alone.
+pub(crate) fn credential_digest(request: &crate::http::HttpRequest) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"mcp-proxy edge credential\0");
+    for name in ["x-api-key", "authorization"] {
+        let value = request.header(name).unwrap_or_default();
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(value.as_bytes());
+    }
+    hasher.finalize().into()
+}
 
 /// Seals and opens session ids with the key derived from the operator's secret.
 pub(crate) struct Sealer {
@@ -44,27 +90,39 @@ impl core::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    /// Derives the key from `secret` (any length; the config asks for 32 characters or more).
-    pub(crate) fn new(secret: &str, max_age_secs: u64) -> Sealer {
+    /// Derives the cipher key from the session key's bytes (see [`session_key_bytes`]).
+    pub(crate) fn new(secret: &[u8], max_age_secs: u64) -> Sealer {
         let mut hasher = Sha256::new();
         hasher.update(b"mcp-proxy edge session key\0");
-        hasher.update(secret.as_bytes());
+        hasher.update(secret);
         let key: [u8; 32] = hasher.finalize().into();
         Sealer { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)), max_age_secs }
     }
 
-    fn seal(&self, ticket: &Ticket, rng: &mut impl RngCore) -> Option<String> {
+    fn associated_data(credential: &[u8; 32]) -> Vec<u8> {
+        let mut data = ASSOCIATED_DATA.to_vec();
+        data.extend_from_slice(credential);
+        data
+    }
+
+    /// Seals `ticket` for the client presenting `credential`; `None` if the id would be too
+    /// long ever to be opened.
+    fn seal(&self, ticket: &Ticket, credential: &[u8; 32], rng: &mut impl RngCore) -> Option<String> {
         let plain = serde_json::to_vec(ticket).ok()?;
+        // nonce + ciphertext + tag, base64 without padding, after the prefix.
+        if PREFIX.len() + (12 + plain.len() + 16).div_ceil(3) * 4 > MAX_SEALED_LEN {
+            return None;
+        }
         let mut nonce = [0u8; 12];
         rng.fill_bytes(&mut nonce);
-        let sealed =
-            self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: ASSOCIATED_DATA }).ok()?;
+        let aad = Self::associated_data(credential);
+        let sealed = self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad }).ok()?;
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
         Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
-    fn open(&self, text: &str, now_secs: u64) -> Option<Ticket> {
+    fn open(&self, text: &str, credential: &[u8; 32], now_secs: u64) -> Option<Ticket> {
         if text.len() > MAX_SEALED_LEN {
             return None;
         }
@@ -73,8 +131,8 @@ impl Sealer {
             return None;
         }
         let (nonce, sealed) = bytes.split_at(12);
-        let plain =
-            self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: ASSOCIATED_DATA }).ok()?;
+        let aad = Self::associated_data(credential);
+        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad }).ok()?;
         let ticket: Ticket = serde_json::from_slice(&plain).ok()?;
         (now_secs.saturating_sub(ticket.issued) <= self.max_age_secs).then_some(ticket)
     }
@@ -117,14 +175,14 @@ struct MemberTicket {
 }
 
 impl Proxy {
-    /// The id a client is given for a session: the session sealed at the edge, else its id.
-    pub(crate) fn public_session_id(&mut self, session_id: &SessionId) -> String {
+    /// The id a client is given for a session: the session sealed at the edge (for the
+    /// credential that opened it), else its id; `None` if it cannot be sealed (too large).
+    pub(crate) fn public_session_id(&mut self, session_id: &SessionId) -> Option<String> {
         let Some(sealer) = &self.sealer else {
-            return session_id.to_string();
+            return Some(session_id.to_string());
         };
-        let Some(session) = self.sessions.get(session_id) else {
-            return session_id.to_string();
-        };
+        let session = self.sessions.get(session_id)?;
+        let credential = session.credential;
         let endpoint = match session.target {
             Target::Server(server) => Some(self.config.servers.get(server).map(|s| s.name.clone()).unwrap_or_default()),
             Target::Merged => None,
@@ -149,13 +207,13 @@ impl Proxy {
             members,
             issued: self.now.0 / NANOS_PER_SECOND,
         };
-        sealer.seal(&ticket, &mut self.rng).unwrap_or_else(|| session_id.to_string())
+        sealer.seal(&ticket, &credential, &mut self.rng)
     }
 
     /// Opens a sealed id presented at `target`'s endpoint and rebuilds its session; `None`
     /// for anything that does not open, or belongs to another endpoint.
-    pub(crate) fn restore_session(&mut self, sealed: &str, target: Target) -> Option<SessionId> {
-        let ticket = self.sealer.as_ref()?.open(sealed, self.now.0 / NANOS_PER_SECOND)?;
+    pub(crate) fn restore_session(&mut self, sealed: &str, target: Target, credential: [u8; 32]) -> Option<SessionId> {
+        let ticket = self.sealer.as_ref()?.open(sealed, &credential, self.now.0 / NANOS_PER_SECOND)?;
         let restored_target = match &ticket.endpoint {
             Some(name) => Target::Server(self.server_named(name)?),
             None => Target::Merged,
@@ -193,6 +251,7 @@ impl Proxy {
             Session::new(target, members, SessionState::Ready, transport, self.now, EventStore::new(0, 0));
         session.protocol_version = ticket.protocol;
         session.initialize_params = ticket.initialize;
+        session.credential = credential;
         self.sessions.insert(id.clone(), session);
         Some(id)
     }
@@ -234,34 +293,71 @@ mod tests {
         }
     }
 
+    const KEY: [u8; 32] = *b"0123456789abcdefghijklmnopqrstuv";
+    const ALICE: [u8; 32] = [1; 32];
+
     #[test]
-    fn sealed_ids_open_with_the_same_secret_only() {
+    fn sealed_ids_open_with_the_same_secret_and_credential_only() {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
-        let sealer = Sealer::new(&"k".repeat(32), 3600);
-        let sealed = sealer.seal(&ticket(), &mut rng).expect("sealed");
+        let sealer = Sealer::new(&KEY, 3600);
+        let sealed = sealer.seal(&ticket(), &ALICE, &mut rng).expect("sealed");
         assert!(sealed.starts_with(PREFIX));
         assert!(sealed.bytes().all(|b| b.is_ascii_graphic()), "a header value: visible ASCII");
         assert!(!sealed.contains("abc"), "nothing in clear text");
-        assert_eq!(sealer.open(&sealed, 1_000), Some(ticket()));
-        assert_eq!(Sealer::new(&"x".repeat(32), 3600).open(&sealed, 1_000), None, "another secret");
-        let again = sealer.seal(&ticket(), &mut rng).expect("sealed");
+        assert_eq!(sealer.open(&sealed, &ALICE, 1_000), Some(ticket()));
+        assert_eq!(sealer.open(&sealed, &[2; 32], 1_000), None, "a stolen id without its credential");
+        assert_eq!(Sealer::new(&[7; 32], 3600).open(&sealed, &ALICE, 1_000), None, "another secret");
+        let again = sealer.seal(&ticket(), &ALICE, &mut rng).expect("sealed");
         assert_ne!(sealed, again, "a fresh nonce each time");
     }
 
     #[test]
     fn tampered_truncated_and_expired_ids_do_not_open() {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([2; 32]);
-        let sealer = Sealer::new(&"k".repeat(32), 3600);
-        let sealed = sealer.seal(&ticket(), &mut rng).expect("sealed");
+        let sealer = Sealer::new(&KEY, 3600);
+        let sealed = sealer.seal(&ticket(), &ALICE, &mut rng).expect("sealed");
         let mut bytes = sealed.clone().into_bytes();
         let last = bytes.len() - 1;
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).expect("ascii");
-        assert_eq!(sealer.open(&tampered, 1_000), None);
-        assert_eq!(sealer.open(&sealed[..sealed.len() - 4], 1_000), None);
-        assert_eq!(sealer.open("e1.", 1_000), None);
-        assert_eq!(sealer.open("0123456789abcdef0123456789abcdef", 1_000), None);
-        assert_eq!(sealer.open(&sealed, 1_000 + 3601), None, "too old");
-        assert!(sealer.open(&sealed, 1_000 + 3600).is_some());
+        assert_eq!(sealer.open(&tampered, &ALICE, 1_000), None);
+        assert_eq!(sealer.open(&sealed[..sealed.len() - 4], &ALICE, 1_000), None);
+        assert_eq!(sealer.open(PREFIX, &ALICE, 1_000), None);
+        assert_eq!(sealer.open("0123456789abcdef0123456789abcdef", &ALICE, 1_000), None);
+        assert_eq!(sealer.open(&sealed, &ALICE, 1_000 + 3601), None, "too old");
+        assert!(sealer.open(&sealed, &ALICE, 1_000 + 3600).is_some());
+    }
+
+    #[test]
+    fn an_id_too_long_to_open_is_never_issued() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
+        let sealer = Sealer::new(&KEY, 3600);
+        let mut big = ticket();
+        big.initialize = Some(serde_json::json!({"capabilities": {"x": "y".repeat(MAX_SEALED_LEN)}}));
+        assert_eq!(sealer.seal(&big, &ALICE, &mut rng), None);
+        let mut fits = ticket();
+        fits.initialize = Some(serde_json::json!({"capabilities": {"x": "y".repeat(5_000)}}));
+        let sealed = sealer.seal(&fits, &ALICE, &mut rng).expect("fits");
+        assert!(sealed.len() <= MAX_SEALED_LEN);
+        assert!(sealer.open(&sealed, &ALICE, 1_000).is_some());
+    }
+
+    #[test]
+    fn session_keys_must_carry_256_random_bits() {
+        let hex = "3f9a0c4e7b21d86f5a0e9c3b7d14f2a68e5c0b9d3a7f1e24c6b8d0a5f3e7c91b";
+        assert_eq!(session_key_bytes(hex).expect("64 hex digits").len(), 32);
+        let base64 = "P5oMTnsh2G9aDpw7fRTypo5cC506fx4kxrjQpfPnyRs=";
+        assert_eq!(session_key_bytes(base64).expect("openssl rand -base64 32").len(), 32);
+        assert!(session_key_bytes(base64.trim_end_matches('=')).is_ok(), "unpadded");
+        for refused in [
+            "short",
+            &"k".repeat(32),
+            &"0123456789abcdef".repeat(4),
+            &"ab".repeat(32),
+            "test-session-key-0123456789abcdef0123456789abcdef",
+        ] {
+            let error = session_key_bytes(refused).expect_err(refused);
+            assert!(error.contains("openssl rand -hex 32"), "{error}");
+        }
     }
 }

@@ -176,8 +176,7 @@ impl Proxy {
     /// children are started at once: drain [`Proxy::poll_output`] after this.
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Proxy {
         let stateless = config.stateless;
-        let sealer =
-            config.edge.as_ref().map(|edge| crate::edge::Sealer::new(&edge.session_key, edge.session_max_age_secs));
+        let sealer = config.edge.as_ref().map(|edge| crate::edge::Sealer::new(&edge.key, edge.session_max_age_secs));
         let mut proxy = Proxy {
             config,
             rng: ChaCha20Rng::from_seed(seed),
@@ -305,7 +304,11 @@ impl Proxy {
             Admission::Admin => self.handle_admin(request, cors),
             Admission::Temporary => self.temporary_open(request, cors),
             Admission::Endpoint { route: Route { target, endpoint }, servers } => {
-                let caller = Caller { target, servers };
+                let credential = match self.sealer {
+                    Some(_) => crate::edge::credential_digest(&request),
+                    None => [0; 32],
+                };
+                let caller = Caller { target, servers, credential };
                 match (endpoint, request.method.as_str()) {
                     (Endpoint::Stream, "POST") => self.stream_post(now, &caller, request, cors),
                     (Endpoint::Stream, "GET") => self.stream_get(&caller, request, cors),
@@ -344,9 +347,12 @@ impl Proxy {
     /// The refusal of a request whose body has not been read yet, if its head alone decides it:
     /// a shell asks this first, and reads no body from a client that may not send one. Log
     /// lines it causes are queued as usual.
-    pub fn precheck(&mut self, request: &HttpRequest) -> Option<Output> {
+    pub fn precheck(&mut self, request: &HttpRequest) -> Option<(ResponseHead, Vec<u8>)> {
         let refusal = admit(&self.config, request).err()?;
-        Some(self.refusal_response(request, refusal))
+        match self.refusal_response(request, refusal) {
+            Output::Respond { head, body } => Some((head, body)),
+            _ => None,
+        }
     }
 
     fn handle_http_closed(&mut self, exchange_id: ExchangeId) {
@@ -956,6 +962,8 @@ fn refusal_code(status: u16) -> i64 {
 pub(crate) struct Caller {
     pub(crate) target: Target,
     pub(crate) servers: Vec<usize>,
+    /// At the edge, a digest of the credential presented: sessions are sealed for it.
+    pub(crate) credential: [u8; 32],
 }
 
 /// Shortens `text` to at most `max` bytes, on a character boundary, for log lines.

@@ -90,6 +90,8 @@ pub(crate) struct Session {
     pub(crate) client_authorization: Option<String>,
     /// The protocol revision negotiated at initialize, once known.
     pub(crate) protocol_version: Option<String>,
+    /// At the edge, a digest of the credential the session was opened with (it is sealed for it).
+    pub(crate) credential: [u8; 32],
     /// The last time the client did something in this session.
     pub(crate) last_activity: Instant,
     /// Events sent, for resuming streams.
@@ -120,6 +122,7 @@ impl Session {
             progress: HashMap::new(),
             protocol_version: None,
             client_authorization: None,
+            credential: [0; 32],
             last_activity: now,
             events,
             next_seq: 0,

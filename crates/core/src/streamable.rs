@@ -28,7 +28,7 @@ impl Proxy {
             return SessionLookup::Missing;
         };
         if self.sealer.is_some() {
-            return match self.restore_session(header.trim(), target) {
+            return match self.restore_session(header.trim(), target, caller.credential) {
                 Some(id) => SessionLookup::Found(id),
                 None => SessionLookup::Unknown,
             };
@@ -140,12 +140,16 @@ impl Proxy {
             }
             let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
             let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
-            self.open_session(
+            let id = self.open_session(
                 caller.target,
                 &caller.servers,
                 SessionState::ExpectInitializeResult { deadline },
                 transport,
-            )
+            );
+            if let Some(session) = self.sessions.get_mut(&id) {
+                session.credential = caller.credential;
+            }
+            id
         } else {
             match self.require_session(&request, &cors, caller) {
                 Some(id) => id,

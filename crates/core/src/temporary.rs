@@ -39,7 +39,11 @@ impl Proxy {
         self.config.servers.push(server);
         let index = self.config.servers.len() - 1;
         self.log(LogLevel::Info, format!("temporary server {name} started"));
-        self.legacy_open(&Caller { target: Target::Server(index), servers: vec![index] }, request, cors);
+        self.legacy_open(
+            &Caller { target: Target::Server(index), servers: vec![index], credential: [0; 32] },
+            request,
+            cors,
+        );
     }
 
     /// Reads a server entry given at run time (API or temporary), inheriting the proxy's

@@ -7,7 +7,7 @@ use harness::*;
 use mcp_proxy_core::{Config, Input, Output};
 use serde_json::{json, Value};
 
-const KEY: &str = "0123456789abcdef0123456789abcdef-test-key";
+const KEY: &str = "3f9a0c4e7b21d86f5a0e9c3b7d14f2a68e5c0b9d3a7f1e24c6b8d0a5f3e7c91b";
 
 fn file() -> String {
     json!({"mcpServers": {
@@ -48,7 +48,7 @@ fn initialize() -> String {
     let (head, reply) = response(&outputs, exchange).expect("answered");
     assert_eq!(reply["result"]["serverInfo"]["name"], "up");
     let sealed = header(&head.headers, "mcp-session-id").expect("a session id").to_owned();
-    assert!(sealed.starts_with("e1."), "{sealed}");
+    assert!(sealed.starts_with("e2."), "{sealed}");
     assert!(!sealed.contains("upstream-7") && !sealed.contains("secret"), "nothing readable in the id");
     assert!(fetches(&outputs).is_empty(), "no stream opened: nothing may outlive the request");
     sealed
@@ -97,10 +97,14 @@ fn tampered_foreign_and_misplaced_ids_get_404() {
         assert_eq!(status(&outputs, exchange), Some(404), "{path} {id}");
         assert!(fetches(&outputs).is_empty());
     }
-    let config = json!({"configFile": {"text": file()}, "edge": {"sessionKey": "another-key-another-key-another-key"}});
+    let config = json!({"configFile": {"text": file()}, "edge": {"sessionKey": "c1d2e3f405162738495a6b7c8d9eafb0c1d2e3f405162738495a6b7c8d9eafb1"}});
     let mut h = Harness::with_config(&config.to_string());
     let (exchange, outputs) = h.post_to("/remote/mcp", Some(&sealed), &[], ping);
     assert_eq!(status(&outputs, exchange), Some(404), "sealed under another key");
+    // The id was sealed for a client that presented no credential: with one, it does not open.
+    let mut h = isolate(5);
+    let (exchange, outputs) = h.post_to("/remote/mcp", Some(&sealed), &[("authorization", "Bearer thief")], ping);
+    assert_eq!(status(&outputs, exchange), Some(404), "bound to the credential it was sealed for");
 }
 
 #[test]

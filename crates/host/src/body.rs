@@ -7,6 +7,8 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
+use crate::http::InFlight;
+
 /// Tells the pump that an exchange's client went away, unless disarmed first.
 pub(crate) struct CloseGuard {
     exchange: u64,
@@ -34,19 +36,20 @@ impl Drop for CloseGuard {
     }
 }
 
-/// A response body.
+/// A response body; it holds its request's place in the connection's count of requests in
+/// flight until it is dropped.
 pub(crate) enum Body {
     /// All of it at once.
-    Full(Option<Bytes>),
+    Full { bytes: Option<Bytes>, _in_flight: InFlight },
     /// Chunks from the pump until it closes the channel.
-    Stream { chunks: mpsc::Receiver<Bytes>, _guard: CloseGuard },
+    Stream { chunks: mpsc::Receiver<Bytes>, _guard: CloseGuard, _in_flight: InFlight },
 }
 
 impl Body {
     /// A complete body.
-    pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    pub(crate) fn full(bytes: impl Into<Bytes>, in_flight: InFlight) -> Body {
         let bytes = bytes.into();
-        Body::Full((!bytes.is_empty()).then_some(bytes))
+        Body::Full { bytes: (!bytes.is_empty()).then_some(bytes), _in_flight: in_flight }
     }
 }
 
@@ -56,19 +59,19 @@ impl http_body::Body for Body {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Full { bytes, .. } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Stream { chunks, .. } => chunks.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, Body::Full(None))
+        matches!(self, Body::Full { bytes: None, .. })
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Body::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            Body::Full(None) => SizeHint::with_exact(0),
+            Body::Full { bytes: Some(bytes), .. } => SizeHint::with_exact(bytes.len() as u64),
+            Body::Full { bytes: None, .. } => SizeHint::with_exact(0),
             Body::Stream { .. } => SizeHint::default(),
         }
     }

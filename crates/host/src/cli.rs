@@ -54,7 +54,7 @@ pub(crate) struct Cli {
     /// Require this API key (X-API-Key or Authorization: Bearer) on every request but /ping.
     #[arg(long = "apiKey", alias = "api-key", env = "MCP_PROXY_API_KEY", hide_env_values = true)]
     pub(crate) api_key: Option<String>,
-    /// CA certificates (PEM) that client certificates are verified against, if presented.
+    /// CA certificates (PEM): every client must present a certificate signed by one (mutual TLS).
     #[arg(long = "sslCa", alias = "ssl-ca")]
     pub(crate) ssl_ca: Option<PathBuf>,
     /// Server certificate chain (PEM); with --sslKey, serves HTTPS.
@@ -117,6 +117,24 @@ pub(crate) struct Cli {
     /// processes on this machine.
     #[arg(long = "allow-runtime-stdio", requires = "config")]
     pub(crate) allow_runtime_stdio: bool,
+    /// Hosts that servers added at run time may name although they are loopback or private
+    /// (comma-separated or repeated).
+    #[arg(long = "allow-runtime-hosts", alias = "allowRuntimeHosts", value_delimiter = ',', requires = "config")]
+    pub(crate) allow_runtime_hosts: Vec<String>,
+    /// Servers of a configuration file inherit the whole environment (minus the proxy's own
+    /// secrets), not only PATH, HOME and the other defaults.
+    #[arg(long = "pass-environment", alias = "passEnvironment")]
+    pub(crate) pass_environment: bool,
+    /// Most open connections; at the cap the oldest idle one is closed (default: half the
+    /// file-descriptor limit).
+    #[arg(long = "maxConnections", alias = "max-connections")]
+    pub(crate) max_connections: Option<usize>,
+    /// Milliseconds a connection with no request in flight stays open.
+    #[arg(long = "keepAliveTimeout", alias = "keep-alive-timeout", default_value_t = 5_000)]
+    pub(crate) keep_alive_timeout: u64,
+    /// Milliseconds a request body may take to arrive (then 408).
+    #[arg(long = "bodyTimeout", alias = "body-timeout", default_value_t = 30_000)]
+    pub(crate) body_timeout: u64,
     /// Write servers added or removed through /api/servers back into the --config file
     /// (atomically), so a restart keeps them.
     #[arg(long, requires = "config")]
@@ -142,7 +160,7 @@ impl Cli {
     /// What the core serves: `server` (one command) or `configFile` (the aggregator).
     fn served(&self, config_text: Option<&str>) -> Result<(&'static str, serde_json::Value), String> {
         if let Some(text) = config_text {
-            let env: Option<Vec<(String, String)>> = self.expand_env.then(|| std::env::vars().collect());
+            let env: Option<Vec<(String, String)>> = self.expand_env.then(environment);
             return Ok(("configFile", json!({"text": text, "env": env})));
         }
         let Some((command, args)) = self.command.split_first() else {
@@ -167,7 +185,13 @@ impl Cli {
             (_, Some(endpoint)) => stream_endpoint = endpoint.clone(),
             (_, None) => {}
         }
-        let origins = if self.cors_origin.is_empty() { vec!["*".to_owned()] } else { self.cors_origin.clone() };
+        // The values of --config-header are credentials of the host's own: no child sees them.
+        let secrets: Vec<&str> = self
+            .config_header
+            .iter()
+            .filter_map(|header| header.split_once(':').map(|(_, value)| value.trim()))
+            .flat_map(|value| [value, mcp_proxy_core::policy::bearer_token(value)])
+            .collect();
         let mut config = json!({
             "transports": {
                 "sse": self.server != Some(ServerKind::Stream),
@@ -180,7 +204,7 @@ impl Cli {
             "connectionTimeoutMs": self.connection_timeout,
             "requestTimeoutMs": self.request_timeout,
             "apiKey": self.api_key,
-            "cors": {"enabled": !self.no_cors, "origins": origins, "allowHeaders": self.cors_allow_header},
+            "cors": {"enabled": !self.no_cors, "origins": self.cors_origin, "allowHeaders": self.cors_allow_header},
             "maxBodySize": self.max_body_size,
             "debug": self.debug,
             "eventStoreSize": if self.no_event_store { 0 } else { self.event_store_size },
@@ -188,14 +212,24 @@ impl Cli {
             "sessionTimeoutMs": self.session_timeout,
             "maxSessions": self.max_sessions,
             "originCheck": !self.no_origin_check,
-            "bindLoopback": self.host.is_loopback(),
             "adminTokens": self.admin_token,
             "allowRuntimeStdio": self.allow_runtime_stdio,
+            "allowRuntimeHosts": self.allow_runtime_hosts,
+            "passEnvironment": self.pass_environment,
+            "environment": environment(),
+            "secrets": secrets,
             "persist": self.persist,
         });
         config[served_key] = served;
         Ok(config.to_string())
     }
+}
+
+/// The proxy's environment, as far as it is text (a variable that is not UTF-8 is left out).
+fn environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
 }
 
 #[cfg(test)]

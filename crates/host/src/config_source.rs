@@ -13,11 +13,24 @@ const MAX_CONFIG: usize = 16 * 1024 * 1024;
 /// How long fetching a remote configuration may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads the configuration at `source`; `headers` ("Name: value") go with a URL fetch.
-pub(crate) async fn load(source: &str, headers: &[String]) -> Result<String, String> {
-    if !(source.starts_with("http://") || source.starts_with("https://")) {
+/// Whether `source` names a remote configuration rather than a file.
+pub(crate) fn is_remote(source: &str) -> bool {
+    let lower = source.to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// Reads the configuration at `source`; `headers` ("Name: value") go with a URL fetch. A
+/// remote configuration must come over https (plain http only from a loopback host), and
+/// `${VAR}` expansion is for local files only: a remote file must not pull the proxy's
+/// environment (its secrets) into a URL.
+pub(crate) async fn load(source: &str, headers: &[String], expand_env: bool) -> Result<String, String> {
+    if !is_remote(source) {
         return std::fs::read_to_string(source).map_err(|e| format!("{source}: cannot read the configuration: {e}"));
     }
+    if expand_env {
+        return Err(format!("{source}: --expand-env applies to local files only, not to a remote configuration"));
+    }
+    mcp_proxy_core::policy::network::config_url_allowed(source).map_err(|refusal| format!("{source}: {refusal}"))?;
     let fetched = tokio::time::timeout(FETCH_TIMEOUT, fetch(source, headers)).await;
     fetched.unwrap_or_else(|_| Err(format!("{source}: no answer within {} s", FETCH_TIMEOUT.as_secs())))
 }

@@ -5,9 +5,11 @@
 //! output before unlocking: responses to waiting HTTP handlers, bytes to open streams, lines
 //! to children. There is no hop through a pump task: a request reaches the child's stdin
 //! from its own connection's task, and an answer reaches the waiting handler from the
-//! child's reader task. Everything done under the lock is non-blocking. Follow-up inputs the
-//! IO produces on the spot (a stream whose client is gone, a child that failed to start) are
-//! fed in the same turn.
+//! child's reader task. Everything done under the lock is non-blocking: children are started
+//! by the same task right after it unlocks (lines for them wait in their slot meanwhile), and
+//! configuration files are written by a task of their own. Follow-up inputs the IO produces on
+//! the spot (a stream whose client is gone, a child that failed to start) are fed in the same
+//! turn.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,7 +19,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::bindings::{
-    FetchData, FetchEnd, FetchHead, Header, HttpRequest, Input, LogLevel, Output, UpstreamClosed, UpstreamMessage,
+    FetchData, FetchEnd, FetchHead, Header, HttpRequest, Input, LogLevel, Output, StdioServer, UpstreamClosed,
+    UpstreamMessage,
 };
 use crate::engine::{CoreInstance, EngineError};
 use crate::fetch::Fetcher;
@@ -26,6 +29,14 @@ use crate::stdio::{self, Upstream};
 
 /// How many SSE chunks wait for a slow client before its stream is dropped.
 const STREAM_QUEUE: usize = 256;
+/// Bytes of lines that may wait for a child that is being started.
+const STARTING_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A child the core asked for: started, or about to be (lines wait until it is).
+enum Child {
+    Starting { lines: Vec<Vec<u8>>, bytes: usize },
+    Running(Upstream),
+}
 
 /// Something an IO task observed.
 pub(crate) enum Event {
@@ -78,9 +89,14 @@ impl Shared {
         fetcher: Fetcher,
         persist_to: Option<std::path::PathBuf>,
     ) -> Shared {
+        let persist = persist_to.map(|path| {
+            let (writes, texts) = mpsc::unbounded_channel();
+            tokio::spawn(write_config_file(path, texts));
+            writes
+        });
         let driver = Driver {
             core,
-            persist_to,
+            persist,
             fetcher,
             factory,
             started,
@@ -88,6 +104,7 @@ impl Shared {
             replies: HashMap::new(),
             streams: HashMap::new(),
             upstreams: HashMap::new(),
+            spawns: Vec::new(),
             follow_ups: VecDeque::new(),
             deadline: None,
             stopping: false,
@@ -108,9 +125,76 @@ impl Shared {
 
     /// Hands one event to the core and carries out what it decides.
     pub(crate) fn handle(&self, event: Event) {
+        let spawns = self.feed_event(event);
+        self.start_children(spawns);
+    }
+
+    /// The refusal of a request decided from its head alone (its body not read yet).
+    pub(crate) fn precheck(&self, request: &HttpRequest) -> Option<Reply> {
         let mut driver = self.lock();
         if driver.stopping {
-            return;
+            return None;
+        }
+        let refused = match driver.core.precheck(request) {
+            Ok(refused) => refused,
+            Err(error) => {
+                // A trap: the core is replaced; the request then goes the usual way.
+                if driver.recover(&error).is_err() {
+                    self.fatal.notify_one();
+                }
+                return None;
+            }
+        };
+        // Log lines the check produced.
+        if let Err(error) = driver.settle() {
+            log::error(&format!("the core failed: {error}"));
+        }
+        let response = refused?;
+        Some(Reply::Full {
+            status: response.head.status,
+            headers: response.head.headers,
+            body: Bytes::from(response.body),
+        })
+    }
+
+    /// Starts the children the core asked for, outside the lock, then hands their pipes over
+    /// (or reports the failure); repeats while that makes the core ask for more.
+    fn start_children(&self, mut spawns: Vec<(u64, StdioServer)>) {
+        while !spawns.is_empty() {
+            let started: Vec<(u64, String, std::io::Result<Upstream>)> = spawns
+                .drain(..)
+                .map(|(upstream, server)| {
+                    let child = stdio::spawn(upstream, &server, self.clone());
+                    (upstream, server.command, child)
+                })
+                .collect();
+            let mut driver = self.lock();
+            if driver.stopping {
+                for (_, _, child) in started {
+                    if let Ok(mut child) = child {
+                        child.stop();
+                    }
+                }
+                return;
+            }
+            for (upstream, command, child) in started {
+                driver.attach(upstream, &command, child);
+            }
+            let settled = driver.settle().or_else(|error| driver.recover(&error));
+            if let Err(error) = settled {
+                log::error(&format!("the core cannot be restarted: {error}"));
+                self.fatal.notify_one();
+                return;
+            }
+            spawns = std::mem::take(&mut driver.spawns);
+        }
+    }
+
+    /// Feeds one event; returns the children to start once unlocked.
+    fn feed_event(&self, event: Event) -> Vec<(u64, StdioServer)> {
+        let mut driver = self.lock();
+        if driver.stopping {
+            return Vec::new();
         }
         let before = driver.deadline;
         let input = match event {
@@ -133,20 +217,25 @@ impl Shared {
         if let Err(error) = fed {
             log::error(&format!("the core cannot be restarted: {error}"));
             self.fatal.notify_one();
-            return;
+            return Vec::new();
         }
         if driver.deadline.is_some() && (before.is_none() || driver.deadline < before) {
             self.timer.notify_one();
         }
+        std::mem::take(&mut driver.spawns)
     }
 
     /// Starts the work the core asked for when it was created (stateless mode's children).
     pub(crate) fn start(&self) {
-        let mut driver = self.lock();
-        if let Err(error) = driver.settle() {
-            log::error(&format!("the core failed at start: {error}"));
-            self.fatal.notify_one();
-        }
+        let spawns = {
+            let mut driver = self.lock();
+            if let Err(error) = driver.settle() {
+                log::error(&format!("the core failed at start: {error}"));
+                self.fatal.notify_one();
+            }
+            std::mem::take(&mut driver.spawns)
+        };
+        self.start_children(spawns);
         self.timer.notify_one();
     }
 
@@ -183,7 +272,15 @@ impl Shared {
             driver.streams.clear();
             driver.replies.clear();
             driver.fetcher.cancel_all();
-            driver.upstreams.drain().map(|(_, upstream)| upstream).collect()
+            driver.spawns.clear();
+            driver
+                .upstreams
+                .drain()
+                .filter_map(|(_, child)| match child {
+                    Child::Running(upstream) => Some(upstream),
+                    Child::Starting { .. } => None,
+                })
+                .collect()
         };
         if !upstreams.is_empty() {
             log::info(&format!("stopping {} server process(es)", upstreams.len()));
@@ -201,8 +298,8 @@ impl Shared {
 /// The driver's state: the core and the IO handles its outputs refer to.
 pub(crate) struct Driver {
     core: CoreInstance,
-    /// Where changes to the server list are written (`--persist`).
-    persist_to: Option<std::path::PathBuf>,
+    /// Where changes to the server list go to be written (`--persist`), in order.
+    persist: Option<mpsc::UnboundedSender<String>>,
     /// Requests to remote upstreams.
     fetcher: Fetcher,
     factory: CoreFactory,
@@ -211,7 +308,9 @@ pub(crate) struct Driver {
     shared: Option<Shared>,
     replies: HashMap<u64, oneshot::Sender<Reply>>,
     streams: HashMap<u64, mpsc::Sender<Bytes>>,
-    upstreams: HashMap<u64, Upstream>,
+    upstreams: HashMap<u64, Child>,
+    /// Children to start once the lock is released.
+    spawns: Vec<(u64, StdioServer)>,
     follow_ups: VecDeque<Input>,
     /// The core's next deadline, as of the last turn.
     deadline: Option<u64>,
@@ -229,9 +328,12 @@ impl Driver {
     /// takes over and the proxy keeps serving.
     fn recover(&mut self, error: &EngineError) -> Result<(), EngineError> {
         log::error(&format!("the core failed and is restarted; all sessions end: {error}"));
-        for (_, mut upstream) in self.upstreams.drain() {
-            upstream.stop();
+        for (_, child) in self.upstreams.drain() {
+            if let Child::Running(mut upstream) = child {
+                upstream.stop();
+            }
         }
+        self.spawns.clear();
         self.replies.clear();
         self.fetcher.cancel_all();
         self.streams.clear();
@@ -302,36 +404,15 @@ impl Driver {
                 self.streams.remove(&exchange);
             }
             Output::Spawn(spawn) => {
-                let Some(shared) = self.shared.clone() else {
-                    return;
-                };
-                match stdio::spawn(spawn.upstream, &spawn.server, shared) {
-                    Ok(upstream) => {
-                        self.upstreams.insert(spawn.upstream, upstream);
-                    }
-                    Err(error) => {
-                        let reason = format!("could not start {:?}: {error}", spawn.server.command);
-                        log::error(&reason);
-                        self.follow_ups
-                            .push_back(Input::UpstreamClosed(UpstreamClosed { upstream: spawn.upstream, reason }));
-                    }
-                }
+                self.upstreams.insert(spawn.upstream, Child::Starting { lines: Vec::new(), bytes: 0 });
+                self.spawns.push((spawn.upstream, spawn.server));
             }
-            Output::Send(message) => {
-                let sent = self.upstreams.get(&message.upstream).is_some_and(|upstream| upstream.send(message.data));
-                if !sent {
-                    if let Some(mut upstream) = self.upstreams.remove(&message.upstream) {
-                        upstream.stop();
-                        let reason = "the server is not reading its stdin".to_owned();
-                        self.follow_ups
-                            .push_back(Input::UpstreamClosed(UpstreamClosed { upstream: message.upstream, reason }));
-                    }
-                }
-            }
+            Output::Send(message) => self.send(message.upstream, message.data),
             Output::CloseUpstream(upstream) => {
-                if let Some(mut upstream) = self.upstreams.remove(&upstream) {
+                if let Some(Child::Running(mut upstream)) = self.upstreams.remove(&upstream) {
                     upstream.stop();
                 }
+                // A child still starting is stopped when it has started (its slot is gone).
             }
             Output::Log(line) => log::write(line.level, &line.message),
             Output::Fetch(request) => {
@@ -340,21 +421,91 @@ impl Driver {
                 }
             }
             Output::CancelFetch(fetch) => self.fetcher.cancel(fetch),
-            Output::PersistConfig(text) => match &self.persist_to {
-                Some(path) => match write_atomically(path, &text) {
-                    Ok(()) => log::info(&format!("wrote the server list back to {}", path.display())),
-                    Err(error) => log::error(&format!("could not write {}: {error}", path.display())),
-                },
+            Output::PersistConfig(text) => match &self.persist {
+                Some(writes) => {
+                    let _ = writes.send(text);
+                }
                 None => log::warn("the server list changed but --persist names no file to write"),
             },
         }
     }
+
+    /// Writes a line to a child, or keeps it while the child starts.
+    fn send(&mut self, upstream: u64, line: Vec<u8>) {
+        let sent = match self.upstreams.get_mut(&upstream) {
+            Some(Child::Running(child)) => child.send(line),
+            Some(Child::Starting { lines, bytes }) if *bytes + line.len() <= STARTING_QUEUE_BYTES => {
+                *bytes += line.len();
+                lines.push(line);
+                true
+            }
+            Some(Child::Starting { .. }) => false,
+            None => true, // gone already; its end was reported
+        };
+        if !sent {
+            if let Some(Child::Running(mut child)) = self.upstreams.remove(&upstream) {
+                child.stop();
+            }
+            let reason = "the server is not reading its stdin".to_owned();
+            self.follow_ups.push_back(Input::UpstreamClosed(UpstreamClosed { upstream, reason }));
+        }
+    }
+
+    /// A child the core asked for has been started (or could not be): give it what waited.
+    fn attach(&mut self, upstream: u64, command: &str, started: std::io::Result<Upstream>) {
+        let waiting = match self.upstreams.remove(&upstream) {
+            Some(Child::Starting { lines, .. }) => lines,
+            other => {
+                // Closed while it was starting (or unknown): it is not wanted any more.
+                if let Some(other) = other {
+                    self.upstreams.insert(upstream, other);
+                }
+                if let Ok(mut child) = started {
+                    child.stop();
+                }
+                return;
+            }
+        };
+        match started {
+            Ok(child) => {
+                self.upstreams.insert(upstream, Child::Running(child));
+                for line in waiting {
+                    self.send(upstream, line);
+                }
+            }
+            Err(error) => {
+                let reason = format!("could not start {command:?}: {error}");
+                log::error(&reason);
+                self.follow_ups.push_back(Input::UpstreamClosed(UpstreamClosed { upstream, reason }));
+            }
+        }
+    }
 }
 
-/// Replaces `path` with `text` through a temporary file in the same directory, so a crash
-/// leaves the old file or the new one, never half of either.
+/// Writes each new text of the configuration file, in order, off the driver: atomically (a
+/// temporary file in the same directory, flushed to disk, with the old file's permissions,
+/// renamed over it), so a crash leaves the old file or the new one, never half of either.
+async fn write_config_file(path: std::path::PathBuf, mut texts: mpsc::UnboundedReceiver<String>) {
+    while let Some(text) = texts.recv().await {
+        let target = path.clone();
+        let written = tokio::task::spawn_blocking(move || write_atomically(&target, &text)).await;
+        match written {
+            Ok(Ok(())) => log::info(&format!("wrote the server list back to {}", path.display())),
+            Ok(Err(error)) => log::error(&format!("could not write {}: {error}", path.display())),
+            Err(error) => log::error(&format!("could not write {}: {error}", path.display())),
+        }
+    }
+}
+
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temporary, text)?;
-    std::fs::rename(&temporary, path)
+    use std::io::Write as _;
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(directory)?;
+    file.write_all(text.as_bytes())?;
+    file.as_file().sync_all()?;
+    if let Ok(metadata) = std::fs::metadata(path) {
+        file.as_file().set_permissions(metadata.permissions())?;
+    }
+    file.persist(path).map_err(|error| error.error)?;
+    Ok(())
 }

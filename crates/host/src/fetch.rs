@@ -1,52 +1,79 @@
 //! HTTP requests to remote upstreams, made for the core: status, headers and body chunks are
 //! handed back as they arrive (an SSE response streams event by event).
+//!
+//! A fetch marked `public_only` (a server added at run time) connects only to public addresses:
+//! a literal address in the URL is checked before connecting, and a host name's resolved
+//! addresses are filtered at every connection, so a name that resolves inside the proxy's
+//! network later is refused too. The rule is the core's ([`is_public_address`]). Redirects are
+//! never followed: a 3xx reaches the core as the answer it is.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request};
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use mcp_proxy_core::policy::network::is_public_address;
 use tokio::task::AbortHandle;
+use tower_service::Service;
 
 use crate::bindings::{FetchRequest, Header};
 use crate::driver::{Event, Shared};
 
-/// The HTTP client and the fetches it is running.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type PublicConnector = PublicOnly<HttpsConnector<HttpConnector<PublicResolver>>>;
+
+/// The HTTP clients and the fetches they are running.
 pub(crate) struct Fetcher {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    public: Client<PublicConnector, Full<Bytes>>,
     running: HashMap<u64, AbortHandle>,
 }
 
+fn tls_builder() -> Result<hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>, String> {
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        .map_err(|e| format!("TLS for upstream requests: {e}"))
+}
+
 impl Fetcher {
-    /// A client for http and https (web PKI roots).
+    /// Clients for http and https (web PKI roots): one for any address, one for public ones.
     pub(crate) fn new() -> Result<Fetcher, String> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("TLS for upstream requests: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        Ok(Fetcher { client: Client::builder(TokioExecutor::new()).build(connector), running: HashMap::new() })
+        let connector = tls_builder()?.https_or_http().enable_http1().enable_http2().build();
+        let mut http = HttpConnector::new_with_resolver(PublicResolver(GaiResolver::new()));
+        http.enforce_http(false);
+        let public = tls_builder()?.https_or_http().enable_http1().enable_http2().wrap_connector(http);
+        Ok(Fetcher {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            public: Client::builder(TokioExecutor::new()).build(PublicOnly(public)),
+            running: HashMap::new(),
+        })
     }
 
     /// Starts a fetch; what comes back is handed to `shared`.
     pub(crate) fn start(&mut self, request: FetchRequest, shared: Shared) {
         let fetch = request.fetch;
+        let public_only = request.public_only;
         let built = build(request);
-        let client = self.client.clone();
+        let (client, public) = (self.client.clone(), self.public.clone());
         let task = tokio::spawn(async move {
             let request = match built {
                 Ok(request) => request,
                 Err(error) => return shared.handle(Event::FetchEnd { fetch, error: Some(error) }),
             };
-            let response = match client.request(request).await {
+            let sent = if public_only { public.request(request).await } else { client.request(request).await };
+            let response = match sent {
                 Ok(response) => response,
-                Err(error) => return shared.handle(Event::FetchEnd { fetch, error: Some(error.to_string()) }),
+                Err(error) => return shared.handle(Event::FetchEnd { fetch, error: Some(describe(&error)) }),
             };
             let headers = response
                 .headers()
@@ -65,9 +92,7 @@ impl Fetcher {
                             shared.handle(Event::FetchData { fetch, data: data.to_vec() });
                         }
                     }
-                    Some(Err(error)) => {
-                        return shared.handle(Event::FetchEnd { fetch, error: Some(error.to_string()) })
-                    }
+                    Some(Err(error)) => return shared.handle(Event::FetchEnd { fetch, error: Some(describe(&error)) }),
                     None => return shared.handle(Event::FetchEnd { fetch, error: None }),
                 }
             }
@@ -91,6 +116,18 @@ impl Fetcher {
     }
 }
 
+/// An error with its causes ("client error (Connect): … resolves to no public address").
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn build(request: FetchRequest) -> Result<Request<Full<Bytes>>, String> {
     let method = Method::from_bytes(request.method.as_bytes()).map_err(|e| e.to_string())?;
     let mut built = Request::builder()
@@ -105,4 +142,64 @@ fn build(request: FetchRequest) -> Result<Request<Full<Bytes>>, String> {
         built.headers_mut().append(name, value);
     }
     Ok(built)
+}
+
+/// Resolves host names to their public addresses only.
+#[derive(Clone)]
+struct PublicResolver(GaiResolver);
+
+impl Service<Name> for PublicResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolving = self.0.call(name.clone());
+        Box::pin(async move {
+            let public: Vec<SocketAddr> = resolving.await?.filter(|address| is_public_address(address.ip())).collect();
+            if public.is_empty() {
+                let message =
+                    format!("{} resolves to no public address (refused for a server added at run time)", name);
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, message));
+            }
+            Ok(public.into_iter())
+        })
+    }
+}
+
+/// Refuses a URL whose host is a literal address that is not public, before connecting (a
+/// literal is never handed to the resolver).
+#[derive(Clone)]
+struct PublicOnly<C>(C);
+
+impl<C> Service<Uri> for PublicOnly<C>
+where
+    C: Service<Uri>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+    C::Response: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            if !is_public_address(ip) {
+                let message = format!("{ip} is not a public address (refused for a server added at run time)");
+                return Box::pin(std::future::ready(Err(message.into())));
+            }
+        }
+        let connecting = self.0.call(uri);
+        Box::pin(async move { connecting.await.map_err(Into::into) })
+    }
 }

@@ -1,10 +1,18 @@
 //! The HTTP server: accepts connections (plain or TLS), reads each request, hands it to the
-//! pump and writes back whatever the core decided.
+//! core and writes back whatever the core decided.
+//!
+//! Bounded under abuse: the core judges a request's head before its body is read (a client
+//! that may not send one never gets to), the body has a read deadline, a connection with no
+//! request in flight is closed after the keep-alive timeout (HTTP/1 and HTTP/2 alike; a
+//! half-sent request head counts as none), and open connections are capped — at the cap, the
+//! oldest connection with nothing in flight makes room, so idle connections can never lock
+//! new clients out.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -14,7 +22,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_rustls::TlsAcceptor;
 
 use crate::bindings::{Header, HttpRequest};
@@ -28,6 +36,19 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_HEAD: usize = 64 * 1024;
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection asked to close gracefully may take to finish.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Limits of the HTTP server.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Open connections at most.
+    pub(crate) max_connections: usize,
+    /// A connection with no request in flight is closed after this long.
+    pub(crate) keep_alive: Duration,
+    /// A request body must arrive within this long.
+    pub(crate) body: Duration,
+}
 
 /// What every connection shares.
 pub(crate) struct Server {
@@ -35,6 +56,96 @@ pub(crate) struct Server {
     pub(crate) closed: mpsc::UnboundedSender<u64>,
     pub(crate) max_body_size: u64,
     pub(crate) next_exchange: AtomicU64,
+    pub(crate) limits: Limits,
+    pub(crate) connections: Connections,
+}
+
+/// The open connections, oldest first, and what each has in flight.
+#[derive(Default)]
+pub(crate) struct Connections {
+    table: Mutex<ConnectionTable>,
+    /// Connections refused because every open one was busy.
+    refused: AtomicU64,
+}
+
+#[derive(Default)]
+struct ConnectionTable {
+    next: u64,
+    open: BTreeMap<u64, Arc<Connection>>,
+}
+
+/// One open connection.
+struct Connection {
+    /// Requests in flight (a streaming response counts until it ends).
+    active: AtomicUsize,
+    /// When the last request in flight ended (or the connection opened).
+    idle_since: Mutex<Instant>,
+    /// Asks the connection to close at once.
+    evict: Notify,
+}
+
+impl Connection {
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.idle_since.lock().unwrap_or_else(PoisonError::into_inner).elapsed())
+    }
+}
+
+/// A request in flight on a connection; dropped when its response is done.
+pub(crate) struct InFlight(Arc<Connection>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.0.idle_since.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        }
+    }
+}
+
+/// A connection's place in the table; leaving frees it.
+struct Registered<'a> {
+    connections: &'a Connections,
+    id: u64,
+    connection: Arc<Connection>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.connections.lock().open.remove(&self.id);
+    }
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionTable> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a new connection, making room at the cap by evicting the oldest connection
+    /// with nothing in flight; `None` if every connection is busy.
+    fn register(&self, max: usize) -> Option<Registered<'_>> {
+        let mut table = self.lock();
+        if table.open.len() >= max {
+            let idle = table.open.iter().find(|(_, c)| c.active.load(Ordering::Acquire) == 0).map(|(id, _)| *id);
+            let evicted = table.open.remove(&idle?)?;
+            evicted.evict.notify_one();
+        }
+        table.next += 1;
+        let id = table.next;
+        let connection = Arc::new(Connection {
+            active: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            evict: Notify::new(),
+        });
+        table.open.insert(id, connection.clone());
+        Some(Registered { connections: self, id, connection })
+    }
 }
 
 /// Accepts connections until the task is dropped.
@@ -49,14 +160,25 @@ pub(crate) async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, serve
                 continue;
             }
         };
+        let loopback = stream.local_addr().is_ok_and(|local| local.ip().is_loopback());
         let _ = stream.set_nodelay(true);
         let server = server.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let Some(registered) = server.connections.register(server.limits.max_connections) else {
+                let refused = server.connections.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                if refused.is_power_of_two() {
+                    log::warn(&format!(
+                        "refused {refused} connection(s) so far: all {} connections are busy (--maxConnections)",
+                        server.limits.max_connections
+                    ));
+                }
+                return;
+            };
             match tls {
-                None => serve_connection(TokioIo::new(stream), server).await,
+                None => serve_connection(TokioIo::new(stream), &server, &registered, loopback).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), server).await,
+                    Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), &server, &registered, loopback).await,
                     Ok(Err(error)) => log::warn(&format!("TLS handshake with {peer} failed: {error}")),
                     Err(_) => log::warn(&format!("TLS handshake with {peer} timed out")),
                 },
@@ -65,30 +187,56 @@ pub(crate) async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, serve
     }
 }
 
-async fn serve_connection<I>(io: TokioIo<I>, server: Arc<Server>)
+async fn serve_connection<I>(io: TokioIo<I>, server: &Arc<Server>, registered: &Registered<'_>, loopback: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Request heads larger than the read buffer get 431: no MCP client sends anything near it.
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(MAX_HEAD);
-    let service = service_fn(move |request| handle(request, server.clone()));
-    // A connection error is the client's business (reset, bad framing); hyper already answered
-    // what it could.
-    let _ = builder.serve_connection(io, service).await;
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEAD as u32);
+    let connection = registered.connection.clone();
+    let service = {
+        let server = server.clone();
+        let connection = connection.clone();
+        service_fn(move |request| handle(request, server.clone(), connection.begin(), loopback))
+    };
+    let serving = builder.serve_connection(io, service);
+    tokio::pin!(serving);
+    let keep_alive = server.limits.keep_alive;
+    let mut closing = false;
+    loop {
+        let check = match (closing, connection.idle_for()) {
+            (true, _) => CLOSE_GRACE,
+            (false, Some(idle)) => keep_alive.saturating_sub(idle),
+            (false, None) => keep_alive,
+        };
+        tokio::select! {
+            // A connection error is the client's business (reset, bad framing); hyper already
+            // answered what it could.
+            _ = serving.as_mut() => return,
+            () = connection.evict.notified() => return,
+            () = tokio::time::sleep(check) => {
+                if closing {
+                    return;
+                }
+                if connection.idle_for().is_some_and(|idle| idle >= keep_alive) {
+                    closing = true;
+                    serving.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
 }
 
-async fn handle(request: Request<Incoming>, server: Arc<Server>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    request: Request<Incoming>,
+    server: Arc<Server>,
+    in_flight: InFlight,
+    via_loopback: bool,
+) -> Result<Response<Body>, Infallible> {
     let exchange = server.next_exchange.fetch_add(1, Ordering::Relaxed);
-    let mut guard = CloseGuard::new(exchange, server.closed.clone());
     let (parts, body) = request.into_parts();
-    let (body, body_too_large) = match read_body(body, &parts.headers, server.max_body_size).await {
-        Ok(read) => read,
-        Err(()) => {
-            guard.disarm();
-            return Ok(plain(StatusCode::BAD_REQUEST, "the request body could not be read"));
-        }
-    };
     let mut headers: Vec<Header> = parts
         .headers
         .iter()
@@ -101,27 +249,41 @@ async fn handle(request: Request<Incoming>, server: Arc<Server>) -> Result<Respo
     if let (false, Some(authority)) = (parts.headers.contains_key(http::header::HOST), parts.uri.authority()) {
         headers.push(Header { name: "host".to_owned(), value: authority.as_str().to_owned() });
     }
-    let request = HttpRequest {
+    let mut request = HttpRequest {
         exchange,
         method: parts.method.as_str().to_owned(),
         target: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |target| target.as_str().to_owned()),
         headers,
-        body: body.to_vec(),
-        body_too_large,
+        body: Vec::new(),
+        body_too_large: false,
+        via_loopback,
     };
+    // Who may not get in is told before a byte of the body is read.
+    if let Some(Reply::Full { status, headers, body }) = server.shared.precheck(&request) {
+        return Ok(respond(status, headers, Body::full(body, in_flight)));
+    }
+    let read = tokio::time::timeout(server.limits.body, read_body(body, &parts.headers, server.max_body_size)).await;
+    let (body, body_too_large) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(())) => return Ok(plain(StatusCode::BAD_REQUEST, "the request body could not be read", in_flight)),
+        Err(_) => return Ok(plain(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time", in_flight)),
+    };
+    request.body = body.to_vec();
+    request.body_too_large = body_too_large;
+    let mut guard = CloseGuard::new(exchange, server.closed.clone());
     let (reply_tx, reply_rx) = oneshot::channel();
     server.shared.handle(Event::Http { request, reply: reply_tx });
     let response = match reply_rx.await {
         Ok(Reply::Full { status, headers, body }) => {
             guard.disarm();
-            respond(status, headers, Body::full(body))
+            respond(status, headers, Body::full(body, in_flight))
         }
         Ok(Reply::Stream { status, headers, body }) => {
-            respond(status, headers, Body::Stream { chunks: body, _guard: guard })
+            respond(status, headers, Body::Stream { chunks: body, _guard: guard, _in_flight: in_flight })
         }
         Err(_) => {
             guard.disarm();
-            plain(StatusCode::SERVICE_UNAVAILABLE, "the proxy is shutting down")
+            plain(StatusCode::SERVICE_UNAVAILABLE, "the proxy is shutting down", in_flight)
         }
     };
     Ok(response)
@@ -156,8 +318,8 @@ fn respond(status: u16, headers: Vec<Header>, body: Body) -> Response<Body> {
     response
 }
 
-fn plain(status: StatusCode, message: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::full(message));
+fn plain(status: StatusCode, message: &'static str, in_flight: InFlight) -> Response<Body> {
+    let mut response = Response::new(Body::full(message, in_flight));
     *response.status_mut() = status;
     response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response

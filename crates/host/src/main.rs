@@ -11,6 +11,7 @@ mod driver;
 mod engine;
 mod fetch;
 mod http;
+mod limits;
 mod log;
 mod stdio;
 mod tls;
@@ -31,6 +32,8 @@ use crate::engine::{CoreEngine, EngineError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every connection and child pipe is a file descriptor: use what the system allows.
+    limits::raise_open_files();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -61,7 +64,7 @@ async fn run(cli: Cli) -> ExitCode {
         };
     }
     let config_text = match &cli.config {
-        Some(source) => match config_source::load(source, &cli.config_header).await {
+        Some(source) => match config_source::load(source, &cli.config_header, cli.expand_env).await {
             Ok(text) => Some(text),
             Err(message) => return usage(&message),
         },
@@ -117,7 +120,7 @@ async fn run(cli: Cli) -> ExitCode {
         Err(error) => return fail(&error),
     };
     let persist_to = match (&cli.config, cli.persist) {
-        (Some(source), true) if source.starts_with("http://") || source.starts_with("https://") => {
+        (Some(source), true) if config_source::is_remote(source) => {
             return usage("--persist needs --config to name a local file, not a URL");
         }
         (Some(source), true) => Some(std::path::PathBuf::from(source)),
@@ -136,10 +139,27 @@ async fn run(cli: Cli) -> ExitCode {
             }
         })
     };
-    let server =
-        Arc::new(http::Server { shared: shared.clone(), closed, max_body_size, next_exchange: AtomicU64::new(1) });
+    let limits = http::Limits {
+        max_connections: cli.max_connections.unwrap_or_else(limits::default_max_connections).max(1),
+        keep_alive: std::time::Duration::from_millis(cli.keep_alive_timeout.max(1)),
+        body: std::time::Duration::from_millis(cli.body_timeout.max(1)),
+    };
+    let server = Arc::new(http::Server {
+        shared: shared.clone(),
+        closed,
+        max_body_size,
+        next_exchange: AtomicU64::new(1),
+        limits,
+        connections: http::Connections::default(),
+    });
     let accept = tokio::spawn(http::serve(listener, tls, server));
     log::info(&format!("mcp-proxy listening on {scheme}://{address}"));
+    if !cli.host.is_loopback() && cli.api_key.is_none() {
+        log::warn(&format!(
+            "listening beyond loopback ({}) without --apiKey: anyone who can reach this address can use the servers",
+            cli.host
+        ));
+    }
     if cli.config.is_none() && cli.server != Some(cli::ServerKind::Sse) {
         log::info(&format!("  Streamable HTTP: {scheme}://{address}{}", stream_endpoint(&cli)));
     }

@@ -20,6 +20,8 @@ use crate::log;
 
 /// The longest line accepted from a child; longer ones are skipped.
 const MAX_LINE: usize = 64 * 1024 * 1024;
+/// The longest stderr line logged as it is.
+const MAX_STDERR_LINE: usize = 16 * 1024;
 /// Read buffer for a child's stdout.
 const READ_BUFFER: usize = 64 * 1024;
 /// Messages queued for a child's stdin before the proxy counts it as stuck.
@@ -129,7 +131,9 @@ pub(crate) fn spawn(id: u64, server: &StdioServer, shared: Shared) -> std::io::R
         command.args(&server.args);
         command
     };
+    // The core decided the whole environment (the proxy's secrets are not in it).
     command
+        .env_clear()
         .envs(server.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -164,13 +168,20 @@ pub(crate) fn spawn(id: u64, server: &StdioServer, shared: Shared) -> std::io::R
     Ok(Upstream { stdin, stop: Some(stop_tx), done: Some(done_rx) })
 }
 
-/// Waits for the child to exit, or stops it when asked; returns why it ended.
+/// Waits for the child to exit, or stops it when asked; returns why it ended. Either way,
+/// nothing it started (its process group) outlives it.
 async fn supervise(mut child: Child, stop: oneshot::Receiver<()>) -> String {
+    let group = child.id().and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw);
     tokio::select! {
-        status = child.wait() => match status {
-            Ok(status) => format!("the server process exited ({status})"),
-            Err(error) => format!("waiting for the server process failed: {error}"),
-        },
+        status = child.wait() => {
+            if let Some(group) = group {
+                tokio::spawn(end_group(group));
+            }
+            match status {
+                Ok(status) => format!("the server process exited ({status})"),
+                Err(error) => format!("waiting for the server process failed: {error}"),
+            }
+        }
         _ = stop => {
             terminate(&mut child).await;
             "stopped by the proxy".to_owned()
@@ -196,6 +207,19 @@ pub(crate) async fn terminate(child: &mut Child) {
     let _ = killpg(group, Signal::SIGKILL);
 }
 
+/// Ends what is left of a process group whose leader exited: SIGTERM, then SIGKILL to whatever
+/// outlives the grace period.
+async fn end_group(group: Pid) {
+    if killpg(group, Signal::SIGTERM).is_err() {
+        return; // nobody is left
+    }
+    tokio::time::sleep(GRACE).await;
+    // Signal 0 only asks whether anyone is left.
+    if killpg(group, None).is_ok() {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+}
+
 async fn read_stdout(id: u64, mut stdout: impl AsyncBufRead + Unpin, shared: Shared) {
     let mut line = Vec::new();
     loop {
@@ -218,11 +242,24 @@ async fn read_stdout(id: u64, mut stdout: impl AsyncBufRead + Unpin, shared: Sha
     }
 }
 
-async fn copy_stderr(id: u64, pid: Option<u32>, stderr: impl AsyncBufRead + Unpin) {
-    let mut lines = stderr.lines();
+/// Copies a child's stderr to the log, line by line: bytes that are not UTF-8 are shown
+/// replaced, overlong lines cut, and reading goes on until the pipe closes (a child blocked on
+/// a full stderr pipe would stop answering).
+async fn copy_stderr(id: u64, pid: Option<u32>, mut stderr: impl AsyncBufRead + Unpin) {
     let pid = pid.map(|p| p.to_string()).unwrap_or_default();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log::info(&format!("upstream {id} (pid {pid}) stderr: {line}"));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match read_line_limited(&mut stderr, &mut line, MAX_STDERR_LINE).await {
+            Ok(LineRead::Eof) | Err(_) => break,
+            Ok(LineRead::TooLong) => {
+                log::info(&format!("upstream {id} (pid {pid}) stderr: (a line over {MAX_STDERR_LINE} bytes)"))
+            }
+            Ok(LineRead::Line) => {
+                let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(&line));
+                log::info(&format!("upstream {id} (pid {pid}) stderr: {text}"));
+            }
+        }
     }
 }
 

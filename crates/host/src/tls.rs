@@ -34,8 +34,8 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErr
     Ok(certificates)
 }
 
-/// Builds the server's TLS configuration. With `ca`, client certificates are verified
-/// against it when presented (clients without one are still served).
+/// Builds the server's TLS configuration. With `ca`, every client must present a certificate
+/// that verifies against it (mutual TLS): a client without one fails the handshake.
 pub(crate) fn server_config(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = read_certificates(cert)?;
@@ -51,7 +51,6 @@ pub(crate) fn server_config(cert: &Path, key: &Path, ca: Option<&Path>) -> Resul
                 roots.add(certificate).map_err(|e| file_error(ca, e))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
                 .build()
                 .map_err(|e| TlsError::Rustls(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)

@@ -5,9 +5,9 @@ use futures::StreamExt;
 use mcp_proxy_core::{ExchangeId, Header, HttpRequest};
 use worker::Request;
 
-/// Reads `request` into the core's form. A body over `max` bytes is not kept: the request is
-/// marked `body_too_large` and the core answers 413.
-pub(crate) async fn read(mut request: Request, exchange: ExchangeId, max: u64) -> Result<HttpRequest, String> {
+/// The head of `request` in the core's form, with no body yet (the core judges the head
+/// first). A Worker is reached over the network: never on loopback.
+pub(crate) fn head(request: &Request, exchange: ExchangeId) -> Result<HttpRequest, String> {
     // `Request::method` maps methods it does not know to GET; the core judges the real one.
     let method = request.inner().method();
     let url = request.url().map_err(|error| format!("the request URL cannot be read: {error}"))?;
@@ -26,7 +26,14 @@ pub(crate) async fn read(mut request: Request, exchange: ExchangeId, max: u64) -
             headers.push(Header::new("host", host));
         }
     }
-    let declared = headers
+    Ok(HttpRequest { exchange, method, target, headers, body: Vec::new(), body_too_large: false, via_loopback: false })
+}
+
+/// Reads the body of `request` into `head`. A body over `max` bytes is not kept: the request
+/// is marked `body_too_large` and the core answers 413.
+pub(crate) async fn read(mut request: Request, mut head: HttpRequest, max: u64) -> Result<HttpRequest, String> {
+    let declared = head
+        .headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
         .and_then(|h| h.value.trim().parse::<u64>().ok());
@@ -35,7 +42,9 @@ pub(crate) async fn read(mut request: Request, exchange: ExchangeId, max: u64) -
     } else {
         read_limited(&mut request, max).await?
     };
-    Ok(HttpRequest { exchange, method, target, headers, body, body_too_large })
+    head.body = body;
+    head.body_too_large = body_too_large;
+    Ok(head)
 }
 
 /// Reads the body chunk by chunk, stopping as soon as it passes `max` bytes.

@@ -5,14 +5,14 @@
 //! | `MCP_PROXY_CONFIG` | var or secret (text, or a JSON object var) | `configFile.text`: the `mcpServers` file |
 //! | `MCP_PROXY_API_KEY` | secret, optional | `apiKey` |
 //! | `MCP_PROXY_CORS_ORIGIN` | var, optional: `*` or origins separated by commas | `cors.origins` |
-//! | `MCP_PROXY_SESSION_KEY` | secret, 32 characters or more | `edge.sessionKey`: seals session state into session ids |
+//! | `MCP_PROXY_SESSION_KEY` | secret, 32 random bytes as 64 hex digits or base64 (`openssl rand -hex 32`) | `edge.sessionKey`: seals session state into session ids |
 //! | `MCP_PROXY_SESSION_MAX_AGE_SECS` | var, optional (default 86400) | `edge.sessionMaxAgeSecs`: how long a session id opens |
 //! | `MCP_PROXY_REQUEST_TIMEOUT_MS` | var, optional (default 300000) | `requestTimeoutMs`: how long an upstream may take |
 //!
 //! The core runs in edge mode (`edge`): nothing outlives a request, so a session travels in
 //! its id, sealed; stdio servers are refused by name. The Worker serves Streamable HTTP only
-//! (legacy SSE needs a long-lived session in one place), and it is not bound to loopback, so
-//! the DNS-rebinding check judges `Origin` by the CORS origins alone.
+//! (legacy SSE needs a long-lived session in one place), and it is not reached over loopback,
+//! so a browser's `Origin` must be one of `MCP_PROXY_CORS_ORIGIN` (or it must be `*`).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -97,7 +97,6 @@ fn build(settings: &Settings) -> Result<Config, EnvError> {
     let mut document = Map::new();
     document.insert("configFile".into(), json!({ "text": file }));
     document.insert("transports".into(), json!({ "sse": false, "stream": true }));
-    document.insert("bindLoopback".into(), Value::Bool(false));
     if let Some(key) = &settings.api_key {
         document.insert("apiKey".into(), Value::String(key.clone()));
     }
@@ -108,7 +107,7 @@ fn build(settings: &Settings) -> Result<Config, EnvError> {
     let Some(session_key) = &settings.session_key else {
         return Err(EnvError {
             binding: SESSION_KEY,
-            message: "missing: set a secret of 32 characters or more (`wrangler secret put MCP_PROXY_SESSION_KEY`)"
+            message: "missing: set a secret of 32 random bytes (`openssl rand -hex 32 | wrangler secret put MCP_PROXY_SESSION_KEY`)"
                 .into(),
         });
     };
@@ -181,14 +180,13 @@ mod tests {
         }
     }
 
-    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const KEY: &str = "3f9a0c4e7b21d86f5a0e9c3b7d14f2a68e5c0b9d3a7f1e24c6b8d0a5f3e7c91b";
     const REMOTE: &str = r#"{"mcpServers": {"a": {"type": "streamable-http", "url": "https://a.example/mcp"}}}"#;
 
     #[test]
     fn builds_a_streamable_only_config() {
         let config = build(&settings(REMOTE)).expect("valid");
         assert!(config.transports.stream && !config.transports.sse);
-        assert!(!config.bind_loopback);
         assert_eq!(config.servers.len(), 1);
     }
 

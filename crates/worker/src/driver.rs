@@ -37,7 +37,20 @@ pub(crate) async fn serve(request: Request, config: Config, seed: [u8; 32], ctx:
             other => log::error(&format!("the core asked for {other:?} before any request")),
         }
     }
-    let request = match body::read(request, EXCHANGE, proxy.max_body_size()).await {
+    let head = match body::head(&request, EXCHANGE) {
+        Ok(head) => head,
+        Err(error) => return response::error(400, "bad_request", &error),
+    };
+    // Who may not get in is told before a byte of the body is read.
+    if let Some((head, body)) = proxy.precheck(&head) {
+        while let Some(output) = proxy.poll_output() {
+            if let Output::Log { level, message } = output {
+                log::write(level, &message);
+            }
+        }
+        return response::full(&head, body);
+    }
+    let request = match body::read(request, head, proxy.max_body_size()).await {
         Ok(request) => request,
         Err(error) => return response::error(400, "bad_request", &error),
     };

@@ -47,10 +47,9 @@ pub(crate) fn start(request: FetchRequest, events: UnboundedSender<Input>) -> Ru
 async fn exchange(request: FetchRequest, signal: &AbortSignal, events: &UnboundedSender<Input>) -> Result<(), String> {
     let fetch = request.fetch;
     let built = build(&request)?;
-    let mut response = Fetch::Request(built)
-        .send_with_signal(signal)
-        .await
-        .map_err(|error| format!("{} {}: {error}", request.method, request.url))?;
+    // The error never quotes the URL: its query may hold a secret (`?key=`).
+    let mut response =
+        Fetch::Request(built).send_with_signal(signal).await.map_err(|error| format!("{}: {error}", request.method))?;
     let headers = response.headers().entries().map(|(name, value)| Header::new(name, value)).collect();
     let head = Input::FetchHead { fetch, status: response.status_code(), headers };
     if events.unbounded_send(head).is_err() {
@@ -73,6 +72,8 @@ async fn exchange(request: FetchRequest, signal: &AbortSignal, events: &Unbounde
 fn build(request: &FetchRequest) -> Result<Request, String> {
     let init = worker::web_sys::RequestInit::new();
     init.set_method(&request.method);
+    // A redirect is answered as it is: credentials never follow one to another origin.
+    init.set_redirect(web_sys::RequestRedirect::Manual);
     let headers = worker::Headers::new();
     for header in &request.headers {
         headers.append(&header.name, &header.value).map_err(|error| format!("header {:?}: {error}", header.name))?;
@@ -83,8 +84,8 @@ fn build(request: &FetchRequest) -> Result<Request, String> {
     }
     let built = worker::web_sys::Request::new_with_str_and_init(&request.url, &init).map_err(|error| {
         let reason = error.as_string().unwrap_or_else(|| format!("{error:?}"));
-        log::warn(&format!("cannot make a request to {}: {reason}", request.url));
-        format!("{} {}: {reason}", request.method, request.url)
+        log::warn(&format!("cannot make a request to an upstream: {reason}"));
+        format!("{}: {reason}", request.method)
     })?;
     Ok(Request::from(built))
 }

@@ -30,8 +30,9 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
     let config = match config::from_env(&env) {
         Ok(config) => config,
         Err(error) => {
+            // The details name bindings and may quote their values: they are for the operator.
             log::error(&format!("configuration: {error}"));
-            return response::error(500, "invalid_configuration", &error.to_string());
+            return response::error(500, "invalid_configuration", "the Worker is misconfigured (see its logs)");
         }
     };
     let seed = match random::seed() {
