@@ -54,6 +54,9 @@ pub struct Config {
     /// Events each Streamable HTTP session keeps for `Last-Event-ID` resumption (0: none).
     #[serde(default = "defaults::event_store_size")]
     pub event_store_size: usize,
+    /// Bytes of events kept for resumption across all sessions; the oldest go first.
+    #[serde(default = "defaults::event_store_bytes")]
+    pub event_store_bytes: usize,
     /// Milliseconds between keep-alive comments on open SSE streams (0: none).
     #[serde(default = "defaults::keep_alive_ms")]
     pub keep_alive_ms: u64,
@@ -219,6 +222,9 @@ mod defaults {
     }
     pub(super) fn max_body_size() -> u64 {
         10 * 1024 * 1024
+    }
+    pub(super) fn event_store_bytes() -> usize {
+        64 * 1024 * 1024
     }
     pub(super) fn event_store_size() -> usize {
         1000

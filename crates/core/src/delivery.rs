@@ -7,7 +7,7 @@ use crate::http::Header;
 use crate::ids::{ExchangeId, SessionId};
 use crate::jsonrpc::{batch_to_bytes, Message, Response};
 use crate::proxy::{LogLevel, Output, Proxy};
-use crate::session::{Transport, BACKLOG_LIMIT, STANDALONE_STREAM};
+use crate::session::{Transport, STANDALONE_STREAM};
 use crate::sse;
 
 impl Proxy {
@@ -142,8 +142,8 @@ impl Proxy {
         };
         let id = session.next_event_id(stream);
         let framed = sse::event(Some(&id.to_wire()), Some("message"), &message.to_bytes());
-        if keep {
-            session.events.push(id, &framed);
+        if keep && session.keeps_events {
+            self.events.push(&exchange.session, id, &framed);
         }
         if let Some(connection) = connection {
             self.outputs.push_back(Output::StreamData { exchange: connection, data: framed });
@@ -194,9 +194,7 @@ impl Proxy {
         else {
             return;
         };
-        backlog.push_back(message.clone());
-        if backlog.len() > BACKLOG_LIMIT {
-            backlog.pop_front();
+        if backlog.push(message.clone()) > 0 {
             self.log(
                 LogLevel::Warn,
                 format!("session {session_id}: no stream open; dropped the oldest waiting message"),
@@ -253,7 +251,7 @@ impl Proxy {
             return;
         };
         let replaced = standalone.replace(exchange);
-        let waiting: Vec<Message> = backlog.drain(..).collect();
+        let waiting: Vec<Message> = backlog.drain();
         let priming = session.wants_priming().then(|| session.next_event_id(STANDALONE_STREAM));
         if let Some(old) = replaced {
             self.exchanges.remove(&old);
@@ -287,7 +285,7 @@ impl Proxy {
         let Some(session) = self.sessions.get(session_id) else {
             return;
         };
-        let replay = session.events.replay(last);
+        let replay = self.events.replay(session_id, last);
         if last.stream == STANDALONE_STREAM {
             return self.open_standalone(exchange, session_id, cors, replay);
         }

@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::event_store::EventStore;
 use crate::ids::{SessionId, UpstreamId};
 use crate::proxy::Proxy;
 use crate::route::Target;
@@ -247,8 +246,7 @@ impl Proxy {
             return None;
         }
         let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
-        let mut session =
-            Session::new(target, members, SessionState::Ready, transport, self.now, EventStore::new(0, 0));
+        let mut session = Session::new(target, members, SessionState::Ready, transport, self.now, false);
         session.protocol_version = ticket.protocol;
         session.initialize_params = ticket.initialize;
         session.credential = credential;

@@ -24,6 +24,8 @@ pub mod codes {
     pub const TRANSPORT: i64 = -32000;
     /// The session is unknown or has ended.
     pub const SESSION_NOT_FOUND: i64 = -32001;
+    /// The session has too many requests in flight.
+    pub const TOO_MANY_REQUESTS: i64 = -32003;
 }
 
 /// A configuration error, naming the field it is about.

@@ -103,6 +103,9 @@ pub enum ParseError {
     /// The bytes are not JSON.
     #[error("parse error: {0}")]
     NotJson(String),
+    /// A batch holds more than [`MAX_BATCH`] messages.
+    #[error("invalid request: a batch may hold at most {MAX_BATCH} messages")]
+    BatchTooLarge,
     /// The JSON is not a JSON-RPC 2.0 message; the id is kept when one could be read.
     #[error("invalid request: {reason}")]
     Invalid {
@@ -120,6 +123,13 @@ impl ParseError {
             ParseError::NotJson(_) => {
                 Response::error(None, ErrorObject::new(codes::PARSE_ERROR, "Parse error: body is not valid JSON"))
             }
+            ParseError::BatchTooLarge => Response::error(
+                None,
+                ErrorObject::new(
+                    codes::INVALID_REQUEST,
+                    format!("Invalid Request: a batch may hold at most {MAX_BATCH} messages"),
+                ),
+            ),
             ParseError::Invalid { reason, id } => Response::error(
                 id.clone(),
                 ErrorObject::new(codes::INVALID_REQUEST, format!("Invalid Request: {reason}")),
@@ -140,10 +150,21 @@ impl Response {
     }
 }
 
+/// The most messages one batch may hold; parsing stops as soon as a batch holds more.
+pub const MAX_BATCH: usize = 100;
+
 impl Payload {
     /// Parses an HTTP body or a stdio line.
     pub fn parse(bytes: &[u8]) -> Result<Payload, ParseError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
+        let too_large = std::cell::Cell::new(false);
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let parsed = serde::de::DeserializeSeed::deserialize(Bounded { too_large: &too_large }, &mut deserializer)
+            .and_then(|value| deserializer.end().map(|()| value));
+        let value = match parsed {
+            Ok(value) => value,
+            Err(_) if too_large.get() => return Err(ParseError::BatchTooLarge),
+            Err(error) => return Err(ParseError::NotJson(error.to_string())),
+        };
         match value {
             Value::Array(items) if items.is_empty() => Err(ParseError::Invalid { reason: "empty batch", id: None }),
             Value::Array(items) => {
@@ -151,6 +172,63 @@ impl Payload {
             }
             other => Message::from_value(other).map(Payload::Single),
         }
+    }
+}
+
+/// A JSON value whose top-level array, if it is one, holds at most [`MAX_BATCH`] items: a
+/// huge batch of tiny requests is refused without building it.
+struct Bounded<'a> {
+    too_large: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Bounded<'_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON-RPC message or batch")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            if items.len() == MAX_BATCH {
+                self.too_large.set(true);
+                return Err(serde::de::Error::custom("batch too large"));
+            }
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 
@@ -357,6 +435,13 @@ mod tests {
         let payload = Payload::parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"n"}]"#);
         assert!(matches!(payload, Ok(Payload::Batch(ref items)) if items.len() == 2));
         assert!(matches!(Payload::parse(b"[1]"), Err(ParseError::Invalid { .. })));
+        let ping = r#"{"jsonrpc":"2.0","method":"n"}"#;
+        let most = format!("[{}]", vec![ping; MAX_BATCH].join(","));
+        assert!(matches!(Payload::parse(most.as_bytes()), Ok(Payload::Batch(items)) if items.len() == MAX_BATCH));
+        let huge = format!("[{}]", vec![ping; 100_000].join(","));
+        assert_eq!(Payload::parse(huge.as_bytes()), Err(ParseError::BatchTooLarge));
+        assert!(matches!(Payload::parse(b"[1, 2"), Err(ParseError::NotJson(_))));
+        assert!(matches!(Payload::parse(br#"{"jsonrpc":"2.0","method":"n"} x"#), Err(ParseError::NotJson(_))));
         let bytes = batch_to_bytes(&[Message::Response(Response::result(RequestId::Number(1), json!({})))]);
         assert_eq!(bytes, br#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#);
     }

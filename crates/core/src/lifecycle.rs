@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use crate::error::RequestError;
-use crate::event_store::EventStore;
 use crate::exchange::ExchangeKind;
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
 use crate::jsonrpc::Response;
@@ -11,9 +10,6 @@ use crate::pending::Timer;
 use crate::proxy::{LogLevel, Output, Proxy};
 use crate::route::Target;
 use crate::session::{Member, Session, SessionState, Transport};
-
-/// Bytes of events a session keeps for resumption, at most.
-const EVENT_STORE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Proxy {
     /// Whether a new client session would exceed `maxSessions`.
@@ -46,10 +42,8 @@ impl Proxy {
             self.pending
                 .set_timer(now.after(Duration::from_millis(self.config.session_timeout_ms)), Timer::Idle(id.clone()));
         }
-        let store_size =
-            if matches!(transport, Transport::Streamable { .. }) { self.config.event_store_size } else { 0 };
-        let events = EventStore::new(store_size, EVENT_STORE_BYTES);
-        let mut session = Session::new(target, members, state, transport, now, events);
+        let keeps_events = matches!(transport, Transport::Streamable { .. }) && self.events.enabled();
+        let mut session = Session::new(target, members, state, transport, now, keeps_events);
         session.client_authorization.clone_from(&self.request_authorization);
         self.sessions.insert(id.clone(), session);
         let label = match target {
@@ -78,6 +72,7 @@ impl Proxy {
         let Some(session) = self.sessions.remove(session_id) else {
             return;
         };
+        self.events.forget(session_id);
         if let SessionState::ExpectInitializeResult { deadline } = session.state {
             self.pending.cancel_timer(deadline, Timer::Connect(session_id.clone()));
         }

@@ -233,7 +233,7 @@ impl Proxy {
     }
 
     /// Answers a request without asking any server (once the exchange exists).
-    fn answer_locally(
+    pub(crate) fn answer_locally(
         &mut self,
         session_id: &SessionId,
         reply_to: ReplyTo,

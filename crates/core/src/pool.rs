@@ -21,8 +21,9 @@ use crate::route::Target;
 use crate::session::{SessionState, Transport};
 use crate::time::Instant;
 
-/// POSTs waiting for a ready child at most; more get 503.
+/// POSTs waiting for a ready child at most, and their bytes; more get 503.
 const WAITING_LIMIT: usize = 1024;
+const WAITING_BYTES: usize = 64 * 1024 * 1024;
 /// A child that lived this long before dying resets its slot's backoff.
 const HEALTHY_LIFETIME: Duration = Duration::from_secs(30);
 /// The first and the longest delay before a dead child is replaced.
@@ -48,6 +49,8 @@ pub(crate) struct WaitingPost {
     messages: Vec<Message>,
     batch: bool,
     accepts_sse: bool,
+    /// The size of its body.
+    bytes: usize,
 }
 
 /// The children of stateless mode and what waits for them.
@@ -57,6 +60,7 @@ pub(crate) struct Pool {
     /// The `initialize` result of the first child that answered.
     initialize_result: Option<Value>,
     waiting: VecDeque<WaitingPost>,
+    waiting_bytes: usize,
 }
 
 impl Proxy {
@@ -101,6 +105,7 @@ impl Proxy {
                 self.send_to_session_upstream(session, &mcp::initialized());
                 self.log(LogLevel::Info, format!("stateless pool: child {session} is ready"));
                 let waiting: Vec<WaitingPost> = self.pool.waiting.drain(..).collect();
+                self.pool.waiting_bytes = 0;
                 for post in waiting {
                     self.dispatch_stateless(now, post);
                 }
@@ -139,7 +144,11 @@ impl Proxy {
 
     /// Forgets a waiting POST whose client went away.
     pub(crate) fn forget_waiting(&mut self, exchange: ExchangeId) {
-        self.pool.waiting.retain(|post| post.exchange != exchange);
+        if let Some(index) = self.pool.waiting.iter().position(|post| post.exchange == exchange) {
+            if let Some(post) = self.pool.waiting.remove(index) {
+                self.pool.waiting_bytes -= post.bytes;
+            }
+        }
     }
 
     /// Serves a parsed stateless POST.
@@ -151,11 +160,12 @@ impl Proxy {
         messages: Vec<Message>,
         batch: bool,
         accepts_sse: bool,
+        bytes: usize,
     ) {
         if batch && messages.iter().any(|m| m.method() == Some(mcp::INITIALIZE)) {
             return self.refuse(exchange, cors, 400, "Bad Request: initialize must be sent alone, not in a batch");
         }
-        self.dispatch_stateless(now, WaitingPost { exchange, cors, messages, batch, accepts_sse });
+        self.dispatch_stateless(now, WaitingPost { exchange, cors, messages, batch, accepts_sse, bytes });
     }
 
     fn dispatch_stateless(&mut self, now: Instant, post: WaitingPost) {
@@ -192,9 +202,10 @@ impl Proxy {
     }
 
     fn wait_for_pool(&mut self, post: WaitingPost) {
-        if self.pool.waiting.len() >= WAITING_LIMIT {
+        if self.pool.waiting.len() >= WAITING_LIMIT || self.pool.waiting_bytes + post.bytes > WAITING_BYTES {
             return self.refuse(post.exchange, post.cors, 503, "Service Unavailable: no server process is ready");
         }
+        self.pool.waiting_bytes += post.bytes;
         let deadline = self.now.after(Duration::from_millis(self.config.connection_timeout_ms));
         self.pending.set_timer(deadline, Timer::PoolWait(post.exchange));
         self.pool.waiting.push_back(post);
@@ -206,6 +217,7 @@ impl Proxy {
             return;
         };
         if let Some(post) = self.pool.waiting.remove(index) {
+            self.pool.waiting_bytes -= post.bytes;
             self.refuse(post.exchange, post.cors, 503, "Service Unavailable: no server process became ready in time");
         }
     }

@@ -147,6 +147,8 @@ pub struct Proxy {
     pub(crate) by_upstream: HashMap<UpstreamId, SessionId>,
     pub(crate) exchanges: HashMap<ExchangeId, Exchange>,
     pub(crate) pending: Pending,
+    /// Events sent on sessions' streams, for resumption.
+    pub(crate) events: crate::event_store::EventLog,
     pub(crate) pool: Pool,
     pub(crate) aggregates: crate::merged::Aggregates,
     pub(crate) temporary_count: u64,
@@ -177,6 +179,11 @@ impl Proxy {
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Proxy {
         let stateless = config.stateless;
         let sealer = config.edge.as_ref().map(|edge| crate::edge::Sealer::new(&edge.key, edge.session_max_age_secs));
+        let events = crate::event_store::EventLog::new(
+            config.event_store_size,
+            EVENT_STORE_SESSION_BYTES,
+            config.event_store_bytes,
+        );
         let mut proxy = Proxy {
             config,
             rng: ChaCha20Rng::from_seed(seed),
@@ -185,6 +192,7 @@ impl Proxy {
             by_upstream: HashMap::new(),
             exchanges: HashMap::new(),
             pending: Pending::default(),
+            events,
             pool: Pool::default(),
             aggregates: Default::default(),
             temporary_count: 0,
@@ -568,6 +576,15 @@ impl Proxy {
             match message {
                 Message::Request(request) => {
                     requests += 1;
+                    let busy = self.sessions.get(session_id).is_some_and(|s| s.in_flight.len() >= MAX_IN_FLIGHT);
+                    if busy {
+                        let error = crate::jsonrpc::ErrorObject::new(
+                            codes::TOO_MANY_REQUESTS,
+                            format!("too many requests in flight in this session (at most {MAX_IN_FLIGHT})"),
+                        );
+                        self.answer_locally(session_id, reply_to, &request, Err(error));
+                        continue;
+                    }
                     self.forward_request(now, session_id, reply_to, request);
                 }
                 Message::Notification(mut notification) if notification.method == mcp::CANCELLED => {
@@ -947,6 +964,12 @@ impl Proxy {
         self.outputs.push_back(Output::Log { level, message });
     }
 }
+
+/// Requests one session may have in flight; more are answered with an error at once.
+pub(crate) const MAX_IN_FLIGHT: usize = 256;
+
+/// Bytes of events one session keeps for resumption, at most.
+const EVENT_STORE_SESSION_BYTES: usize = 4 * 1024 * 1024;
 
 /// The JSON-RPC error code of an HTTP-level refusal.
 fn refusal_code(status: u16) -> i64 {

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::event_store::{EventId, EventStore, StreamNo};
+use crate::event_store::{EventId, StreamNo};
 use crate::ids::{ExchangeId, ProxyRequestId, UpstreamId};
 use crate::jsonrpc::{Message, RequestId};
 use crate::mcp::ProgressToken;
@@ -14,6 +14,41 @@ pub(crate) const STANDALONE_STREAM: StreamNo = 0;
 
 /// How many server messages a Streamable HTTP session keeps while no stream can take them.
 pub(crate) const BACKLOG_LIMIT: usize = 256;
+
+/// Bytes of server messages a session keeps while no stream can take them.
+pub(crate) const BACKLOG_BYTES: usize = 16 * 1024 * 1024;
+
+/// Server messages waiting for a stream, bounded in count ([`BACKLOG_LIMIT`]) and in bytes
+/// ([`BACKLOG_BYTES`]); the oldest go first.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    messages: VecDeque<(Message, usize)>,
+    bytes: usize,
+}
+
+impl Backlog {
+    /// Keeps `message`; returns how many older ones were dropped to make room.
+    pub(crate) fn push(&mut self, message: Message) -> usize {
+        let size = message.to_bytes().len();
+        self.bytes += size;
+        self.messages.push_back((message, size));
+        let mut dropped = 0;
+        while self.messages.len() > BACKLOG_LIMIT || self.bytes > BACKLOG_BYTES {
+            let Some((_, size)) = self.messages.pop_front() else {
+                break;
+            };
+            self.bytes -= size;
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// Takes every waiting message, oldest first.
+    pub(crate) fn drain(&mut self) -> Vec<Message> {
+        self.bytes = 0;
+        self.messages.drain(..).map(|(message, _)| message).collect()
+    }
+}
 
 /// Where a session is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +72,7 @@ pub(crate) enum Transport {
         /// Open POST exchanges, oldest first.
         posts: Vec<ExchangeId>,
         /// Server messages waiting for a stream, oldest first.
-        backlog: VecDeque<Message>,
+        backlog: Backlog,
     },
     /// A stateless pool child: no client of its own.
     Pool {
@@ -94,8 +129,8 @@ pub(crate) struct Session {
     pub(crate) credential: [u8; 32],
     /// The last time the client did something in this session.
     pub(crate) last_activity: Instant,
-    /// Events sent, for resuming streams.
-    pub(crate) events: EventStore,
+    /// Its events are kept for resuming streams (in the proxy's event log).
+    pub(crate) keeps_events: bool,
     next_seq: u64,
     next_stream: StreamNo,
 }
@@ -107,7 +142,7 @@ impl Session {
         state: SessionState,
         transport: Transport,
         now: Instant,
-        events: EventStore,
+        keeps_events: bool,
     ) -> Session {
         Session {
             target,
@@ -124,7 +159,7 @@ impl Session {
             client_authorization: None,
             credential: [0; 32],
             last_activity: now,
-            events,
+            keeps_events,
             next_seq: 0,
             next_stream: STANDALONE_STREAM,
         }
@@ -144,7 +179,7 @@ impl Session {
 
     /// Whether the client speaks a revision that understands priming events (2025-11-25 on).
     pub(crate) fn wants_priming(&self) -> bool {
-        self.events.enabled() && self.protocol_version.as_deref().is_some_and(|v| v >= "2025-11-25")
+        self.keeps_events && self.protocol_version.as_deref().is_some_and(|v| v >= "2025-11-25")
     }
 
     /// The proxy id of the in-flight request the client knows as `id`.

@@ -25,8 +25,10 @@ use crate::policy::env::child_environment;
 use crate::proxy::{LogLevel, Output, Proxy};
 use crate::time::Instant;
 
-/// Requests waiting for a shared upstream to become ready, at most; more are refused.
+/// Requests waiting for a shared upstream to become ready, at most, and their bytes; more are
+/// refused.
 const WAITING_LIMIT: usize = 1024;
+const WAITING_BYTES: usize = 64 * 1024 * 1024;
 /// A child that lived this long before dying resets the backoff.
 const HEALTHY_LIFETIME: Duration = Duration::from_secs(30);
 /// The first and the longest wait before a dead shared upstream is started again.
@@ -53,8 +55,9 @@ struct Shared {
     phase: Phase,
     /// The `initialize` parameters it was (or will be) initialized with: the first client's.
     params: Option<Value>,
-    /// Requests that arrived before it was ready, with the id already rewritten.
+    /// Requests that arrived before it was ready, with the id already rewritten, and their size.
     waiting: Vec<(ProxyRequestId, Request)>,
+    waiting_bytes: usize,
     /// The client sessions using it.
     attached: BTreeSet<SessionId>,
     /// Resource URIs and the sessions subscribed to them.
@@ -98,6 +101,7 @@ impl Proxy {
                 phase: Phase::Started,
                 params: None,
                 waiting: Vec::new(),
+                waiting_bytes: 0,
                 attached: BTreeSet::new(),
                 subscriptions: HashMap::new(),
                 started: self.now,
@@ -177,11 +181,15 @@ impl Proxy {
                 let upstream = shared.upstream;
                 self.send_to_upstream(upstream, &Message::Request(request));
             }
-            _ if shared.waiting.len() >= WAITING_LIMIT => {
-                let error = ErrorObject::new(crate::error::codes::TRANSPORT, "the shared server is not ready");
-                self.answer_later(proxy_id, Err(error));
+            _ => {
+                let size = Message::Request(request.clone()).to_bytes().len();
+                if shared.waiting.len() >= WAITING_LIMIT || shared.waiting_bytes + size > WAITING_BYTES {
+                    let error = ErrorObject::new(crate::error::codes::TRANSPORT, "the shared server is not ready");
+                    return self.answer_later(proxy_id, Err(error));
+                }
+                shared.waiting_bytes += size;
+                shared.waiting.push((proxy_id, request));
             }
-            _ => shared.waiting.push((proxy_id, request)),
         }
     }
 
@@ -257,6 +265,7 @@ impl Proxy {
         };
         shared.phase = Phase::Ready(result.clone());
         let waiting = std::mem::take(&mut shared.waiting);
+        shared.waiting_bytes = 0;
         self.send_to_upstream(upstream, &mcp::initialized());
         self.log(LogLevel::Info, format!("shared upstream of {name} is ready"));
         for (proxy_id, request) in waiting {
@@ -397,6 +406,7 @@ impl Proxy {
         };
         let upstream = shared.upstream;
         let waiting = std::mem::take(&mut shared.waiting);
+        shared.waiting_bytes = 0;
         shared.phase = Phase::Down;
         if now.since(shared.started) >= HEALTHY_LIFETIME {
             shared.failures = 0;

@@ -23,6 +23,8 @@ pub(crate) struct SseParser {
     overflowed: bool,
     /// Dropping the rest of an oversized event, up to its blank line.
     skipping: bool,
+    /// While skipping: the current line has bytes (so its newline does not end the event).
+    skipped_line: bool,
 }
 
 impl SseParser {
@@ -37,6 +39,7 @@ impl SseParser {
             limit,
             overflowed: false,
             skipping: false,
+            skipped_line: false,
         }
     }
 
@@ -50,11 +53,12 @@ impl SseParser {
         let mut events = Vec::new();
         for &byte in bytes {
             if self.skipping {
+                // Nothing of the skipped event is kept: a flag says whether a line has begun.
                 match byte {
-                    b'\n' if self.line.is_empty() => self.skipping = false,
-                    b'\n' => self.line.clear(),
+                    b'\n' if !self.skipped_line => self.skipping = false,
+                    b'\n' => self.skipped_line = false,
                     b'\r' => {}
-                    _ => self.line.push(0),
+                    _ => self.skipped_line = true,
                 }
                 continue;
             }
@@ -71,7 +75,7 @@ impl SseParser {
                     self.overflowed = true;
                     self.reset();
                     self.skipping = true;
-                    self.line.push(0);
+                    self.skipped_line = true;
                     continue;
                 }
                 self.line.push(byte);
@@ -149,5 +153,11 @@ mod tests {
         let events = parser.feed(b"data: ok\n\n");
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].data, "ok");
+        // An endless event holds nothing while it is skipped.
+        for _ in 0..1000 {
+            assert!(parser.feed(&[b'x'; 1024]).is_empty());
+        }
+        assert!(parser.line.capacity() <= 64, "the skipped bytes are not kept");
+        assert!(parser.overflowed());
     }
 }

@@ -5,6 +5,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use crate::http::InFlight;
@@ -42,7 +45,7 @@ pub(crate) enum Body {
     /// All of it at once.
     Full { bytes: Option<Bytes>, _in_flight: InFlight },
     /// Chunks from the pump until it closes the channel.
-    Stream { chunks: mpsc::Receiver<Bytes>, _guard: CloseGuard, _in_flight: InFlight },
+    Stream { chunks: mpsc::Receiver<Bytes>, queued: Arc<AtomicUsize>, _guard: CloseGuard, _in_flight: InFlight },
 }
 
 impl Body {
@@ -60,7 +63,12 @@ impl http_body::Body for Body {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Body::Full { bytes, .. } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream { chunks, .. } => chunks.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
+            Body::Stream { chunks, queued, .. } => chunks.poll_recv(cx).map(|chunk| {
+                chunk.map(|bytes| {
+                    queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                    Ok(Frame::data(bytes))
+                })
+            }),
         }
     }
 

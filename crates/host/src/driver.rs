@@ -12,6 +12,7 @@
 //! turn.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -27,8 +28,9 @@ use crate::fetch::Fetcher;
 use crate::log;
 use crate::stdio::{self, Upstream};
 
-/// How many SSE chunks wait for a slow client before its stream is dropped.
+/// How many SSE chunks, and bytes, wait for a slow client before its stream is dropped.
 const STREAM_QUEUE: usize = 256;
+const STREAM_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 /// Bytes of lines that may wait for a child that is being started.
 const STARTING_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -62,8 +64,9 @@ pub(crate) enum Event {
 pub(crate) enum Reply {
     /// A complete response.
     Full { status: u16, headers: Vec<Header>, body: Bytes },
-    /// A streaming response; chunks arrive on `body` until it closes.
-    Stream { status: u16, headers: Vec<Header>, body: mpsc::Receiver<Bytes> },
+    /// A streaming response; chunks arrive on `body` until it closes (`queued` counts the bytes
+    /// not yet taken).
+    Stream { status: u16, headers: Vec<Header>, body: mpsc::Receiver<Bytes>, queued: Arc<AtomicUsize> },
 }
 
 /// Makes a fresh core (instance and proxy resource) at a given time.
@@ -307,7 +310,7 @@ pub(crate) struct Driver {
     /// The handle children report back through (set right after construction).
     shared: Option<Shared>,
     replies: HashMap<u64, oneshot::Sender<Reply>>,
-    streams: HashMap<u64, mpsc::Sender<Bytes>>,
+    streams: HashMap<u64, (mpsc::Sender<Bytes>, Arc<AtomicUsize>)>,
     upstreams: HashMap<u64, Child>,
     /// Children to start once the lock is released.
     spawns: Vec<(u64, StdioServer)>,
@@ -378,20 +381,35 @@ impl Driver {
             }
             Output::StreamStart(head) => {
                 let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
+                let queued = Arc::new(AtomicUsize::new(0));
                 if let Some(reply) = self.replies.remove(&head.exchange) {
-                    if reply.send(Reply::Stream { status: head.status, headers: head.headers, body: receiver }).is_ok()
-                    {
-                        self.streams.insert(head.exchange, sender);
+                    let stream = Reply::Stream {
+                        status: head.status,
+                        headers: head.headers,
+                        body: receiver,
+                        queued: queued.clone(),
+                    };
+                    if reply.send(stream).is_ok() {
+                        self.streams.insert(head.exchange, (sender, queued));
                         return;
                     }
                 }
                 self.follow_ups.push_back(Input::HttpClosed(head.exchange));
             }
             Output::StreamData(chunk) => {
-                let delivered = self
-                    .streams
-                    .get(&chunk.exchange)
-                    .is_some_and(|stream| stream.try_send(Bytes::from(chunk.data)).is_ok());
+                let size = chunk.data.len();
+                let delivered = match self.streams.get(&chunk.exchange) {
+                    Some((stream, queued)) if queued.load(Ordering::Acquire) + size <= STREAM_QUEUE_BYTES => {
+                        // Counted before it is sent, so the body never counts below zero.
+                        queued.fetch_add(size, Ordering::AcqRel);
+                        let sent = stream.try_send(Bytes::from(chunk.data)).is_ok();
+                        if !sent {
+                            queued.fetch_sub(size, Ordering::AcqRel);
+                        }
+                        sent
+                    }
+                    _ => false,
+                };
                 if !delivered && self.streams.remove(&chunk.exchange).is_some() {
                     log::warn(&format!(
                         "exchange {}: the client is not reading its stream; closing it",

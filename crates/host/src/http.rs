@@ -278,8 +278,8 @@ async fn handle(
             guard.disarm();
             respond(status, headers, Body::full(body, in_flight))
         }
-        Ok(Reply::Stream { status, headers, body }) => {
-            respond(status, headers, Body::Stream { chunks: body, _guard: guard, _in_flight: in_flight })
+        Ok(Reply::Stream { status, headers, body, queued }) => {
+            respond(status, headers, Body::Stream { chunks: body, queued, _guard: guard, _in_flight: in_flight })
         }
         Err(_) => {
             guard.disarm();

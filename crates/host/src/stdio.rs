@@ -24,8 +24,9 @@ const MAX_LINE: usize = 64 * 1024 * 1024;
 const MAX_STDERR_LINE: usize = 16 * 1024;
 /// Read buffer for a child's stdout.
 const READ_BUFFER: usize = 64 * 1024;
-/// Messages queued for a child's stdin before the proxy counts it as stuck.
+/// Messages, and bytes, queued for a child's stdin before the proxy counts it as stuck.
 const STDIN_QUEUE: usize = 1024;
+const STDIN_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// How long a child gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -43,15 +44,18 @@ struct Stdin {
     queue: mpsc::Sender<Bytes>,
     /// Lines in the queue or being written by the task.
     queued: Arc<AtomicUsize>,
+    /// Bytes of those lines.
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl Stdin {
     fn new(pipe: pipe::Sender) -> Stdin {
         let pipe = Arc::new(pipe);
         let queued = Arc::new(AtomicUsize::new(0));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let (queue, lines) = mpsc::channel(STDIN_QUEUE);
-        tokio::spawn(drain_stdin(pipe.clone(), lines, queued.clone()));
-        Stdin { pipe, queue, queued }
+        tokio::spawn(drain_stdin(pipe.clone(), lines, queued.clone(), queued_bytes.clone()));
+        Stdin { pipe, queue, queued, queued_bytes }
     }
 
     /// Writes one line (with its newline); false if the child is gone or stopped reading.
@@ -65,9 +69,15 @@ impl Stdin {
                 Err(_) => return false,
             }
         }
+        let size = line.len();
+        if self.queued_bytes.load(Ordering::Acquire) + size > STDIN_QUEUE_BYTES {
+            return false;
+        }
         self.queued.fetch_add(1, Ordering::AcqRel);
+        self.queued_bytes.fetch_add(size, Ordering::AcqRel);
         if self.queue.try_send(line).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             return false;
         }
         true
@@ -75,8 +85,14 @@ impl Stdin {
 }
 
 /// Writes what could not be written at once, in order, as the pipe drains.
-async fn drain_stdin(pipe: Arc<pipe::Sender>, mut lines: mpsc::Receiver<Bytes>, queued: Arc<AtomicUsize>) {
+async fn drain_stdin(
+    pipe: Arc<pipe::Sender>,
+    mut lines: mpsc::Receiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+    queued_bytes: Arc<AtomicUsize>,
+) {
     while let Some(mut line) = lines.recv().await {
+        let size = line.len();
         while !line.is_empty() {
             if pipe.writable().await.is_err() {
                 return;
@@ -87,6 +103,7 @@ async fn drain_stdin(pipe: Arc<pipe::Sender>, mut lines: mpsc::Receiver<Bytes>, 
                 Err(_) => return,
             }
         }
+        queued_bytes.fetch_sub(size, Ordering::AcqRel);
         queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
