@@ -16,6 +16,7 @@ VECTORS_FILE = Path(__file__).resolve().parents[1] / "vectors" / "http.json"
 VECTORS: dict = json.loads(VECTORS_FILE.read_text())
 API_KEY: str = VECTORS["apiKey"]
 CONFIG: dict = VECTORS["config"]
+CORS_ORIGIN: str = VECTORS["corsOrigin"]
 
 DEFAULT_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 

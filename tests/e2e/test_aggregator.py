@@ -5,6 +5,7 @@ Claude Desktop configuration file at its own endpoints, with tokens and tool fil
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import anyio
@@ -307,13 +308,18 @@ async def test_the_config_can_come_from_a_url_with_headers(start_proxy, proxy_bi
 def test_api_changes_survive_a_restart_with_persist(start_proxy, tmp_path, http):
     config = {"mcpProxy": {"name": "kept"}, "mcpServers": {"tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}}}
     path = write_config(tmp_path, config)
+    os.chmod(path, 0o640)
+    mode = os.stat(path).st_mode & 0o777
     admin = {"Authorization": "Bearer adm"}
     first = start_proxy("--config", path, "--admin-token", "adm", "--allow-runtime-stdio", "--persist", command=())
     entry = {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}
     assert http.post(first.url("/api/servers"), headers=admin, json={"name": "added", "config": entry}).status_code == 201
     assert http.delete(first.url("/api/servers/tiny"), headers=admin).status_code == 200
+    # The file is written off the request path, in order: wait for the second write.
+    first.wait_for_log(r"(?s)wrote the server list back.*wrote the server list back")
     saved = json.loads(open(path).read())
     assert set(saved["mcpServers"]) == {"added"} and saved["mcpProxy"]["name"] == "kept"
+    assert oct(os.stat(path).st_mode & 0o777) == oct(mode), "the file keeps its permissions"
     first.stop()
     second = start_proxy("--config", path, command=())
     assert post_rpc(http, second.url("/added/mcp"), initialize_request()).status == 200

@@ -10,7 +10,9 @@ import core_vectors
 def test_the_native_host_answers_every_core_vector(start_proxy, tmp_path):
     config = tmp_path / "vectors.json"
     config.write_text(json.dumps(core_vectors.CONFIG))
-    proxy = start_proxy("--config", str(config), "--apiKey", core_vectors.API_KEY, command=())
+    proxy = start_proxy(
+        "--config", str(config), "--apiKey", core_vectors.API_KEY, "--cors-origin", core_vectors.CORS_ORIGIN, command=()
+    )
     assert core_vectors.run_all(proxy.base_url) == {}
 
 

@@ -73,7 +73,7 @@ async def test_sdk_client_over_tls(tls_proxy, client_context, transport):
     assert text_of(result) == "Echo: encrypted"
 
 
-def test_ssl_ca_verifies_client_certificates(start_proxy, ca, client_context, tmp_path):
+def test_ssl_ca_requires_client_certificates(start_proxy, ca, client_context, tmp_path):
     cert_pem, key_pem = write_server_cert(ca, tmp_path)
     ca_pem = tmp_path / "client-ca.pem"
     client_ca = trustme.CA()
@@ -89,6 +89,8 @@ def test_ssl_ca_verifies_client_certificates(start_proxy, ca, client_context, tm
             return client.get(proxy.url("/ping")).text
 
     assert get_ping(client_ca) == "pong"  # a certificate from the --sslCa CA
-    assert get_ping(None) == "pong"  # no certificate: verified only if presented
+    with pytest.raises(httpx.HTTPError):
+        get_ping(None)  # mutual TLS: a client without a certificate is refused
     with pytest.raises(httpx.HTTPError):
         get_ping(trustme.CA())  # a certificate from another CA
+    proxy.wait_for_log("peer sent no certificates")

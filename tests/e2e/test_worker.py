@@ -36,6 +36,8 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from conftest import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO_ROOT / "tests" / "node_modules"
 SERVE_MJS = REPO_ROOT / "tests" / "worker" / "serve.mjs"
@@ -61,8 +63,10 @@ INITIALIZE = {
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
 }
 STARTUP_TIMEOUT_S = 60.0
-#: The Worker's MCP_PROXY_SESSION_KEY secret in the tests (the core wants 32 characters or more).
-SESSION_KEY = "test-session-key-0123456789abcdef0123456789abcdef"
+#: The Worker's MCP_PROXY_SESSION_KEY secret in the tests: 32 random bytes as hex (`openssl rand -hex 32`).
+SESSION_KEY = "3f9a0c4e7b21d86f5a0e9c3b7d14f2a68e5c0b9d3a7f1e24c6b8d0a5f3e7c91b"
+#: Another valid key.
+OTHER_SESSION_KEY = "c1d2e3f405162738495a6b7c8d9eafb0c1d2e3f405162738495a6b7c8d9eafb1"
 #: The core's default request body limit (the Worker does not change it).
 MAX_BODY_SIZE = 10 * 1024 * 1024
 
@@ -357,30 +361,45 @@ def test_stdio_server_is_refused_by_name(start_worker, bridge_upstream: str) -> 
     assert "cannot start" not in worker.log, worker.log
 
 
-def test_missing_config_is_a_clear_500(start_worker) -> None:
-    worker = start_worker({})
-    response = httpx.get(worker.url("/ping"))
-    assert response.status_code == 500
-    assert "MCP_PROXY_CONFIG" in response.json()["error"]["message"]
-
-
-def test_missing_or_short_session_key_is_a_clear_500(start_worker, bridge_upstream: str) -> None:
-    config = config_text({"everything": {"type": "streamable-http", "url": bridge_upstream}})
-    for session_key in (None, "too-short"):
-        worker = start_worker({"MCP_PROXY_CONFIG": config}, session_key=session_key)
-        response = httpx.get(worker.url("/ping"))
-        assert response.status_code == 500
-        message = response.json()["error"]["message"]
-        assert "MCP_PROXY_SESSION_KEY" in message, message
-        assert "too-short" not in message, "the secret must not be echoed"
-
-
-def test_invalid_config_names_the_binding(start_worker) -> None:
-    worker = start_worker({"MCP_PROXY_CONFIG": '{"mcpServers": ['})
-    response = httpx.post(worker.url("/a/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS)
+def _generic_500(worker: Worker, response: httpx.Response) -> str:
+    """A configuration error: the client learns only that; the log names the binding."""
     assert response.status_code == 500
     message = response.json()["error"]["message"]
-    assert "MCP_PROXY_CONFIG" in message, message
+    assert "misconfigured" in message, message
+    assert "MCP_PROXY" not in message, "the client is told nothing about the configuration"
+    return message
+
+
+def test_missing_config_is_a_500_explained_in_the_log(start_worker) -> None:
+    worker = start_worker({})
+    _generic_500(worker, httpx.get(worker.url("/ping")))
+    wait_until(lambda: "MCP_PROXY_CONFIG" in worker.log, timeout=10)
+
+
+@pytest.mark.parametrize(
+    "session_key",
+    [None, "too-short", "k" * 32, "test-session-key-0123456789abcdef0123456789abcdef", "ab" * 32],
+)
+def test_a_missing_short_or_weak_session_key_is_refused(start_worker, bridge_upstream: str, session_key) -> None:
+    config = config_text({"everything": {"type": "streamable-http", "url": bridge_upstream}})
+    worker = start_worker({"MCP_PROXY_CONFIG": config}, session_key=session_key)
+    _generic_500(worker, httpx.get(worker.url("/ping")))
+    wait_until(lambda: "MCP_PROXY_SESSION_KEY" in worker.log, timeout=10)
+    assert "openssl rand -hex 32" in worker.log, worker.log
+    if session_key:
+        assert session_key not in worker.log, "the secret must not be echoed"
+
+
+def test_a_base64_session_key_works(start_worker, bridge_upstream: str) -> None:
+    config = config_text({"everything": {"type": "streamable-http", "url": bridge_upstream}})
+    worker = start_worker({"MCP_PROXY_CONFIG": config}, session_key="P5oMTnsh2G9aDpw7fRTypo5cC506fx4kxrjQpfPnyRs=")
+    assert httpx.get(worker.url("/ping")).text == "pong"
+
+
+def test_invalid_config_names_the_binding_in_the_log(start_worker) -> None:
+    worker = start_worker({"MCP_PROXY_CONFIG": '{"mcpServers": ['})
+    _generic_500(worker, httpx.post(worker.url("/a/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS))
+    wait_until(lambda: "MCP_PROXY_CONFIG" in worker.log, timeout=10)
 
 
 def test_cors_preflight(start_worker, bridge_upstream: str) -> None:
@@ -556,7 +575,7 @@ def test_sessions_live_in_their_ids_not_in_the_runtime(start_worker, bridge_upst
     assert _rpc(second, "/py/mcp", alice, echo).status_code == 404
     tampered = alice[:-6] + ("AAAAAA" if not alice.endswith("AAAAAA") else "BBBBBB")
     assert _rpc(second, "/everything/mcp", tampered, echo).status_code == 404
-    other_key = start_worker(bindings, session_key="another-secret-another-secret-another-secret")
+    other_key = start_worker(bindings, session_key=OTHER_SESSION_KEY)
     assert _rpc(other_key, "/everything/mcp", alice, echo).status_code == 404
 
 
@@ -584,7 +603,11 @@ def test_the_worker_answers_every_core_vector(start_worker) -> None:
     import core_vectors
 
     worker = start_worker(
-        {"MCP_PROXY_CONFIG": json.dumps(core_vectors.CONFIG), "MCP_PROXY_API_KEY": core_vectors.API_KEY}
+        {
+            "MCP_PROXY_CONFIG": json.dumps(core_vectors.CONFIG),
+            "MCP_PROXY_API_KEY": core_vectors.API_KEY,
+            "MCP_PROXY_CORS_ORIGIN": core_vectors.CORS_ORIGIN,
+        }
     )
     assert core_vectors.run_all(worker.base_url) == {}
 
@@ -599,7 +622,9 @@ async def test_the_merged_endpoint_and_server_tokens_at_the_edge(start_worker, b
         },
     }
     worker = start_worker({"MCP_PROXY_CONFIG": json.dumps(config)})
-    refused = httpx.post(worker.url("/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS, timeout=30)
+    locked = {"mcpServers": {"everything": {"type": "streamable-http", "url": bridge_upstream, "options": {"authTokens": ["t"]}}}}
+    locked_worker = start_worker({"MCP_PROXY_CONFIG": json.dumps(locked)})
+    refused = httpx.post(locked_worker.url("/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS, timeout=30)
     assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
     wrong = {**MCP_POST_HEADERS, "Authorization": "Bearer nope"}
     assert httpx.post(worker.url("/everything/mcp"), json=INITIALIZE, headers=wrong, timeout=30).status_code == 401
@@ -607,6 +632,14 @@ async def test_the_merged_endpoint_and_server_tokens_at_the_edge(start_worker, b
     assert open_server.status_code == 200, "an empty token list means no auth for that server"
 
     import httpx2
+
+    # Without a token the merged endpoint holds only the servers that need none.
+    anonymous = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=120.0))
+    async with anonymous, streamable_http_client(worker.url("/mcp"), http_client=anonymous) as (read, write):
+        async with ClientSession(read, write, read_timeout_seconds=30) as session:
+            await session.initialize()
+            names = {tool.name for tool in (await session.list_tools()).tools}
+            assert "py__echo" in names and not any(name.startswith("everything__") for name in names), names
 
     client = httpx2.AsyncClient(headers={"Authorization": "Bearer edge-token"}, timeout=httpx2.Timeout(30.0, read=120.0))
     async with client, streamable_http_client(worker.url("/mcp"), http_client=client) as (read, write):
