@@ -702,3 +702,98 @@ def test_a_slow_upstream_times_out_with_a_json_rpc_error(start_worker, python_up
     answer = _message(_rpc(worker, "/py/mcp", session, slow))
     assert answer["id"] == 5
     assert answer["error"]["code"] == -32001 and "timed out" in answer["error"]["message"], answer
+
+
+# --------------------------------------------------------------------------
+# Attacks at the edge, refused
+# --------------------------------------------------------------------------
+
+
+class _Recorder:
+    """A loopback HTTP server that records every request and answers with `reply(handler)`."""
+
+    def __init__(self, reply) -> None:
+        import http.server
+
+        self.requests: list[tuple[str, str, dict]] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                recorder.requests.append((self.command, self.path, dict(self.headers)))
+                reply(self)
+
+            do_GET = do_POST = do_DELETE = _serve
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_fetch_errors_reach_clients_without_the_upstream_url(start_worker) -> None:
+    closed = free_port()
+    url = f"http://127.0.0.1:{closed}/mcp?key=edge-secret-query"
+    worker = start_worker({"MCP_PROXY_CONFIG": config_text({"down": {"type": "streamable-http", "url": url}})})
+    response = httpx.post(worker.url("/down/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS, timeout=30)
+    assert "edge-secret-query" not in response.text, response.text
+    message = _message(response)
+    assert message["error"]["code"] < 0, message
+    assert "edge-secret-query" not in worker.log, "not in the log either"
+
+
+def test_redirects_are_not_followed(start_worker) -> None:
+    elsewhere = _Recorder(lambda h: (h.send_response(200), h.end_headers()))
+
+    def redirect(handler) -> None:
+        handler.send_response(307)
+        handler.send_header("Location", f"http://127.0.0.1:{elsewhere.port}/steal")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    upstream = _Recorder(redirect)
+    try:
+        servers = {
+            "r": {"type": "streamable-http", "url": f"http://127.0.0.1:{upstream.port}/mcp", "headers": {"Authorization": "Bearer upstream-secret"}}
+        }
+        worker = start_worker({"MCP_PROXY_CONFIG": config_text(servers)})
+        response = httpx.post(worker.url("/r/mcp"), json=INITIALIZE, headers=MCP_POST_HEADERS, timeout=30)
+        assert "error" in _message(response), response.text
+        assert upstream.requests, "the upstream was asked"
+        time.sleep(1)
+        assert elsewhere.requests == [], "nothing, and no credential, followed the redirect"
+    finally:
+        upstream.close()
+        elsewhere.close()
+
+
+def test_a_sealed_session_opens_only_for_its_credential(start_worker, bridge_upstream: str) -> None:
+    servers = {"e": {"type": "streamable-http", "url": bridge_upstream, "options": {"authTokens": ["alice", "bob"]}}}
+    worker = start_worker({"MCP_PROXY_CONFIG": config_text(servers)})
+    alice = {**MCP_POST_HEADERS, "Authorization": "Bearer alice"}
+    response = httpx.post(worker.url("/e/mcp"), json=INITIALIZE, headers=alice, timeout=30)
+    assert response.status_code == 200, response.text
+    session = response.headers["mcp-session-id"]
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    for who, status in (("alice", 200), ("bob", 404)):
+        headers = {**MCP_POST_HEADERS, "Authorization": f"Bearer {who}", "Mcp-Session-Id": session}
+        reply = httpx.post(worker.url("/e/mcp"), json=ping, headers=headers, timeout=30)
+        assert reply.status_code == status, (who, reply.text)
+
+
+def test_an_initialize_too_large_to_seal_is_refused(start_worker, bridge_upstream: str) -> None:
+    worker = start_worker({"MCP_PROXY_CONFIG": config_text({"e": {"type": "streamable-http", "url": bridge_upstream}})})
+    big = {**INITIALIZE, "params": {**INITIALIZE["params"], "capabilities": {"experimental": {"x": {"pad": "y" * 20_000}}}}}
+    response = httpx.post(worker.url("/e/mcp"), json=big, headers=MCP_POST_HEADERS, timeout=30)
+    assert response.status_code == 400, response.text
+    assert "too large" in response.json()["error"]["message"]
+    assert "mcp-session-id" not in response.headers
