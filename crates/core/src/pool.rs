@@ -41,16 +41,16 @@ struct Slot {
     failures: u32,
 }
 
-/// A POST that arrived before any child was ready.
+/// A stateless POST (waiting, if it arrived before any child was ready).
 #[derive(Debug)]
 pub(crate) struct WaitingPost {
-    exchange: ExchangeId,
-    cors: Vec<Header>,
-    messages: Vec<Message>,
-    batch: bool,
-    accepts_sse: bool,
+    pub(crate) exchange: ExchangeId,
+    pub(crate) cors: Vec<Header>,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) batch: bool,
+    pub(crate) accepts_sse: bool,
     /// The size of its body.
-    bytes: usize,
+    pub(crate) bytes: usize,
 }
 
 /// The children of stateless mode and what waits for them.
@@ -152,20 +152,12 @@ impl Proxy {
     }
 
     /// Serves a parsed stateless POST.
-    pub(crate) fn stateless_post(
-        &mut self,
-        now: Instant,
-        exchange: ExchangeId,
-        cors: Vec<Header>,
-        messages: Vec<Message>,
-        batch: bool,
-        accepts_sse: bool,
-        bytes: usize,
-    ) {
-        if batch && messages.iter().any(|m| m.method() == Some(mcp::INITIALIZE)) {
-            return self.refuse(exchange, cors, 400, "Bad Request: initialize must be sent alone, not in a batch");
+    pub(crate) fn stateless_post(&mut self, now: Instant, post: WaitingPost) {
+        if post.batch && post.messages.iter().any(|m| m.method() == Some(mcp::INITIALIZE)) {
+            let message = "Bad Request: initialize must be sent alone, not in a batch";
+            return self.refuse(post.exchange, post.cors, 400, message);
         }
-        self.dispatch_stateless(now, WaitingPost { exchange, cors, messages, batch, accepts_sse, bytes });
+        self.dispatch_stateless(now, post);
     }
 
     fn dispatch_stateless(&mut self, now: Instant, post: WaitingPost) {

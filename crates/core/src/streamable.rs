@@ -120,7 +120,9 @@ impl Proxy {
             Err(error) => return self.refuse_with(exchange, cors, 400, error.to_response()),
         };
         if self.config.stateless {
-            return self.stateless_post(now, exchange, cors, messages, batch, accepts_sse, request.body.len());
+            let bytes = request.body.len();
+            let post = crate::pool::WaitingPost { exchange, cors, messages, batch, accepts_sse, bytes };
+            return self.stateless_post(now, post);
         }
         let initialize = messages.iter().any(|m| matches!(m, Message::Request(r) if r.method == mcp::INITIALIZE));
         let session_id = if initialize {
