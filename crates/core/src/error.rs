@@ -1,6 +1,6 @@
 //! Typed errors of the core and their one mapping onto JSON-RPC error objects.
 
-use crate::jsonrpc::ErrorObject;
+use crate::wire::jsonrpc::ErrorObject;
 
 /// JSON-RPC error codes the proxy produces.
 pub mod codes {

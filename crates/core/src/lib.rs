@@ -36,35 +36,23 @@
 
 #![warn(missing_docs)]
 
-mod admin;
-mod aggregate;
 pub mod config;
-pub mod config_file;
-mod delivery;
-mod edge;
 pub mod error;
-mod event_store;
-mod exchange;
-pub mod http;
 pub mod ids;
-pub mod jsonrpc;
-mod legacy_sse;
-mod lifecycle;
-pub mod mcp;
-mod merged;
-mod pending;
+mod modes;
 pub mod policy;
-mod pool;
 mod proxy;
+mod registry;
 mod route;
-mod session;
-mod shared;
-pub mod sse;
-mod sse_parser;
-mod streamable;
-mod temporary;
+mod state;
 mod time;
-mod upstream_http;
+mod transport;
+mod upstream;
+pub mod wire;
+
+// The paths of the first releases.
+pub use config::file as config_file;
+pub use wire::{http, jsonrpc, mcp, sse};
 
 pub use config::{Config, Cors, Edge, StdioServer, Transports};
 pub use error::{ConfigError, RequestError};
@@ -72,7 +60,7 @@ pub use http::{Header, HttpRequest, ResponseHead};
 pub use ids::{ExchangeId, SessionId, UpstreamId};
 pub use proxy::{Input, LogLevel, Output, Proxy};
 pub use time::Instant;
-pub use upstream_http::FetchRequest;
+pub use upstream::http::FetchRequest;
 
 /// Describes the machine the core was compiled for, like `x86_64` or `wasm32`.
 pub fn build_arch() -> &'static str {

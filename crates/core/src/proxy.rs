@@ -8,18 +8,18 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::config::{Config, StdioServer};
 use crate::error::{codes, RequestError};
-use crate::exchange::{error_body, json_head, sse_head, Exchange, ExchangeKind};
-use crate::http::{Header, HttpRequest, ResponseHead};
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
-use crate::jsonrpc::{Message, Notification, Payload, Request, RequestId, Response};
-use crate::mcp;
-use crate::pending::{Pending, PendingRequest, ReplyTo, Timer};
+use crate::modes::pool::Pool;
 use crate::policy::access::{admit, forwardable_authorization, Admission, Refusal};
 use crate::policy::{cors_response_headers, preflight_headers};
-use crate::pool::Pool;
 use crate::route::{Endpoint, Route, Target};
-use crate::session::{Session, SessionState, Transport};
+use crate::state::exchange::{error_body, json_head, sse_head, Exchange, ExchangeKind};
+use crate::state::pending::{Pending, PendingRequest, ReplyTo, Timer};
+use crate::state::session::{Session, SessionState, Transport};
 use crate::time::Instant;
+use crate::wire::http::{Header, HttpRequest, ResponseHead};
+use crate::wire::jsonrpc::{Message, Notification, Payload, Request, RequestId, Response};
+use crate::wire::mcp;
 
 /// Something the shell observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,7 +120,7 @@ pub enum Output {
     /// Stop an upstream (terminate the child).
     CloseUpstream(UpstreamId),
     /// Make an HTTP request to a remote upstream; report with the `Fetch*` inputs.
-    Fetch(crate::upstream_http::FetchRequest),
+    Fetch(crate::upstream::http::FetchRequest),
     /// Abandon a fetch (stop reading its response).
     CancelFetch(u64),
     /// Write this text as the configuration file (atomically: the runtime API changed it).
@@ -148,21 +148,21 @@ pub struct Proxy {
     pub(crate) exchanges: HashMap<ExchangeId, Exchange>,
     pub(crate) pending: Pending,
     /// Events sent on sessions' streams, for resumption.
-    pub(crate) events: crate::event_store::EventLog,
+    pub(crate) events: crate::state::event_log::EventLog,
     pub(crate) pool: Pool,
-    pub(crate) aggregates: crate::merged::Aggregates,
+    pub(crate) aggregates: crate::modes::merged::Aggregates,
     pub(crate) temporary_count: u64,
     /// Remote upstreams and their fetches.
-    pub(crate) http: crate::upstream_http::HttpUpstreams,
+    pub(crate) http: crate::upstream::http::HttpUpstreams,
     /// Upstreams shared by every session of their server.
-    pub(crate) shared: crate::shared::SharedUpstreams,
+    pub(crate) shared: crate::upstream::shared::SharedUpstreams,
     /// At the edge: seals sessions into their ids.
-    pub(crate) sealer: Option<crate::edge::Sealer>,
+    pub(crate) sealer: Option<crate::modes::edge::Sealer>,
     /// The `Authorization` header of the HTTP request being handled (sessions it opens start
     /// with it).
     pub(crate) request_authorization: Option<String>,
     /// Answers the proxy gives itself, delivered at the end of the turn.
-    local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::jsonrpc::ErrorObject>)>,
+    local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::wire::jsonrpc::ErrorObject>)>,
     /// The latest time handed in.
     pub(crate) now: Instant,
     pub(crate) next_upstream: u64,
@@ -178,8 +178,9 @@ impl Proxy {
     /// children are started at once: drain [`Proxy::poll_output`] after this.
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Proxy {
         let stateless = config.stateless;
-        let sealer = config.edge.as_ref().map(|edge| crate::edge::Sealer::new(&edge.key, edge.session_max_age_secs));
-        let events = crate::event_store::EventLog::new(
+        let sealer =
+            config.edge.as_ref().map(|edge| crate::modes::edge::Sealer::new(&edge.key, edge.session_max_age_secs));
+        let events = crate::state::event_log::EventLog::new(
             config.event_store_size,
             EVENT_STORE_SESSION_BYTES,
             config.event_store_bytes,
@@ -313,7 +314,7 @@ impl Proxy {
             Admission::Temporary => self.temporary_open(request, cors),
             Admission::Endpoint { route: Route { target, endpoint }, servers } => {
                 let credential = match self.sealer {
-                    Some(_) => crate::edge::credential_digest(&request),
+                    Some(_) => crate::modes::edge::credential_digest(&request),
                     None => [0; 32],
                 };
                 let caller = Caller { target, servers, credential };
@@ -494,7 +495,7 @@ impl Proxy {
         if let (true, Ok(result), Some(filter)) = (pending.lists_tools, &mut response.outcome, filter) {
             // A merged list is filtered as it is merged.
             if !matches!(pending.reply_to, ReplyTo::Aggregate(_)) {
-                crate::aggregate::filter_tools(result, filter);
+                crate::modes::aggregate::filter_tools(result, filter);
             }
         }
         self.deliver_response(&pending, response);
@@ -578,7 +579,7 @@ impl Proxy {
                     requests += 1;
                     let busy = self.sessions.get(session_id).is_some_and(|s| s.in_flight.len() >= MAX_IN_FLIGHT);
                     if busy {
-                        let error = crate::jsonrpc::ErrorObject::new(
+                        let error = crate::wire::jsonrpc::ErrorObject::new(
                             codes::TOO_MANY_REQUESTS,
                             format!("too many requests in flight in this session (at most {MAX_IN_FLIGHT})"),
                         );
@@ -657,10 +658,11 @@ impl Proxy {
             }
         }
         if request.method == "tools/call" {
-            let name = crate::jsonrpc::param(&request.params, "name").and_then(|n| n.as_str()).unwrap_or_default();
+            let name =
+                crate::wire::jsonrpc::param(&request.params, "name").and_then(|n| n.as_str()).unwrap_or_default();
             if !crate::route::tool_allowed(&self.config, server, name) {
                 let message = format!("Tool {:?} is not available on this server", truncate(name, 100));
-                let error = crate::jsonrpc::ErrorObject::new(codes::INVALID_PARAMS, message);
+                let error = crate::wire::jsonrpc::ErrorObject::new(codes::INVALID_PARAMS, message);
                 return self.local_answers.push_back((proxy_id, Err(error)));
             }
         }
@@ -680,7 +682,7 @@ impl Proxy {
     pub(crate) fn answer_later(
         &mut self,
         proxy_id: ProxyRequestId,
-        outcome: Result<serde_json::Value, crate::jsonrpc::ErrorObject>,
+        outcome: Result<serde_json::Value, crate::wire::jsonrpc::ErrorObject>,
     ) {
         self.local_answers.push_back((proxy_id, outcome));
     }
@@ -792,7 +794,7 @@ impl Proxy {
     fn forward_client_response(&mut self, session_id: &SessionId, mut response: Response) {
         let named = match (&response.id, self.sessions.get_mut(session_id)) {
             (Some(RequestId::String(id)), Some(session)) if self.sealer.is_some() => {
-                crate::edge::unname_server_request(id)
+                crate::modes::edge::unname_server_request(id)
                     .and_then(|(server, original)| Some((session.upstream_of(server)?, original)))
             }
             (Some(RequestId::String(id)), Some(session)) => session.server_requests.remove(id),
@@ -843,13 +845,13 @@ impl Proxy {
         if self.sealer.is_some() {
             // Nothing is remembered at the edge: the id itself names the server.
             if let Some(server) = session.server_of(upstream) {
-                request.id = RequestId::String(crate::edge::name_server_request(server, &request.id));
+                request.id = RequestId::String(crate::modes::edge::name_server_request(server, &request.id));
             }
             return request;
         }
         self.next_server_request += 1;
         let id = format!("mcp-proxy-{}", self.next_server_request);
-        if session.server_requests.len() >= crate::session::BACKLOG_LIMIT {
+        if session.server_requests.len() >= crate::state::session::BACKLOG_LIMIT {
             // A client that never answers must not grow this map without bound.
             if let Some(oldest) = session.server_requests.keys().next().cloned() {
                 session.server_requests.remove(&oldest);

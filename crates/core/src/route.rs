@@ -7,8 +7,8 @@
 //! `{prefix}{separator}{name}` where the prefix is the server name's first segment (a path
 //! token never shows in a tool name).
 
+use crate::config::file::PrefixMode;
 use crate::config::Config;
-use crate::config_file::PrefixMode;
 
 /// A client-facing endpoint kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +115,7 @@ pub(crate) fn public_endpoint_path(config: &Config, target: Target, endpoint: En
 
 /// The prefix of `server`'s tools and prompts on the merged endpoint.
 pub(crate) fn prefix(config: &Config, server: usize) -> &str {
-    config.servers.get(server).map_or("", crate::config_file::ServerEntry::display_name)
+    config.servers.get(server).map_or("", crate::config::file::ServerEntry::display_name)
 }
 
 /// Whether the merged endpoint prefixes names (`mcpProxy.toolPrefix`).

@@ -10,10 +10,10 @@
 //! token cannot be presented there.
 
 use crate::config::Config;
-use crate::http::HttpRequest;
 use crate::policy::auth::{bearer_token, check_api_key, check_bearer_token, constant_time_eq, AuthDecision};
 use crate::policy::origin::{check_origin, OriginDecision};
 use crate::route::{route, Endpoint, Route, Target};
+use crate::wire::http::HttpRequest;
 
 /// The path prefix of the runtime server API.
 pub(crate) const API: &str = "/api/servers";
@@ -130,7 +130,7 @@ pub(crate) fn merged_servers(config: &Config, request: &HttpRequest) -> Vec<usiz
     (0..config.servers.len())
         .filter(|&index| {
             let entry = &config.servers[index];
-            if entry.options.disabled || entry.source == crate::config_file::ServerSource::Temporary {
+            if entry.options.disabled || entry.source == crate::config::file::ServerSource::Temporary {
                 return false;
             }
             let tokens = &entry.options.auth_tokens;
@@ -164,7 +164,7 @@ pub(crate) fn forwardable_authorization(config: &Config, request: &HttpRequest) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::tests::request;
+    use crate::wire::http::tests::request;
 
     fn aggregator(file: &str, extra: &str) -> Config {
         let json = format!(r#"{{"configFile": {{"text": {}}}{extra}}}"#, serde_json::to_string(file).expect("json"));

@@ -1,6 +1,6 @@
 //! API key authentication.
 
-use crate::http::HttpRequest;
+use crate::wire::http::HttpRequest;
 
 /// The outcome of an authentication check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::tests::request;
+    use crate::wire::http::tests::request;
 
     #[test]
     fn accepts_the_key_in_either_header() {

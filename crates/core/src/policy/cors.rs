@@ -1,7 +1,7 @@
 //! Cross-origin resource sharing headers.
 
 use crate::config::Cors;
-use crate::http::{Header, HttpRequest};
+use crate::wire::http::{Header, HttpRequest};
 
 const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 const ALLOW_HEADERS: &str =
@@ -53,7 +53,7 @@ pub fn preflight_headers(cors: &Cors, request: &HttpRequest) -> Vec<Header> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::tests::request;
+    use crate::wire::http::tests::request;
 
     fn value<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
         headers.iter().find(|h| h.name == name).map(|h| h.value.as_str())

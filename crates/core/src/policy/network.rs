@@ -118,8 +118,8 @@ pub fn runtime_url_reach(url: &str, allowed_hosts: &[String]) -> Result<Reach, U
 
 /// How the server `entry` may be reached: anywhere when it is the configuration's, else as its
 /// URL allows (`None`: not a remote server, or a URL refused outright).
-pub(crate) fn entry_reach(entry: &crate::config_file::ServerEntry, allowed_hosts: &[String]) -> Option<Reach> {
-    use crate::config_file::{ServerSource, UpstreamConfig};
+pub(crate) fn entry_reach(entry: &crate::config::file::ServerEntry, allowed_hosts: &[String]) -> Option<Reach> {
+    use crate::config::file::{ServerSource, UpstreamConfig};
     let url = match &entry.upstream {
         UpstreamConfig::Sse { url, .. } | UpstreamConfig::StreamableHttp { url, .. } => url,
         UpstreamConfig::Stdio(_) => return None,

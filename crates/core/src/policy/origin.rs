@@ -14,7 +14,7 @@
 //! Requests without `Origin` (non-browser clients) pass.
 
 use crate::config::Config;
-use crate::http::HttpRequest;
+use crate::wire::http::HttpRequest;
 
 /// The outcome of an Origin/Host check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +91,7 @@ fn is_loopback_host(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::tests::request;
+    use crate::wire::http::tests::request;
 
     fn config(extra: &str) -> Config {
         Config::from_json(&format!(r#"{{"server":{{"command":"x"}}{extra}}}"#)).expect("valid")

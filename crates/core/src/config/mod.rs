@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use crate::config_file::{ConfigFile, ProxySettings, ServerEntry, ServerOptions, ServerSource, UpstreamConfig};
+pub mod file;
+
+use crate::config::file::{ConfigFile, ProxySettings, ServerEntry, ServerOptions, ServerSource, UpstreamConfig};
 use crate::error::ConfigError;
 
 /// Everything the core needs to know to serve.
@@ -269,7 +271,7 @@ impl Config {
         let Some(edge) = &mut self.edge else {
             return Ok(());
         };
-        edge.key = crate::edge::session_key_bytes(&edge.session_key)
+        edge.key = crate::modes::edge::session_key_bytes(&edge.session_key)
             .map_err(|message| ConfigError::new("edge.sessionKey", message))?;
         if self.is_bridge() {
             return Err(ConfigError::new("server", "at the edge, servers come from a configuration file of URLs"));
@@ -285,7 +287,7 @@ impl Config {
             };
             return Err(ConfigError::new(format!("mcpServers.{name}"), format!("server {name:?} {why}")));
         }
-        if self.aggregator.as_ref().is_some_and(|a| a.prefix_mode == crate::config_file::PrefixMode::Never) {
+        if self.aggregator.as_ref().is_some_and(|a| a.prefix_mode == crate::config::file::PrefixMode::Never) {
             return Err(ConfigError::new(
                 "mcpProxy.toolPrefix",
                 "\"never\" routes by what each session listed, which the edge cannot remember; use always or multiple",
@@ -346,7 +348,7 @@ impl Config {
             (None, Some(source)) => {
                 let env = source.env.clone();
                 let lookup = move |name: &str| env.as_ref()?.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-                let expand: Option<crate::config_file::EnvLookup<'_>> = source.env.as_ref().map(|_| &lookup as _);
+                let expand: Option<crate::config::file::EnvLookup<'_>> = source.env.as_ref().map(|_| &lookup as _);
                 let file = ConfigFile::parse(&source.text, expand)?;
                 self.notices.extend(file.warnings.iter().cloned());
                 self.notices.extend(file.skipped.iter().map(|e| format!("left out: {e}")));

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::jsonrpc::{param, params_object, RequestId};
+use crate::wire::jsonrpc::{param, params_object, RequestId};
 
 /// The `initialize` request.
 pub const INITIALIZE: &str = "initialize";
@@ -13,8 +13,11 @@ pub const INITIALIZED: &str = "notifications/initialized";
 
 /// The `notifications/initialized` a client sends once `initialize` is answered (the proxy
 /// sends it itself to upstreams it initializes).
-pub fn initialized() -> crate::jsonrpc::Message {
-    crate::jsonrpc::Message::Notification(crate::jsonrpc::Notification { method: INITIALIZED.into(), params: None })
+pub fn initialized() -> crate::wire::jsonrpc::Message {
+    crate::wire::jsonrpc::Message::Notification(crate::wire::jsonrpc::Notification {
+        method: INITIALIZED.into(),
+        params: None,
+    })
 }
 
 /// The newest protocol revision the proxy speaks.

@@ -1,14 +1,14 @@
 //! Delivering server messages to clients: POST answers as JSON or SSE, GET streams,
 //! the backlog, and resuming a broken stream from the event store.
 
-use crate::event_store::EventId;
-use crate::exchange::{json_head, sse_head, Exchange, ExchangeKind};
-use crate::http::Header;
 use crate::ids::{ExchangeId, SessionId};
-use crate::jsonrpc::{batch_to_bytes, Message, Response};
 use crate::proxy::{LogLevel, Output, Proxy};
-use crate::session::{Transport, STANDALONE_STREAM};
-use crate::sse;
+use crate::state::event_log::EventId;
+use crate::state::exchange::{json_head, sse_head, Exchange, ExchangeKind};
+use crate::state::session::{Transport, STANDALONE_STREAM};
+use crate::wire::http::Header;
+use crate::wire::jsonrpc::{batch_to_bytes, Message, Response};
+use crate::wire::sse;
 
 impl Proxy {
     /// Adds one answer to a POST exchange, finishing it when nothing is outstanding.
@@ -75,7 +75,7 @@ impl Proxy {
     fn refuse_unsealable(&mut self, exchange_id: ExchangeId, headers: Vec<Header>, session: &crate::ids::SessionId) {
         let message = format!(
             "Bad Request: the initialize parameters are too large for a session at the edge (the sealed id may hold {} bytes)",
-            crate::edge::MAX_SEALED_LEN
+            crate::modes::edge::MAX_SEALED_LEN
         );
         self.refuse(exchange_id, headers, 400, &message);
         self.end_session(session, &crate::error::RequestError::SessionEnded, "too large to seal into its id");
@@ -213,7 +213,7 @@ impl Proxy {
                 let answer = if request.method == "ping" {
                     Response::result(request.id.clone(), serde_json::json!({}))
                 } else {
-                    let error = crate::jsonrpc::ErrorObject::new(
+                    let error = crate::wire::jsonrpc::ErrorObject::new(
                         crate::error::codes::METHOD_NOT_FOUND,
                         format!("{} cannot reach a client: the proxy serves stateless requests", request.method),
                     );
@@ -228,7 +228,7 @@ impl Proxy {
                     _ => None,
                 };
                 let target = only.and_then(|id| self.pending.get(id)).map(|pending| pending.reply_to);
-                if let Some(crate::pending::ReplyTo::Exchange(exchange)) = target {
+                if let Some(crate::state::pending::ReplyTo::Exchange(exchange)) = target {
                     self.send_event(exchange, message);
                 }
             }

@@ -10,13 +10,13 @@
 
 use serde_json::{json, Value};
 
-use crate::config_file::{ServerSource, UpstreamConfig};
+use crate::config::file::{ServerSource, UpstreamConfig};
 use crate::error::RequestError;
-use crate::exchange::json_head;
-use crate::http::{Header, HttpRequest};
 use crate::ids::SessionId;
 use crate::proxy::{LogLevel, Proxy};
 use crate::route::{public_endpoint_path, Endpoint, Target};
+use crate::state::exchange::json_head;
+use crate::wire::http::{Header, HttpRequest};
 
 impl Proxy {
     /// Serves a request under `/api/servers` (its admin credential is checked already).
@@ -96,7 +96,7 @@ impl Proxy {
             },
             "sessions": sessions,
             "toolFilter": entry.options.tool_filter.as_ref().map(|f| json!({
-                "mode": if f.mode == crate::config_file::FilterMode::Allow { "allow" } else { "block" },
+                "mode": if f.mode == crate::config::file::FilterMode::Allow { "allow" } else { "block" },
                 "list": f.list,
             })),
             "auth": !entry.options.auth_tokens.is_empty(),

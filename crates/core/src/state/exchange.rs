@@ -1,9 +1,9 @@
 //! Open HTTP exchanges: what each one waits for, and how its response is shaped.
 
-use crate::event_store::StreamNo;
-use crate::http::{Header, ResponseHead};
 use crate::ids::{ExchangeId, SessionId};
-use crate::jsonrpc::{ErrorObject, Message, Response};
+use crate::state::event_log::StreamNo;
+use crate::wire::http::{Header, ResponseHead};
+use crate::wire::jsonrpc::{ErrorObject, Message, Response};
 
 /// An exchange the core has not finished answering.
 #[derive(Debug)]

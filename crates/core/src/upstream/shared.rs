@@ -15,15 +15,15 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config_file::UpstreamConfig;
+use crate::config::file::UpstreamConfig;
 use crate::error::RequestError;
 use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
-use crate::jsonrpc::{ErrorObject, Message, Request, RequestId, Response};
-use crate::mcp;
-use crate::pending::{PendingRequest, ReplyTo, Timer};
 use crate::policy::env::child_environment;
 use crate::proxy::{LogLevel, Output, Proxy};
+use crate::state::pending::{PendingRequest, ReplyTo, Timer};
 use crate::time::Instant;
+use crate::wire::jsonrpc::{ErrorObject, Message, Request, RequestId, Response};
+use crate::wire::mcp;
 
 /// Requests waiting for a shared upstream to become ready, at most, and their bytes; more are
 /// refused.
@@ -200,7 +200,7 @@ impl Proxy {
             return self.answer_later(proxy_id, Err(RequestError::SessionEnded.to_error_object()));
         };
         if let Phase::Ready(result) = &shared.phase {
-            let result = crate::pool::negotiate(result.clone(), &request.params);
+            let result = crate::modes::pool::negotiate(result.clone(), &request.params);
             return self.answer_later(proxy_id, Ok(result));
         }
         if shared.params.is_none() {
@@ -270,7 +270,7 @@ impl Proxy {
         self.log(LogLevel::Info, format!("shared upstream of {name} is ready"));
         for (proxy_id, request) in waiting {
             if request.method == mcp::INITIALIZE {
-                self.answer_later(proxy_id, Ok(crate::pool::negotiate(result.clone(), &request.params)));
+                self.answer_later(proxy_id, Ok(crate::modes::pool::negotiate(result.clone(), &request.params)));
             } else {
                 self.send_to_upstream(upstream, &Message::Request(request));
             }
@@ -285,7 +285,7 @@ impl Proxy {
             "resources/unsubscribe" => false,
             _ => return true,
         };
-        let uri = crate::jsonrpc::param(&request.params, "uri").and_then(Value::as_str).map(str::to_owned);
+        let uri = crate::wire::jsonrpc::param(&request.params, "uri").and_then(Value::as_str).map(str::to_owned);
         let session = self.pending.get(proxy_id).map(|p| p.session.clone());
         let (Some(uri), Some(session), Some(shared)) = (uri, session, self.shared.by_server.get_mut(&server)) else {
             return true;
@@ -350,7 +350,7 @@ impl Proxy {
                     return;
                 };
                 let recipients: Vec<SessionId> = if notification.method == "notifications/resources/updated" {
-                    let uri = crate::jsonrpc::param(&notification.params, "uri").and_then(Value::as_str);
+                    let uri = crate::wire::jsonrpc::param(&notification.params, "uri").and_then(Value::as_str);
                     uri.and_then(|uri| shared.subscriptions.get(uri)).into_iter().flatten().cloned().collect()
                 } else if notification.method == "notifications/message" {
                     // A log line most likely belongs to the request in flight.

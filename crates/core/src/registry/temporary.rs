@@ -7,11 +7,11 @@
 
 use serde_json::Value;
 
-use crate::config_file::{parse_server, ServerEntry, ServerSource, UpstreamConfig};
-use crate::http::{Header, HttpRequest};
+use crate::config::file::{parse_server, ServerEntry, ServerSource, UpstreamConfig};
 use crate::policy::network::runtime_url_reach;
 use crate::proxy::{Caller, LogLevel, Proxy};
 use crate::route::Target;
+use crate::wire::http::{Header, HttpRequest};
 
 impl Proxy {
     /// Serves `POST /sse` on the aggregator: a temporary server and its SSE session (the admin

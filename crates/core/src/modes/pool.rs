@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::exchange::{json_head, Exchange, ExchangeKind, PostState};
-use crate::http::{Header, ResponseHead};
 use crate::ids::{ExchangeId, SessionId};
-use crate::jsonrpc::{Message, Request, RequestId, Response};
-use crate::mcp;
-use crate::pending::{ReplyTo, Timer};
 use crate::proxy::{LogLevel, Proxy};
 use crate::route::Target;
-use crate::session::{SessionState, Transport};
+use crate::state::exchange::{json_head, Exchange, ExchangeKind, PostState};
+use crate::state::pending::{ReplyTo, Timer};
+use crate::state::session::{SessionState, Transport};
 use crate::time::Instant;
+use crate::wire::http::{Header, ResponseHead};
+use crate::wire::jsonrpc::{Message, Request, RequestId, Response};
+use crate::wire::mcp;
 
 /// POSTs waiting for a ready child at most, and their bytes; more get 503.
 const WAITING_LIMIT: usize = 1024;
@@ -218,7 +218,7 @@ impl Proxy {
 /// Answers a client's `initialize` from the cached result, in the revision the client asked
 /// for when the proxy supports it.
 pub(crate) fn negotiate(mut result: Value, params: &Option<Value>) -> Value {
-    let requested = crate::jsonrpc::param(params, "protocolVersion")
+    let requested = crate::wire::jsonrpc::param(params, "protocolVersion")
         .and_then(Value::as_str)
         .filter(|v| mcp::is_supported_version(v));
     if let (Some(version), Some(object)) = (requested, result.as_object_mut()) {

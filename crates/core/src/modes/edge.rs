@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::ids::{SessionId, UpstreamId};
 use crate::proxy::Proxy;
 use crate::route::Target;
-use crate::session::{Member, Session, SessionState, Transport};
+use crate::state::session::{Member, Session, SessionState, Transport};
 
 /// Starts every sealed id: the format's version.
 const PREFIX: &str = "e2.";
@@ -65,7 +65,7 @@ pub(crate) fn session_key_bytes(text: &str) -> Result<Vec<u8>, String> {
 
 /// A digest of the credential a request presents (`X-API-Key`, `Authorization`): a sealed
 /// session opens only for the credential it was sealed for, so a stolen id is useless alone.
-pub(crate) fn credential_digest(request: &crate::http::HttpRequest) -> [u8; 32] {
+pub(crate) fn credential_digest(request: &crate::wire::http::HttpRequest) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"mcp-proxy edge credential\0");
     for name in ["x-api-key", "authorization"] {
@@ -261,12 +261,12 @@ impl Proxy {
 
 /// The id a merged session's client sees for a server's request: the server's number and
 /// its own id, so the answer finds its way back without anything remembered.
-pub(crate) fn name_server_request(server: usize, id: &crate::jsonrpc::RequestId) -> String {
+pub(crate) fn name_server_request(server: usize, id: &crate::wire::jsonrpc::RequestId) -> String {
     format!("mcp-proxy~{server}~{}", serde_json::to_string(id).unwrap_or_default())
 }
 
 /// Reads an id made by [`name_server_request`].
-pub(crate) fn unname_server_request(named: &str) -> Option<(usize, crate::jsonrpc::RequestId)> {
+pub(crate) fn unname_server_request(named: &str) -> Option<(usize, crate::wire::jsonrpc::RequestId)> {
     let (server, id) = named.strip_prefix("mcp-proxy~")?.split_once('~')?;
     Some((server.parse().ok()?, serde_json::from_str(id).ok()?))
 }

@@ -2,12 +2,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::event_store::{EventId, StreamNo};
 use crate::ids::{ExchangeId, ProxyRequestId, UpstreamId};
-use crate::jsonrpc::{Message, RequestId};
-use crate::mcp::ProgressToken;
 use crate::route::Target;
+use crate::state::event_log::{EventId, StreamNo};
 use crate::time::Instant;
+use crate::wire::jsonrpc::{Message, RequestId};
+use crate::wire::mcp::ProgressToken;
 
 /// The stream number of a session's GET stream; POST streams count up from 1.
 pub(crate) const STANDALONE_STREAM: StreamNo = 0;

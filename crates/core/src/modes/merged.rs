@@ -10,14 +10,14 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::aggregate::{self, Part, FAN_OUT};
 use crate::error::{codes, RequestError};
 use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
-use crate::jsonrpc::{param, params_object, ErrorObject, Request, RequestId, Response};
-use crate::pending::{PendingRequest, ReplyTo};
+use crate::modes::aggregate::{self, Part, FAN_OUT};
 use crate::proxy::{LogLevel, Proxy};
 use crate::route::{split_prefixed, tool_allowed};
+use crate::state::pending::{PendingRequest, ReplyTo};
 use crate::time::Instant;
+use crate::wire::jsonrpc::{param, params_object, ErrorObject, Request, RequestId, Response};
 
 /// A request fanned out to several servers, waiting for their parts.
 #[derive(Debug)]
@@ -315,7 +315,7 @@ impl Proxy {
         };
         let delay = REJOIN_FIRST.saturating_mul(1 << member.retries.min(16)).min(REJOIN_MAX);
         member.retries = member.retries.saturating_add(1);
-        self.pending.set_timer(self.now.after(delay), crate::pending::Timer::Rejoin(session_id.clone(), server));
+        self.pending.set_timer(self.now.after(delay), crate::state::pending::Timer::Rejoin(session_id.clone(), server));
     }
 
     /// Starts a fresh upstream for a left-out server and initializes it like the client did.
@@ -358,7 +358,7 @@ impl Proxy {
         }
         member.failed = false;
         if self.shared.server_of(upstream).is_none() {
-            self.send_to_upstream(upstream, &crate::mcp::initialized());
+            self.send_to_upstream(upstream, &crate::wire::mcp::initialized());
         }
         self.log(LogLevel::Info, format!("session {session_id}: {name} is back"));
         // The client's lists changed: tell it.
@@ -367,7 +367,7 @@ impl Proxy {
             "notifications/prompts/list_changed",
             "notifications/resources/list_changed",
         ] {
-            let notice = crate::jsonrpc::Message::Notification(crate::jsonrpc::Notification {
+            let notice = crate::wire::jsonrpc::Message::Notification(crate::wire::jsonrpc::Notification {
                 method: method.into(),
                 params: None,
             });

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use crate::error::RequestError;
-use crate::exchange::ExchangeKind;
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
-use crate::jsonrpc::Response;
-use crate::pending::Timer;
 use crate::proxy::{LogLevel, Output, Proxy};
 use crate::route::Target;
-use crate::session::{Member, Session, SessionState, Transport};
+use crate::state::exchange::ExchangeKind;
+use crate::state::pending::Timer;
+use crate::state::session::{Member, Session, SessionState, Transport};
+use crate::wire::jsonrpc::Response;
 
 impl Proxy {
     /// Whether a new client session would exceed `maxSessions`.

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::config::file::ToolFilter;
 use crate::config::Config;
-use crate::config_file::ToolFilter;
 use crate::error::codes;
-use crate::jsonrpc::ErrorObject;
-use crate::mcp;
 use crate::route::prefixed;
+use crate::wire::jsonrpc::ErrorObject;
+use crate::wire::mcp;
 
 /// One server's answer to a fanned-out request.
 #[derive(Clone, Debug)]
@@ -119,7 +119,7 @@ fn first_answer(parts: &[Part]) -> Result<Value, ErrorObject> {
 }
 
 fn server_name(config: &Config, server: usize) -> &str {
-    config.servers.get(server).map_or("?", crate::config_file::ServerEntry::display_name)
+    config.servers.get(server).map_or("?", crate::config::file::ServerEntry::display_name)
 }
 
 fn renamed(item: &Value, name: String) -> Value {

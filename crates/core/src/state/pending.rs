@@ -3,9 +3,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
-use crate::jsonrpc::RequestId;
-use crate::mcp::ProgressToken;
 use crate::time::Instant;
+use crate::wire::jsonrpc::RequestId;
+use crate::wire::mcp::ProgressToken;
 
 /// Where the answer to a request goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

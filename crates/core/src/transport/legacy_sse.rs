@@ -1,14 +1,14 @@
 //! The legacy HTTP+SSE transport (MCP 2024-11-05): a GET stream plus POSTed messages.
 
-use crate::exchange::{Exchange, ExchangeKind};
-use crate::http::{Header, HttpRequest, ResponseHead};
 use crate::ids::SessionId;
-use crate::jsonrpc::Payload;
-use crate::pending::ReplyTo;
 use crate::proxy::{Caller, Proxy};
-use crate::session::{SessionState, Transport};
-use crate::sse;
+use crate::state::exchange::{Exchange, ExchangeKind};
+use crate::state::pending::ReplyTo;
+use crate::state::session::{SessionState, Transport};
 use crate::time::Instant;
+use crate::wire::http::{Header, HttpRequest, ResponseHead};
+use crate::wire::jsonrpc::Payload;
+use crate::wire::sse;
 
 impl Proxy {
     pub(crate) fn legacy_open(&mut self, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {

@@ -3,16 +3,16 @@
 use std::time::Duration;
 
 use crate::error::RequestError;
-use crate::event_store::EventId;
-use crate::exchange::{Exchange, ExchangeKind, PostState};
-use crate::http::{Header, HttpRequest};
 use crate::ids::SessionId;
-use crate::jsonrpc::{Message, Payload};
-use crate::mcp;
-use crate::pending::ReplyTo;
 use crate::proxy::{Caller, Proxy};
-use crate::session::{SessionState, Transport};
+use crate::state::event_log::EventId;
+use crate::state::exchange::{Exchange, ExchangeKind, PostState};
+use crate::state::pending::ReplyTo;
+use crate::state::session::{SessionState, Transport};
 use crate::time::Instant;
+use crate::wire::http::{Header, HttpRequest};
+use crate::wire::jsonrpc::{Message, Payload};
+use crate::wire::mcp;
 
 /// Why a request names no usable session.
 enum SessionLookup {
@@ -121,7 +121,7 @@ impl Proxy {
         };
         if self.config.stateless {
             let bytes = request.body.len();
-            let post = crate::pool::WaitingPost { exchange, cors, messages, batch, accepts_sse, bytes };
+            let post = crate::modes::pool::WaitingPost { exchange, cors, messages, batch, accepts_sse, bytes };
             return self.stateless_post(now, post);
         }
         let initialize = messages.iter().any(|m| matches!(m, Message::Request(r) if r.method == mcp::INITIALIZE));
@@ -167,7 +167,7 @@ impl Proxy {
         }
         let requests = self.forward_from_client(now, &session_id, ReplyTo::Exchange(exchange), messages);
         if requests == 0 {
-            return self.respond(crate::http::ResponseHead { exchange, status: 202, headers: cors }, Vec::new());
+            return self.respond(crate::wire::http::ResponseHead { exchange, status: 202, headers: cors }, Vec::new());
         }
         let post = PostState::new(requests, batch, accepts_sse, initialize);
         self.exchanges
@@ -231,6 +231,9 @@ impl Proxy {
         };
         self.note_client_credentials(&session_id, &request);
         self.end_session(&session_id, &RequestError::SessionEnded, "the client deleted it");
-        self.respond(crate::http::ResponseHead { exchange: request.exchange, status: 200, headers: cors }, Vec::new());
+        self.respond(
+            crate::wire::http::ResponseHead { exchange: request.exchange, status: 200, headers: cors },
+            Vec::new(),
+        );
     }
 }

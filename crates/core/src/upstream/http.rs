@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 
-use crate::config_file::UpstreamConfig;
+use crate::config::file::UpstreamConfig;
 use crate::error::codes;
-use crate::http::Header;
 use crate::ids::UpstreamId;
-use crate::jsonrpc::{ErrorObject, Message, RequestId, Response};
 use crate::policy::network::{join, redacted, same_origin};
 use crate::proxy::{LogLevel, Output, Proxy};
-use crate::sse_parser::SseParser;
+use crate::wire::http::Header;
+use crate::wire::jsonrpc::{ErrorObject, Message, RequestId, Response};
+use crate::wire::sse_parser::SseParser;
 
 /// A request the shell makes for the core.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,7 +257,7 @@ impl Proxy {
             Message::Request(request) => Some(request.id.clone()),
             _ => None,
         };
-        let initialized = message.method() == Some(crate::mcp::INITIALIZED);
+        let initialized = message.method() == Some(crate::wire::mcp::INITIALIZED);
         let Some(state) = self.http.upstreams.get_mut(&upstream) else {
             return;
         };
@@ -563,11 +563,11 @@ impl Proxy {
     /// Confirms a session the proxy initialized itself, then sends what waited for it (but a
     /// client's own `initialized`: the session must not see it twice).
     fn confirm_and_resend(&mut self, upstream: UpstreamId, waiting: Vec<Vec<u8>>) {
-        let initialized = crate::mcp::initialized();
+        let initialized = crate::wire::mcp::initialized();
         self.http_send(upstream, &initialized, initialized.to_bytes());
         for data in waiting {
             match Message::parse(&data) {
-                Ok(message) if message.method() == Some(crate::mcp::INITIALIZED) => {}
+                Ok(message) if message.method() == Some(crate::wire::mcp::INITIALIZED) => {}
                 Ok(message) => self.http_send(upstream, &message, data),
                 Err(_) => {}
             }
