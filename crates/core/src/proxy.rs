@@ -1,6 +1,6 @@
 //! The proxy state machine: inputs in, outputs out, time passed in.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use rand_chacha::rand_core::SeedableRng;
@@ -143,9 +143,9 @@ pub struct Proxy {
     pub(crate) config: Config,
     pub(crate) rng: ChaCha20Rng,
     pub(crate) outputs: VecDeque<Output>,
-    pub(crate) sessions: HashMap<SessionId, Session>,
-    pub(crate) by_upstream: HashMap<UpstreamId, SessionId>,
-    pub(crate) exchanges: HashMap<ExchangeId, Exchange>,
+    pub(crate) sessions: BTreeMap<SessionId, Session>,
+    pub(crate) by_upstream: BTreeMap<UpstreamId, SessionId>,
+    pub(crate) exchanges: BTreeMap<ExchangeId, Exchange>,
     pub(crate) pending: Pending,
     /// Events sent on sessions' streams, for resumption.
     pub(crate) events: crate::state::event_log::EventLog,
@@ -189,9 +189,9 @@ impl Proxy {
             config,
             rng: ChaCha20Rng::from_seed(seed),
             outputs: VecDeque::new(),
-            sessions: HashMap::new(),
-            by_upstream: HashMap::new(),
-            exchanges: HashMap::new(),
+            sessions: BTreeMap::new(),
+            by_upstream: BTreeMap::new(),
+            exchanges: BTreeMap::new(),
             pending: Pending::default(),
             events,
             pool: Pool::default(),
@@ -797,7 +797,10 @@ impl Proxy {
                 crate::modes::edge::unname_server_request(id)
                     .and_then(|(server, original)| Some((session.upstream_of(server)?, original)))
             }
-            (Some(RequestId::String(id)), Some(session)) => session.server_requests.remove(id),
+            (Some(RequestId::String(id)), Some(session)) => id
+                .strip_prefix(SERVER_REQUEST_PREFIX)
+                .and_then(|number| number.parse().ok())
+                .and_then(|number| session.server_requests.remove(&number)),
             _ => None,
         };
         match named {
@@ -850,15 +853,14 @@ impl Proxy {
             return request;
         }
         self.next_server_request += 1;
-        let id = format!("mcp-proxy-{}", self.next_server_request);
+        let number = self.next_server_request;
         if session.server_requests.len() >= crate::state::session::BACKLOG_LIMIT {
-            // A client that never answers must not grow this map without bound.
-            if let Some(oldest) = session.server_requests.keys().next().cloned() {
-                session.server_requests.remove(&oldest);
-            }
+            // A client that never answers must not grow this map without bound: the oldest
+            // (lowest number) goes.
+            session.server_requests.pop_first();
         }
-        session.server_requests.insert(id.clone(), (upstream, request.id));
-        request.id = RequestId::String(id);
+        session.server_requests.insert(number, (upstream, request.id));
+        request.id = RequestId::String(format!("{SERVER_REQUEST_PREFIX}{number}"));
         request
     }
 
@@ -966,6 +968,9 @@ impl Proxy {
         self.outputs.push_back(Output::Log { level, message });
     }
 }
+
+/// The ids the proxy gives server requests it renames: this and a number.
+const SERVER_REQUEST_PREFIX: &str = "mcp-proxy-";
 
 /// Requests one session may have in flight; more are answered with an error at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 256;

@@ -68,7 +68,7 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
     }
     let mut owners = Vec::new();
     let mut names: Vec<(String, usize)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::BTreeSet::new();
     let outcome = match method {
         "initialize" => initialize(config, requested_version, &ok),
         "tools/list" => list(config, &ok, "tools", |config, server, item| {

@@ -6,7 +6,7 @@
 //! `ping` is answered by the proxy. A server that fails is left out (fail open) and the
 //! session goes on with the others.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
@@ -34,7 +34,7 @@ pub(crate) struct Aggregate {
 /// Fanned-out requests by number.
 #[derive(Debug, Default)]
 pub(crate) struct Aggregates {
-    open: HashMap<u64, Aggregate>,
+    open: BTreeMap<u64, Aggregate>,
     next: u64,
 }
 

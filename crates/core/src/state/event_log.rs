@@ -5,7 +5,7 @@
 //! that reconnects with `Last-Event-ID` gets back what followed on that stream, and never an
 //! event of another stream.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::ids::SessionId;
 
@@ -54,7 +54,7 @@ struct Kept {
 pub(crate) struct EventLog {
     /// By place in the log: insertion order is age order.
     entries: BTreeMap<u64, Stored>,
-    sessions: HashMap<SessionId, Kept>,
+    sessions: BTreeMap<SessionId, Kept>,
     next: u64,
     bytes: usize,
     max_events: usize,
@@ -68,7 +68,7 @@ impl EventLog {
     pub(crate) fn new(max_events: usize, max_session_bytes: usize, max_bytes: usize) -> EventLog {
         EventLog {
             entries: BTreeMap::new(),
-            sessions: HashMap::new(),
+            sessions: BTreeMap::new(),
             next: 0,
             bytes: 0,
             max_events,

@@ -1,6 +1,6 @@
 //! Requests forwarded upstream and awaiting an answer, keyed by the id the proxy gave them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
 use crate::time::Instant;
@@ -64,7 +64,7 @@ pub(crate) enum Timer {
 /// The table of forwarded requests and the timers of the proxy.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    requests: HashMap<ProxyRequestId, PendingRequest>,
+    requests: BTreeMap<ProxyRequestId, PendingRequest>,
     timers: BTreeSet<(Instant, Timer)>,
     next_id: i64,
 }

@@ -1,6 +1,6 @@
 //! Per-session state, as named states and pure data.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::ids::{ExchangeId, ProxyRequestId, UpstreamId};
 use crate::route::Target;
@@ -108,16 +108,16 @@ pub(crate) struct Session {
     pub(crate) state: SessionState,
     pub(crate) transport: Transport,
     /// Requests forwarded upstream and not yet answered: proxy id → the client's id.
-    pub(crate) in_flight: HashMap<ProxyRequestId, RequestId>,
+    pub(crate) in_flight: BTreeMap<ProxyRequestId, RequestId>,
     /// Progress tokens of in-flight requests.
-    pub(crate) progress: HashMap<ProgressToken, ProxyRequestId>,
+    pub(crate) progress: BTreeMap<ProgressToken, ProxyRequestId>,
     /// Server-to-client requests of a merged session, by the id the client saw: which upstream
     /// asked, and its own id (two servers may use the same ids).
-    pub(crate) server_requests: HashMap<String, (UpstreamId, RequestId)>,
+    pub(crate) server_requests: BTreeMap<u64, (UpstreamId, RequestId)>,
     /// Which server a resource URI came from (merged sessions, from `resources/list`).
-    pub(crate) resource_owners: HashMap<String, usize>,
+    pub(crate) resource_owners: BTreeMap<String, usize>,
     /// Which server a merged tool or prompt name came from (merged sessions, from the lists).
-    pub(crate) name_owners: HashMap<String, usize>,
+    pub(crate) name_owners: BTreeMap<String, usize>,
     /// The client's `initialize` parameters: a merged session's server that comes back, and an
     /// expired upstream session at the edge, are initialized with them.
     pub(crate) initialize_params: Option<serde_json::Value>,
@@ -149,12 +149,12 @@ impl Session {
             members,
             state,
             transport,
-            in_flight: HashMap::new(),
-            server_requests: HashMap::new(),
-            resource_owners: HashMap::new(),
-            name_owners: HashMap::new(),
+            in_flight: BTreeMap::new(),
+            server_requests: BTreeMap::new(),
+            resource_owners: BTreeMap::new(),
+            name_owners: BTreeMap::new(),
             initialize_params: None,
-            progress: HashMap::new(),
+            progress: BTreeMap::new(),
             protocol_version: None,
             client_authorization: None,
             credential: [0; 32],

@@ -4,7 +4,7 @@
 //! ([`Input::FetchHead`], [`Input::FetchData`], [`Input::FetchEnd`]); the shell only carries
 //! the bytes. Messages read from a response go through the same path as a stdio child's lines.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::config::file::UpstreamConfig;
 use crate::error::codes;
@@ -103,8 +103,8 @@ pub(crate) struct Fetch {
 /// Remote upstreams and their fetches.
 #[derive(Debug, Default)]
 pub(crate) struct HttpUpstreams {
-    upstreams: HashMap<UpstreamId, HttpUpstream>,
-    fetches: HashMap<u64, Fetch>,
+    upstreams: BTreeMap<UpstreamId, HttpUpstream>,
+    fetches: BTreeMap<u64, Fetch>,
     next_fetch: u64,
 }
 

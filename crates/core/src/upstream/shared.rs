@@ -10,7 +10,7 @@
 //! to every attached client. A shared child that dies is started again with backoff, and its
 //! clients' sessions go on with the new one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -61,7 +61,7 @@ struct Shared {
     /// The client sessions using it.
     attached: BTreeSet<SessionId>,
     /// Resource URIs and the sessions subscribed to them.
-    subscriptions: HashMap<String, BTreeSet<SessionId>>,
+    subscriptions: BTreeMap<String, BTreeSet<SessionId>>,
     started: Instant,
     /// Deaths in a row without a healthy lifetime.
     failures: u32,
@@ -70,8 +70,8 @@ struct Shared {
 /// Every shared upstream, by server.
 #[derive(Debug, Default)]
 pub(crate) struct SharedUpstreams {
-    by_server: HashMap<usize, Shared>,
-    by_upstream: HashMap<UpstreamId, usize>,
+    by_server: BTreeMap<usize, Shared>,
+    by_upstream: BTreeMap<UpstreamId, usize>,
 }
 
 impl SharedUpstreams {
@@ -103,7 +103,7 @@ impl Proxy {
                 waiting: Vec::new(),
                 waiting_bytes: 0,
                 attached: BTreeSet::new(),
-                subscriptions: HashMap::new(),
+                subscriptions: BTreeMap::new(),
                 started: self.now,
                 failures: 0,
             };
