@@ -37,8 +37,10 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod ctx;
 pub mod error;
 pub mod ids;
+mod io;
 mod modes;
 pub mod policy;
 mod proxy;
@@ -58,8 +60,9 @@ pub use config::{Config, Cors, Edge, StdioServer, Transports};
 pub use error::{ConfigError, RequestError};
 pub use http::{Header, HttpRequest, ResponseHead};
 pub use ids::{ExchangeId, SessionId, UpstreamId};
-pub use proxy::{Input, LogLevel, Output, Proxy};
-pub use time::Instant;
+pub use io::{Input, LogLevel, Output};
+pub use proxy::Proxy;
+pub use time::{Instant, WallClock};
 pub use upstream::http::FetchRequest;
 
 /// Describes the machine the core was compiled for, like `x86_64` or `wasm32`.

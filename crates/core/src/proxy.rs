@@ -6,133 +6,23 @@ use std::time::Duration;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use crate::config::{Config, StdioServer};
+use crate::config::Config;
+use crate::ctx::Ctx;
 use crate::error::{codes, RequestError};
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
+use crate::io::{Input, LogLevel, Output};
 use crate::modes::pool::Pool;
 use crate::policy::access::{admit, forwardable_authorization, Admission, Refusal};
 use crate::policy::{cors_response_headers, preflight_headers};
 use crate::route::{Endpoint, Route, Target};
-use crate::state::exchange::{error_body, json_head, sse_head, Exchange, ExchangeKind};
-use crate::state::pending::{Pending, PendingRequest, ReplyTo, Timer};
+use crate::state::exchange::{error_body, json_head, Exchange, ExchangeKind};
+use crate::state::pending::{Pending, PendingRequest, ReplyTo};
 use crate::state::session::{Session, SessionState, Transport};
-use crate::time::Instant;
+use crate::state::timers::Timer;
+use crate::time::{Instant, WallClock};
 use crate::wire::http::{Header, HttpRequest, ResponseHead};
 use crate::wire::jsonrpc::{Message, Notification, Payload, Request, RequestId, Response};
 use crate::wire::mcp;
-
-/// Something the shell observed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Input {
-    /// An HTTP request arrived and its body was read.
-    HttpRequest(HttpRequest),
-    /// The client of an exchange went away before the core finished it.
-    HttpClosed(ExchangeId),
-    /// An upstream wrote one message (a line of a stdio child's stdout).
-    UpstreamMessage {
-        /// Which upstream.
-        upstream: UpstreamId,
-        /// The line, without its newline.
-        data: Vec<u8>,
-    },
-    /// An upstream ended, or could not be started.
-    UpstreamClosed {
-        /// Which upstream.
-        upstream: UpstreamId,
-        /// Why, for the log and for the errors sent to clients.
-        reason: String,
-    },
-    /// The deadline from [`Proxy::poll_timeout`] passed.
-    Timeout,
-    /// The status and headers of a [`Output::Fetch`] arrived.
-    FetchHead {
-        /// Which fetch.
-        fetch: u64,
-        /// The HTTP status.
-        status: u16,
-        /// The response headers.
-        headers: Vec<Header>,
-    },
-    /// Body bytes of a fetch arrived.
-    FetchData {
-        /// Which fetch.
-        fetch: u64,
-        /// The bytes.
-        data: Vec<u8>,
-    },
-    /// A fetch is over; `error` says why if it failed or broke off.
-    FetchEnd {
-        /// Which fetch.
-        fetch: u64,
-        /// What went wrong, if anything.
-        error: Option<String>,
-    },
-}
-
-/// Severity of a log line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Something failed.
-    Error,
-    /// Something is wrong but serving goes on.
-    Warn,
-    /// Lifecycle events.
-    Info,
-    /// Message traffic (with `debug` on).
-    Debug,
-}
-
-/// Something the shell must do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// Answer an exchange with a complete response.
-    Respond {
-        /// Status and headers.
-        head: ResponseHead,
-        /// The body.
-        body: Vec<u8>,
-    },
-    /// Answer an exchange with a streaming (SSE) response; data follows.
-    StreamStart(ResponseHead),
-    /// Write bytes to an open stream.
-    StreamData {
-        /// The stream.
-        exchange: ExchangeId,
-        /// Bytes, already framed as server-sent events.
-        data: Vec<u8>,
-    },
-    /// Finish an open stream.
-    StreamEnd(ExchangeId),
-    /// Start a stdio upstream; report its lines as [`Input::UpstreamMessage`].
-    Spawn {
-        /// The handle the core will use for it.
-        upstream: UpstreamId,
-        /// What to run.
-        server: StdioServer,
-    },
-    /// Write one message (a line) to an upstream.
-    Send {
-        /// Which upstream.
-        upstream: UpstreamId,
-        /// The message, without a newline.
-        data: Vec<u8>,
-    },
-    /// Stop an upstream (terminate the child).
-    CloseUpstream(UpstreamId),
-    /// Make an HTTP request to a remote upstream; report with the `Fetch*` inputs.
-    Fetch(crate::upstream::http::FetchRequest),
-    /// Abandon a fetch (stop reading its response).
-    CancelFetch(u64),
-    /// Write this text as the configuration file (atomically: the runtime API changed it).
-    PersistConfig(String),
-    /// Write a log line.
-    Log {
-        /// Severity.
-        level: LogLevel,
-        /// The line.
-        message: String,
-    },
-}
 
 /// The proxy: one state machine for every session of one server.
 ///
@@ -140,9 +30,8 @@ pub enum Output {
 /// [`Proxy::poll_output`] until `None`, and waking up at [`Proxy::poll_timeout`].
 #[derive(Debug)]
 pub struct Proxy {
-    pub(crate) config: Config,
-    pub(crate) rng: ChaCha20Rng,
-    pub(crate) outputs: VecDeque<Output>,
+    /// The configuration, the time, the random source, the outputs and the timers.
+    pub(crate) ctx: Ctx,
     pub(crate) sessions: BTreeMap<SessionId, Session>,
     pub(crate) by_upstream: BTreeMap<UpstreamId, SessionId>,
     pub(crate) exchanges: BTreeMap<ExchangeId, Exchange>,
@@ -163,12 +52,8 @@ pub struct Proxy {
     pub(crate) request_authorization: Option<String>,
     /// Answers the proxy gives itself, delivered at the end of the turn.
     local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::wire::jsonrpc::ErrorObject>)>,
-    /// The latest time handed in.
-    pub(crate) now: Instant,
     pub(crate) next_upstream: u64,
     next_server_request: u64,
-    /// A stream started since the keep-alive timer last ran.
-    pub(crate) streams_opened: bool,
     pub(crate) keepalive_armed: bool,
 }
 
@@ -186,9 +71,7 @@ impl Proxy {
             config.event_store_bytes,
         );
         let mut proxy = Proxy {
-            config,
-            rng: ChaCha20Rng::from_seed(seed),
-            outputs: VecDeque::new(),
+            ctx: Ctx::new(config, ChaCha20Rng::from_seed(seed), now),
             sessions: BTreeMap::new(),
             by_upstream: BTreeMap::new(),
             exchanges: BTreeMap::new(),
@@ -202,27 +85,25 @@ impl Proxy {
             sealer,
             request_authorization: None,
             local_answers: VecDeque::new(),
-            now,
             next_upstream: 0,
             next_server_request: 0,
-            streams_opened: false,
             keepalive_armed: false,
         };
-        for notice in proxy.config.notices.clone() {
-            proxy.log(LogLevel::Warn, format!("configuration: {notice}"));
+        for notice in proxy.ctx.config.notices.clone() {
+            proxy.ctx.log(LogLevel::Warn, format!("configuration: {notice}"));
         }
-        if !proxy.config.is_bridge() {
-            let lines: Vec<String> = (0..proxy.config.servers.len())
+        if !proxy.ctx.config.is_bridge() {
+            let config = &proxy.ctx.config;
+            let lines: Vec<String> = (0..config.servers.len())
                 .map(|server| {
-                    let name = proxy.config.servers[server].display_name();
-                    let stream =
-                        crate::route::public_endpoint_path(&proxy.config, Target::Server(server), Endpoint::Stream);
-                    let sse = crate::route::public_endpoint_path(&proxy.config, Target::Server(server), Endpoint::Sse);
+                    let name = config.servers[server].display_name();
+                    let stream = crate::route::public_endpoint_path(config, Target::Server(server), Endpoint::Stream);
+                    let sse = crate::route::public_endpoint_path(config, Target::Server(server), Endpoint::Sse);
                     format!("serving {name}: Streamable HTTP at {stream}, SSE at {sse}")
                 })
                 .collect();
             for line in lines {
-                proxy.log(LogLevel::Info, line);
+                proxy.ctx.log(LogLevel::Info, line);
             }
         }
         if stateless {
@@ -231,15 +112,21 @@ impl Proxy {
         proxy
     }
 
+    /// Sets the wall-clock time (seconds since the Unix epoch): sealed sessions at the edge are
+    /// dated by it. A shell in edge mode sets it before handing in a request.
+    pub fn set_wall_clock(&mut self, wall: WallClock) {
+        self.ctx.wall = wall;
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.ctx.config
     }
 
     /// The largest request body the shell should read; larger ones are reported with
     /// [`HttpRequest::body_too_large`].
     pub fn max_body_size(&self) -> u64 {
-        self.config.max_body_size
+        self.ctx.config.max_body_size
     }
 
     /// Number of live sessions.
@@ -262,11 +149,11 @@ impl Proxy {
 
     /// Feeds one observation to the proxy.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
-        self.now = self.now.max(now);
-        let now = self.now;
+        self.ctx.now = self.ctx.now.max(now);
+        let now = self.ctx.now;
         match input {
             Input::HttpRequest(request) => {
-                self.request_authorization = forwardable_authorization(&self.config, &request);
+                self.request_authorization = forwardable_authorization(&self.ctx.config, &request);
                 self.handle_http_request(now, request);
                 self.request_authorization = None;
             }
@@ -284,31 +171,31 @@ impl Proxy {
 
     /// The next thing for the shell to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        self.ctx.pop()
     }
 
     /// When the shell must next hand in [`Input::Timeout`], if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.next_deadline()
+        self.ctx.timers.next_deadline()
     }
 
     fn handle_http_request(&mut self, now: Instant, request: HttpRequest) {
         let exchange = request.exchange;
-        let admission = match admit(&self.config, &request) {
+        let admission = match admit(&self.ctx.config, &request) {
             Ok(admission) => admission,
             Err(refusal) => return self.refuse_admission(&request, refusal),
         };
-        let cors = cors_response_headers(&self.config.cors, &request);
+        let cors = cors_response_headers(&self.ctx.config.cors, &request);
         match admission {
             Admission::Preflight => {
-                let mut headers = preflight_headers(&self.config.cors, &request);
+                let mut headers = preflight_headers(&self.ctx.config.cors, &request);
                 headers.push(Header::new("allow", "GET, POST, DELETE, OPTIONS"));
-                self.respond(ResponseHead { exchange, status: 204, headers }, Vec::new());
+                self.ctx.respond(ResponseHead { exchange, status: 204, headers }, Vec::new());
             }
             Admission::Ping => {
                 let mut headers = cors;
                 headers.push(Header::new("content-type", "text/plain"));
-                self.respond(ResponseHead { exchange, status: 200, headers }, b"pong".to_vec());
+                self.ctx.respond(ResponseHead { exchange, status: 200, headers }, b"pong".to_vec());
             }
             Admission::Admin => self.handle_admin(request, cors),
             Admission::Temporary => self.temporary_open(request, cors),
@@ -322,11 +209,11 @@ impl Proxy {
                     (Endpoint::Stream, "POST") => self.stream_post(now, &caller, request, cors),
                     (Endpoint::Stream, "GET") => self.stream_get(&caller, request, cors),
                     (Endpoint::Stream, "DELETE") => self.stream_delete(&caller, request, cors),
-                    (Endpoint::Stream, _) => self.method_not_allowed(exchange, cors, "GET, POST, DELETE, OPTIONS"),
+                    (Endpoint::Stream, _) => self.ctx.method_not_allowed(exchange, cors, "GET, POST, DELETE, OPTIONS"),
                     (Endpoint::Sse, "GET") => self.legacy_open(&caller, request, cors),
-                    (Endpoint::Sse, _) => self.method_not_allowed(exchange, cors, "GET, OPTIONS"),
+                    (Endpoint::Sse, _) => self.ctx.method_not_allowed(exchange, cors, "GET, OPTIONS"),
                     (Endpoint::Messages, "POST") => self.legacy_post(now, &caller, request, cors),
-                    (Endpoint::Messages, _) => self.method_not_allowed(exchange, cors, "POST, OPTIONS"),
+                    (Endpoint::Messages, _) => self.ctx.method_not_allowed(exchange, cors, "POST, OPTIONS"),
                 }
             }
         }
@@ -335,21 +222,24 @@ impl Proxy {
     /// Answers a request refused on its head alone.
     fn refuse_admission(&mut self, request: &HttpRequest, refusal: Refusal) {
         let response = self.refusal_response(request, refusal);
-        self.outputs.push_back(response);
+        self.ctx.push(response);
     }
 
     /// The response to a request refused on its head alone (and its log line, if it deserves one).
     fn refusal_response(&mut self, request: &HttpRequest, refusal: Refusal) -> Output {
         if refusal.log {
-            self.log(LogLevel::Warn, format!("refused a request: {}", refusal.message));
+            self.ctx.log(LogLevel::Warn, format!("refused a request: {}", refusal.message));
         }
         // A refused preflight gets no CORS headers: the browser then blocks the request itself.
-        let mut headers =
-            if request.method == "OPTIONS" { Vec::new() } else { cors_response_headers(&self.config.cors, request) };
+        let mut headers = if request.method == "OPTIONS" {
+            Vec::new()
+        } else {
+            cors_response_headers(&self.ctx.config.cors, request)
+        };
         if refusal.challenge {
             headers.push(Header::new("www-authenticate", "Bearer"));
         }
-        let body = error_body(refusal_code(refusal.status), &refusal.message);
+        let body = error_body(crate::ctx::refusal_code(refusal.status), &refusal.message);
         Output::Respond { head: json_head(request.exchange, refusal.status, headers), body }
     }
 
@@ -357,7 +247,7 @@ impl Proxy {
     /// a shell asks this first, and reads no body from a client that may not send one. Log
     /// lines it causes are queued as usual.
     pub fn precheck(&mut self, request: &HttpRequest) -> Option<(ResponseHead, Vec<u8>)> {
-        let refusal = admit(&self.config, request).err()?;
+        let refusal = admit(&self.ctx.config, request).err()?;
         match self.refusal_response(request, refusal) {
             Output::Respond { head, body } => Some((head, body)),
             _ => None,
@@ -365,9 +255,9 @@ impl Proxy {
     }
 
     fn handle_http_closed(&mut self, exchange_id: ExchangeId) {
-        let keeps_events = self.config.event_store_size > 0;
+        let keeps_events = self.ctx.config.event_store_size > 0;
         // Idle time counts from the end of the client's last activity, a stream included.
-        let now = self.now;
+        let now = self.ctx.now;
         if let Some(session) = self.exchanges.get(&exchange_id).and_then(|e| self.sessions.get_mut(&e.session)) {
             session.last_activity = now;
         }
@@ -429,7 +319,7 @@ impl Proxy {
                     "session {session_id}: skipped a line from the server that is not JSON-RPC ({error}): {}",
                     truncate(&line, 300)
                 );
-                return self.log(LogLevel::Warn, message);
+                return self.ctx.log(LogLevel::Warn, message);
             }
         };
         let tap = self.logs_upstream(upstream);
@@ -437,7 +327,7 @@ impl Proxy {
             if tap {
                 let name = self.upstream_name(upstream);
                 let text = String::from_utf8_lossy(&message.to_bytes()).into_owned();
-                self.log(LogLevel::Debug, format!("session {session_id} <- {name}: {text}"));
+                self.ctx.log(LogLevel::Debug, format!("session {session_id} <- {name}: {text}"));
             }
             if let Some(server) = shared {
                 self.shared_message(server, upstream, message);
@@ -480,7 +370,7 @@ impl Proxy {
         let Some(proxy_id) = pending else {
             let name = self.upstream_name(upstream);
             let message = format!("{name}: dropped a response to no request in flight (id {:?})", response.id);
-            return self.log(LogLevel::Warn, message);
+            return self.ctx.log(LogLevel::Warn, message);
         };
         let Some(pending) = self.take_pending(proxy_id) else {
             return;
@@ -491,7 +381,7 @@ impl Proxy {
                 self.set_http_protocol(upstream, version);
             }
         }
-        let filter = self.config.servers.get(pending.server).and_then(|s| s.options.tool_filter.as_ref());
+        let filter = self.ctx.config.servers.get(pending.server).and_then(|s| s.options.tool_filter.as_ref());
         if let (true, Ok(result), Some(filter)) = (pending.lists_tools, &mut response.outcome, filter) {
             // A merged list is filtered as it is merged.
             if !matches!(pending.reply_to, ReplyTo::Aggregate(_)) {
@@ -511,12 +401,12 @@ impl Proxy {
         if self.sessions.get(&session_id).is_some_and(|s| s.target == Target::Merged) {
             return self.merged_member_closed(&session_id, upstream, reason);
         }
-        self.log(LogLevel::Warn, format!("session {session_id}: the server exited: {reason}"));
+        self.ctx.log(LogLevel::Warn, format!("session {session_id}: the server exited: {reason}"));
         self.end_session(&session_id, &RequestError::UpstreamClosed(reason), "the server exited");
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        while let Some(timer) = self.pending.pop_due(now) {
+        while let Some(timer) = self.ctx.timers.pop_due(now) {
             match timer {
                 Timer::Request(proxy_id) => {
                     let Some(pending) = self.take_pending(proxy_id) else {
@@ -533,8 +423,8 @@ impl Proxy {
                             Message::Notification(Notification { method: mcp::CANCELLED.into(), params: Some(params) });
                         self.send_upstream(pending.upstream, &cancel);
                     }
-                    let error = RequestError::Timeout(self.config.request_timeout_ms);
-                    self.log(
+                    let error = RequestError::Timeout(self.ctx.config.request_timeout_ms);
+                    self.ctx.log(
                         LogLevel::Warn,
                         format!("session {}: request {:?} timed out", pending.session, pending.original_id),
                     );
@@ -553,8 +443,8 @@ impl Proxy {
                         .get(&session_id)
                         .is_some_and(|s| matches!(s.state, SessionState::ExpectInitializeResult { .. }));
                     if expecting {
-                        let error = RequestError::ConnectTimeout(self.config.connection_timeout_ms);
-                        self.log(LogLevel::Warn, format!("session {session_id}: {error}"));
+                        let error = RequestError::ConnectTimeout(self.ctx.config.connection_timeout_ms);
+                        self.ctx.log(LogLevel::Warn, format!("session {session_id}: {error}"));
                         self.end_session(&session_id, &error, "the server did not initialize in time");
                     }
                 }
@@ -637,7 +527,8 @@ impl Proxy {
         let progress = mcp::progress_token(&request.params);
         let initialize = request.method == mcp::INITIALIZE;
         // A server that does not initialize within the connection timeout is given up on.
-        let timeout = if initialize { self.config.connection_timeout_ms } else { self.config.request_timeout_ms };
+        let timeout =
+            if initialize { self.ctx.config.connection_timeout_ms } else { self.ctx.config.request_timeout_ms };
         let deadline = now.after(Duration::from_millis(timeout));
         let pending = PendingRequest {
             session: session_id.clone(),
@@ -650,7 +541,7 @@ impl Proxy {
             initialize,
             lists_tools: request.method == "tools/list",
         };
-        let proxy_id = self.pending.insert(pending);
+        let proxy_id = self.pending.insert(pending, &mut self.ctx.timers);
         if let Some(session) = self.sessions.get_mut(session_id) {
             session.in_flight.insert(proxy_id, request.id.clone());
             if let Some(token) = progress {
@@ -660,7 +551,7 @@ impl Proxy {
         if request.method == "tools/call" {
             let name =
                 crate::wire::jsonrpc::param(&request.params, "name").and_then(|n| n.as_str()).unwrap_or_default();
-            if !crate::route::tool_allowed(&self.config, server, name) {
+            if !crate::route::tool_allowed(&self.ctx.config, server, name) {
                 let message = format!("Tool {:?} is not available on this server", truncate(name, 100));
                 let error = crate::wire::jsonrpc::ErrorObject::new(codes::INVALID_PARAMS, message);
                 return self.local_answers.push_back((proxy_id, Err(error)));
@@ -726,10 +617,10 @@ impl Proxy {
 
     /// Removes a request from the pending table and from its session's maps.
     pub(crate) fn take_pending(&mut self, proxy_id: ProxyRequestId) -> Option<PendingRequest> {
-        let pending = self.pending.remove(proxy_id)?;
+        let pending = self.pending.remove(proxy_id, &mut self.ctx.timers)?;
         if let Some(session) = self.sessions.get_mut(&pending.session) {
             session.finish(proxy_id, pending.progress.as_ref());
-            session.last_activity = self.now;
+            session.last_activity = self.ctx.now;
         }
         Some(pending)
     }
@@ -749,7 +640,7 @@ impl Proxy {
         if pending.initialize {
             if let Some(session) = self.sessions.get_mut(&pending.session) {
                 if let SessionState::ExpectInitializeResult { deadline } = session.state {
-                    self.pending.cancel_timer(deadline, Timer::Connect(pending.session.clone()));
+                    self.ctx.timers.cancel(deadline, &Timer::Connect(pending.session.clone()));
                 }
                 session.state = SessionState::Ready;
                 if let Ok(result) = &response.outcome {
@@ -759,7 +650,7 @@ impl Proxy {
             }
         }
         if pending.reply_to == ReplyTo::PoolInitialize {
-            return self.pool_initialized(self.now, &pending.session, response);
+            return self.pool_initialized(self.ctx.now, &pending.session, response);
         }
         let message = Message::Response(response);
         match pending.reply_to {
@@ -822,7 +713,7 @@ impl Proxy {
                         "session {session_id}: dropped an answer to a request it was not sent (id {:?})",
                         response.id
                     );
-                    return self.log(LogLevel::Warn, message);
+                    return self.ctx.log(LogLevel::Warn, message);
                 }
                 for upstream in own {
                     self.send_upstream(upstream, &Message::Response(response.clone()));
@@ -867,7 +758,7 @@ impl Proxy {
     /// Remembers the credentials of a client's request, for servers configured to forward them
     /// (never one of the proxy's own credentials).
     pub(crate) fn note_client_credentials(&mut self, session_id: &SessionId, request: &HttpRequest) {
-        let forwardable = forwardable_authorization(&self.config, request);
+        let forwardable = forwardable_authorization(&self.ctx.config, request);
         if let Some(session) = self.sessions.get_mut(session_id) {
             session.client_authorization = forwardable;
         }
@@ -892,12 +783,12 @@ impl Proxy {
         if self.logs_upstream(upstream) {
             let session = self.by_upstream.get(&upstream).map(SessionId::to_string).unwrap_or_default();
             let name = self.upstream_name(upstream);
-            self.log(LogLevel::Debug, format!("session {session} -> {name}: {}", String::from_utf8_lossy(&data)));
+            self.ctx.log(LogLevel::Debug, format!("session {session} -> {name}: {}", String::from_utf8_lossy(&data)));
         }
         if self.http.contains(upstream) {
             return self.http_send(upstream, message, data);
         }
-        self.outputs.push_back(Output::Send { upstream, data });
+        self.ctx.push(Output::Send { upstream, data });
     }
 
     /// Stops an upstream: a child is terminated, a remote session deleted.
@@ -905,7 +796,7 @@ impl Proxy {
         if self.http.contains(upstream) {
             self.http_close(upstream);
         } else {
-            self.outputs.push_back(Output::CloseUpstream(upstream));
+            self.ctx.push(Output::CloseUpstream(upstream));
         }
     }
 
@@ -919,53 +810,19 @@ impl Proxy {
 
     /// Whether an upstream's traffic is logged: `--debug`, or its server's `logEnabled`.
     fn logs_upstream(&self, upstream: UpstreamId) -> bool {
-        self.config.debug
+        self.ctx.config.debug
             || self
                 .server_of_upstream(upstream)
-                .and_then(|s| self.config.servers.get(s))
+                .and_then(|s| self.ctx.config.servers.get(s))
                 .is_some_and(|s| s.options.log_enabled)
     }
 
     /// How log lines name an upstream's server.
     fn upstream_name(&self, upstream: UpstreamId) -> String {
-        match self.server_of_upstream(upstream).and_then(|s| self.config.servers.get(s)) {
+        match self.server_of_upstream(upstream).and_then(|s| self.ctx.config.servers.get(s)) {
             Some(entry) if !entry.name.is_empty() => format!("server {}", entry.display_name()),
             _ => "server".to_owned(),
         }
-    }
-
-    // ---- responses and logs ----
-
-    pub(crate) fn respond(&mut self, head: ResponseHead, body: Vec<u8>) {
-        self.outputs.push_back(Output::Respond { head, body });
-    }
-
-    pub(crate) fn start_stream(&mut self, exchange: ExchangeId, headers: Vec<Header>) {
-        self.streams_opened = true;
-        self.outputs.push_back(Output::StreamStart(sse_head(exchange, headers)));
-    }
-
-    pub(crate) fn stream_data(&mut self, exchange: ExchangeId, data: Vec<u8>) {
-        self.outputs.push_back(Output::StreamData { exchange, data });
-    }
-
-    /// Answers with an HTTP error status and a JSON-RPC error body.
-    pub(crate) fn refuse(&mut self, exchange: ExchangeId, headers: Vec<Header>, status: u16, message: &str) {
-        self.respond(json_head(exchange, status, headers), error_body(refusal_code(status), message));
-    }
-
-    /// Answers with an HTTP status and the given JSON-RPC response as body.
-    pub(crate) fn refuse_with(&mut self, exchange: ExchangeId, headers: Vec<Header>, status: u16, response: Response) {
-        self.respond(json_head(exchange, status, headers), Message::Response(response).to_bytes());
-    }
-
-    fn method_not_allowed(&mut self, exchange: ExchangeId, mut headers: Vec<Header>, allow: &str) {
-        headers.push(Header::new("allow", allow));
-        self.refuse(exchange, headers, 405, "Method Not Allowed");
-    }
-
-    pub(crate) fn log(&mut self, level: LogLevel, message: String) {
-        self.outputs.push_back(Output::Log { level, message });
     }
 }
 
@@ -977,15 +834,6 @@ pub(crate) const MAX_IN_FLIGHT: usize = 256;
 
 /// Bytes of events one session keeps for resumption, at most.
 const EVENT_STORE_SESSION_BYTES: usize = 4 * 1024 * 1024;
-
-/// The JSON-RPC error code of an HTTP-level refusal.
-fn refusal_code(status: u16) -> i64 {
-    match status {
-        404 => codes::SESSION_NOT_FOUND,
-        413 | 415 | 406 => codes::INVALID_REQUEST,
-        _ => codes::TRANSPORT,
-    }
-}
 
 /// Who is calling, as admitted: the endpoint's target and the servers the credential reaches.
 #[derive(Clone, Debug)]

@@ -1,4 +1,5 @@
-//! Time as the core sees it: instants handed in by the shell.
+//! Time as the core sees it, handed in by the shell: monotonic instants for timers, and the
+//! wall clock for dates that other machines must read the same way.
 
 use core::time::Duration;
 
@@ -21,3 +22,10 @@ impl Instant {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 }
+
+/// A reading of the shell's wall clock, in seconds since the Unix epoch.
+///
+/// Only what must mean the same on any machine uses it (the dates of sealed sessions at the
+/// edge, checked by another isolate or replica); timers use [`Instant`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WallClock(pub u64);

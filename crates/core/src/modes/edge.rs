@@ -183,7 +183,9 @@ impl Proxy {
         let session = self.sessions.get(session_id)?;
         let credential = session.credential;
         let endpoint = match session.target {
-            Target::Server(server) => Some(self.config.servers.get(server).map(|s| s.name.clone()).unwrap_or_default()),
+            Target::Server(server) => {
+                Some(self.ctx.config.servers.get(server).map(|s| s.name.clone()).unwrap_or_default())
+            }
             Target::Merged => None,
         };
         let members = session
@@ -192,7 +194,7 @@ impl Proxy {
             .map(|member| {
                 let (session, protocol) = self.http_session_of(member.upstream);
                 MemberTicket {
-                    server: self.config.servers.get(member.server).map(|s| s.name.clone()).unwrap_or_default(),
+                    server: self.ctx.config.servers.get(member.server).map(|s| s.name.clone()).unwrap_or_default(),
                     session,
                     protocol,
                     failed: member.failed,
@@ -204,15 +206,15 @@ impl Proxy {
             protocol: session.protocol_version.clone(),
             initialize: session.initialize_params.clone(),
             members,
-            issued: self.now.0 / NANOS_PER_SECOND,
+            issued: self.ctx.now.0 / NANOS_PER_SECOND,
         };
-        sealer.seal(&ticket, &credential, &mut self.rng)
+        sealer.seal(&ticket, &credential, &mut self.ctx.rng)
     }
 
     /// Opens a sealed id presented at `target`'s endpoint and rebuilds its session; `None`
     /// for anything that does not open, or belongs to another endpoint.
     pub(crate) fn restore_session(&mut self, sealed: &str, target: Target, credential: [u8; 32]) -> Option<SessionId> {
-        let ticket = self.sealer.as_ref()?.open(sealed, &credential, self.now.0 / NANOS_PER_SECOND)?;
+        let ticket = self.sealer.as_ref()?.open(sealed, &credential, self.ctx.now.0 / NANOS_PER_SECOND)?;
         let restored_target = match &ticket.endpoint {
             Some(name) => Target::Server(self.server_named(name)?),
             None => Target::Merged,
@@ -220,17 +222,17 @@ impl Proxy {
         if restored_target != target {
             return None;
         }
-        let id = SessionId::generate(&mut self.rng);
+        let id = SessionId::generate(&mut self.ctx.rng);
         let mut members = Vec::with_capacity(ticket.members.len());
         for member in &ticket.members {
             // A server gone from the configuration since is left out.
             let Some(server) = self.server_named(&member.server) else {
                 continue;
             };
-            let config = self.config.servers.get(server)?.upstream.clone();
+            let config = self.ctx.config.servers.get(server)?.upstream.clone();
             self.next_upstream += 1;
             let upstream = UpstreamId(self.next_upstream);
-            let forward = self.config.servers.get(server).is_some_and(|s| s.options.forward_authorization);
+            let forward = self.ctx.config.servers.get(server).is_some_and(|s| s.options.forward_authorization);
             // At the edge every server is the configuration's.
             self.open_http_upstream(upstream, &config, forward, false);
             self.resume_http_upstream(
@@ -246,7 +248,7 @@ impl Proxy {
             return None;
         }
         let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
-        let mut session = Session::new(target, members, SessionState::Ready, transport, self.now, false);
+        let mut session = Session::new(target, members, SessionState::Ready, transport, self.ctx.now, false);
         session.protocol_version = ticket.protocol;
         session.initialize_params = ticket.initialize;
         session.credential = credential;
@@ -255,7 +257,7 @@ impl Proxy {
     }
 
     fn server_named(&self, name: &str) -> Option<usize> {
-        crate::route::server_named(&self.config, name)
+        crate::route::server_named(&self.ctx.config, name)
     }
 }
 

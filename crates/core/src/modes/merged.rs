@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 
 use crate::error::{codes, RequestError};
 use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
+use crate::io::LogLevel;
 use crate::modes::aggregate::{self, Part, FAN_OUT};
-use crate::proxy::{LogLevel, Proxy};
+use crate::proxy::Proxy;
 use crate::route::{split_prefixed, tool_allowed};
 use crate::state::pending::{PendingRequest, ReplyTo};
 use crate::time::Instant;
@@ -103,7 +104,7 @@ impl Proxy {
         };
         if method == "tools/call" {
             let name = param(&request.params, "name").and_then(Value::as_str).unwrap_or_default();
-            if !tool_allowed(&self.config, server, name) {
+            if !tool_allowed(&self.ctx.config, server, name) {
                 let error = ErrorObject::new(codes::INVALID_PARAMS, "that tool is not available");
                 return self.answer_locally(session_id, reply_to, &request, Err(error));
             }
@@ -121,12 +122,12 @@ impl Proxy {
     ) -> Option<usize> {
         let object = holder.as_mut()?.as_object_mut()?;
         let name = object.get(key)?.as_str()?.to_owned();
-        if !crate::route::prefixes(&self.config) {
+        if !crate::route::prefixes(&self.ctx.config) {
             // Unprefixed names belong to whichever server listed them.
             let listed = self.sessions.get(session_id)?.name_owners.get(&name).copied().filter(|s| live.contains(s));
             return listed.or_else(|| (live.len() == 1).then(|| live[0]));
         }
-        let (server, original) = split_prefixed(&self.config, live, &name)?;
+        let (server, original) = split_prefixed(&self.ctx.config, live, &name)?;
         object.insert(key.into(), Value::String(original.to_owned()));
         Some(server)
     }
@@ -204,8 +205,12 @@ impl Proxy {
         let Some(aggregate) = self.aggregates.open.remove(&number) else {
             return;
         };
-        let merged =
-            aggregate::merge(&self.config, &aggregate.method, aggregate.requested_version.as_deref(), &aggregate.parts);
+        let merged = aggregate::merge(
+            &self.ctx.config,
+            &aggregate.method,
+            aggregate.requested_version.as_deref(),
+            &aggregate.parts,
+        );
         let initialize = aggregate.method == "initialize";
         if let Some(session) = self.sessions.get_mut(&aggregate.session) {
             session.resource_owners.extend(merged.owners);
@@ -225,7 +230,7 @@ impl Proxy {
             reply_to: aggregate.reply_to,
             original_id: aggregate.original_id.clone(),
             progress: None,
-            deadline: self.now,
+            deadline: self.ctx.now,
             initialize,
             lists_tools: false,
         };
@@ -247,11 +252,11 @@ impl Proxy {
             reply_to,
             original_id: request.id.clone(),
             progress: None,
-            deadline: self.now,
+            deadline: self.ctx.now,
             initialize: false,
             lists_tools: false,
         };
-        let proxy_id = self.pending.insert(pending);
+        let proxy_id = self.pending.insert(pending, &mut self.ctx.timers);
         if let Some(session) = self.sessions.get_mut(session_id) {
             session.in_flight.insert(proxy_id, request.id.clone());
         }
@@ -295,8 +300,8 @@ impl Proxy {
         let upstream = member.upstream;
         let none_left = session.members.iter().all(|m| m.failed);
         self.release_upstream(session_id, upstream);
-        let name = self.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default();
-        self.log(LogLevel::Warn, format!("session {session_id}: left out {name} ({why})"));
+        let name = self.ctx.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default();
+        self.ctx.log(LogLevel::Warn, format!("session {session_id}: left out {name} ({why})"));
         if none_left {
             return self.end_session(session_id, &RequestError::SessionEnded, "no server is left");
         }
@@ -305,7 +310,7 @@ impl Proxy {
 
     /// Brings a left-out server back after a backoff that grows with each try.
     fn schedule_rejoin(&mut self, session_id: &SessionId, server: usize) {
-        if self.config.servers.get(server).is_none_or(|s| s.options.disabled) {
+        if self.ctx.config.servers.get(server).is_none_or(|s| s.options.disabled) {
             return;
         }
         let Some(member) =
@@ -315,12 +320,12 @@ impl Proxy {
         };
         let delay = REJOIN_FIRST.saturating_mul(1 << member.retries.min(16)).min(REJOIN_MAX);
         member.retries = member.retries.saturating_add(1);
-        self.pending.set_timer(self.now.after(delay), crate::state::pending::Timer::Rejoin(session_id.clone(), server));
+        self.ctx.timers.set(self.ctx.now.after(delay), crate::state::timers::Timer::Rejoin(session_id.clone(), server));
     }
 
     /// Starts a fresh upstream for a left-out server and initializes it like the client did.
     pub(crate) fn rejoin(&mut self, now: Instant, session_id: &SessionId, server: usize) {
-        if self.config.servers.get(server).is_none_or(|s| s.options.disabled) {
+        if self.ctx.config.servers.get(server).is_none_or(|s| s.options.disabled) {
             return;
         }
         let Some(session) = self.sessions.get(session_id) else {
@@ -344,7 +349,7 @@ impl Proxy {
 
     /// The proxy's `initialize` of a returning server was answered.
     pub(crate) fn rejoined(&mut self, session_id: &SessionId, server: usize, outcome: Result<Value, ErrorObject>) {
-        let name = self.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default();
+        let name = self.ctx.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default();
         let Some(member) =
             self.sessions.get_mut(session_id).and_then(|s| s.members.iter_mut().find(|m| m.server == server))
         else {
@@ -353,14 +358,14 @@ impl Proxy {
         let upstream = member.upstream;
         if let Err(error) = outcome {
             self.release_upstream(session_id, upstream);
-            self.log(LogLevel::Warn, format!("session {session_id}: {name} is still down ({})", error.message));
+            self.ctx.log(LogLevel::Warn, format!("session {session_id}: {name} is still down ({})", error.message));
             return self.schedule_rejoin(session_id, server);
         }
         member.failed = false;
         if self.shared.server_of(upstream).is_none() {
             self.send_to_upstream(upstream, &crate::wire::mcp::initialized());
         }
-        self.log(LogLevel::Info, format!("session {session_id}: {name} is back"));
+        self.ctx.log(LogLevel::Info, format!("session {session_id}: {name} is back"));
         // The client's lists changed: tell it.
         for method in [
             "notifications/tools/list_changed",

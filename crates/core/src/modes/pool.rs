@@ -11,11 +11,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::ids::{ExchangeId, SessionId};
-use crate::proxy::{LogLevel, Proxy};
+use crate::io::LogLevel;
+use crate::proxy::Proxy;
 use crate::route::Target;
 use crate::state::exchange::{json_head, Exchange, ExchangeKind, PostState};
-use crate::state::pending::{ReplyTo, Timer};
+use crate::state::pending::ReplyTo;
 use crate::state::session::{SessionState, Transport};
+use crate::state::timers::Timer;
 use crate::time::Instant;
 use crate::wire::http::{Header, ResponseHead};
 use crate::wire::jsonrpc::{Message, Request, RequestId, Response};
@@ -66,7 +68,7 @@ pub(crate) struct Pool {
 impl Proxy {
     /// Starts every child of the pool.
     pub(crate) fn start_pool(&mut self, now: Instant) {
-        let size = self.config.stateless_pool_size.max(1);
+        let size = self.ctx.config.stateless_pool_size.max(1);
         self.pool.slots = (0..size).map(|_| Slot::default()).collect();
         for slot in 0..self.pool.slots.len() {
             self.spawn_pool_member(now, slot);
@@ -74,7 +76,7 @@ impl Proxy {
     }
 
     fn spawn_pool_member(&mut self, now: Instant, slot: usize) {
-        let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
+        let deadline = now.after(Duration::from_millis(self.ctx.config.connection_timeout_ms));
         let session = self.open_session(
             Target::Server(0),
             &[0],
@@ -103,7 +105,7 @@ impl Proxy {
                 slot.ready = true;
                 self.pool.initialize_result.get_or_insert(result);
                 self.send_to_session_upstream(session, &mcp::initialized());
-                self.log(LogLevel::Info, format!("stateless pool: child {session} is ready"));
+                self.ctx.log(LogLevel::Info, format!("stateless pool: child {session} is ready"));
                 let waiting: Vec<WaitingPost> = self.pool.waiting.drain(..).collect();
                 self.pool.waiting_bytes = 0;
                 for post in waiting {
@@ -112,7 +114,7 @@ impl Proxy {
             }
             Err(error) => {
                 let message = format!("stateless pool: child {session} refused initialize: {}", error.message);
-                self.log(LogLevel::Error, message);
+                self.ctx.log(LogLevel::Error, message);
                 self.end_session(session, &crate::error::RequestError::SessionEnded, "it refused initialize");
             }
         }
@@ -120,7 +122,7 @@ impl Proxy {
 
     /// A pool child ended: schedule its replacement.
     pub(crate) fn pool_member_ended(&mut self, slot: usize) {
-        let now = self.now;
+        let now = self.ctx.now;
         let Some(entry) = self.pool.slots.get_mut(slot) else {
             return;
         };
@@ -131,8 +133,8 @@ impl Proxy {
         }
         let delay = BACKOFF_START.saturating_mul(1 << entry.failures.min(16)).min(BACKOFF_MAX);
         entry.failures = entry.failures.saturating_add(1);
-        self.log(LogLevel::Warn, format!("stateless pool: replacing child {slot} in {} ms", delay.as_millis()));
-        self.pending.set_timer(now.after(delay), Timer::Respawn(slot));
+        self.ctx.log(LogLevel::Warn, format!("stateless pool: replacing child {slot} in {} ms", delay.as_millis()));
+        self.ctx.timers.set(now.after(delay), Timer::Respawn(slot));
     }
 
     /// The replacement timer of a slot fired.
@@ -155,7 +157,7 @@ impl Proxy {
     pub(crate) fn stateless_post(&mut self, now: Instant, post: WaitingPost) {
         if post.batch && post.messages.iter().any(|m| m.method() == Some(mcp::INITIALIZE)) {
             let message = "Bad Request: initialize must be sent alone, not in a batch";
-            return self.refuse(post.exchange, post.cors, 400, message);
+            return self.ctx.refuse(post.exchange, post.cors, 400, message);
         }
         self.dispatch_stateless(now, post);
     }
@@ -168,7 +170,7 @@ impl Proxy {
             if request.method == mcp::INITIALIZE {
                 let result = negotiate(result, &request.params);
                 let body = Message::Response(Response::result(request.id.clone(), result)).to_bytes();
-                return self.respond(json_head(post.exchange, 200, post.cors), body);
+                return self.ctx.respond(json_head(post.exchange, 200, post.cors), body);
             }
         }
         let member = self
@@ -186,7 +188,9 @@ impl Proxy {
             post.messages.into_iter().filter(|m| m.method() != Some(mcp::INITIALIZED)).collect();
         let requests = self.forward_from_client(now, &member, ReplyTo::Exchange(post.exchange), messages);
         if requests == 0 {
-            return self.respond(ResponseHead { exchange: post.exchange, status: 202, headers: post.cors }, Vec::new());
+            return self
+                .ctx
+                .respond(ResponseHead { exchange: post.exchange, status: 202, headers: post.cors }, Vec::new());
         }
         let state = PostState::new(requests, post.batch, post.accepts_sse, false);
         self.exchanges
@@ -195,11 +199,11 @@ impl Proxy {
 
     fn wait_for_pool(&mut self, post: WaitingPost) {
         if self.pool.waiting.len() >= WAITING_LIMIT || self.pool.waiting_bytes + post.bytes > WAITING_BYTES {
-            return self.refuse(post.exchange, post.cors, 503, "Service Unavailable: no server process is ready");
+            return self.ctx.refuse(post.exchange, post.cors, 503, "Service Unavailable: no server process is ready");
         }
         self.pool.waiting_bytes += post.bytes;
-        let deadline = self.now.after(Duration::from_millis(self.config.connection_timeout_ms));
-        self.pending.set_timer(deadline, Timer::PoolWait(post.exchange));
+        let deadline = self.ctx.now.after(Duration::from_millis(self.ctx.config.connection_timeout_ms));
+        self.ctx.timers.set(deadline, Timer::PoolWait(post.exchange));
         self.pool.waiting.push_back(post);
     }
 
@@ -210,7 +214,12 @@ impl Proxy {
         };
         if let Some(post) = self.pool.waiting.remove(index) {
             self.pool.waiting_bytes -= post.bytes;
-            self.refuse(post.exchange, post.cors, 503, "Service Unavailable: no server process became ready in time");
+            self.ctx.refuse(
+                post.exchange,
+                post.cors,
+                503,
+                "Service Unavailable: no server process became ready in time",
+            );
         }
     }
 }

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use crate::config::file::{ServerSource, UpstreamConfig};
 use crate::error::RequestError;
 use crate::ids::SessionId;
-use crate::proxy::{LogLevel, Proxy};
+use crate::io::LogLevel;
+use crate::proxy::Proxy;
 use crate::route::{public_endpoint_path, Endpoint, Target};
 use crate::state::exchange::json_head;
 use crate::wire::http::{Header, HttpRequest};
@@ -27,7 +28,7 @@ impl Proxy {
             path.strip_prefix(crate::policy::access::API).and_then(|rest| rest.strip_prefix('/')).map(str::to_owned);
         match (request.method.as_str(), name) {
             ("GET", None) => {
-                let servers: Vec<Value> = (0..self.config.servers.len()).filter_map(|s| self.describe(s)).collect();
+                let servers: Vec<Value> = (0..self.ctx.config.servers.len()).filter_map(|s| self.describe(s)).collect();
                 self.admin_reply(exchange, cors, 200, json!({"servers": servers}));
             }
             ("GET", Some(name)) => match self.active_server(&name) {
@@ -35,24 +36,24 @@ impl Proxy {
                     let body = self.describe(server).unwrap_or_default();
                     self.admin_reply(exchange, cors, 200, body);
                 }
-                None => self.refuse(exchange, cors, 404, "Not Found: no such server"),
+                None => self.ctx.refuse(exchange, cors, 404, "Not Found: no such server"),
             },
             ("POST", None) => self.add_server(&request, cors),
             ("DELETE", Some(name)) => match self.active_server(&name) {
                 Some(server) => {
                     self.remove_server(server);
-                    let removed = self.config.servers.get(server).map(|s| s.display_name().to_owned());
+                    let removed = self.ctx.config.servers.get(server).map(|s| s.display_name().to_owned());
                     self.admin_reply(exchange, cors, 200, json!({"removed": removed}));
                 }
-                None => self.refuse(exchange, cors, 404, "Not Found: no such server"),
+                None => self.ctx.refuse(exchange, cors, 404, "Not Found: no such server"),
             },
-            _ => self.refuse(exchange, cors, 405, "Method Not Allowed"),
+            _ => self.ctx.refuse(exchange, cors, 405, "Method Not Allowed"),
         }
     }
 
     /// Applies `change` to the kept file's `mcpServers` and asks the shell to write the file.
     fn persist(&mut self, change: impl FnOnce(&mut serde_json::Map<String, Value>)) {
-        let Some(document) = self.config.file_document.as_mut() else {
+        let Some(document) = self.ctx.config.file_document.as_mut() else {
             return;
         };
         let Some(servers) = document.get_mut("mcpServers").and_then(Value::as_object_mut) else {
@@ -60,19 +61,19 @@ impl Proxy {
         };
         change(servers);
         let text = serde_json::to_string_pretty(document).unwrap_or_default();
-        self.outputs.push_back(crate::proxy::Output::PersistConfig(text));
+        self.ctx.push(crate::io::Output::PersistConfig(text));
     }
 
     fn admin_reply(&mut self, exchange: crate::ids::ExchangeId, cors: Vec<Header>, status: u16, body: Value) {
-        self.respond(json_head(exchange, status, cors), serde_json::to_vec(&body).unwrap_or_default());
+        self.ctx.respond(json_head(exchange, status, cors), serde_json::to_vec(&body).unwrap_or_default());
     }
 
     fn active_server(&self, name: &str) -> Option<usize> {
-        crate::route::server_named(&self.config, name)
+        crate::route::server_named(&self.ctx.config, name)
     }
 
     fn describe(&self, server: usize) -> Option<Value> {
-        let entry = self.config.servers.get(server).filter(|s| !s.options.disabled)?;
+        let entry = self.ctx.config.servers.get(server).filter(|s| !s.options.disabled)?;
         let transport = match entry.upstream {
             UpstreamConfig::Stdio(_) => "stdio",
             UpstreamConfig::Sse { .. } => "sse",
@@ -91,8 +92,8 @@ impl Proxy {
             "transport": transport,
             "source": source,
             "paths": {
-                "mcp": public_endpoint_path(&self.config, Target::Server(server), Endpoint::Stream),
-                "sse": public_endpoint_path(&self.config, Target::Server(server), Endpoint::Sse),
+                "mcp": public_endpoint_path(&self.ctx.config, Target::Server(server), Endpoint::Stream),
+                "sse": public_endpoint_path(&self.ctx.config, Target::Server(server), Endpoint::Sse),
             },
             "sessions": sessions,
             "toolFilter": entry.options.tool_filter.as_ref().map(|f| json!({
@@ -109,23 +110,23 @@ impl Proxy {
         let body: Value = match serde_json::from_slice(&request.body) {
             Ok(body) => body,
             Err(error) => {
-                return self.refuse(exchange, cors, 400, &format!("Bad Request: the body is not JSON: {error}"))
+                return self.ctx.refuse(exchange, cors, 400, &format!("Bad Request: the body is not JSON: {error}"))
             }
         };
         let (Some(name), Some(entry)) = (body.get("name").and_then(Value::as_str), body.get("config")) else {
-            return self.refuse(exchange, cors, 400, "Bad Request: expected {\"name\": ..., \"config\": {...}}");
+            return self.ctx.refuse(exchange, cors, 400, "Bad Request: expected {\"name\": ..., \"config\": {...}}");
         };
         if self.active_server(name).is_some() {
-            return self.refuse(exchange, cors, 409, "Conflict: a server of that name exists");
+            return self.ctx.refuse(exchange, cors, 409, "Conflict: a server of that name exists");
         }
         let server = match self.runtime_server(name, entry) {
             Ok(server) => server,
-            Err((status, message)) => return self.refuse(exchange, cors, status, &message),
+            Err((status, message)) => return self.ctx.refuse(exchange, cors, status, &message),
         };
         let shown = server.display_name().to_owned();
-        self.config.servers.push(server);
-        let index = self.config.servers.len() - 1;
-        self.log(LogLevel::Info, format!("server {shown} added through the API"));
+        self.ctx.config.servers.push(server);
+        let index = self.ctx.config.servers.len() - 1;
+        self.ctx.log(LogLevel::Info, format!("server {shown} added through the API"));
         self.persist(|servers| {
             servers.insert(name.to_owned(), entry.clone());
         });
@@ -135,7 +136,7 @@ impl Proxy {
 
     /// Takes a server away: its sessions end, merged sessions go on without it.
     fn remove_server(&mut self, server: usize) {
-        let Some(entry) = self.config.servers.get_mut(server) else {
+        let Some(entry) = self.ctx.config.servers.get_mut(server) else {
             return;
         };
         entry.options.disabled = true;
@@ -157,6 +158,6 @@ impl Proxy {
             }
         }
         self.drop_shared(server);
-        self.log(LogLevel::Info, format!("server {shown} removed through the API"));
+        self.ctx.log(LogLevel::Info, format!("server {shown} removed through the API"));
     }
 }

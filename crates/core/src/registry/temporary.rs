@@ -8,8 +8,9 @@
 use serde_json::Value;
 
 use crate::config::file::{parse_server, ServerEntry, ServerSource, UpstreamConfig};
+use crate::io::LogLevel;
 use crate::policy::network::runtime_url_reach;
-use crate::proxy::{Caller, LogLevel, Proxy};
+use crate::proxy::{Caller, Proxy};
 use crate::route::Target;
 use crate::wire::http::{Header, HttpRequest};
 
@@ -21,24 +22,24 @@ impl Proxy {
         let body: Value = match serde_json::from_slice(&request.body) {
             Ok(body) => body,
             Err(error) => {
-                return self.refuse(exchange, cors, 400, &format!("Bad Request: the body is not JSON: {error}"))
+                return self.ctx.refuse(exchange, cors, 400, &format!("Bad Request: the body is not JSON: {error}"))
             }
         };
         let Some(entry) = body.get("config") else {
-            return self.refuse(exchange, cors, 400, "Bad Request: expected {\"config\": {...}}");
+            return self.ctx.refuse(exchange, cors, 400, "Bad Request: expected {\"config\": {...}}");
         };
         self.temporary_count += 1;
         let name = format!("temporary-{}", self.temporary_count);
         let mut server = match self.runtime_server(&name, entry) {
             Ok(server) => server,
-            Err((status, message)) => return self.refuse(exchange, cors, status, &message),
+            Err((status, message)) => return self.ctx.refuse(exchange, cors, status, &message),
         };
         // Its messages endpoint must accept the same credential.
-        server.options.auth_tokens = self.config.admin_tokens();
+        server.options.auth_tokens = self.ctx.config.admin_tokens();
         server.source = ServerSource::Temporary;
-        self.config.servers.push(server);
-        let index = self.config.servers.len() - 1;
-        self.log(LogLevel::Info, format!("temporary server {name} started"));
+        self.ctx.config.servers.push(server);
+        let index = self.ctx.config.servers.len() - 1;
+        self.ctx.log(LogLevel::Info, format!("temporary server {name} started"));
         self.legacy_open(
             &Caller { target: Target::Server(index), servers: vec![index], credential: [0; 32] },
             request,
@@ -54,11 +55,11 @@ impl Proxy {
         if entry.to_string().contains("${") {
             return Err((400, "Bad Request: ${...} is not expanded in servers added at run time".into()));
         }
-        let defaults = self.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_default();
+        let defaults = self.ctx.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_default();
         let server = parse_server(name, entry, &defaults)
             .map_err(|e| (400, format!("Bad Request: {}: {}", e.path, e.message)))?;
         match &server.upstream {
-            UpstreamConfig::Stdio(_) if !self.config.allow_runtime_stdio => {
+            UpstreamConfig::Stdio(_) if !self.ctx.config.allow_runtime_stdio => {
                 return Err((
                     403,
                     "Forbidden: starting stdio servers on request is off (--allow-runtime-stdio)".into(),
@@ -66,7 +67,7 @@ impl Proxy {
             }
             UpstreamConfig::Stdio(_) => {}
             UpstreamConfig::Sse { url, .. } | UpstreamConfig::StreamableHttp { url, .. } => {
-                runtime_url_reach(url, &self.config.allow_runtime_hosts)
+                runtime_url_reach(url, &self.ctx.config.allow_runtime_hosts)
                     .map_err(|refusal| (400, format!("Bad Request: url: {refusal}")))?;
             }
         }
@@ -78,13 +79,13 @@ impl Proxy {
         let Target::Server(server) = target else {
             return;
         };
-        let Some(entry) = self.config.servers.get_mut(server) else {
+        let Some(entry) = self.ctx.config.servers.get_mut(server) else {
             return;
         };
         if entry.source == ServerSource::Temporary && !entry.options.disabled {
             entry.options.disabled = true;
             let name = entry.name.clone();
-            self.log(LogLevel::Info, format!("temporary server {name} removed"));
+            self.ctx.log(LogLevel::Info, format!("temporary server {name} removed"));
         }
     }
 }

@@ -5,3 +5,4 @@ pub(crate) mod event_log;
 pub(crate) mod exchange;
 pub(crate) mod pending;
 pub(crate) mod session;
+pub(crate) mod timers;

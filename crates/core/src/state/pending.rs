@@ -1,8 +1,9 @@
 //! Requests forwarded upstream and awaiting an answer, keyed by the id the proxy gave them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
+use crate::state::timers::{Timer, Timers};
 use crate::time::Instant;
 use crate::wire::jsonrpc::RequestId;
 use crate::wire::mcp::ProgressToken;
@@ -40,49 +41,28 @@ pub(crate) struct PendingRequest {
     pub(crate) lists_tools: bool,
 }
 
-/// Something that happens at a deadline.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Timer {
-    /// A forwarded request's answer is due.
-    Request(ProxyRequestId),
-    /// A new session's `initialize` result is due.
-    Connect(SessionId),
-    /// A stateless pool slot's replacement child is due.
-    Respawn(usize),
-    /// Time to check whether a session went idle.
-    Idle(SessionId),
-    /// Time to write keep-alive comments on open streams.
-    KeepAlive,
-    /// A stateless POST has waited for a ready child as long as it may.
-    PoolWait(ExchangeId),
-    /// A server left out of a merged session is due to be brought back.
-    Rejoin(SessionId, usize),
-    /// A dead shared upstream of a server is due to be started again.
-    SharedRespawn(usize),
-}
-
-/// The table of forwarded requests and the timers of the proxy.
+/// The table of forwarded requests; each one's deadline is a [`Timer::Request`] in
+/// [`Timers`], set and cleared with it.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
     requests: BTreeMap<ProxyRequestId, PendingRequest>,
-    timers: BTreeSet<(Instant, Timer)>,
     next_id: i64,
 }
 
 impl Pending {
-    /// Records a forwarded request and returns the id to send upstream.
-    pub(crate) fn insert(&mut self, request: PendingRequest) -> ProxyRequestId {
+    /// Records a forwarded request, arms its deadline, and returns the id to send upstream.
+    pub(crate) fn insert(&mut self, request: PendingRequest, timers: &mut Timers) -> ProxyRequestId {
         self.next_id += 1;
         let id = ProxyRequestId(self.next_id);
-        self.timers.insert((request.deadline, Timer::Request(id)));
+        timers.set(request.deadline, Timer::Request(id));
         self.requests.insert(id, request);
         id
     }
 
-    /// Takes a request out of the table (its timer is dropped lazily).
-    pub(crate) fn remove(&mut self, id: ProxyRequestId) -> Option<PendingRequest> {
+    /// Takes a request out of the table, with its deadline.
+    pub(crate) fn remove(&mut self, id: ProxyRequestId, timers: &mut Timers) -> Option<PendingRequest> {
         let request = self.requests.remove(&id)?;
-        self.timers.remove(&(request.deadline, Timer::Request(id)));
+        timers.cancel(request.deadline, &Timer::Request(id));
         Some(request)
     }
 
@@ -99,29 +79,6 @@ impl Pending {
     /// The requests in flight on `upstream`.
     pub(crate) fn ids_on(&self, upstream: UpstreamId) -> Vec<ProxyRequestId> {
         self.requests.iter().filter(|(_, p)| p.upstream == upstream).map(|(id, _)| *id).collect()
-    }
-
-    /// Arms a timer.
-    pub(crate) fn set_timer(&mut self, at: Instant, timer: Timer) {
-        self.timers.insert((at, timer));
-    }
-
-    /// Disarms a timer.
-    pub(crate) fn cancel_timer(&mut self, at: Instant, timer: Timer) {
-        self.timers.remove(&(at, timer));
-    }
-
-    /// The earliest armed deadline.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.first().map(|(at, _)| *at)
-    }
-
-    /// Takes the earliest timer if it is due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        match self.timers.first() {
-            Some((at, _)) if *at <= now => self.timers.pop_first().map(|(_, timer)| timer),
-            _ => None,
-        }
     }
 
     /// How many requests are in flight.

@@ -2,7 +2,8 @@
 //! the backlog, and resuming a broken stream from the event store.
 
 use crate::ids::{ExchangeId, SessionId};
-use crate::proxy::{LogLevel, Output, Proxy};
+use crate::io::{LogLevel, Output};
+use crate::proxy::Proxy;
 use crate::state::event_log::EventId;
 use crate::state::exchange::{json_head, sse_head, Exchange, ExchangeKind};
 use crate::state::session::{Transport, STANDALONE_STREAM};
@@ -50,7 +51,7 @@ impl Proxy {
                 if connection != exchange_id {
                     self.exchanges.remove(&connection);
                 }
-                self.outputs.push_back(Output::StreamEnd(connection));
+                self.ctx.stream_end(connection);
             }
             return;
         }
@@ -67,7 +68,7 @@ impl Proxy {
             (false, [single]) => single.to_bytes(),
             (_, collected) => batch_to_bytes(collected),
         };
-        self.respond(json_head(exchange_id, 200, headers), body);
+        self.ctx.respond(json_head(exchange_id, 200, headers), body);
     }
 
     /// At the edge, a session too large to seal into an id (the client's `initialize`
@@ -77,7 +78,7 @@ impl Proxy {
             "Bad Request: the initialize parameters are too large for a session at the edge (the sealed id may hold {} bytes)",
             crate::modes::edge::MAX_SEALED_LEN
         );
-        self.refuse(exchange_id, headers, 400, &message);
+        self.ctx.refuse(exchange_id, headers, 400, &message);
         self.end_session(session, &crate::error::RequestError::SessionEnded, "too large to seal into its id");
     }
 
@@ -124,12 +125,12 @@ impl Proxy {
                         if let Some(public) = public {
                             headers.push(Header::new("mcp-session-id", public));
                         }
-                        self.outputs.push_back(Output::StreamStart(sse_head(exchange_id, headers)));
-                        self.streams_opened = true;
+                        self.ctx.push(Output::StreamStart(sse_head(exchange_id, headers)));
+                        self.ctx.streams_opened = true;
                         if session.wants_priming() {
                             let priming = session.next_event_id(stream);
                             let data = sse::event(Some(&priming.to_wire()), None, b"");
-                            self.outputs.push_back(Output::StreamData { exchange: exchange_id, data });
+                            self.ctx.push(Output::StreamData { exchange: exchange_id, data });
                         }
                         stream
                     }
@@ -146,7 +147,7 @@ impl Proxy {
             self.events.push(&exchange.session, id, &framed);
         }
         if let Some(connection) = connection {
-            self.outputs.push_back(Output::StreamData { exchange: connection, data: framed });
+            self.ctx.push(Output::StreamData { exchange: connection, data: framed });
         }
         true
     }
@@ -195,7 +196,7 @@ impl Proxy {
             return;
         };
         if backlog.push(message.clone()) > 0 {
-            self.log(
+            self.ctx.log(
                 LogLevel::Warn,
                 format!("session {session_id}: no stream open; dropped the oldest waiting message"),
             );
@@ -255,18 +256,18 @@ impl Proxy {
         let priming = session.wants_priming().then(|| session.next_event_id(STANDALONE_STREAM));
         if let Some(old) = replaced {
             self.exchanges.remove(&old);
-            self.outputs.push_back(Output::StreamEnd(old));
+            self.ctx.stream_end(old);
         }
         self.exchanges.insert(
             exchange,
             Exchange { session: session_id.clone(), headers: cors.clone(), kind: ExchangeKind::Standalone },
         );
-        self.start_stream(exchange, cors);
+        self.ctx.start_stream(exchange, cors);
         if let Some(priming) = priming {
-            self.stream_data(exchange, sse::event(Some(&priming.to_wire()), None, b""));
+            self.ctx.stream_data(exchange, sse::event(Some(&priming.to_wire()), None, b""));
         }
         for data in replay {
-            self.stream_data(exchange, data);
+            self.ctx.stream_data(exchange, data);
         }
         for message in waiting {
             self.send_event(exchange, &message);
@@ -295,13 +296,13 @@ impl Proxy {
             }),
             _ => None,
         };
-        self.start_stream(exchange, cors.clone());
+        self.ctx.start_stream(exchange, cors.clone());
         for data in replay {
-            self.stream_data(exchange, data);
+            self.ctx.stream_data(exchange, data);
         }
         let Some(post_id) = post_id else {
             // That stream is complete: everything it had is replayed.
-            return self.outputs.push_back(Output::StreamEnd(exchange));
+            return self.ctx.stream_end(exchange);
         };
         let previous = match self.exchanges.get_mut(&post_id) {
             Some(Exchange { kind: ExchangeKind::Post(post), .. }) => post.connection.replace(exchange),
@@ -311,7 +312,7 @@ impl Proxy {
             if previous != post_id {
                 self.exchanges.remove(&previous);
             }
-            self.outputs.push_back(Output::StreamEnd(previous));
+            self.ctx.stream_end(previous);
         }
         self.exchanges.insert(
             exchange,

@@ -15,10 +15,10 @@ impl Proxy {
         let target = caller.target;
         let exchange = request.exchange;
         if !request.accepts("text/event-stream") {
-            return self.refuse(exchange, cors, 406, "Not Acceptable: Accept must include text/event-stream");
+            return self.ctx.refuse(exchange, cors, 406, "Not Acceptable: Accept must include text/event-stream");
         }
         if self.at_session_limit() {
-            return self.refuse(exchange, cors, 503, "Service Unavailable: too many sessions");
+            return self.ctx.refuse(exchange, cors, 503, "Service Unavailable: too many sessions");
         }
         let session_id =
             self.open_session(target, &caller.servers, SessionState::Ready, Transport::LegacySse { stream: exchange });
@@ -26,48 +26,53 @@ impl Proxy {
             exchange,
             Exchange { session: session_id.clone(), headers: cors.clone(), kind: ExchangeKind::LegacyStream },
         );
-        self.start_stream(exchange, cors);
-        let messages = crate::route::endpoint_path(&self.config, target, crate::route::Endpoint::Messages);
+        self.ctx.start_stream(exchange, cors);
+        let messages = crate::route::endpoint_path(&self.ctx.config, target, crate::route::Endpoint::Messages);
         let endpoint = format!("{messages}?sessionId={session_id}");
-        self.stream_data(exchange, sse::event(None, Some("endpoint"), endpoint.as_bytes()));
+        self.ctx.stream_data(exchange, sse::event(None, Some("endpoint"), endpoint.as_bytes()));
     }
 
     pub(crate) fn legacy_post(&mut self, now: Instant, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {
         let target = caller.target;
         let exchange = request.exchange;
         let Some(raw_id) = request.query_param("sessionId") else {
-            return self.refuse(exchange, cors, 400, "Bad Request: the sessionId query parameter is required");
+            return self.ctx.refuse(exchange, cors, 400, "Bad Request: the sessionId query parameter is required");
         };
         let session_id = match SessionId::parse(&raw_id) {
             Some(id) if self.sessions.get(&id).is_some_and(|s| !s.is_streamable() && s.target == target) => id,
-            _ => return self.refuse(exchange, cors, 404, "Session not found"),
+            _ => return self.ctx.refuse(exchange, cors, 404, "Session not found"),
         };
         if !self.caller_covers(&session_id, caller) {
             let message = "Forbidden: this session was opened with a credential that reaches other servers";
-            return self.refuse(exchange, cors, 403, message);
+            return self.ctx.refuse(exchange, cors, 403, message);
         }
         self.note_client_credentials(&session_id, &request);
         if request.body_too_large {
-            let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);
-            return self.refuse(exchange, cors, 413, &message);
+            let message = format!("Payload Too Large: the body exceeds {} bytes", self.ctx.config.max_body_size);
+            return self.ctx.refuse(exchange, cors, 413, &message);
         }
         if !request.has_json_body() {
-            return self.refuse(exchange, cors, 415, "Unsupported Media Type: Content-Type must be application/json");
+            return self.ctx.refuse(
+                exchange,
+                cors,
+                415,
+                "Unsupported Media Type: Content-Type must be application/json",
+            );
         }
         let messages = match Payload::parse(&request.body) {
             Ok(Payload::Single(message)) => vec![message],
             Ok(Payload::Batch(messages)) => messages,
-            Err(error) => return self.refuse_with(exchange, cors, 400, error.to_response()),
+            Err(error) => return self.ctx.refuse_with(exchange, cors, 400, error.to_response()),
         };
-        if self.config.debug {
-            self.log(
-                crate::proxy::LogLevel::Debug,
+        if self.ctx.config.debug {
+            self.ctx.log(
+                crate::io::LogLevel::Debug,
                 format!("session {session_id} <- client: {}", String::from_utf8_lossy(&request.body)),
             );
         }
         self.forward_from_client(now, &session_id, ReplyTo::SessionStream, messages);
         let mut headers = cors;
         headers.push(Header::new("content-type", "text/plain"));
-        self.respond(ResponseHead { exchange, status: 202, headers }, b"Accepted".to_vec());
+        self.ctx.respond(ResponseHead { exchange, status: 202, headers }, b"Accepted".to_vec());
     }
 }

@@ -4,18 +4,19 @@ use std::time::Duration;
 
 use crate::error::RequestError;
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
-use crate::proxy::{LogLevel, Output, Proxy};
+use crate::io::LogLevel;
+use crate::proxy::Proxy;
 use crate::route::Target;
 use crate::state::exchange::ExchangeKind;
-use crate::state::pending::Timer;
 use crate::state::session::{Member, Session, SessionState, Transport};
+use crate::state::timers::Timer;
 use crate::wire::jsonrpc::Response;
 
 impl Proxy {
     /// Whether a new client session would exceed `maxSessions`.
     pub(crate) fn at_session_limit(&self) -> bool {
         let clients = self.sessions.values().filter(|s| !matches!(s.transport, Transport::Pool { .. })).count();
-        clients >= self.config.max_sessions
+        clients >= self.ctx.config.max_sessions
     }
 
     /// Starts a new session of `target` with its own upstream(s) for `servers` (a child per
@@ -27,8 +28,8 @@ impl Proxy {
         state: SessionState,
         transport: Transport,
     ) -> SessionId {
-        let now = self.now;
-        let id = SessionId::generate(&mut self.rng);
+        let now = self.ctx.now;
+        let id = SessionId::generate(&mut self.ctx.rng);
         let mut members = Vec::with_capacity(servers.len());
         for &server in servers {
             if let Some(upstream) = self.upstream_for(&id, server) {
@@ -36,11 +37,11 @@ impl Proxy {
             }
         }
         if let SessionState::ExpectInitializeResult { deadline } = state {
-            self.pending.set_timer(deadline, Timer::Connect(id.clone()));
+            self.ctx.timers.set(deadline, Timer::Connect(id.clone()));
         }
-        if matches!(transport, Transport::Streamable { .. }) && self.config.session_timeout_ms > 0 {
-            self.pending
-                .set_timer(now.after(Duration::from_millis(self.config.session_timeout_ms)), Timer::Idle(id.clone()));
+        if matches!(transport, Transport::Streamable { .. }) && self.ctx.config.session_timeout_ms > 0 {
+            let at = now.after(Duration::from_millis(self.ctx.config.session_timeout_ms));
+            self.ctx.timers.set(at, Timer::Idle(id.clone()));
         }
         let keeps_events = matches!(transport, Transport::Streamable { .. }) && self.events.enabled();
         let mut session = Session::new(target, members, state, transport, now, keeps_events);
@@ -48,12 +49,12 @@ impl Proxy {
         self.sessions.insert(id.clone(), session);
         let label = match target {
             Target::Server(server) => {
-                self.config.servers.get(server).map(|s| s.display_name().to_owned()).filter(|n| !n.is_empty())
+                self.ctx.config.servers.get(server).map(|s| s.display_name().to_owned()).filter(|n| !n.is_empty())
             }
             Target::Merged => Some("the merged endpoint".to_owned()),
         };
         let label = label.map(|n| format!(" for {n}")).unwrap_or_default();
-        self.log(LogLevel::Info, format!("session {id}: started{label}"));
+        self.ctx.log(LogLevel::Info, format!("session {id}: started{label}"));
         id
     }
 
@@ -74,7 +75,7 @@ impl Proxy {
         };
         self.events.forget(session_id);
         if let SessionState::ExpectInitializeResult { deadline } = session.state {
-            self.pending.cancel_timer(deadline, Timer::Connect(session_id.clone()));
+            self.ctx.timers.cancel(deadline, &Timer::Connect(session_id.clone()));
         }
         for member in &session.members {
             self.release_upstream(session_id, member.upstream);
@@ -93,24 +94,24 @@ impl Proxy {
             };
             match exchange.kind {
                 ExchangeKind::Post(post) if post.stream.is_none() => {
-                    self.refuse(exchange_id, exchange.headers, 404, "Session ended");
+                    self.ctx.refuse(exchange_id, exchange.headers, 404, "Session ended");
                 }
                 ExchangeKind::Post(post) => {
                     if let Some(connection) = post.connection {
                         self.exchanges.remove(&connection);
-                        self.outputs.push_back(Output::StreamEnd(connection));
+                        self.ctx.stream_end(connection);
                     }
                 }
-                _ => self.outputs.push_back(Output::StreamEnd(exchange_id)),
+                _ => self.ctx.stream_end(exchange_id),
             }
         }
-        self.log(LogLevel::Info, format!("session {session_id}: ended ({why})"));
+        self.ctx.log(LogLevel::Info, format!("session {session_id}: ended ({why})"));
         self.retire_temporary(session.target);
     }
 
     /// The idle timer of a session fired: end it if the client has gone quiet, else re-arm.
     pub(crate) fn check_idle(&mut self, session_id: SessionId) {
-        let timeout = Duration::from_millis(self.config.session_timeout_ms);
+        let timeout = Duration::from_millis(self.ctx.config.session_timeout_ms);
         let Some(session) = self.sessions.get(&session_id) else {
             return;
         };
@@ -120,22 +121,24 @@ impl Proxy {
         };
         let quiet_since = session.last_activity;
         if connected || !session.in_flight.is_empty() {
-            self.pending.set_timer(self.now.after(timeout), Timer::Idle(session_id));
-        } else if self.now.since(quiet_since) >= timeout {
+            self.ctx.timers.set(self.ctx.now.after(timeout), Timer::Idle(session_id));
+        } else if self.ctx.now.since(quiet_since) >= timeout {
             let why = format!("idle for {} s", timeout.as_secs());
             self.end_session(&session_id, &RequestError::SessionEnded, &why);
         } else {
-            self.pending.set_timer(quiet_since.after(timeout), Timer::Idle(session_id));
+            self.ctx.timers.set(quiet_since.after(timeout), Timer::Idle(session_id));
         }
     }
 
     /// Arms the keep-alive timer if streams were opened since it last ran out.
     pub(crate) fn arm_keepalive(&mut self) {
-        if self.streams_opened && !self.keepalive_armed && self.config.keep_alive_ms > 0 {
+        if self.ctx.streams_opened && !self.keepalive_armed && self.ctx.config.keep_alive_ms > 0 {
             self.keepalive_armed = true;
-            self.pending.set_timer(self.now.after(Duration::from_millis(self.config.keep_alive_ms)), Timer::KeepAlive);
+            self.ctx
+                .timers
+                .set(self.ctx.now.after(Duration::from_millis(self.ctx.config.keep_alive_ms)), Timer::KeepAlive);
         }
-        self.streams_opened = false;
+        self.ctx.streams_opened = false;
     }
 
     /// Writes an SSE comment on every open stream, so intermediaries keep them open and
@@ -152,9 +155,9 @@ impl Proxy {
             .map(|(id, _)| *id)
             .collect();
         for exchange in &open {
-            self.stream_data(*exchange, b": keep-alive\n\n".to_vec());
+            self.ctx.stream_data(*exchange, b": keep-alive\n\n".to_vec());
         }
-        self.streams_opened = !open.is_empty();
+        self.ctx.streams_opened = !open.is_empty();
         self.arm_keepalive();
     }
 }

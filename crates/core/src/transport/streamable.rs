@@ -44,7 +44,7 @@ impl Proxy {
     /// Whether the caller's credential reaches every server of a session (a merged session is
     /// opened with one credential; another that reaches less must not use it).
     pub(crate) fn caller_covers(&self, session_id: &SessionId, caller: &Caller) -> bool {
-        let removed = |server: usize| self.config.servers.get(server).is_none_or(|s| s.options.disabled);
+        let removed = |server: usize| self.ctx.config.servers.get(server).is_none_or(|s| s.options.disabled);
         self.sessions.get(session_id).is_some_and(|session| {
             session.members.iter().all(|member| removed(member.server) || caller.servers.contains(&member.server))
         })
@@ -55,22 +55,22 @@ impl Proxy {
         match self.lookup_streamable_session(request, caller) {
             SessionLookup::Found(id) if !self.caller_covers(&id, caller) => {
                 let message = "Forbidden: this session was opened with a credential that reaches other servers";
-                self.refuse(request.exchange, cors.to_vec(), 403, message);
+                self.ctx.refuse(request.exchange, cors.to_vec(), 403, message);
                 None
             }
             SessionLookup::Found(id) => {
-                let now = self.now;
+                let now = self.ctx.now;
                 if let Some(session) = self.sessions.get_mut(&id) {
                     session.last_activity = now;
                 }
                 Some(id)
             }
             SessionLookup::Missing => {
-                self.refuse(request.exchange, cors.to_vec(), 400, "Bad Request: Mcp-Session-Id header is required");
+                self.ctx.refuse(request.exchange, cors.to_vec(), 400, "Bad Request: Mcp-Session-Id header is required");
                 None
             }
             SessionLookup::Unknown => {
-                self.refuse(request.exchange, cors.to_vec(), 404, "Session not found");
+                self.ctx.refuse(request.exchange, cors.to_vec(), 404, "Session not found");
                 None
             }
         }
@@ -85,7 +85,7 @@ impl Proxy {
                     crate::proxy::truncate(version, 40),
                     mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
                 );
-                self.refuse(request.exchange, cors.to_vec(), 400, &message);
+                self.ctx.refuse(request.exchange, cors.to_vec(), 400, &message);
                 false
             }
             _ => true,
@@ -95,16 +95,21 @@ impl Proxy {
     pub(crate) fn stream_post(&mut self, now: Instant, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
         if request.body_too_large {
-            let message = format!("Payload Too Large: the body exceeds {} bytes", self.config.max_body_size);
-            return self.refuse(exchange, cors, 413, &message);
+            let message = format!("Payload Too Large: the body exceeds {} bytes", self.ctx.config.max_body_size);
+            return self.ctx.refuse(exchange, cors, 413, &message);
         }
         if !request.has_json_body() {
-            return self.refuse(exchange, cors, 415, "Unsupported Media Type: Content-Type must be application/json");
+            return self.ctx.refuse(
+                exchange,
+                cors,
+                415,
+                "Unsupported Media Type: Content-Type must be application/json",
+            );
         }
         let accepts_sse = request.accepts("text/event-stream");
         let accepts_json = request.accepts("application/json");
         if !accepts_sse && !accepts_json {
-            return self.refuse(
+            return self.ctx.refuse(
                 exchange,
                 cors,
                 406,
@@ -117,9 +122,9 @@ impl Proxy {
         let (messages, batch) = match Payload::parse(&request.body) {
             Ok(Payload::Single(message)) => (vec![message], false),
             Ok(Payload::Batch(messages)) => (messages, true),
-            Err(error) => return self.refuse_with(exchange, cors, 400, error.to_response()),
+            Err(error) => return self.ctx.refuse_with(exchange, cors, 400, error.to_response()),
         };
-        if self.config.stateless {
+        if self.ctx.config.stateless {
             let bytes = request.body.len();
             let post = crate::modes::pool::WaitingPost { exchange, cors, messages, batch, accepts_sse, bytes };
             return self.stateless_post(now, post);
@@ -127,10 +132,15 @@ impl Proxy {
         let initialize = messages.iter().any(|m| matches!(m, Message::Request(r) if r.method == mcp::INITIALIZE));
         let session_id = if initialize {
             if batch {
-                return self.refuse(exchange, cors, 400, "Bad Request: initialize must be sent alone, not in a batch");
+                return self.ctx.refuse(
+                    exchange,
+                    cors,
+                    400,
+                    "Bad Request: initialize must be sent alone, not in a batch",
+                );
             }
             if request.header("mcp-session-id").is_some() {
-                return self.refuse(
+                return self.ctx.refuse(
                     exchange,
                     cors,
                     400,
@@ -138,9 +148,9 @@ impl Proxy {
                 );
             }
             if self.at_session_limit() {
-                return self.refuse(exchange, cors, 503, "Service Unavailable: too many sessions");
+                return self.ctx.refuse(exchange, cors, 503, "Service Unavailable: too many sessions");
             }
-            let deadline = now.after(Duration::from_millis(self.config.connection_timeout_ms));
+            let deadline = now.after(Duration::from_millis(self.ctx.config.connection_timeout_ms));
             let transport = Transport::Streamable { standalone: None, posts: Vec::new(), backlog: Default::default() };
             let id = self.open_session(
                 caller.target,
@@ -159,15 +169,17 @@ impl Proxy {
             }
         };
         self.note_client_credentials(&session_id, &request);
-        if self.config.debug {
-            self.log(
-                crate::proxy::LogLevel::Debug,
+        if self.ctx.config.debug {
+            self.ctx.log(
+                crate::io::LogLevel::Debug,
                 format!("session {session_id} <- client: {}", String::from_utf8_lossy(&request.body)),
             );
         }
         let requests = self.forward_from_client(now, &session_id, ReplyTo::Exchange(exchange), messages);
         if requests == 0 {
-            return self.respond(crate::wire::http::ResponseHead { exchange, status: 202, headers: cors }, Vec::new());
+            return self
+                .ctx
+                .respond(crate::wire::http::ResponseHead { exchange, status: 202, headers: cors }, Vec::new());
         }
         let post = PostState::new(requests, batch, accepts_sse, initialize);
         self.exchanges
@@ -180,11 +192,11 @@ impl Proxy {
 
     pub(crate) fn stream_get(&mut self, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
-        if self.config.stateless {
+        if self.ctx.config.stateless {
             return self.stateless_not_allowed(exchange, cors);
         }
         if !request.accepts("text/event-stream") {
-            return self.refuse(exchange, cors, 406, "Not Acceptable: Accept must include text/event-stream");
+            return self.ctx.refuse(exchange, cors, 406, "Not Acceptable: Accept must include text/event-stream");
         }
         if !self.check_protocol_version(&request, &cors) {
             return;
@@ -201,7 +213,7 @@ impl Proxy {
             Some(Transport::Streamable { standalone: Some(_), .. })
         );
         if open {
-            return self.refuse(exchange, cors, 409, "Conflict: this session already has an open GET stream");
+            return self.ctx.refuse(exchange, cors, 409, "Conflict: this session already has an open GET stream");
         }
         self.open_standalone(exchange, &session_id, cors, Vec::new());
         if self.sealer.is_some() {
@@ -219,11 +231,16 @@ impl Proxy {
 
     fn stateless_not_allowed(&mut self, exchange: crate::ids::ExchangeId, mut headers: Vec<Header>) {
         headers.push(Header::new("allow", "POST, OPTIONS"));
-        self.refuse(exchange, headers, 405, "Method Not Allowed: the server is stateless (no sessions, no GET stream)");
+        self.ctx.refuse(
+            exchange,
+            headers,
+            405,
+            "Method Not Allowed: the server is stateless (no sessions, no GET stream)",
+        );
     }
 
     pub(crate) fn stream_delete(&mut self, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {
-        if self.config.stateless {
+        if self.ctx.config.stateless {
             return self.stateless_not_allowed(request.exchange, cors);
         }
         let Some(session_id) = self.require_session(&request, &cors, caller) else {
@@ -231,7 +248,7 @@ impl Proxy {
         };
         self.note_client_credentials(&session_id, &request);
         self.end_session(&session_id, &RequestError::SessionEnded, "the client deleted it");
-        self.respond(
+        self.ctx.respond(
             crate::wire::http::ResponseHead { exchange: request.exchange, status: 200, headers: cors },
             Vec::new(),
         );

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use crate::config::file::UpstreamConfig;
 use crate::error::codes;
 use crate::ids::UpstreamId;
+use crate::io::{LogLevel, Output};
 use crate::policy::network::{join, redacted, same_origin};
-use crate::proxy::{LogLevel, Output, Proxy};
+use crate::proxy::Proxy;
 use crate::wire::http::Header;
 use crate::wire::jsonrpc::{ErrorObject, Message, RequestId, Response};
 use crate::wire::sse_parser::SseParser;
@@ -241,14 +242,7 @@ impl Proxy {
         let sent = if matches!(purpose, Purpose::Post { .. }) { body.clone() } else { Vec::new() };
         let public_only = state.public_only;
         self.http.fetches.insert(fetch, Fetch { upstream, purpose, sent, status: 0, body: Body::Unknown });
-        self.outputs.push_back(Output::Fetch(FetchRequest {
-            fetch,
-            method: method.into(),
-            url,
-            headers,
-            body,
-            public_only,
-        }));
+        self.ctx.push(Output::Fetch(FetchRequest { fetch, method: method.into(), url, headers, body, public_only }));
     }
 
     /// Sends one message to a remote upstream.
@@ -296,7 +290,7 @@ impl Proxy {
             self.http.fetches.iter().filter(|(_, f)| f.upstream == upstream).map(|(id, _)| *id).collect();
         for fetch in open {
             self.http.fetches.remove(&fetch);
-            self.outputs.push_back(Output::CancelFetch(fetch));
+            self.ctx.push(Output::CancelFetch(fetch));
         }
         if let Some(HttpUpstream { url, flavor: Flavor::Streamable { session: Some(_), .. }, .. }) =
             self.http.upstreams.get(&upstream)
@@ -334,7 +328,7 @@ impl Proxy {
         let Some(failed) = self.http.fetches.remove(&fetch) else {
             return;
         };
-        self.outputs.push_back(Output::CancelFetch(fetch));
+        self.ctx.push(Output::CancelFetch(fetch));
         if status == 404 && matches!(purpose, Purpose::Post { .. }) && self.reinitialize(upstream, failed.sent.clone())
         {
             return;
@@ -391,7 +385,7 @@ impl Proxy {
             }
             Body::Json(_) | Body::Unknown => {
                 state.body = Body::Json(Vec::new());
-                return self.log(
+                return self.ctx.log(
                     LogLevel::Warn,
                     format!("upstream {}: a response body over {MAX_MESSAGE} bytes was dropped", upstream.0),
                 );
@@ -399,7 +393,7 @@ impl Proxy {
             Body::Events(parser) => {
                 let events = parser.feed(data);
                 if parser.overflowed() {
-                    self.log(
+                    self.ctx.log(
                         LogLevel::Warn,
                         format!("upstream {}: an SSE event over {MAX_MESSAGE} bytes was dropped", upstream.0),
                     );
@@ -431,7 +425,7 @@ impl Proxy {
                 "the upstream's SSE endpoint event names another origin than {}; nothing was sent there",
                 redacted(&url)
             );
-            self.log(LogLevel::Error, format!("upstream {}: {reason}", upstream.0));
+            self.ctx.log(LogLevel::Error, format!("upstream {}: {reason}", upstream.0));
             return self.handle_upstream_gone(upstream, reason);
         };
         let Some(HttpUpstream { flavor: Flavor::Sse { endpoint: known, waiting, replay, replaying }, .. }) =
@@ -544,7 +538,7 @@ impl Proxy {
             Header::new("content-type", "application/json"),
             Header::new("accept", "application/json, text/event-stream"),
         ];
-        self.log(LogLevel::Info, format!("upstream {}: its session expired; initializing it again", upstream.0));
+        self.ctx.log(LogLevel::Info, format!("upstream {}: its session expired; initializing it again", upstream.0));
         self.fetch(upstream, "POST", url, headers, serde_json::to_vec(&body).unwrap_or_default(), Purpose::Reinit);
         true
     }

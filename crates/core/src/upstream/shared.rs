@@ -18,9 +18,11 @@ use serde_json::{json, Value};
 use crate::config::file::UpstreamConfig;
 use crate::error::RequestError;
 use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
+use crate::io::{LogLevel, Output};
 use crate::policy::env::child_environment;
-use crate::proxy::{LogLevel, Output, Proxy};
-use crate::state::pending::{PendingRequest, ReplyTo, Timer};
+use crate::proxy::Proxy;
+use crate::state::pending::{PendingRequest, ReplyTo};
+use crate::state::timers::Timer;
 use crate::time::Instant;
 use crate::wire::jsonrpc::{ErrorObject, Message, Request, RequestId, Response};
 use crate::wire::mcp;
@@ -84,7 +86,7 @@ impl SharedUpstreams {
 impl Proxy {
     /// Whether `server` shares one upstream between its sessions.
     pub(crate) fn is_shared_server(&self, server: usize) -> bool {
-        self.config.servers.get(server).is_some_and(|s| s.options.share_upstream)
+        self.ctx.config.servers.get(server).is_some_and(|s| s.options.share_upstream)
     }
 
     /// The upstream a session should use for `server`: a new one of its own, or the shared one.
@@ -104,7 +106,7 @@ impl Proxy {
                 waiting_bytes: 0,
                 attached: BTreeSet::new(),
                 subscriptions: BTreeMap::new(),
-                started: self.now,
+                started: self.ctx.now,
                 failures: 0,
             };
             self.shared.by_server.insert(server, shared);
@@ -117,20 +119,20 @@ impl Proxy {
 
     /// Starts an upstream of `server` (a child, or a remote client) under a new id.
     fn start_upstream(&mut self, server: usize) -> Option<UpstreamId> {
-        let entry = self.config.servers.get(server)?;
+        let entry = self.ctx.config.servers.get(server)?;
         let config = entry.upstream.clone();
         // One client's credentials must not serve another's requests.
         let forward = entry.options.forward_authorization && !entry.options.share_upstream;
-        let public_only = crate::policy::network::entry_reach(entry, &self.config.allow_runtime_hosts)
+        let public_only = crate::policy::network::entry_reach(entry, &self.ctx.config.allow_runtime_hosts)
             == Some(crate::policy::network::Reach::PublicOnly);
         self.next_upstream += 1;
         let upstream = UpstreamId(self.next_upstream);
         match config {
             UpstreamConfig::Stdio(mut stdio) => {
-                let inherit_all = entry.options.inherit_env || self.config.pass_environment;
-                let secrets = self.config.secret_values();
-                stdio.env = child_environment(&self.config.environment, inherit_all, &secrets, &stdio.env);
-                self.outputs.push_back(Output::Spawn { upstream, server: stdio });
+                let inherit_all = entry.options.inherit_env || self.ctx.config.pass_environment;
+                let secrets = self.ctx.config.secret_values();
+                stdio.env = child_environment(&self.ctx.config.environment, inherit_all, &secrets, &stdio.env);
+                self.ctx.push(Output::Spawn { upstream, server: stdio });
             }
             remote => self.open_http_upstream(upstream, &remote, forward, public_only),
         }
@@ -235,11 +237,11 @@ impl Proxy {
             reply_to: ReplyTo::SharedInitialize,
             original_id: RequestId::Number(0),
             progress: None,
-            deadline: self.now.after(Duration::from_millis(self.config.connection_timeout_ms)),
+            deadline: self.ctx.now.after(Duration::from_millis(self.ctx.config.connection_timeout_ms)),
             initialize: false,
             lists_tools: false,
         };
-        let proxy_id = self.pending.insert(pending);
+        let proxy_id = self.pending.insert(pending, &mut self.ctx.timers);
         let request =
             Request { id: RequestId::Number(proxy_id.0), method: mcp::INITIALIZE.into(), params: Some(params) };
         self.send_to_upstream(upstream, &Message::Request(request));
@@ -259,7 +261,8 @@ impl Proxy {
         let result = match outcome {
             Ok(result) => result,
             Err(error) => {
-                self.log(LogLevel::Error, format!("shared upstream of {name} refused initialize: {}", error.message));
+                self.ctx
+                    .log(LogLevel::Error, format!("shared upstream of {name} refused initialize: {}", error.message));
                 return self.shared_down(server, &RequestError::UpstreamClosed(error.message));
             }
         };
@@ -267,7 +270,7 @@ impl Proxy {
         let waiting = std::mem::take(&mut shared.waiting);
         shared.waiting_bytes = 0;
         self.send_to_upstream(upstream, &mcp::initialized());
-        self.log(LogLevel::Info, format!("shared upstream of {name} is ready"));
+        self.ctx.log(LogLevel::Info, format!("shared upstream of {name} is ready"));
         for (proxy_id, request) in waiting {
             if request.method == mcp::INITIALIZE {
                 self.answer_later(proxy_id, Ok(crate::modes::pool::negotiate(result.clone(), &request.params)));
@@ -395,12 +398,12 @@ impl Proxy {
             return;
         }
         let name = self.server_name(server);
-        self.log(LogLevel::Warn, format!("shared upstream of {name} exited: {reason}"));
+        self.ctx.log(LogLevel::Warn, format!("shared upstream of {name} exited: {reason}"));
         self.shared_down(server, &RequestError::UpstreamClosed(reason));
     }
 
     fn shared_down(&mut self, server: usize, error: &RequestError) {
-        let now = self.now;
+        let now = self.ctx.now;
         let Some(shared) = self.shared.by_server.get_mut(&server) else {
             return;
         };
@@ -419,7 +422,7 @@ impl Proxy {
         }
         self.fail_shared_requests(upstream, error);
         self.close_upstream(upstream);
-        self.pending.set_timer(now.after(delay), Timer::SharedRespawn(server));
+        self.ctx.timers.set(now.after(delay), Timer::SharedRespawn(server));
     }
 
     /// Fails every request in flight on a shared upstream.
@@ -438,7 +441,7 @@ impl Proxy {
         if self.shared.by_server.get(&server).is_none_or(|s| !matches!(s.phase, Phase::Down)) {
             return;
         }
-        if self.config.servers.get(server).is_none_or(|s| s.options.disabled) {
+        if self.ctx.config.servers.get(server).is_none_or(|s| s.options.disabled) {
             self.shared.by_server.remove(&server);
             return;
         }
@@ -451,7 +454,7 @@ impl Proxy {
         let old = shared.upstream;
         shared.upstream = upstream;
         shared.phase = Phase::Started;
-        shared.started = self.now;
+        shared.started = self.ctx.now;
         let attached: Vec<SessionId> = shared.attached.iter().cloned().collect();
         let initialize = shared.params.is_some();
         self.shared.by_upstream.insert(upstream, server);
@@ -469,6 +472,6 @@ impl Proxy {
 
     /// How log lines name a server.
     fn server_name(&self, server: usize) -> String {
-        self.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default()
+        self.ctx.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default()
     }
 }

@@ -1,0 +1,119 @@
+//! The contract's vocabulary, one-to-one with the WIT (`wit/proxy.wit`): what the shell
+//! observed ([`Input`]) and what it must do ([`Output`]).
+
+use crate::config::StdioServer;
+use crate::ids::{ExchangeId, UpstreamId};
+use crate::wire::http::{Header, HttpRequest, ResponseHead};
+
+/// Something the shell observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// An HTTP request arrived and its body was read.
+    HttpRequest(HttpRequest),
+    /// The client of an exchange went away before the core finished it.
+    HttpClosed(ExchangeId),
+    /// An upstream wrote one message (a line of a stdio child's stdout).
+    UpstreamMessage {
+        /// Which upstream.
+        upstream: UpstreamId,
+        /// The line, without its newline.
+        data: Vec<u8>,
+    },
+    /// An upstream ended, or could not be started.
+    UpstreamClosed {
+        /// Which upstream.
+        upstream: UpstreamId,
+        /// Why, for the log and for the errors sent to clients.
+        reason: String,
+    },
+    /// The deadline from [`Proxy::poll_timeout`] passed.
+    Timeout,
+    /// The status and headers of a [`Output::Fetch`] arrived.
+    FetchHead {
+        /// Which fetch.
+        fetch: u64,
+        /// The HTTP status.
+        status: u16,
+        /// The response headers.
+        headers: Vec<Header>,
+    },
+    /// Body bytes of a fetch arrived.
+    FetchData {
+        /// Which fetch.
+        fetch: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A fetch is over; `error` says why if it failed or broke off.
+    FetchEnd {
+        /// Which fetch.
+        fetch: u64,
+        /// What went wrong, if anything.
+        error: Option<String>,
+    },
+}
+
+/// Severity of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Something failed.
+    Error,
+    /// Something is wrong but serving goes on.
+    Warn,
+    /// Lifecycle events.
+    Info,
+    /// Message traffic (with `debug` on).
+    Debug,
+}
+
+/// Something the shell must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Answer an exchange with a complete response.
+    Respond {
+        /// Status and headers.
+        head: ResponseHead,
+        /// The body.
+        body: Vec<u8>,
+    },
+    /// Answer an exchange with a streaming (SSE) response; data follows.
+    StreamStart(ResponseHead),
+    /// Write bytes to an open stream.
+    StreamData {
+        /// The stream.
+        exchange: ExchangeId,
+        /// Bytes, already framed as server-sent events.
+        data: Vec<u8>,
+    },
+    /// Finish an open stream.
+    StreamEnd(ExchangeId),
+    /// Start a stdio upstream; report its lines as [`Input::UpstreamMessage`].
+    Spawn {
+        /// The handle the core will use for it.
+        upstream: UpstreamId,
+        /// What to run.
+        server: StdioServer,
+    },
+    /// Write one message (a line) to an upstream.
+    Send {
+        /// Which upstream.
+        upstream: UpstreamId,
+        /// The message, without a newline.
+        data: Vec<u8>,
+    },
+    /// Stop an upstream (terminate the child).
+    CloseUpstream(UpstreamId),
+    /// Make an HTTP request to a remote upstream; report with the `Fetch*` inputs.
+    Fetch(crate::upstream::http::FetchRequest),
+    /// Abandon a fetch (stop reading its response).
+    CancelFetch(u64),
+    /// Write this text as the configuration file (atomically: the runtime API changed it).
+    PersistConfig(String),
+    /// Write a log line.
+    Log {
+        /// Severity.
+        level: LogLevel,
+        /// The line.
+        message: String,
+    },
+}
