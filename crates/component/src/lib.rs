@@ -37,6 +37,10 @@ impl GuestCore for CoreResource {
         Ok(wit::Core::new(CoreResource { proxy: RefCell::new(Proxy::new(config, seed, Instant(now))) }))
     }
 
+    fn set_wall_clock(&self, seconds: u64) {
+        self.proxy.borrow_mut().set_wall_clock(mcp_proxy_core::WallClock(seconds));
+    }
+
     fn handle_input(&self, now: u64, input: wit::Input) {
         self.proxy.borrow_mut().handle_input(Instant(now), convert::input(input));
     }

@@ -28,6 +28,7 @@ const NO_PROCESSES: &str = "a Cloudflare Worker cannot start processes (stdio se
 /// Serves `request` with a fresh core made from `config` and `seed`.
 pub(crate) async fn serve(request: Request, config: Config, seed: [u8; 32], ctx: &Context) -> Result<Response> {
     let mut proxy = Proxy::new(config, seed, clock::now());
+    proxy.set_wall_clock(clock::wall());
     // The core announces its endpoints when it starts, which here is every request: only its
     // warnings (configuration notices) are worth a line.
     while let Some(output) = proxy.poll_output() {

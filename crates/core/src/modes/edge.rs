@@ -29,7 +29,6 @@ const ASSOCIATED_DATA: &[u8] = b"mcp-proxy edge session v2";
 /// Sealed ids longer than this are not even opened (a header is not a place for megabytes),
 /// and none this long is issued.
 pub(crate) const MAX_SEALED_LEN: usize = 8 * 1024;
-const NANOS_PER_SECOND: u64 = 1_000_000_000;
 /// Bytes of secret a session key must carry (256 bits).
 const KEY_BYTES: usize = 32;
 
@@ -151,7 +150,7 @@ struct Ticket {
     initialize: Option<Value>,
     #[serde(rename = "m")]
     members: Vec<MemberTicket>,
-    /// When the session began, in seconds of the shell's wall clock.
+    /// When the session began, in seconds of the shell's wall clock ([`crate::WallClock`]).
     #[serde(rename = "t")]
     issued: u64,
 }
@@ -206,7 +205,7 @@ impl Proxy {
             protocol: session.protocol_version.clone(),
             initialize: session.initialize_params.clone(),
             members,
-            issued: self.ctx.now.0 / NANOS_PER_SECOND,
+            issued: self.ctx.wall.0,
         };
         sealer.seal(&ticket, &credential, &mut self.ctx.rng)
     }
@@ -214,7 +213,7 @@ impl Proxy {
     /// Opens a sealed id presented at `target`'s endpoint and rebuilds its session; `None`
     /// for anything that does not open, or belongs to another endpoint.
     pub(crate) fn restore_session(&mut self, sealed: &str, target: Target, credential: [u8; 32]) -> Option<SessionId> {
-        let ticket = self.sealer.as_ref()?.open(sealed, &credential, self.ctx.now.0 / NANOS_PER_SECOND)?;
+        let ticket = self.sealer.as_ref()?.open(sealed, &credential, self.ctx.wall.0)?;
         let restored_target = match &ticket.endpoint {
             Some(name) => Target::Server(self.server_named(name)?),
             None => Target::Merged,
