@@ -7,7 +7,7 @@ use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
 use crate::io::LogLevel;
 use crate::proxy::Proxy;
 use crate::route::Target;
-use crate::state::exchange::ExchangeKind;
+use crate::state::exchange::{Exchange, ExchangeKind};
 use crate::state::session::{Member, Session, SessionState, Transport};
 use crate::state::timers::Timer;
 use crate::wire::jsonrpc::Response;
@@ -159,5 +159,54 @@ impl Proxy {
         }
         self.ctx.streams_opened = !open.is_empty();
         self.arm_keepalive();
+    }
+
+    pub(crate) fn handle_http_closed(&mut self, exchange_id: ExchangeId) {
+        let keeps_events = self.ctx.config.event_store_size > 0;
+        // Idle time counts from the end of the client's last activity, a stream included.
+        let now = self.ctx.now;
+        if let Some(session) = self.exchanges.get(&exchange_id).and_then(|e| self.sessions.get_mut(&e.session)) {
+            session.last_activity = now;
+        }
+        match self.exchanges.get_mut(&exchange_id).map(|e| &mut e.kind) {
+            None => return self.forget_waiting(exchange_id),
+            // The client may come back with Last-Event-ID: the stream goes on into the store.
+            Some(ExchangeKind::Post(post)) if post.stream.is_some() && post.outstanding > 0 && keeps_events => {
+                if post.connection == Some(exchange_id) {
+                    post.connection = None;
+                }
+                return;
+            }
+            Some(ExchangeKind::Resumed { post }) => {
+                let post = *post;
+                self.exchanges.remove(&exchange_id);
+                if let Some(Exchange { kind: ExchangeKind::Post(state), .. }) = self.exchanges.get_mut(&post) {
+                    if state.connection == Some(exchange_id) {
+                        state.connection = None;
+                    }
+                }
+                return;
+            }
+            Some(_) => {}
+        }
+        let Some(exchange) = self.exchanges.remove(&exchange_id) else {
+            return;
+        };
+        match exchange.kind {
+            ExchangeKind::Resumed { .. } => {}
+            ExchangeKind::LegacyStream => {
+                self.end_session(&exchange.session, &RequestError::SessionEnded, "the client closed its SSE stream");
+            }
+            ExchangeKind::Standalone | ExchangeKind::Post(_) => {
+                if let Some(Transport::Streamable { standalone, posts, .. }) =
+                    self.sessions.get_mut(&exchange.session).map(|s| &mut s.transport)
+                {
+                    if *standalone == Some(exchange_id) {
+                        *standalone = None;
+                    }
+                    posts.retain(|id| *id != exchange_id);
+                }
+            }
+        }
     }
 }

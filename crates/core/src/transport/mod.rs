@@ -2,6 +2,7 @@
 //! messages are delivered on their streams, and the life of a session.
 
 pub(crate) mod delivery;
+pub(crate) mod forward;
 pub(crate) mod legacy_sse;
 pub(crate) mod lifecycle;
 pub(crate) mod streamable;

@@ -1,5 +1,180 @@
 //! Upstream servers: stdio children and remote HTTP clients, one upstream per session or one
-//! shared by all.
+//! shared by all. Messages to and from every kind meet here.
 
 pub(crate) mod http;
 pub(crate) mod shared;
+
+use crate::error::RequestError;
+use crate::ids::ProxyRequestId;
+use crate::ids::{SessionId, UpstreamId};
+use crate::io::{LogLevel, Output};
+use crate::proxy::{truncate, Proxy};
+use crate::route::Target;
+use crate::state::pending::ReplyTo;
+use crate::wire::jsonrpc::{Message, Payload, RequestId, Response};
+use crate::wire::mcp;
+
+impl Proxy {
+    pub(crate) fn handle_upstream_message(&mut self, upstream: UpstreamId, data: &[u8]) {
+        let shared = self.shared.server_of(upstream);
+        let session_id = match (shared, self.by_upstream.get(&upstream)) {
+            (Some(_), _) => SessionId::unowned(),
+            (None, Some(session_id)) => session_id.clone(),
+            (None, None) => return,
+        };
+        let messages = match Payload::parse(data) {
+            Ok(Payload::Single(message)) => vec![message],
+            Ok(Payload::Batch(messages)) => messages,
+            Err(error) => {
+                let line = String::from_utf8_lossy(data);
+                let message = format!(
+                    "session {session_id}: skipped a line from the server that is not JSON-RPC ({error}): {}",
+                    truncate(&line, 300)
+                );
+                return self.ctx.log(LogLevel::Warn, message);
+            }
+        };
+        let tap = self.logs_upstream(upstream);
+        for message in messages {
+            if tap {
+                let name = self.upstream_name(upstream);
+                let text = String::from_utf8_lossy(&message.to_bytes()).into_owned();
+                self.ctx.log(LogLevel::Debug, format!("session {session_id} <- {name}: {text}"));
+            }
+            if let Some(server) = shared {
+                self.shared_message(server, upstream, message);
+                continue;
+            }
+            match message {
+                Message::Response(response) => self.handle_upstream_response(upstream, response),
+                Message::Notification(notification) if notification.method == "notifications/progress" => {
+                    let target = mcp::progress_notification_token(&notification.params)
+                        .and_then(|token| self.sessions.get(&session_id)?.progress.get(&token).copied())
+                        .and_then(|proxy_id| self.pending.get(proxy_id))
+                        .map(|pending| pending.reply_to);
+                    let message = Message::Notification(notification);
+                    match target {
+                        Some(ReplyTo::Exchange(exchange)) if self.send_event(exchange, &message) => {}
+                        _ => self.route_to_session(&session_id, &message),
+                    }
+                }
+                Message::Request(request) => {
+                    let request = self.name_server_request(&session_id, upstream, request);
+                    self.route_to_session(&session_id, &Message::Request(request));
+                }
+                other => self.route_to_session(&session_id, &other),
+            }
+        }
+    }
+
+    /// An upstream answered a request: back to whoever asked, with the id they used.
+    pub(crate) fn handle_upstream_response(&mut self, upstream: UpstreamId, mut response: Response) {
+        let pending = match &response.id {
+            // At the edge requests go upstream under the client's own ids (see `forward_to`).
+            Some(id) if self.sealer.is_some() => self.pending.find(upstream, id),
+            Some(RequestId::Number(number)) => self
+                .pending
+                .get(ProxyRequestId(*number))
+                .filter(|p| p.upstream == upstream)
+                .map(|_| ProxyRequestId(*number)),
+            _ => None,
+        };
+        let Some(proxy_id) = pending else {
+            let name = self.upstream_name(upstream);
+            let message = format!("{name}: dropped a response to no request in flight (id {:?})", response.id);
+            return self.ctx.log(LogLevel::Warn, message);
+        };
+        let Some(pending) = self.take_pending(proxy_id) else {
+            return;
+        };
+        response.id = Some(pending.original_id.clone());
+        if let (true, Ok(result)) = (pending.initialize, &response.outcome) {
+            if let Some(version) = result.get("protocolVersion").and_then(serde_json::Value::as_str) {
+                self.set_http_protocol(upstream, version);
+            }
+        }
+        let filter = self.ctx.config.servers.get(pending.server).and_then(|s| s.options.tool_filter.as_ref());
+        if let (true, Ok(result), Some(filter)) = (pending.lists_tools, &mut response.outcome, filter) {
+            // A merged list is filtered as it is merged.
+            if !matches!(pending.reply_to, ReplyTo::Aggregate(_)) {
+                crate::modes::aggregate::filter_tools(result, filter);
+            }
+        }
+        self.deliver_response(&pending, response);
+    }
+
+    pub(crate) fn handle_upstream_closed(&mut self, upstream: UpstreamId, reason: String) {
+        if let Some(server) = self.shared.server_of(upstream) {
+            return self.shared_closed(server, upstream, reason);
+        }
+        let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
+            return;
+        };
+        if self.sessions.get(&session_id).is_some_and(|s| s.target == Target::Merged) {
+            return self.merged_member_closed(&session_id, upstream, reason);
+        }
+        self.ctx.log(LogLevel::Warn, format!("session {session_id}: the server exited: {reason}"));
+        self.end_session(&session_id, &RequestError::UpstreamClosed(reason), "the server exited");
+    }
+
+    /// The credentials of the client behind `upstream`: its session's latest, or (while its
+    /// session is being opened) the request's.
+    pub(crate) fn client_authorization(&self, upstream: UpstreamId) -> Option<String> {
+        match self.by_upstream.get(&upstream).and_then(|id| self.sessions.get(id)) {
+            Some(session) => session.client_authorization.clone(),
+            None => self.request_authorization.clone(),
+        }
+    }
+
+    /// Sends a message to one upstream.
+    pub(crate) fn send_to_upstream(&mut self, upstream: UpstreamId, message: &Message) {
+        self.send_upstream(upstream, message);
+    }
+
+    pub(crate) fn send_upstream(&mut self, upstream: UpstreamId, message: &Message) {
+        let data = message.to_bytes();
+        if self.logs_upstream(upstream) {
+            let session = self.by_upstream.get(&upstream).map(SessionId::to_string).unwrap_or_default();
+            let name = self.upstream_name(upstream);
+            self.ctx.log(LogLevel::Debug, format!("session {session} -> {name}: {}", String::from_utf8_lossy(&data)));
+        }
+        if self.http.contains(upstream) {
+            return self.http_send(upstream, message, data);
+        }
+        self.ctx.push(Output::Send { upstream, data });
+    }
+
+    /// Stops an upstream: a child is terminated, a remote session deleted.
+    pub(crate) fn close_upstream(&mut self, upstream: UpstreamId) {
+        if self.http.contains(upstream) {
+            self.http_close(upstream);
+        } else {
+            self.ctx.push(Output::CloseUpstream(upstream));
+        }
+    }
+
+    /// The server behind an upstream.
+    pub(crate) fn server_of_upstream(&self, upstream: UpstreamId) -> Option<usize> {
+        if let Some(server) = self.shared.server_of(upstream) {
+            return Some(server);
+        }
+        self.sessions.get(self.by_upstream.get(&upstream)?)?.server_of(upstream)
+    }
+
+    /// Whether an upstream's traffic is logged: `--debug`, or its server's `logEnabled`.
+    pub(crate) fn logs_upstream(&self, upstream: UpstreamId) -> bool {
+        self.ctx.config.debug
+            || self
+                .server_of_upstream(upstream)
+                .and_then(|s| self.ctx.config.servers.get(s))
+                .is_some_and(|s| s.options.log_enabled)
+    }
+
+    /// How log lines name an upstream's server.
+    pub(crate) fn upstream_name(&self, upstream: UpstreamId) -> String {
+        match self.server_of_upstream(upstream).and_then(|s| self.ctx.config.servers.get(s)) {
+            Some(entry) if !entry.name.is_empty() => format!("server {}", entry.display_name()),
+            _ => "server".to_owned(),
+        }
+    }
+}
