@@ -154,11 +154,6 @@ pub(crate) fn split_prefixed<'a>(config: &Config, servers: &[usize], name: &'a s
         .map(|(_, server, rest)| (server, rest))
 }
 
-/// Whether `server` exposes the tool `name` (its tool filter allows it).
-pub(crate) fn tool_allowed(config: &Config, server: usize, name: &str) -> bool {
-    config.servers.get(server).and_then(|s| s.options.tool_filter.as_ref()).is_none_or(|filter| filter.allows(name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,10 @@
 
 use serde::Deserialize;
 
+mod expand;
 pub mod file;
+mod json;
+mod server;
 
 use crate::config::file::{ConfigFile, ProxySettings, ServerEntry, ServerOptions, ServerSource, UpstreamConfig};
 use crate::error::ConfigError;

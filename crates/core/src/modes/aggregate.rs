@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::file::ToolFilter;
 use crate::config::Config;
 use crate::error::codes;
 use crate::route::prefixed;
@@ -29,19 +28,18 @@ pub(crate) struct Merged {
 }
 
 /// Methods the merged endpoint sends to every server.
-pub(crate) const FAN_OUT: [&str; 6] =
-    ["initialize", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "logging/setLevel"];
-
-/// Removes the tools `filter` hides from a `tools/list` result.
-pub(crate) fn filter_tools(result: &mut Value, filter: &ToolFilter) {
-    if let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) {
-        tools.retain(|tool| tool.get("name").and_then(Value::as_str).is_some_and(|name| filter.allows(name)));
-    }
-}
+pub(crate) const FAN_OUT: [&str; 6] = [
+    mcp::INITIALIZE,
+    mcp::TOOLS_LIST,
+    mcp::PROMPTS_LIST,
+    mcp::RESOURCES_LIST,
+    mcp::RESOURCE_TEMPLATES_LIST,
+    mcp::LOGGING_SET_LEVEL,
+];
 
 /// Merges the parts of a fanned-out request.
 pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&str>, parts: &[Part]) -> Merged {
-    if matches!(method, "resources/read" | "resources/subscribe" | "resources/unsubscribe") {
+    if matches!(method, mcp::RESOURCES_READ | mcp::RESOURCES_SUBSCRIBE | mcp::RESOURCES_UNSUBSCRIBE) {
         return Merged { outcome: first_answer(parts), owners: Vec::new(), names: Vec::new() };
     }
     let ok: Vec<(usize, &Value)> =
@@ -56,7 +54,7 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
         let error = ErrorObject::new(codes::CONNECTION_CLOSED, format!("no server answered ({})", failures.join("; ")));
         return Merged { outcome: Err(error), owners: Vec::new(), names: Vec::new() };
     }
-    if method == "initialize" && config.aggregator.as_ref().is_some_and(|a| a.fail_closed) {
+    if method == mcp::INITIALIZE && config.aggregator.as_ref().is_some_and(|a| a.fail_closed) {
         if let Some(failed) = parts.iter().find(|p| p.outcome.is_err()) {
             let message = format!("{} did not initialize and failClosed is set", server_name(config, failed.server));
             return Merged {
@@ -70,10 +68,10 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
     let mut names: Vec<(String, usize)> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let outcome = match method {
-        "initialize" => initialize(config, requested_version, &ok),
-        "tools/list" => list(config, &ok, "tools", |config, server, item| {
+        mcp::INITIALIZE => initialize(config, requested_version, &ok),
+        mcp::TOOLS_LIST => list(config, &ok, "tools", |config, server, item| {
             let name = item.get("name").and_then(Value::as_str)?;
-            let allowed = config.servers.get(server)?.options.tool_filter.as_ref().is_none_or(|f| f.allows(name));
+            let allowed = crate::policy::tool_filter::tool_allowed(config, server, name);
             let merged = prefixed(config, server, name);
             // Without prefixes two servers may offer the same name: the first one keeps it.
             (allowed && seen.insert(("tool", merged.clone()))).then(|| {
@@ -81,7 +79,7 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
                 renamed(item, merged)
             })
         }),
-        "prompts/list" => list(config, &ok, "prompts", |config, server, item| {
+        mcp::PROMPTS_LIST => list(config, &ok, "prompts", |config, server, item| {
             let name = item.get("name").and_then(Value::as_str)?;
             let merged = prefixed(config, server, name);
             seen.insert(("prompt", merged.clone())).then(|| {
@@ -89,13 +87,13 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
                 renamed(item, merged)
             })
         }),
-        "resources/list" => list(config, &ok, "resources", |_, server, item| {
+        mcp::RESOURCES_LIST => list(config, &ok, "resources", |_, server, item| {
             if let Some(uri) = item.get("uri").and_then(Value::as_str) {
                 owners.push((uri.to_owned(), server));
             }
             Some(item.clone())
         }),
-        "resources/templates/list" => list(config, &ok, "resourceTemplates", |_, server, item| {
+        mcp::RESOURCE_TEMPLATES_LIST => list(config, &ok, "resourceTemplates", |_, server, item| {
             if let Some(template) = item.get("uriTemplate").and_then(Value::as_str) {
                 owners.push((template.to_owned(), server));
             }

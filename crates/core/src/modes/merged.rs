@@ -15,10 +15,11 @@ use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
 use crate::io::LogLevel;
 use crate::modes::aggregate::{self, Part, FAN_OUT};
 use crate::proxy::Proxy;
-use crate::route::{split_prefixed, tool_allowed};
+use crate::route::split_prefixed;
 use crate::state::pending::{PendingRequest, ReplyTo};
 use crate::time::Instant;
 use crate::wire::jsonrpc::{param, params_object, ErrorObject, Request, RequestId, Response};
+use crate::wire::mcp;
 
 /// A request fanned out to several servers, waiting for their parts.
 #[derive(Debug)]
@@ -57,9 +58,9 @@ impl Proxy {
             return self.fan_out(now, session_id, reply_to, request, live);
         }
         let target = match method.as_str() {
-            "ping" => return self.answer_locally(session_id, reply_to, &request, Ok(json!({}))),
-            "tools/call" | "prompts/get" => self.owner_by_name(session_id, &live, &mut request.params, "name"),
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            mcp::PING => return self.answer_locally(session_id, reply_to, &request, Ok(json!({}))),
+            mcp::TOOLS_CALL | mcp::PROMPTS_GET => self.owner_by_name(session_id, &live, &mut request.params, "name"),
+            mcp::RESOURCES_READ | mcp::RESOURCES_SUBSCRIBE | mcp::RESOURCES_UNSUBSCRIBE => {
                 let uri = param(&request.params, "uri").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let owner = self.owner_by_uri(session_id, &live, &uri);
                 if owner.is_none() && self.sealer.is_some() && live.len() > 1 {
@@ -69,7 +70,7 @@ impl Proxy {
                 }
                 owner
             }
-            "completion/complete" => {
+            mcp::COMPLETION_COMPLETE => {
                 let mut reference = param(&request.params, "ref").cloned();
                 let owner = match reference.as_ref().and_then(|r| r.get("type")).and_then(Value::as_str) {
                     Some("ref/prompt") => self.owner_by_name(session_id, &live, &mut reference, "name"),
@@ -89,10 +90,10 @@ impl Proxy {
         };
         let Some(server) = target else {
             let error = match method.as_str() {
-                "tools/call" | "prompts/get" | "completion/complete" => {
+                mcp::TOOLS_CALL | mcp::PROMPTS_GET | mcp::COMPLETION_COMPLETE => {
                     ErrorObject::new(codes::INVALID_PARAMS, "no server has that name")
                 }
-                "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                mcp::RESOURCES_READ | mcp::RESOURCES_SUBSCRIBE | mcp::RESOURCES_UNSUBSCRIBE => {
                     ErrorObject::new(codes::RESOURCE_NOT_FOUND, "no server lists that resource")
                 }
                 _ => ErrorObject::new(
@@ -102,13 +103,7 @@ impl Proxy {
             };
             return self.answer_locally(session_id, reply_to, &request, Err(error));
         };
-        if method == "tools/call" {
-            let name = param(&request.params, "name").and_then(Value::as_str).unwrap_or_default();
-            if !tool_allowed(&self.ctx.config, server, name) {
-                let error = ErrorObject::new(codes::INVALID_PARAMS, "that tool is not available");
-                return self.answer_locally(session_id, reply_to, &request, Err(error));
-            }
-        }
+        // The server's tool filter is applied where every call goes through (`forward_to`).
         self.forward_to(now, session_id, server, reply_to, request);
     }
 
@@ -211,7 +206,7 @@ impl Proxy {
             aggregate.requested_version.as_deref(),
             &aggregate.parts,
         );
-        let initialize = aggregate.method == "initialize";
+        let initialize = aggregate.method == mcp::INITIALIZE;
         if let Some(session) = self.sessions.get_mut(&aggregate.session) {
             session.resource_owners.extend(merged.owners);
             session.name_owners.extend(merged.names);
@@ -343,7 +338,7 @@ impl Proxy {
         {
             member.upstream = upstream;
         }
-        let request = Request { id: RequestId::Number(0), method: "initialize".into(), params };
+        let request = Request { id: RequestId::Number(0), method: mcp::INITIALIZE.into(), params };
         self.forward_to(now, session_id, server, ReplyTo::Rejoin, request);
     }
 
@@ -367,11 +362,7 @@ impl Proxy {
         }
         self.ctx.log(LogLevel::Info, format!("session {session_id}: {name} is back"));
         // The client's lists changed: tell it.
-        for method in [
-            "notifications/tools/list_changed",
-            "notifications/prompts/list_changed",
-            "notifications/resources/list_changed",
-        ] {
+        for method in [mcp::TOOLS_LIST_CHANGED, mcp::PROMPTS_LIST_CHANGED, mcp::RESOURCES_LIST_CHANGED] {
             let notice = crate::wire::jsonrpc::Message::Notification(crate::wire::jsonrpc::Notification {
                 method: method.into(),
                 params: None,

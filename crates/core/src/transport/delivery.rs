@@ -9,6 +9,7 @@ use crate::state::exchange::{json_head, sse_head, Exchange, ExchangeKind};
 use crate::state::session::{Transport, STANDALONE_STREAM};
 use crate::wire::http::Header;
 use crate::wire::jsonrpc::{batch_to_bytes, Message, Response};
+use crate::wire::mcp;
 use crate::wire::sse;
 
 impl Proxy {
@@ -178,8 +179,7 @@ impl Proxy {
         if matches!(session.transport, Transport::Pool { .. }) {
             return self.route_from_pool_member(session_id, message);
         }
-        let request_related =
-            matches!(message, Message::Request(_)) || message.method() == Some("notifications/message");
+        let request_related = matches!(message, Message::Request(_)) || message.method() == Some(mcp::MESSAGE);
         let candidates: Vec<ExchangeId> = match &session.transport {
             Transport::LegacySse { stream } => vec![*stream],
             Transport::Streamable { standalone, posts, .. } if request_related => {
@@ -211,7 +211,7 @@ impl Proxy {
     fn route_from_pool_member(&mut self, session_id: &SessionId, message: &Message) {
         match message {
             Message::Request(request) => {
-                let answer = if request.method == "ping" {
+                let answer = if request.method == mcp::PING {
                     Response::result(request.id.clone(), serde_json::json!({}))
                 } else {
                     let error = crate::wire::jsonrpc::ErrorObject::new(
@@ -222,7 +222,7 @@ impl Proxy {
                 };
                 self.send_to_session_upstream(session_id, &Message::Response(answer));
             }
-            Message::Notification(notification) if notification.method == "notifications/message" => {
+            Message::Notification(notification) if notification.method == mcp::MESSAGE => {
                 let only = match self.sessions.get(session_id).map(|s| s.in_flight.keys().copied().collect::<Vec<_>>())
                 {
                     Some(ids) if ids.len() == 1 => ids.first().copied(),

@@ -8,7 +8,6 @@ use crate::error::{codes, RequestError};
 use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
 use crate::io::LogLevel;
 use crate::policy::access::forwardable_authorization;
-use crate::proxy::truncate;
 use crate::proxy::Proxy;
 use crate::route::Target;
 use crate::state::pending::{PendingRequest, ReplyTo};
@@ -111,7 +110,7 @@ impl Proxy {
             progress: progress.clone(),
             deadline,
             initialize,
-            lists_tools: request.method == "tools/list",
+            lists_tools: request.method == mcp::TOOLS_LIST,
         };
         let proxy_id = self.pending.insert(pending, &mut self.ctx.timers);
         if let Some(session) = self.sessions.get_mut(session_id) {
@@ -120,14 +119,8 @@ impl Proxy {
                 session.progress.insert(token, proxy_id);
             }
         }
-        if request.method == "tools/call" {
-            let name =
-                crate::wire::jsonrpc::param(&request.params, "name").and_then(|n| n.as_str()).unwrap_or_default();
-            if !crate::route::tool_allowed(&self.ctx.config, server, name) {
-                let message = format!("Tool {:?} is not available on this server", truncate(name, 100));
-                let error = crate::wire::jsonrpc::ErrorObject::new(codes::INVALID_PARAMS, message);
-                return self.local_answers.push_back((proxy_id, Err(error)));
-            }
+        if let Err(error) = crate::policy::tool_filter::check_call(&self.ctx.config, server, &request) {
+            return self.local_answers.push_back((proxy_id, Err(error)));
         }
         // At the edge every request is served by a fresh proxy and each client session has
         // upstream sessions of its own: the client's ids are unique there, and keeping them

@@ -14,6 +14,7 @@ use crate::policy::network::{join, redacted, same_origin};
 use crate::proxy::Proxy;
 use crate::wire::http::Header;
 use crate::wire::jsonrpc::{ErrorObject, Message, RequestId, Response};
+use crate::wire::mcp;
 use crate::wire::sse_parser::SseParser;
 
 /// A request the shell makes for the core.
@@ -262,7 +263,7 @@ impl Proxy {
             }
             Flavor::Streamable { initialize, .. } => {
                 if let Message::Request(request) = message {
-                    if request.method == "initialize" {
+                    if request.method == mcp::INITIALIZE {
                         *initialize = request.params.clone();
                     }
                 }
@@ -436,8 +437,7 @@ impl Proxy {
         *known = Some(resolved.clone());
         if let Some(params) = replay.take() {
             *replaying = true;
-            let body =
-                serde_json::json!({"jsonrpc": "2.0", "id": REINITIALIZE_ID, "method": "initialize", "params": params});
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": REINITIALIZE_ID, "method": mcp::INITIALIZE, "params": params});
             let headers = vec![Header::new("content-type", "application/json")];
             let body = serde_json::to_vec(&body).unwrap_or_default();
             return self.fetch(
@@ -533,7 +533,7 @@ impl Proxy {
         *reinit = Some(vec![message]);
         let url = url.clone();
         let body =
-            serde_json::json!({"jsonrpc": "2.0", "id": REINITIALIZE_ID, "method": "initialize", "params": params});
+            serde_json::json!({"jsonrpc": "2.0", "id": REINITIALIZE_ID, "method": mcp::INITIALIZE, "params": params});
         let headers = vec![
             Header::new("content-type", "application/json"),
             Header::new("accept", "application/json, text/event-stream"),

@@ -47,7 +47,7 @@ impl Proxy {
             }
             match message {
                 Message::Response(response) => self.handle_upstream_response(upstream, response),
-                Message::Notification(notification) if notification.method == "notifications/progress" => {
+                Message::Notification(notification) if notification.method == mcp::PROGRESS => {
                     let target = mcp::progress_notification_token(&notification.params)
                         .and_then(|token| self.sessions.get(&session_id)?.progress.get(&token).copied())
                         .and_then(|proxy_id| self.pending.get(proxy_id))
@@ -97,7 +97,7 @@ impl Proxy {
         if let (true, Ok(result), Some(filter)) = (pending.lists_tools, &mut response.outcome, filter) {
             // A merged list is filtered as it is merged.
             if !matches!(pending.reply_to, ReplyTo::Aggregate(_)) {
-                crate::modes::aggregate::filter_tools(result, filter);
+                crate::policy::tool_filter::filter_tools(result, filter);
             }
         }
         self.deliver_response(&pending, response);

@@ -284,8 +284,8 @@ impl Proxy {
     /// clients still follow the URI is answered by the proxy).
     fn track_subscription(&mut self, server: usize, proxy_id: ProxyRequestId, request: &Request) -> bool {
         let subscribe = match request.method.as_str() {
-            "resources/subscribe" => true,
-            "resources/unsubscribe" => false,
+            mcp::RESOURCES_SUBSCRIBE => true,
+            mcp::RESOURCES_UNSUBSCRIBE => false,
             _ => return true,
         };
         let uri = crate::wire::jsonrpc::param(&request.params, "uri").and_then(Value::as_str).map(str::to_owned);
@@ -310,7 +310,7 @@ impl Proxy {
     pub(crate) fn shared_message(&mut self, server: usize, upstream: UpstreamId, message: Message) {
         match message {
             Message::Response(response) => self.handle_upstream_response(upstream, response),
-            Message::Notification(mut notification) if notification.method == "notifications/progress" => {
+            Message::Notification(mut notification) if notification.method == mcp::PROGRESS => {
                 let pending = match mcp::progress_notification_token(&notification.params) {
                     Some(RequestId::Number(id)) => {
                         self.pending.get(ProxyRequestId(id)).filter(|p| p.upstream == upstream).cloned()
@@ -335,7 +335,7 @@ impl Proxy {
                     self.route_to_session(&session_id, &Message::Request(request));
                 }
                 None => {
-                    let answer = if request.method == "ping" {
+                    let answer = if request.method == mcp::PING {
                         Response::result(request.id, json!({}))
                     } else {
                         let message =
@@ -352,10 +352,10 @@ impl Proxy {
                 let Some(shared) = self.shared.by_server.get(&server) else {
                     return;
                 };
-                let recipients: Vec<SessionId> = if notification.method == "notifications/resources/updated" {
+                let recipients: Vec<SessionId> = if notification.method == mcp::RESOURCES_UPDATED {
                     let uri = crate::wire::jsonrpc::param(&notification.params, "uri").and_then(Value::as_str);
                     uri.and_then(|uri| shared.subscriptions.get(uri)).into_iter().flatten().cloned().collect()
-                } else if notification.method == "notifications/message" {
+                } else if notification.method == mcp::MESSAGE {
                     // A log line most likely belongs to the request in flight.
                     match self.newest_asker(server, upstream) {
                         Some(session) => vec![session],

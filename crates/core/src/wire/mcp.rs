@@ -4,12 +4,57 @@ use serde_json::Value;
 
 use crate::wire::jsonrpc::{param, params_object, RequestId};
 
-/// The `initialize` request.
+// Every method name, requests and notifications of both directions.
+/// Opens a session (2025 revisions). (`initialize`)
 pub const INITIALIZE: &str = "initialize";
-/// The `notifications/cancelled` notification.
-pub const CANCELLED: &str = "notifications/cancelled";
-/// The `notifications/initialized` notification.
+/// Checks that the other side answers. (`ping`)
+pub const PING: &str = "ping";
+/// Lists tools. (`tools/list`)
+pub const TOOLS_LIST: &str = "tools/list";
+/// Calls a tool. (`tools/call`)
+pub const TOOLS_CALL: &str = "tools/call";
+/// Lists prompts. (`prompts/list`)
+pub const PROMPTS_LIST: &str = "prompts/list";
+/// Gets a prompt. (`prompts/get`)
+pub const PROMPTS_GET: &str = "prompts/get";
+/// Lists resources. (`resources/list`)
+pub const RESOURCES_LIST: &str = "resources/list";
+/// Lists resource templates. (`resources/templates/list`)
+pub const RESOURCE_TEMPLATES_LIST: &str = "resources/templates/list";
+/// Reads a resource. (`resources/read`)
+pub const RESOURCES_READ: &str = "resources/read";
+/// Follows a resource's updates. (`resources/subscribe`)
+pub const RESOURCES_SUBSCRIBE: &str = "resources/subscribe";
+/// Stops following a resource. (`resources/unsubscribe`)
+pub const RESOURCES_UNSUBSCRIBE: &str = "resources/unsubscribe";
+/// Completes an argument. (`completion/complete`)
+pub const COMPLETION_COMPLETE: &str = "completion/complete";
+/// Sets the server's log level (2025 revisions). (`logging/setLevel`)
+pub const LOGGING_SET_LEVEL: &str = "logging/setLevel";
+/// A server asks the client's model for a message. (`sampling/createMessage`)
+pub const SAMPLING_CREATE_MESSAGE: &str = "sampling/createMessage";
+/// A server asks the user for input. (`elicitation/create`)
+pub const ELICITATION_CREATE: &str = "elicitation/create";
+/// A server asks the client for its roots. (`roots/list`)
+pub const ROOTS_LIST: &str = "roots/list";
+/// The client is ready (after `initialize`). (`notifications/initialized`)
 pub const INITIALIZED: &str = "notifications/initialized";
+/// A request is cancelled. (`notifications/cancelled`)
+pub const CANCELLED: &str = "notifications/cancelled";
+/// Progress of a request. (`notifications/progress`)
+pub const PROGRESS: &str = "notifications/progress";
+/// A log message. (`notifications/message`)
+pub const MESSAGE: &str = "notifications/message";
+/// A followed resource changed. (`notifications/resources/updated`)
+pub const RESOURCES_UPDATED: &str = "notifications/resources/updated";
+/// The resource list changed. (`notifications/resources/list_changed`)
+pub const RESOURCES_LIST_CHANGED: &str = "notifications/resources/list_changed";
+/// The tool list changed. (`notifications/tools/list_changed`)
+pub const TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
+/// The prompt list changed. (`notifications/prompts/list_changed`)
+pub const PROMPTS_LIST_CHANGED: &str = "notifications/prompts/list_changed";
+/// The client's roots changed. (`notifications/roots/list_changed`)
+pub const ROOTS_LIST_CHANGED: &str = "notifications/roots/list_changed";
 
 /// The `notifications/initialized` a client sends once `initialize` is answered (the proxy
 /// sends it itself to upstreams it initializes).
