@@ -10,6 +10,7 @@ use crate::ctx::Ctx;
 use crate::error::RequestError;
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
 use crate::io::{Input, LogLevel, Output};
+use crate::modes::edge::SessionStore;
 use crate::modes::pool::Pool;
 use crate::policy::access::{admit, forwardable_authorization, Admission, Refusal};
 use crate::policy::{cors_response_headers, preflight_headers};
@@ -44,8 +45,8 @@ pub struct Proxy {
     pub(crate) http: crate::upstream::http::HttpUpstreams,
     /// Upstreams shared by every session of their server.
     pub(crate) shared: crate::upstream::shared::SharedUpstreams,
-    /// At the edge: seals sessions into their ids.
-    pub(crate) sealer: Option<crate::modes::edge::Sealer>,
+    /// Where sessions live: in memory, or sealed into their ids (at the edge).
+    pub(crate) store: SessionStore,
     /// The `Authorization` header of the HTTP request being handled (sessions it opens start
     /// with it).
     pub(crate) request_authorization: Option<String>,
@@ -62,8 +63,7 @@ impl Proxy {
     /// children are started at once: drain [`Proxy::poll_output`] after this.
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Proxy {
         let stateless = config.stateless;
-        let sealer =
-            config.edge.as_ref().map(|edge| crate::modes::edge::Sealer::new(&edge.key, edge.session_max_age_secs));
+        let store = SessionStore::new(&config);
         let events = crate::state::event_log::EventLog::new(
             config.event_store_size,
             EVENT_STORE_SESSION_BYTES,
@@ -81,7 +81,7 @@ impl Proxy {
             temporary_count: 0,
             http: Default::default(),
             shared: Default::default(),
-            sealer,
+            store,
             request_authorization: None,
             local_answers: VecDeque::new(),
             next_upstream: 0,
@@ -199,11 +199,7 @@ impl Proxy {
             Admission::Admin => self.handle_admin(request, cors),
             Admission::Temporary => self.temporary_open(request, cors),
             Admission::Endpoint { route: Route { target, endpoint }, servers } => {
-                let credential = match self.sealer {
-                    Some(_) => crate::modes::edge::credential_digest(&request),
-                    None => [0; 32],
-                };
-                let caller = Caller { target, servers, credential };
+                let caller = Caller { target, servers, credential: self.store.credential(&request) };
                 match (endpoint, request.method.as_str()) {
                     (Endpoint::Stream, "POST") => self.stream_post(now, &caller, request, cors),
                     (Endpoint::Stream, "GET") => self.stream_get(&caller, request, cors),
@@ -261,10 +257,7 @@ impl Proxy {
                         continue;
                     };
                     if self.sessions.contains_key(&pending.session) {
-                        let wire_id = match self.sealer {
-                            Some(_) => serde_json::to_value(&pending.original_id).unwrap_or_default(),
-                            None => serde_json::Value::from(proxy_id.0),
-                        };
+                        let wire_id = self.store.upstream_id(proxy_id, &pending.original_id);
                         let params =
                             serde_json::json!({"requestId": wire_id, "reason": "request timed out in the proxy"});
                         let cancel =

@@ -260,13 +260,19 @@ async fn handle(
     };
     // Who may not get in is told before a byte of the body is read.
     if let Some(Reply::Full { status, headers, body }) = server.shared.precheck(&request) {
-        return Ok(respond(status, headers, Body::full(body, in_flight)));
+        let mut response = respond(status, headers, Body::full(body, in_flight));
+        close_if_body_unread(&mut response, &parts);
+        return Ok(response);
     }
     let read = tokio::time::timeout(server.limits.body, read_body(body, &parts.headers, server.max_body_size)).await;
     let (body, body_too_large) = match read {
         Ok(Ok(read)) => read,
         Ok(Err(())) => return Ok(plain(StatusCode::BAD_REQUEST, "the request body could not be read", in_flight)),
-        Err(_) => return Ok(plain(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time", in_flight)),
+        Err(_) => {
+            let mut response = plain(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time", in_flight);
+            close_if_body_unread(&mut response, &parts);
+            return Ok(response);
+        }
     };
     request.body = body.to_vec();
     request.body_too_large = body_too_large;
@@ -276,7 +282,11 @@ async fn handle(
     let response = match reply_rx.await {
         Ok(Reply::Full { status, headers, body }) => {
             guard.disarm();
-            respond(status, headers, Body::full(body, in_flight))
+            let mut response = respond(status, headers, Body::full(body, in_flight));
+            if body_too_large {
+                close_if_body_unread(&mut response, &parts);
+            }
+            response
         }
         Ok(Reply::Stream { status, headers, body, queued }) => {
             respond(status, headers, Body::Stream { chunks: body, queued, _guard: guard, _in_flight: in_flight })
@@ -316,6 +326,21 @@ fn respond(status: u16, headers: Vec<Header>, body: Body) -> Response<Body> {
         }
     }
     response
+}
+
+/// A response sent before the request's body was read (a refusal from the head alone, a body
+/// too large or too slow) ends the connection, and says so: hyper does not read the rest of a
+/// body nobody consumed, so a keep-alive client would otherwise send its next request on a
+/// connection that is about to close. HTTP/2 resets just the stream and needs nothing.
+fn close_if_body_unread(response: &mut Response<Body>, request: &http::request::Parts) {
+    let may_have_body = request.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || request
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes().iter().any(|digit| *digit != b'0'));
+    if request.version < http::Version::HTTP_2 && may_have_body {
+        response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
 }
 
 fn plain(status: StatusCode, message: &'static str, in_flight: InFlight) -> Response<Body> {

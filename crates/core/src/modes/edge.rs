@@ -17,10 +17,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::ids::{SessionId, UpstreamId};
+use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
 use crate::proxy::Proxy;
 use crate::route::Target;
 use crate::state::session::{Member, Session, SessionState, Transport};
+use crate::upstream::backoff::Backoff;
+use crate::wire::jsonrpc::RequestId;
 
 /// Starts every sealed id: the format's version.
 const PREFIX: &str = "e2.";
@@ -136,6 +138,64 @@ impl Sealer {
     }
 }
 
+/// Where sessions live, chosen once at construction: in the proxy's memory (the native host),
+/// or sealed into their own ids (at the edge, where nothing lives between requests). Each
+/// decision that differs between the two is a method here.
+#[derive(Debug)]
+pub(crate) enum SessionStore {
+    /// Sessions live in the proxy; ids are random handles.
+    Memory,
+    /// Sessions travel sealed in their ids; every request is served by a fresh proxy.
+    Sealed(Sealer),
+}
+
+impl SessionStore {
+    /// The store the configuration asks for.
+    pub(crate) fn new(config: &crate::config::Config) -> SessionStore {
+        match &config.edge {
+            Some(edge) => SessionStore::Sealed(Sealer::new(&edge.key, edge.session_max_age_secs)),
+            None => SessionStore::Memory,
+        }
+    }
+
+    /// A digest of the credential a request presents, where sessions are sealed for it.
+    pub(crate) fn credential(&self, request: &crate::wire::http::HttpRequest) -> [u8; 32] {
+        match self {
+            SessionStore::Memory => [0; 32],
+            SessionStore::Sealed(_) => credential_digest(request),
+        }
+    }
+
+    /// Whether requests go upstream under the client's own ids. At the edge each client
+    /// session has upstream sessions of its own and every request is served by a fresh proxy,
+    /// so the client's ids are unique there, and keeping them lets a cancellation sent in a
+    /// later request name its request. In memory the proxy's own ids keep clients apart.
+    pub(crate) fn keeps_client_ids(&self) -> bool {
+        matches!(self, SessionStore::Sealed(_))
+    }
+
+    /// The id a request goes upstream with.
+    pub(crate) fn upstream_id(&self, proxy_id: ProxyRequestId, original: &RequestId) -> RequestId {
+        match self {
+            SessionStore::Memory => RequestId::Number(proxy_id.0),
+            SessionStore::Sealed(_) => original.clone(),
+        }
+    }
+
+    /// Whether what a session learned (resource owners from lists, server requests handed
+    /// out) is still known in its later requests. At the edge it is not.
+    pub(crate) fn remembers(&self) -> bool {
+        matches!(self, SessionStore::Memory)
+    }
+
+    /// Whether an upstream's own stream is opened as soon as its session is initialized
+    /// (in memory), or only while a client listens on its GET stream (at the edge, where the
+    /// proxy lives only as long as a request).
+    pub(crate) fn listens_ahead(&self) -> bool {
+        matches!(self, SessionStore::Memory)
+    }
+}
+
 /// What a sealed id carries.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Ticket {
@@ -176,7 +236,7 @@ impl Proxy {
     /// The id a client is given for a session: the session sealed at the edge (for the
     /// credential that opened it), else its id; `None` if it cannot be sealed (too large).
     pub(crate) fn public_session_id(&mut self, session_id: &SessionId) -> Option<String> {
-        let Some(sealer) = &self.sealer else {
+        let SessionStore::Sealed(sealer) = &self.store else {
             return Some(session_id.to_string());
         };
         let session = self.sessions.get(session_id)?;
@@ -213,7 +273,10 @@ impl Proxy {
     /// Opens a sealed id presented at `target`'s endpoint and rebuilds its session; `None`
     /// for anything that does not open, or belongs to another endpoint.
     pub(crate) fn restore_session(&mut self, sealed: &str, target: Target, credential: [u8; 32]) -> Option<SessionId> {
-        let ticket = self.sealer.as_ref()?.open(sealed, &credential, self.ctx.wall.0)?;
+        let SessionStore::Sealed(sealer) = &self.store else {
+            return None;
+        };
+        let ticket = sealer.open(sealed, &credential, self.ctx.wall.0)?;
         let restored_target = match &ticket.endpoint {
             Some(name) => Target::Server(self.server_named(name)?),
             None => Target::Merged,
@@ -241,7 +304,7 @@ impl Proxy {
                 ticket.initialize.clone(),
             );
             self.by_upstream.insert(upstream, id.clone());
-            members.push(Member { server, upstream, failed: member.failed, retries: 0 });
+            members.push(Member { server, upstream, failed: member.failed, backoff: Backoff::rejoin(self.ctx.now) });
         }
         if members.iter().all(|m| m.failed) {
             return None;

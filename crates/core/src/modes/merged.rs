@@ -63,7 +63,7 @@ impl Proxy {
             mcp::RESOURCES_READ | mcp::RESOURCES_SUBSCRIBE | mcp::RESOURCES_UNSUBSCRIBE => {
                 let uri = param(&request.params, "uri").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let owner = self.owner_by_uri(session_id, &live, &uri);
-                if owner.is_none() && self.sealer.is_some() && live.len() > 1 {
+                if owner.is_none() && !self.store.remembers() && live.len() > 1 {
                     // At the edge no list is remembered: ask every server, the first that
                     // knows the resource answers (see `aggregate::merge`).
                     return self.fan_out(now, session_id, reply_to, request, live);
@@ -313,8 +313,7 @@ impl Proxy {
         else {
             return;
         };
-        let delay = REJOIN_FIRST.saturating_mul(1 << member.retries.min(16)).min(REJOIN_MAX);
-        member.retries = member.retries.saturating_add(1);
+        let delay = member.backoff.failed(self.ctx.now);
         self.ctx.timers.set(self.ctx.now.after(delay), crate::state::timers::Timer::Rejoin(session_id.clone(), server));
     }
 
@@ -337,8 +336,9 @@ impl Proxy {
             self.sessions.get_mut(session_id).and_then(|s| s.members.iter_mut().find(|m| m.server == server))
         {
             member.upstream = upstream;
+            member.backoff.started(now);
         }
-        let request = Request { id: RequestId::Number(0), method: mcp::INITIALIZE.into(), params };
+        let request = mcp::initialize_request(RequestId::Number(0), params);
         self.forward_to(now, session_id, server, ReplyTo::Rejoin, request);
     }
 
@@ -371,7 +371,3 @@ impl Proxy {
         }
     }
 }
-
-/// The first and the longest wait before a left-out server is tried again.
-const REJOIN_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
-const REJOIN_MAX: std::time::Duration = std::time::Duration::from_secs(30);

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::ids::{ExchangeId, SessionId};
 use crate::io::LogLevel;
@@ -19,28 +19,23 @@ use crate::state::pending::ReplyTo;
 use crate::state::session::{SessionState, Transport};
 use crate::state::timers::Timer;
 use crate::time::Instant;
+use crate::upstream::backoff::Backoff;
 use crate::wire::http::{Header, ResponseHead};
-use crate::wire::jsonrpc::{Message, Request, RequestId, Response};
+use crate::wire::jsonrpc::{Message, RequestId, Response};
 use crate::wire::mcp;
 
 /// POSTs waiting for a ready child at most, and their bytes; more get 503.
 const WAITING_LIMIT: usize = 1024;
 const WAITING_BYTES: usize = 64 * 1024 * 1024;
-/// A child that lived this long before dying resets its slot's backoff.
-const HEALTHY_LIFETIME: Duration = Duration::from_secs(30);
-/// The first and the longest delay before a dead child is replaced.
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// One place in the pool.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Slot {
     /// The child's internal session, while it runs.
     session: Option<SessionId>,
     ready: bool,
-    started: Instant,
-    /// Deaths in a row without a healthy lifetime.
-    failures: u32,
+    /// When to replace it after it dies.
+    backoff: Backoff,
 }
 
 /// A stateless POST (waiting, if it arrived before any child was ready).
@@ -69,7 +64,8 @@ impl Proxy {
     /// Starts every child of the pool.
     pub(crate) fn start_pool(&mut self, now: Instant) {
         let size = self.ctx.config.stateless_pool_size.max(1);
-        self.pool.slots = (0..size).map(|_| Slot::default()).collect();
+        self.pool.slots =
+            (0..size).map(|_| Slot { session: None, ready: false, backoff: Backoff::restart(now) }).collect();
         for slot in 0..self.pool.slots.len() {
             self.spawn_pool_member(now, slot);
         }
@@ -84,14 +80,11 @@ impl Proxy {
             Transport::Pool { slot },
         );
         if let Some(entry) = self.pool.slots.get_mut(slot) {
-            *entry = Slot { session: Some(session.clone()), ready: false, started: now, failures: entry.failures };
+            entry.session = Some(session.clone());
+            entry.ready = false;
+            entry.backoff.started(now);
         }
-        let params = json!({
-            "protocolVersion": mcp::LATEST_PROTOCOL_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "mcp-proxy", "version": env!("CARGO_PKG_VERSION")},
-        });
-        let request = Request { id: RequestId::Number(0), method: mcp::INITIALIZE.into(), params: Some(params) };
+        let request = mcp::initialize_request(RequestId::Number(0), Some(mcp::proxy_initialize_params()));
         self.forward_request(now, &session, ReplyTo::PoolInitialize, request);
     }
 
@@ -128,11 +121,7 @@ impl Proxy {
         };
         entry.session = None;
         entry.ready = false;
-        if now.since(entry.started) >= HEALTHY_LIFETIME {
-            entry.failures = 0;
-        }
-        let delay = BACKOFF_START.saturating_mul(1 << entry.failures.min(16)).min(BACKOFF_MAX);
-        entry.failures = entry.failures.saturating_add(1);
+        let delay = entry.backoff.failed(now);
         self.ctx.log(LogLevel::Warn, format!("stateless pool: replacing child {slot} in {} ms", delay.as_millis()));
         self.ctx.timers.set(now.after(delay), Timer::Respawn(slot));
     }

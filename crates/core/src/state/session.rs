@@ -94,8 +94,8 @@ pub(crate) struct Member {
     /// It failed (initialize refused, or it exited): left out of the merged endpoint until it
     /// rejoins.
     pub(crate) failed: bool,
-    /// How many times it was brought back (the backoff grows with it).
-    pub(crate) retries: u32,
+    /// When to try bringing it back after it failed.
+    pub(crate) backoff: crate::upstream::backoff::Backoff,
 }
 
 /// One client session and the upstreams it owns.

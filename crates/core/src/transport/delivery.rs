@@ -211,15 +211,7 @@ impl Proxy {
     fn route_from_pool_member(&mut self, session_id: &SessionId, message: &Message) {
         match message {
             Message::Request(request) => {
-                let answer = if request.method == mcp::PING {
-                    Response::result(request.id.clone(), serde_json::json!({}))
-                } else {
-                    let error = crate::wire::jsonrpc::ErrorObject::new(
-                        crate::error::codes::METHOD_NOT_FOUND,
-                        format!("{} cannot reach a client: the proxy serves stateless requests", request.method),
-                    );
-                    Response::error(Some(request.id.clone()), error)
-                };
+                let answer = mcp::answer_unreachable(request, "the proxy serves stateless requests");
                 self.send_to_session_upstream(session_id, &Message::Response(answer));
             }
             Message::Notification(notification) if notification.method == mcp::MESSAGE => {

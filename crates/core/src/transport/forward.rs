@@ -122,12 +122,7 @@ impl Proxy {
         if let Err(error) = crate::policy::tool_filter::check_call(&self.ctx.config, server, &request) {
             return self.local_answers.push_back((proxy_id, Err(error)));
         }
-        // At the edge every request is served by a fresh proxy and each client session has
-        // upstream sessions of its own: the client's ids are unique there, and keeping them
-        // lets a cancellation sent in a later request name the request.
-        if self.sealer.is_none() {
-            request.id = RequestId::Number(proxy_id.0);
-        }
+        request.id = self.store.upstream_id(proxy_id, &request.id);
         if self.shared.server_of(upstream).is_some() {
             return self.send_shared(server, proxy_id, request);
         }
@@ -163,7 +158,7 @@ impl Proxy {
     ) -> Option<UpstreamId> {
         let client_id = mcp::cancelled_request_id(&notification.params)?;
         let proxy_id = self.sessions.get(session_id).and_then(|s| s.proxy_id_of(&client_id));
-        let proxy_id = match (proxy_id, self.sealer.is_some()) {
+        let proxy_id = match (proxy_id, self.store.keeps_client_ids()) {
             (Some(proxy_id), false) => {
                 mcp::set_cancelled_request_id(&mut notification.params, proxy_id.0);
                 proxy_id
@@ -253,7 +248,7 @@ impl Proxy {
     /// A client answered a server's request: back to the server that asked, with its own id.
     pub(crate) fn forward_client_response(&mut self, session_id: &SessionId, mut response: Response) {
         let named = match (&response.id, self.sessions.get_mut(session_id)) {
-            (Some(RequestId::String(id)), Some(session)) if self.sealer.is_some() => {
+            (Some(RequestId::String(id)), Some(session)) if !self.store.remembers() => {
                 crate::modes::edge::unname_server_request(id)
                     .and_then(|(server, original)| Some((session.upstream_of(server)?, original)))
             }
@@ -305,7 +300,7 @@ impl Proxy {
         let Some(session) = self.sessions.get_mut(session_id).filter(|s| s.target == Target::Merged || shared) else {
             return request;
         };
-        if self.sealer.is_some() {
+        if !self.store.remembers() {
             // Nothing is remembered at the edge: the id itself names the server.
             if let Some(server) = session.server_of(upstream) {
                 request.id = RequestId::String(crate::modes::edge::name_server_request(server, &request.id));

@@ -6,8 +6,8 @@ use crate::state::exchange::{Exchange, ExchangeKind};
 use crate::state::pending::ReplyTo;
 use crate::state::session::{SessionState, Transport};
 use crate::time::Instant;
+use crate::transport::body;
 use crate::wire::http::{Header, HttpRequest, ResponseHead};
-use crate::wire::jsonrpc::Payload;
 use crate::wire::sse;
 
 impl Proxy {
@@ -47,29 +47,13 @@ impl Proxy {
             return self.ctx.refuse(exchange, cors, 403, message);
         }
         self.note_client_credentials(&session_id, &request);
-        if request.body_too_large {
-            let message = format!("Payload Too Large: the body exceeds {} bytes", self.ctx.config.max_body_size);
-            return self.ctx.refuse(exchange, cors, 413, &message);
+        if !body::acceptable(&mut self.ctx, &request, &cors) {
+            return;
         }
-        if !request.has_json_body() {
-            return self.ctx.refuse(
-                exchange,
-                cors,
-                415,
-                "Unsupported Media Type: Content-Type must be application/json",
-            );
-        }
-        let messages = match Payload::parse(&request.body) {
-            Ok(Payload::Single(message)) => vec![message],
-            Ok(Payload::Batch(messages)) => messages,
-            Err(error) => return self.ctx.refuse_with(exchange, cors, 400, error.to_response()),
+        let Some((messages, _)) = body::messages(&mut self.ctx, &request, &cors) else {
+            return;
         };
-        if self.ctx.config.debug {
-            self.ctx.log(
-                crate::io::LogLevel::Debug,
-                format!("session {session_id} <- client: {}", String::from_utf8_lossy(&request.body)),
-            );
-        }
+        body::log_received(&mut self.ctx, &session_id, &request.body);
         self.forward_from_client(now, &session_id, ReplyTo::SessionStream, messages);
         let mut headers = cors;
         headers.push(Header::new("content-type", "text/plain"));

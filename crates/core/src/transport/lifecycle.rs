@@ -10,6 +10,7 @@ use crate::route::Target;
 use crate::state::exchange::{Exchange, ExchangeKind};
 use crate::state::session::{Member, Session, SessionState, Transport};
 use crate::state::timers::Timer;
+use crate::upstream::backoff::Backoff;
 use crate::wire::jsonrpc::Response;
 
 impl Proxy {
@@ -33,7 +34,7 @@ impl Proxy {
         let mut members = Vec::with_capacity(servers.len());
         for &server in servers {
             if let Some(upstream) = self.upstream_for(&id, server) {
-                members.push(Member { server, upstream, failed: false, retries: 0 });
+                members.push(Member { server, upstream, failed: false, backoff: Backoff::rejoin(now) });
             }
         }
         if let SessionState::ExpectInitializeResult { deadline } = state {

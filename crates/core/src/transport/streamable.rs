@@ -10,8 +10,9 @@ use crate::state::exchange::{Exchange, ExchangeKind, PostState};
 use crate::state::pending::ReplyTo;
 use crate::state::session::{SessionState, Transport};
 use crate::time::Instant;
+use crate::transport::body;
 use crate::wire::http::{Header, HttpRequest};
-use crate::wire::jsonrpc::{Message, Payload};
+use crate::wire::jsonrpc::Message;
 use crate::wire::mcp;
 
 /// Why a request names no usable session.
@@ -27,7 +28,7 @@ impl Proxy {
         let Some(header) = request.header("mcp-session-id") else {
             return SessionLookup::Missing;
         };
-        if self.sealer.is_some() {
+        if let crate::modes::edge::SessionStore::Sealed(_) = self.store {
             return match self.restore_session(header.trim(), target, caller.credential) {
                 Some(id) => SessionLookup::Found(id),
                 None => SessionLookup::Unknown,
@@ -94,17 +95,8 @@ impl Proxy {
 
     pub(crate) fn stream_post(&mut self, now: Instant, caller: &Caller, request: HttpRequest, cors: Vec<Header>) {
         let exchange = request.exchange;
-        if request.body_too_large {
-            let message = format!("Payload Too Large: the body exceeds {} bytes", self.ctx.config.max_body_size);
-            return self.ctx.refuse(exchange, cors, 413, &message);
-        }
-        if !request.has_json_body() {
-            return self.ctx.refuse(
-                exchange,
-                cors,
-                415,
-                "Unsupported Media Type: Content-Type must be application/json",
-            );
+        if !body::acceptable(&mut self.ctx, &request, &cors) {
+            return;
         }
         let accepts_sse = request.accepts("text/event-stream");
         let accepts_json = request.accepts("application/json");
@@ -119,10 +111,8 @@ impl Proxy {
         if !self.check_protocol_version(&request, &cors) {
             return;
         }
-        let (messages, batch) = match Payload::parse(&request.body) {
-            Ok(Payload::Single(message)) => (vec![message], false),
-            Ok(Payload::Batch(messages)) => (messages, true),
-            Err(error) => return self.ctx.refuse_with(exchange, cors, 400, error.to_response()),
+        let Some((messages, batch)) = body::messages(&mut self.ctx, &request, &cors) else {
+            return;
         };
         if self.ctx.config.stateless {
             let bytes = request.body.len();
@@ -169,12 +159,7 @@ impl Proxy {
             }
         };
         self.note_client_credentials(&session_id, &request);
-        if self.ctx.config.debug {
-            self.ctx.log(
-                crate::io::LogLevel::Debug,
-                format!("session {session_id} <- client: {}", String::from_utf8_lossy(&request.body)),
-            );
-        }
+        body::log_received(&mut self.ctx, &session_id, &request.body);
         let requests = self.forward_from_client(now, &session_id, ReplyTo::Exchange(exchange), messages);
         if requests == 0 {
             return self
@@ -216,7 +201,7 @@ impl Proxy {
             return self.ctx.refuse(exchange, cors, 409, "Conflict: this session already has an open GET stream");
         }
         self.open_standalone(exchange, &session_id, cors, Vec::new());
-        if self.sealer.is_some() {
+        if !self.store.listens_ahead() {
             // At the edge the upstreams' streams live exactly as long as the client's.
             let upstreams: Vec<_> = self
                 .sessions

@@ -122,6 +122,13 @@ impl HttpUpstreams {
     }
 }
 
+/// The `initialize` the proxy sends itself to renew an upstream session, with the client's
+/// parameters.
+fn reinitialize_body(params: serde_json::Value) -> Vec<u8> {
+    let id = RequestId::String(REINITIALIZE_ID.into());
+    Message::Request(mcp::initialize_request(id, Some(params))).to_bytes()
+}
+
 fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
     headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
 }
@@ -321,7 +328,7 @@ impl Proxy {
         }
         if (200..300).contains(&status) {
             // At the edge the stream is opened only while a client listens (a GET).
-            if let (Purpose::Post { initialized: true, .. }, None) = (&purpose, &self.sealer) {
+            if matches!(purpose, Purpose::Post { initialized: true, .. }) && self.store.listens_ahead() {
                 self.open_listening_stream(upstream);
             }
             return;
@@ -437,9 +444,8 @@ impl Proxy {
         *known = Some(resolved.clone());
         if let Some(params) = replay.take() {
             *replaying = true;
-            let body = serde_json::json!({"jsonrpc": "2.0", "id": REINITIALIZE_ID, "method": mcp::INITIALIZE, "params": params});
             let headers = vec![Header::new("content-type", "application/json")];
-            let body = serde_json::to_vec(&body).unwrap_or_default();
+            let body = reinitialize_body(params);
             return self.fetch(
                 upstream,
                 "POST",
@@ -532,14 +538,12 @@ impl Proxy {
         *listening = false;
         *reinit = Some(vec![message]);
         let url = url.clone();
-        let body =
-            serde_json::json!({"jsonrpc": "2.0", "id": REINITIALIZE_ID, "method": mcp::INITIALIZE, "params": params});
         let headers = vec![
             Header::new("content-type", "application/json"),
             Header::new("accept", "application/json, text/event-stream"),
         ];
         self.ctx.log(LogLevel::Info, format!("upstream {}: its session expired; initializing it again", upstream.0));
-        self.fetch(upstream, "POST", url, headers, serde_json::to_vec(&body).unwrap_or_default(), Purpose::Reinit);
+        self.fetch(upstream, "POST", url, headers, reinitialize_body(params), Purpose::Reinit);
         true
     }
 

@@ -1,6 +1,7 @@
 //! Upstream servers: stdio children and remote HTTP clients, one upstream per session or one
 //! shared by all. Messages to and from every kind meet here.
 
+pub(crate) mod backoff;
 pub(crate) mod http;
 pub(crate) mod shared;
 
@@ -71,7 +72,7 @@ impl Proxy {
     pub(crate) fn handle_upstream_response(&mut self, upstream: UpstreamId, mut response: Response) {
         let pending = match &response.id {
             // At the edge requests go upstream under the client's own ids (see `forward_to`).
-            Some(id) if self.sealer.is_some() => self.pending.find(upstream, id),
+            Some(id) if self.store.keeps_client_ids() => self.pending.find(upstream, id),
             Some(RequestId::Number(number)) => self
                 .pending
                 .get(ProxyRequestId(*number))

@@ -23,7 +23,7 @@ use crate::policy::env::child_environment;
 use crate::proxy::Proxy;
 use crate::state::pending::{PendingRequest, ReplyTo};
 use crate::state::timers::Timer;
-use crate::time::Instant;
+use crate::upstream::backoff::Backoff;
 use crate::wire::jsonrpc::{ErrorObject, Message, Request, RequestId, Response};
 use crate::wire::mcp;
 
@@ -31,11 +31,6 @@ use crate::wire::mcp;
 /// refused.
 const WAITING_LIMIT: usize = 1024;
 const WAITING_BYTES: usize = 64 * 1024 * 1024;
-/// A child that lived this long before dying resets the backoff.
-const HEALTHY_LIFETIME: Duration = Duration::from_secs(30);
-/// The first and the longest wait before a dead shared upstream is started again.
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Where a shared upstream is in its life.
 #[derive(Debug)]
@@ -64,9 +59,8 @@ struct Shared {
     attached: BTreeSet<SessionId>,
     /// Resource URIs and the sessions subscribed to them.
     subscriptions: BTreeMap<String, BTreeSet<SessionId>>,
-    started: Instant,
-    /// Deaths in a row without a healthy lifetime.
-    failures: u32,
+    /// When to start it again after it dies.
+    backoff: Backoff,
 }
 
 /// Every shared upstream, by server.
@@ -106,8 +100,7 @@ impl Proxy {
                 waiting_bytes: 0,
                 attached: BTreeSet::new(),
                 subscriptions: BTreeMap::new(),
-                started: self.ctx.now,
-                failures: 0,
+                backoff: Backoff::restart(self.ctx.now),
             };
             self.shared.by_server.insert(server, shared);
             self.shared.by_upstream.insert(upstream, server);
@@ -222,13 +215,7 @@ impl Proxy {
         };
         shared.phase = Phase::Initializing;
         let upstream = shared.upstream;
-        let params = shared.params.clone().unwrap_or_else(|| {
-            json!({
-                "protocolVersion": mcp::LATEST_PROTOCOL_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "mcp-proxy", "version": env!("CARGO_PKG_VERSION")},
-            })
-        });
+        let params = shared.params.clone().unwrap_or_else(mcp::proxy_initialize_params);
         let pending = PendingRequest {
             // No client session owns it: an id no session has.
             session: SessionId::unowned(),
@@ -335,16 +322,7 @@ impl Proxy {
                     self.route_to_session(&session_id, &Message::Request(request));
                 }
                 None => {
-                    let answer = if request.method == mcp::PING {
-                        Response::result(request.id, json!({}))
-                    } else {
-                        let message =
-                            format!("{} cannot reach a client: no client request is in flight", request.method);
-                        Response::error(
-                            Some(request.id),
-                            ErrorObject::new(crate::error::codes::METHOD_NOT_FOUND, message),
-                        )
-                    };
+                    let answer = mcp::answer_unreachable(&request, "no client request is in flight");
                     self.send_to_upstream(upstream, &Message::Response(answer));
                 }
             },
@@ -411,11 +389,7 @@ impl Proxy {
         let waiting = std::mem::take(&mut shared.waiting);
         shared.waiting_bytes = 0;
         shared.phase = Phase::Down;
-        if now.since(shared.started) >= HEALTHY_LIFETIME {
-            shared.failures = 0;
-        }
-        let delay = BACKOFF_START.saturating_mul(1 << shared.failures.min(16)).min(BACKOFF_MAX);
-        shared.failures = shared.failures.saturating_add(1);
+        let delay = shared.backoff.failed(now);
         self.shared.by_upstream.remove(&upstream);
         for (proxy_id, _) in waiting {
             self.answer_later(proxy_id, Err(error.to_error_object()));
@@ -454,7 +428,7 @@ impl Proxy {
         let old = shared.upstream;
         shared.upstream = upstream;
         shared.phase = Phase::Started;
-        shared.started = self.ctx.now;
+        shared.backoff.started(self.ctx.now);
         let attached: Vec<SessionId> = shared.attached.iter().cloned().collect();
         let initialize = shared.params.is_some();
         self.shared.by_upstream.insert(upstream, server);

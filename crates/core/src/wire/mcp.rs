@@ -65,6 +65,32 @@ pub fn initialized() -> crate::wire::jsonrpc::Message {
     })
 }
 
+/// The `initialize` parameters the proxy sends when it initializes an upstream for no client
+/// in particular (a stateless pool child, a shared upstream before any client asked).
+pub fn proxy_initialize_params() -> Value {
+    serde_json::json!({
+        "protocolVersion": LATEST_PROTOCOL_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "mcp-proxy", "version": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+/// An `initialize` request with `params` (the proxy's own, or a client's replayed).
+pub fn initialize_request(id: RequestId, params: Option<Value>) -> crate::wire::jsonrpc::Request {
+    crate::wire::jsonrpc::Request { id, method: INITIALIZE.into(), params }
+}
+
+/// The proxy's answer to a server request no client can take: `ping` is answered, anything
+/// else gets "method not found" saying `why`.
+pub fn answer_unreachable(request: &crate::wire::jsonrpc::Request, why: &str) -> crate::wire::jsonrpc::Response {
+    use crate::wire::jsonrpc::{ErrorObject, Response};
+    if request.method == PING {
+        return Response::result(request.id.clone(), serde_json::json!({}));
+    }
+    let message = format!("{} cannot reach a client: {why}", request.method);
+    Response::error(Some(request.id.clone()), ErrorObject::new(crate::error::codes::METHOD_NOT_FOUND, message))
+}
+
 /// The newest protocol revision the proxy speaks.
 pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 
