@@ -46,6 +46,7 @@ pub mod policy;
 mod proxy;
 mod registry;
 mod route;
+mod shell;
 mod state;
 mod time;
 mod transport;
@@ -62,6 +63,7 @@ pub use http::{Header, HttpRequest, ResponseHead};
 pub use ids::{ExchangeId, SessionId, UpstreamId};
 pub use io::{Input, LogLevel, Output};
 pub use proxy::Proxy;
+pub use shell::{ShellRefusal, ShellResponse};
 pub use time::{Instant, WallClock};
 pub use upstream::http::FetchRequest;
 

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mcp_proxy_core::ShellRefusal;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::bindings::{
@@ -67,6 +68,15 @@ pub(crate) enum Reply {
     /// A streaming response; chunks arrive on `body` until it closes (`queued` counts the bytes
     /// not yet taken).
     Stream { status: u16, headers: Vec<Header>, body: mpsc::Receiver<Bytes>, queued: Arc<AtomicUsize> },
+}
+
+impl Reply {
+    /// An answer the shell gives on its own (the core's form, see [`ShellRefusal`]).
+    pub(crate) fn refusal(refusal: ShellRefusal) -> Reply {
+        let response = refusal.response();
+        let headers = response.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect();
+        Reply::Full { status: response.status, headers, body: Bytes::from(response.body) }
+    }
 }
 
 /// Makes a fresh core (instance and proxy resource) at a given time.
@@ -273,7 +283,9 @@ impl Shared {
             let mut driver = self.lock();
             driver.stopping = true;
             driver.streams.clear();
-            driver.replies.clear();
+            for (_, reply) in driver.replies.drain() {
+                let _ = reply.send(Reply::refusal(ShellRefusal::ShuttingDown));
+            }
             driver.fetcher.cancel_all();
             driver.spawns.clear();
             driver
@@ -337,7 +349,9 @@ impl Driver {
             }
         }
         self.spawns.clear();
-        self.replies.clear();
+        for (_, reply) in self.replies.drain() {
+            let _ = reply.send(Reply::refusal(ShellRefusal::CoreFailed));
+        }
         self.fetcher.cancel_all();
         self.streams.clear();
         self.follow_ups.clear();

@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use mcp_proxy_core::ShellRefusal;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_rustls::TlsAcceptor;
@@ -267,9 +268,9 @@ async fn handle(
     let read = tokio::time::timeout(server.limits.body, read_body(body, &parts.headers, server.max_body_size)).await;
     let (body, body_too_large) = match read {
         Ok(Ok(read)) => read,
-        Ok(Err(())) => return Ok(plain(StatusCode::BAD_REQUEST, "the request body could not be read", in_flight)),
+        Ok(Err(())) => return Ok(refusal(ShellRefusal::RequestUnreadable, in_flight)),
         Err(_) => {
-            let mut response = plain(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time", in_flight);
+            let mut response = refusal(ShellRefusal::BodyTimeout, in_flight);
             close_if_body_unread(&mut response, &parts);
             return Ok(response);
         }
@@ -293,7 +294,7 @@ async fn handle(
         }
         Err(_) => {
             guard.disarm();
-            plain(StatusCode::SERVICE_UNAVAILABLE, "the proxy is shutting down", in_flight)
+            refusal(ShellRefusal::ShuttingDown, in_flight)
         }
     };
     Ok(response)
@@ -343,9 +344,9 @@ fn close_if_body_unread(response: &mut Response<Body>, request: &http::request::
     }
 }
 
-fn plain(status: StatusCode, message: &'static str, in_flight: InFlight) -> Response<Body> {
-    let mut response = Response::new(Body::full(message, in_flight));
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    response
+/// An answer the shell gives on its own, in the core's words (the Worker gives the same).
+fn refusal(refusal: ShellRefusal, in_flight: InFlight) -> Response<Body> {
+    let response = refusal.response();
+    let headers = response.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect();
+    respond(response.status, headers, Body::full(response.body, in_flight))
 }

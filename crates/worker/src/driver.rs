@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
 use futures::StreamExt;
-use mcp_proxy_core::{Config, ExchangeId, Input, LogLevel, Output, Proxy};
+use mcp_proxy_core::{Config, ExchangeId, Input, LogLevel, Output, Proxy, ShellRefusal};
 use worker::{Context, Delay, Request, Response, Result};
 
 use crate::response::ClientStream;
@@ -40,7 +40,10 @@ pub(crate) async fn serve(request: Request, config: Config, seed: [u8; 32], ctx:
     }
     let head = match body::head(&request, EXCHANGE) {
         Ok(head) => head,
-        Err(error) => return response::error(400, "bad_request", &error),
+        Err(error) => {
+            log::warn(&format!("refused a request: {error}"));
+            return response::refusal(ShellRefusal::RequestUnreadable);
+        }
     };
     // Who may not get in is told before a byte of the body is read.
     if let Some((head, body)) = proxy.precheck(&head) {
@@ -53,7 +56,10 @@ pub(crate) async fn serve(request: Request, config: Config, seed: [u8; 32], ctx:
     }
     let request = match body::read(request, head, proxy.max_body_size()).await {
         Ok(request) => request,
-        Err(error) => return response::error(400, "bad_request", &error),
+        Err(error) => {
+            log::warn(&format!("refused a request: {error}"));
+            return response::refusal(ShellRefusal::RequestUnreadable);
+        }
     };
     let (reply, answer) = oneshot::channel();
     let (events, inbox) = mpsc::unbounded();
@@ -70,7 +76,7 @@ pub(crate) async fn serve(request: Request, config: Config, seed: [u8; 32], ctx:
     ctx.wait_until(driver.run());
     match answer.await {
         Ok(response) => response,
-        Err(_) => response::error(500, "no_answer", "the request ended without an answer"),
+        Err(_) => response::refusal(ShellRefusal::NoAnswer),
     }
 }
 

@@ -32,14 +32,14 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
         Err(error) => {
             // The details name bindings and may quote their values: they are for the operator.
             log::error(&format!("configuration: {error}"));
-            return response::error(500, "invalid_configuration", "the Worker is misconfigured (see its logs)");
+            return response::refusal(mcp_proxy_core::ShellRefusal::Misconfigured);
         }
     };
     let seed = match random::seed() {
         Ok(seed) => seed,
         Err(error) => {
             log::error(&error);
-            return response::error(500, "no_randomness", &error);
+            return response::refusal(mcp_proxy_core::ShellRefusal::NoRandomness);
         }
     };
     driver::serve(request, config, seed, &ctx).await

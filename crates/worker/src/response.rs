@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use futures::channel::mpsc;
 use futures::Stream;
-use mcp_proxy_core::{ExchangeId, Header, Input, ResponseHead};
+use mcp_proxy_core::{ExchangeId, Header, Input, ResponseHead, ShellRefusal};
 use worker::{Headers, Response, Result};
 
 use crate::log;
@@ -21,16 +21,10 @@ pub(crate) fn streaming(head: &ResponseHead, stream: ClientStream) -> Result<Res
     Ok(Response::from_stream(stream)?.with_status(head.status).with_headers(headers(&head.headers)))
 }
 
-/// A refusal by the shell itself, in the core's form: a JSON-RPC error with a null id.
-pub(crate) fn error(status: u16, kind: &str, message: &str) -> Result<Response> {
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": { "code": -32603, "message": format!("mcp-proxy: {message}"), "data": { "kind": kind } },
-    });
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    Ok(Response::from_bytes(body.to_string().into_bytes())?.with_status(status).with_headers(headers))
+/// A refusal by the shell itself, in the core's words (the native host answers the same).
+pub(crate) fn refusal(refusal: ShellRefusal) -> Result<Response> {
+    let response = refusal.response();
+    Ok(Response::from_bytes(response.body)?.with_status(response.status).with_headers(headers(&response.headers)))
 }
 
 fn headers(list: &[Header]) -> Headers {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
+use crate::ids::{ProxyRequestId, SessionId};
 use crate::proxy::Proxy;
 use crate::route::Target;
 use crate::state::session::{Member, Session, SessionState, Transport};
@@ -291,12 +291,7 @@ impl Proxy {
             let Some(server) = self.server_named(&member.server) else {
                 continue;
             };
-            let config = self.ctx.config.servers.get(server)?.upstream.clone();
-            self.next_upstream += 1;
-            let upstream = UpstreamId(self.next_upstream);
-            let forward = self.ctx.config.servers.get(server).is_some_and(|s| s.options.forward_authorization);
-            // At the edge every server is the configuration's.
-            self.open_http_upstream(upstream, &config, forward, false);
+            let upstream = self.start_upstream(server)?;
             self.resume_http_upstream(
                 upstream,
                 member.session.clone(),

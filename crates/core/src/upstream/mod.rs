@@ -5,10 +5,12 @@ pub(crate) mod backoff;
 pub(crate) mod http;
 pub(crate) mod shared;
 
+use crate::config::file::UpstreamConfig;
 use crate::error::RequestError;
 use crate::ids::ProxyRequestId;
 use crate::ids::{SessionId, UpstreamId};
 use crate::io::{LogLevel, Output};
+use crate::policy::env::child_environment;
 use crate::proxy::{truncate, Proxy};
 use crate::route::Target;
 use crate::state::pending::ReplyTo;
@@ -116,6 +118,29 @@ impl Proxy {
         }
         self.ctx.log(LogLevel::Warn, format!("session {session_id}: the server exited: {reason}"));
         self.end_session(&session_id, &RequestError::UpstreamClosed(reason), "the server exited");
+    }
+
+    /// Starts an upstream of `server` (a child, or a remote client) under a new id: the one
+    /// place upstreams are allocated.
+    pub(crate) fn start_upstream(&mut self, server: usize) -> Option<UpstreamId> {
+        let entry = self.ctx.config.servers.get(server)?;
+        let config = entry.upstream.clone();
+        // One client's credentials must not serve another's requests.
+        let forward = entry.options.forward_authorization && !entry.options.share_upstream;
+        let public_only = crate::policy::network::entry_reach(entry, &self.ctx.config.allow_runtime_hosts)
+            == Some(crate::policy::network::Reach::PublicOnly);
+        self.next_upstream += 1;
+        let upstream = UpstreamId(self.next_upstream);
+        match config {
+            UpstreamConfig::Stdio(mut stdio) => {
+                let inherit_all = entry.options.inherit_env || self.ctx.config.pass_environment;
+                let secrets = self.ctx.config.secret_values();
+                stdio.env = child_environment(&self.ctx.config.environment, inherit_all, &secrets, &stdio.env);
+                self.ctx.push(Output::Spawn { upstream, server: stdio });
+            }
+            remote => self.open_http_upstream(upstream, &remote, forward, public_only),
+        }
+        Some(upstream)
     }
 
     /// The credentials of the client behind `upstream`: its session's latest, or (while its

@@ -15,11 +15,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::file::UpstreamConfig;
 use crate::error::RequestError;
 use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
-use crate::io::{LogLevel, Output};
-use crate::policy::env::child_environment;
+use crate::io::LogLevel;
 use crate::proxy::Proxy;
 use crate::state::pending::{PendingRequest, ReplyTo};
 use crate::state::timers::Timer;
@@ -108,28 +106,6 @@ impl Proxy {
         let shared = self.shared.by_server.get_mut(&server)?;
         shared.attached.insert(session_id.clone());
         Some(shared.upstream)
-    }
-
-    /// Starts an upstream of `server` (a child, or a remote client) under a new id.
-    fn start_upstream(&mut self, server: usize) -> Option<UpstreamId> {
-        let entry = self.ctx.config.servers.get(server)?;
-        let config = entry.upstream.clone();
-        // One client's credentials must not serve another's requests.
-        let forward = entry.options.forward_authorization && !entry.options.share_upstream;
-        let public_only = crate::policy::network::entry_reach(entry, &self.ctx.config.allow_runtime_hosts)
-            == Some(crate::policy::network::Reach::PublicOnly);
-        self.next_upstream += 1;
-        let upstream = UpstreamId(self.next_upstream);
-        match config {
-            UpstreamConfig::Stdio(mut stdio) => {
-                let inherit_all = entry.options.inherit_env || self.ctx.config.pass_environment;
-                let secrets = self.ctx.config.secret_values();
-                stdio.env = child_environment(&self.ctx.config.environment, inherit_all, &secrets, &stdio.env);
-                self.ctx.push(Output::Spawn { upstream, server: stdio });
-            }
-            remote => self.open_http_upstream(upstream, &remote, forward, public_only),
-        }
-        Some(upstream)
     }
 
     /// A session stops using an upstream: its own is stopped, a shared one only forgets it.
