@@ -46,7 +46,12 @@ pub(crate) fn input(input: wit::Input) -> core::Input {
             core::Input::UpstreamMessage { upstream: UpstreamId(message.upstream), data: message.data }
         }
         wit::Input::UpstreamClosed(closed) => {
-            core::Input::UpstreamClosed { upstream: UpstreamId(closed.upstream), reason: closed.reason }
+            let reason = match closed.reason {
+                wit::UpstreamEnd::Exited(why) => core::UpstreamEnd::Exited(why),
+                wit::UpstreamEnd::SpawnFailed(why) => core::UpstreamEnd::SpawnFailed(why),
+                wit::UpstreamEnd::Stalled => core::UpstreamEnd::Stalled,
+            };
+            core::Input::UpstreamClosed { upstream: UpstreamId(closed.upstream), reason }
         }
         wit::Input::Timeout => core::Input::Timeout,
         wit::Input::FetchHead(head) => core::Input::FetchHead {

@@ -107,7 +107,6 @@ impl Ctx {
 /// The JSON-RPC error code of an HTTP-level refusal.
 pub(crate) fn refusal_code(status: u16) -> i64 {
     match status {
-        404 => codes::SESSION_NOT_FOUND,
         413 | 415 | 406 => codes::INVALID_REQUEST,
         _ => codes::TRANSPORT,
     }

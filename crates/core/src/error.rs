@@ -16,16 +16,20 @@ pub mod codes {
     pub const RESOURCE_NOT_FOUND: i64 = -32002;
     /// An internal error of the proxy.
     pub const INTERNAL_ERROR: i64 = -32603;
-    /// The upstream connection closed (the same code the MCP SDKs use for "connection closed").
-    pub const CONNECTION_CLOSED: i64 = -32000;
+    /// A refusal at the HTTP level; its status says which (401 no credential, 403 forbidden,
+    /// 404 unknown session, 409, 503 ...). The MCP SDKs' servers use this code for theirs.
+    pub const TRANSPORT: i64 = -32000;
     /// A request got no answer in time (the same code the MCP SDKs use for "request timeout").
     pub const REQUEST_TIMEOUT: i64 = -32001;
-    /// A transport-level refusal (bad session header, unauthorized, ...).
-    pub const TRANSPORT: i64 = -32000;
-    /// The session is unknown or has ended.
-    pub const SESSION_NOT_FOUND: i64 = -32001;
     /// The session has too many requests in flight.
     pub const TOO_MANY_REQUESTS: i64 = -32003;
+    /// The upstream server exited, could not be started, or its connection failed.
+    pub const UPSTREAM_CLOSED: i64 = -32004;
+    /// The session ended (the client deleted it, it idled out, the proxy stopped) while the
+    /// request was in flight.
+    pub const SESSION_ENDED: i64 = -32005;
+    /// The client cancelled the request (its answer, if it still listens).
+    pub const CANCELLED: i64 = -32006;
 }
 
 /// A configuration error, naming the field it is about.
@@ -71,9 +75,9 @@ impl RequestError {
     pub fn to_error_object(&self) -> ErrorObject {
         let code = match self {
             RequestError::Timeout(_) | RequestError::ConnectTimeout(_) => codes::REQUEST_TIMEOUT,
-            RequestError::UpstreamClosed(_) | RequestError::SessionEnded | RequestError::Cancelled => {
-                codes::CONNECTION_CLOSED
-            }
+            RequestError::UpstreamClosed(_) => codes::UPSTREAM_CLOSED,
+            RequestError::SessionEnded => codes::SESSION_ENDED,
+            RequestError::Cancelled => codes::CANCELLED,
         };
         ErrorObject::new(code, self.to_string())
     }

@@ -24,7 +24,7 @@ pub enum Input {
         /// Which upstream.
         upstream: UpstreamId,
         /// Why, for the log and for the errors sent to clients.
-        reason: String,
+        reason: UpstreamEnd,
     },
     /// The deadline from [`Proxy::poll_timeout`] passed.
     Timeout,
@@ -51,6 +51,29 @@ pub enum Input {
         /// What went wrong, if anything.
         error: Option<String>,
     },
+}
+
+/// Why an upstream ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpstreamEnd {
+    /// The process exited or its connection closed; the shell's description (like
+    /// `exit status 1`).
+    Exited(String),
+    /// The process could not be started; the shell's description of why.
+    SpawnFailed(String),
+    /// The process stopped reading its input: the shell gave up on it.
+    Stalled,
+}
+
+impl core::fmt::Display for UpstreamEnd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            UpstreamEnd::Exited(why) => f.write_str(why),
+            UpstreamEnd::SpawnFailed(why) => write!(f, "could not be started: {why}"),
+            UpstreamEnd::Stalled => f.write_str("the server is not reading its input"),
+        }
+    }
 }
 
 /// Severity of a log line.

@@ -61,7 +61,7 @@ pub use config::{Config, Cors, Edge, StdioServer, Transports};
 pub use error::{ConfigError, RequestError};
 pub use http::{Header, HttpRequest, ResponseHead};
 pub use ids::{ExchangeId, SessionId, UpstreamId};
-pub use io::{Input, LogLevel, Output};
+pub use io::{Input, LogLevel, Output, UpstreamEnd};
 pub use proxy::Proxy;
 pub use shell::{ShellRefusal, ShellResponse};
 pub use time::{Instant, WallClock};

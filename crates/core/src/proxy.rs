@@ -158,7 +158,7 @@ impl Proxy {
             }
             Input::HttpClosed(exchange) => self.handle_http_closed(exchange),
             Input::UpstreamMessage { upstream, data } => self.handle_upstream_message(upstream, &data),
-            Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason),
+            Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason.to_string()),
             Input::Timeout => self.handle_timeout(now),
             Input::FetchHead { fetch, status, headers } => self.handle_fetch_head(fetch, status, &headers),
             Input::FetchData { fetch, data } => self.handle_fetch_data(fetch, &data),

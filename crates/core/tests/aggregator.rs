@@ -4,6 +4,7 @@ mod harness;
 
 use harness::*;
 use mcp_proxy_core::Output;
+use mcp_proxy_core::UpstreamEnd;
 
 const FILE: &str = r#"{
   "mcpProxy": {"name": "agg", "options": {"authTokens": ["proxy-token"]}},
@@ -200,7 +201,10 @@ fn the_merged_endpoint_lists_every_server_with_prefixes_and_routes_calls() {
 fn one_failing_server_does_not_break_the_merged_endpoint() {
     let mut h = Harness::aggregator(FILE);
     let (session, upstreams) = merged_session(&mut h);
-    h.input(mcp_proxy_core::Input::UpstreamClosed { upstream: upstreams["gh-server"], reason: "crashed".into() });
+    h.input(mcp_proxy_core::Input::UpstreamClosed {
+        upstream: upstreams["gh-server"],
+        reason: mcp_proxy_core::UpstreamEnd::Exited("crashed".into()),
+    });
     let (list, outputs) = h.post_to("/mcp", Some(&session), &AUTH, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
     assert!(sent_json(&outputs, upstreams["gh-server"]).is_empty(), "the dead server is left out");
     let mut last = Vec::new();
@@ -311,7 +315,7 @@ fn a_server_that_died_rejoins_the_merged_session_after_a_backoff() {
     let mut h = Harness::aggregator(FILE);
     let (session, upstreams) = merged_session(&mut h);
     let time = upstreams["time-server"];
-    h.input(mcp_proxy_core::Input::UpstreamClosed { upstream: time, reason: "crashed".into() });
+    h.input(mcp_proxy_core::Input::UpstreamClosed { upstream: time, reason: UpstreamEnd::Exited("crashed".into()) });
     assert!(spawned(&h.advance(std::time::Duration::from_millis(499))).is_none());
     let outputs = h.advance(std::time::Duration::from_millis(1));
     let again = spawned(&outputs).expect("a fresh child after 500 ms");

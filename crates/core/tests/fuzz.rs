@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use harness::*;
+use mcp_proxy_core::UpstreamEnd;
 use mcp_proxy_core::{ExchangeId, Header, HttpRequest, Input, Output, UpstreamId};
 
 /// A small, fast, seeded generator (xorshift64*).
@@ -156,7 +157,7 @@ impl World {
             }
             5 if !self.upstreams.is_empty() && self.rng.below(4) == 0 => {
                 let upstream = *self.rng.pick(&self.upstreams);
-                self.h.input(Input::UpstreamClosed { upstream, reason: "fuzz".into() })
+                self.h.input(Input::UpstreamClosed { upstream, reason: UpstreamEnd::Exited("fuzz".into()) })
             }
             _ => self.h.advance(Duration::from_millis(self.rng.below(40_000) as u64)),
         };

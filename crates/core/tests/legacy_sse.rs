@@ -4,6 +4,7 @@ mod harness;
 
 use harness::*;
 use mcp_proxy_core::Input;
+use mcp_proxy_core::UpstreamEnd;
 
 fn open(h: &mut Harness) -> (mcp_proxy_core::ExchangeId, String, mcp_proxy_core::UpstreamId) {
     let (stream, outputs) = h.request("GET", "/sse", &[("accept", "text/event-stream")], "");
@@ -70,7 +71,7 @@ fn a_dying_child_errors_in_flight_requests_and_ends_the_stream() {
         &[("content-type", "application/json")],
         r#"{"jsonrpc":"2.0","id":3,"method":"tools/call"}"#,
     );
-    let outputs = h.input(Input::UpstreamClosed { upstream, reason: "killed".into() });
-    assert_eq!(events(&outputs, stream)[0]["error"]["code"], -32000);
+    let outputs = h.input(Input::UpstreamClosed { upstream, reason: UpstreamEnd::Exited("killed".into()) });
+    assert_eq!(events(&outputs, stream)[0]["error"]["code"], -32004);
     assert!(stream_ended(&outputs, stream));
 }

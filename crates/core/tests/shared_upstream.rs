@@ -5,6 +5,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
+use mcp_proxy_core::UpstreamEnd;
 use mcp_proxy_core::{Input, Output, UpstreamId};
 use serde_json::{json, Value};
 
@@ -197,7 +198,7 @@ fn a_dead_shared_child_is_replaced_and_sessions_go_on() {
     let (a, b, upstream) = two_clients(&mut h);
     let call = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"x","arguments":{}}}"#;
     let (post, _) = h.post_to("/shared/mcp", Some(&a), &[], call);
-    let outputs = h.input(Input::UpstreamClosed { upstream, reason: "killed".into() });
+    let outputs = h.input(Input::UpstreamClosed { upstream, reason: UpstreamEnd::Exited("killed".into()) });
     let (_, body) = response(&outputs, post).expect("the call fails at once");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("killed")), "{body}");
     let outputs = h.advance(Duration::from_millis(150));

@@ -5,6 +5,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
+use mcp_proxy_core::UpstreamEnd;
 use mcp_proxy_core::{Config, Input, Instant, Output, Proxy, UpstreamId};
 
 /// A started pool: the harness and each child with the id of the proxy's initialize.
@@ -90,13 +91,15 @@ fn a_dead_child_is_replaced_with_backoff() {
     let upstreams: Vec<UpstreamId> = children.iter().map(|c| c.0).collect();
     ready(&mut h, &children[0]);
     let (exchange, _) = h.post(None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#);
-    let outputs = h.input(Input::UpstreamClosed { upstream: upstreams[0], reason: "crashed".into() });
-    assert_eq!(response(&outputs, exchange).map(|(_, b)| b["error"]["code"].clone()), Some(serde_json::json!(-32000)));
+    let outputs =
+        h.input(Input::UpstreamClosed { upstream: upstreams[0], reason: UpstreamEnd::Exited("crashed".into()) });
+    assert_eq!(response(&outputs, exchange).map(|(_, b)| b["error"]["code"].clone()), Some(serde_json::json!(-32004)));
     assert!(spawned(&outputs).is_none(), "not replaced before the backoff");
     let outputs = h.advance(Duration::from_millis(100));
     let replacement = spawned(&outputs).expect("replaced after 100 ms");
     // It dies young again: the next replacement waits twice as long.
-    let outputs = h.input(Input::UpstreamClosed { upstream: replacement, reason: "crashed".into() });
+    let outputs =
+        h.input(Input::UpstreamClosed { upstream: replacement, reason: UpstreamEnd::Exited("crashed".into()) });
     assert!(spawned(&outputs).is_none());
     assert!(spawned(&h.advance(Duration::from_millis(199))).is_none());
     assert!(spawned(&h.advance(Duration::from_millis(1))).is_some());

@@ -5,6 +5,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
+use mcp_proxy_core::UpstreamEnd;
 use mcp_proxy_core::{Input, Output};
 
 #[test]
@@ -164,9 +165,9 @@ fn a_dying_child_fails_in_flight_requests_at_once_and_ends_the_session() {
     let (session, upstream) = h.initialize();
     let (exchange, _) =
         h.post(Some(&session), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#);
-    let outputs = h.input(Input::UpstreamClosed { upstream, reason: "exit status 1".into() });
+    let outputs = h.input(Input::UpstreamClosed { upstream, reason: UpstreamEnd::Exited("exit status 1".into()) });
     let (_, body) = response(&outputs, exchange).expect("failed at once");
-    assert_eq!(body["error"]["code"], -32000);
+    assert_eq!(body["error"]["code"], -32004, "upstream closed");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("exit status 1")));
     let (exchange, outputs) = h.post(Some(&session), r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#);
     assert_eq!(status(&outputs, exchange), Some(404));

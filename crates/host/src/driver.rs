@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::bindings::{
     FetchData, FetchEnd, FetchHead, Header, HttpRequest, Input, LogLevel, Output, StdioServer, UpstreamClosed,
-    UpstreamMessage,
+    UpstreamEnd, UpstreamMessage,
 };
 use crate::engine::{CoreInstance, EngineError};
 use crate::fetch::Fetcher;
@@ -219,7 +219,7 @@ impl Shared {
             Event::UpstreamMessage { upstream, data } => Input::UpstreamMessage(UpstreamMessage { upstream, data }),
             Event::UpstreamClosed { upstream, reason } => {
                 driver.upstreams.remove(&upstream);
-                Input::UpstreamClosed(UpstreamClosed { upstream, reason })
+                Input::UpstreamClosed(UpstreamClosed { upstream, reason: UpstreamEnd::Exited(reason) })
             }
             Event::Timeout => Input::Timeout,
             Event::FetchHead { fetch, status, headers } => Input::FetchHead(FetchHead { fetch, status, headers }),
@@ -478,7 +478,7 @@ impl Driver {
             if let Some(Child::Running(mut child)) = self.upstreams.remove(&upstream) {
                 child.stop();
             }
-            let reason = "the server is not reading its stdin".to_owned();
+            let reason = UpstreamEnd::Stalled;
             self.follow_ups.push_back(Input::UpstreamClosed(UpstreamClosed { upstream, reason }));
         }
     }
@@ -506,8 +506,8 @@ impl Driver {
                 }
             }
             Err(error) => {
-                let reason = format!("could not start {command:?}: {error}");
-                log::error(&reason);
+                log::error(&format!("could not start {command:?}: {error}"));
+                let reason = UpstreamEnd::SpawnFailed(format!("{command:?}: {error}"));
                 self.follow_ups.push_back(Input::UpstreamClosed(UpstreamClosed { upstream, reason }));
             }
         }

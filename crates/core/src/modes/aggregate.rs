@@ -51,14 +51,14 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
                 p.outcome.as_ref().err().map(|e| format!("{}: {}", server_name(config, p.server), e.message))
             })
             .collect();
-        let error = ErrorObject::new(codes::CONNECTION_CLOSED, format!("no server answered ({})", failures.join("; ")));
+        let error = ErrorObject::new(codes::UPSTREAM_CLOSED, format!("no server answered ({})", failures.join("; ")));
         return Merged { outcome: Err(error), owners: Vec::new(), names: Vec::new() };
     }
     if method == mcp::INITIALIZE && config.aggregator.as_ref().is_some_and(|a| a.fail_closed) {
         if let Some(failed) = parts.iter().find(|p| p.outcome.is_err()) {
             let message = format!("{} did not initialize and failClosed is set", server_name(config, failed.server));
             return Merged {
-                outcome: Err(ErrorObject::new(codes::CONNECTION_CLOSED, message)),
+                outcome: Err(ErrorObject::new(codes::UPSTREAM_CLOSED, message)),
                 owners: Vec::new(),
                 names: Vec::new(),
             };

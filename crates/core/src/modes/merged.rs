@@ -162,7 +162,7 @@ impl Proxy {
                 .collect();
         }
         if servers.is_empty() {
-            let error = ErrorObject::new(codes::CONNECTION_CLOSED, "no server is available");
+            let error = ErrorObject::new(codes::UPSTREAM_CLOSED, "no server is available");
             return self.answer_locally(session_id, reply_to, &request, Err(error));
         }
         self.aggregates.next += 1;

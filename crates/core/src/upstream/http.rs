@@ -347,8 +347,7 @@ impl Proxy {
             }
             Purpose::Post { request: Some(id), .. } => {
                 let message = format!("the upstream answered HTTP {status}");
-                let code = if status == 404 { codes::SESSION_NOT_FOUND } else { codes::CONNECTION_CLOSED };
-                self.upstream_error(upstream, id, ErrorObject::new(code, message));
+                self.upstream_error(upstream, id, ErrorObject::new(codes::UPSTREAM_CLOSED, message));
                 if status == 404 {
                     self.handle_upstream_gone(upstream, "the upstream session expired (HTTP 404)".into());
                 }
@@ -495,7 +494,7 @@ impl Proxy {
         match (state.purpose, error) {
             (Purpose::Post { request: Some(id), .. }, Some(error)) => {
                 let message = format!("the upstream connection failed: {error}");
-                self.upstream_error(upstream, id, ErrorObject::new(codes::CONNECTION_CLOSED, message));
+                self.upstream_error(upstream, id, ErrorObject::new(codes::UPSTREAM_CLOSED, message));
             }
             (Purpose::Stream, error)
                 if matches!(self.http.upstreams.get(&upstream).map(|u| &u.flavor), Some(Flavor::Sse { .. })) =>

@@ -155,7 +155,8 @@ impl Proxy {
             _ => {
                 let size = Message::Request(request.clone()).to_bytes().len();
                 if shared.waiting.len() >= WAITING_LIMIT || shared.waiting_bytes + size > WAITING_BYTES {
-                    let error = ErrorObject::new(crate::error::codes::TRANSPORT, "the shared server is not ready");
+                    let error =
+                        ErrorObject::new(crate::error::codes::UPSTREAM_CLOSED, "the shared server is not ready");
                     return self.answer_later(proxy_id, Err(error));
                 }
                 shared.waiting_bytes += size;
