@@ -10,4 +10,4 @@ pub mod tool_filter;
 
 pub use auth::{bearer_token, check_api_key, check_bearer_token, constant_time_eq, AuthDecision};
 pub use cors::{cors_response_headers, preflight_headers};
-pub use origin::{check_origin, OriginDecision};
+pub use origin::{check_origin, OriginDecision, OriginDenial};

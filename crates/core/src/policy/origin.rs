@@ -21,8 +21,25 @@ use crate::wire::http::HttpRequest;
 pub enum OriginDecision {
     /// The request may proceed.
     Allow,
-    /// Refuse with 403; the reason names what was wrong.
-    Deny(String),
+    /// Refuse with 403.
+    Deny(OriginDenial),
+}
+
+/// Why a request's `Origin` or `Host` is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OriginDenial {
+    /// On a loopback connection, `Host` names something else (a rebound DNS name).
+    #[error("Host {0:?} is not a loopback name")]
+    HostNotLoopback(String),
+    /// `Origin` is neither configured nor, on a loopback connection, a loopback origin.
+    #[error("Origin {origin:?} is not allowed{}", if *.beyond_loopback { " (allow it with --cors-origin)" } else { "" })]
+    OriginNotAllowed {
+        /// The origin, shortened for the message.
+        origin: String,
+        /// The connection arrived beyond loopback (configuring the origin would open it).
+        beyond_loopback: bool,
+    },
 }
 
 /// Checks `Origin` and `Host` of `request` under `config`.
@@ -33,9 +50,8 @@ pub fn check_origin(config: &Config, request: &HttpRequest) -> OriginDecision {
     if request.via_loopback {
         if let Some(host) = request.header("host") {
             if !is_loopback_host(strip_port(host)) {
-                return OriginDecision::Deny(format!(
-                    "Host {:?} is not a loopback name",
-                    crate::proxy::truncate(host, 100)
+                return OriginDecision::Deny(OriginDenial::HostNotLoopback(
+                    crate::proxy::truncate(host, 100).to_owned(),
                 ));
             }
         }
@@ -53,8 +69,10 @@ pub fn check_origin(config: &Config, request: &HttpRequest) -> OriginDecision {
     if allowed {
         OriginDecision::Allow
     } else {
-        let hint = if request.via_loopback { "" } else { " (allow it with --cors-origin)" };
-        OriginDecision::Deny(format!("Origin {:?} is not allowed{hint}", crate::proxy::truncate(origin, 100)))
+        OriginDecision::Deny(OriginDenial::OriginNotAllowed {
+            origin: crate::proxy::truncate(origin, 100).to_owned(),
+            beyond_loopback: !request.via_loopback,
+        })
     }
 }
 

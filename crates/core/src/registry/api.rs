@@ -121,7 +121,7 @@ impl Proxy {
         }
         let server = match self.runtime_server(name, entry) {
             Ok(server) => server,
-            Err((status, message)) => return self.ctx.refuse(exchange, cors, status, &message),
+            Err(refusal) => return self.ctx.refuse(exchange, cors, refusal.status(), &refusal.to_string()),
         };
         let shown = server.display_name().to_owned();
         self.ctx.config.servers.push(server);

@@ -32,7 +32,7 @@ impl Proxy {
         let name = format!("temporary-{}", self.temporary_count);
         let mut server = match self.runtime_server(&name, entry) {
             Ok(server) => server,
-            Err((status, message)) => return self.ctx.refuse(exchange, cors, status, &message),
+            Err(refusal) => return self.ctx.refuse(exchange, cors, refusal.status(), &refusal.to_string()),
         };
         // Its messages endpoint must accept the same credential.
         server.options.auth_tokens = self.ctx.config.admin_tokens();
@@ -48,27 +48,20 @@ impl Proxy {
     }
 
     /// Reads a server entry given at run time (API or temporary), inheriting the proxy's
-    /// options; a stdio server needs the operator's consent. Errors carry the HTTP status.
-    pub(crate) fn runtime_server(&self, name: &str, entry: &Value) -> Result<ServerEntry, (u16, String)> {
+    /// options; a stdio server needs the operator's consent.
+    pub(crate) fn runtime_server(&self, name: &str, entry: &Value) -> Result<ServerEntry, RuntimeRefusal> {
         // Expansion is the operator's, for files: a request must not pull the proxy's
         // environment (its secrets) into a URL or a header.
         if entry.to_string().contains("${") {
-            return Err((400, "Bad Request: ${...} is not expanded in servers added at run time".into()));
+            return Err(RuntimeRefusal::Expansion);
         }
         let defaults = self.ctx.config.aggregator.as_ref().map(|a| a.options.clone()).unwrap_or_default();
-        let server = parse_server(name, entry, &defaults)
-            .map_err(|e| (400, format!("Bad Request: {}: {}", e.path, e.message)))?;
+        let server = parse_server(name, entry, &defaults).map_err(RuntimeRefusal::Invalid)?;
         match &server.upstream {
-            UpstreamConfig::Stdio(_) if !self.ctx.config.allow_runtime_stdio => {
-                return Err((
-                    403,
-                    "Forbidden: starting stdio servers on request is off (--allow-runtime-stdio)".into(),
-                ));
-            }
+            UpstreamConfig::Stdio(_) if !self.ctx.config.allow_runtime_stdio => return Err(RuntimeRefusal::Stdio),
             UpstreamConfig::Stdio(_) => {}
             UpstreamConfig::Sse { url, .. } | UpstreamConfig::StreamableHttp { url, .. } => {
-                runtime_url_reach(url, &self.ctx.config.allow_runtime_hosts)
-                    .map_err(|refusal| (400, format!("Bad Request: url: {refusal}")))?;
+                runtime_url_reach(url, &self.ctx.config.allow_runtime_hosts).map_err(RuntimeRefusal::Url)?;
             }
         }
         Ok(server)
@@ -86,6 +79,33 @@ impl Proxy {
             entry.options.disabled = true;
             let name = entry.name.clone();
             self.ctx.log(LogLevel::Info, format!("temporary server {name} removed"));
+        }
+    }
+}
+
+/// Why a server given at run time (API or temporary) is refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RuntimeRefusal {
+    /// The entry holds `${...}`.
+    #[error("Bad Request: ${{...}} is not expanded in servers added at run time")]
+    Expansion,
+    /// The entry is not a valid server.
+    #[error("Bad Request: {}: {}", .0.path, .0.message)]
+    Invalid(crate::error::ConfigError),
+    /// A stdio server, and the operator did not allow starting processes on request.
+    #[error("Forbidden: starting stdio servers on request is off (--allow-runtime-stdio)")]
+    Stdio,
+    /// The URL names an address runtime servers may not reach.
+    #[error("Bad Request: url: {0}")]
+    Url(crate::policy::network::UrlRefusal),
+}
+
+impl RuntimeRefusal {
+    /// The HTTP status of the refusal.
+    pub(crate) fn status(&self) -> u16 {
+        match self {
+            RuntimeRefusal::Stdio => 403,
+            RuntimeRefusal::Expansion | RuntimeRefusal::Invalid(_) | RuntimeRefusal::Url(_) => 400,
         }
     }
 }
