@@ -22,7 +22,7 @@ pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<String, ConfigError>
         let value =
             env(name).ok_or_else(|| ConfigError::new(".", format!("environment variable {name} is not set")))?;
         // The value lands inside JSON text: escape it as a JSON string body.
-        let encoded = serde_json::to_string(&value).unwrap_or_default();
+        let encoded = serde_json::to_string(&value).expect("a JSON string always serializes");
         out.push_str(encoded.get(1..encoded.len().saturating_sub(1)).unwrap_or(""));
         rest = &after[end + 1..];
     }

@@ -150,7 +150,10 @@ fn list(
     let mut merged = Map::new();
     merged.insert(key.into(), Value::Array(items));
     if !cursors.is_empty() {
-        merged.insert("nextCursor".into(), Value::String(serde_json::to_string(&cursors).unwrap_or_default()));
+        merged.insert(
+            "nextCursor".into(),
+            Value::String(serde_json::to_string(&cursors).expect("a map of strings always serializes")),
+        );
     }
     Ok(Value::Object(merged))
 }

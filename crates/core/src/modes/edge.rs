@@ -321,7 +321,7 @@ impl Proxy {
 /// The id a merged session's client sees for a server's request: the server's number and
 /// its own id, so the answer finds its way back without anything remembered.
 pub(crate) fn name_server_request(server: usize, id: &crate::wire::jsonrpc::RequestId) -> String {
-    format!("mcp-proxy~{server}~{}", serde_json::to_string(id).unwrap_or_default())
+    format!("mcp-proxy~{server}~{}", serde_json::to_string(id).expect("a request id always serializes"))
 }
 
 /// Reads an id made by [`name_server_request`].

@@ -60,12 +60,15 @@ impl Proxy {
             return;
         };
         change(servers);
-        let text = serde_json::to_string_pretty(document).unwrap_or_default();
+        let text = serde_json::to_string_pretty(document).expect("a JSON value always serializes");
         self.ctx.push(crate::io::Output::PersistConfig(text));
     }
 
     fn admin_reply(&mut self, exchange: crate::ids::ExchangeId, cors: Vec<Header>, status: u16, body: Value) {
-        self.ctx.respond(json_head(exchange, status, cors), serde_json::to_vec(&body).unwrap_or_default());
+        self.ctx.respond(
+            json_head(exchange, status, cors),
+            serde_json::to_vec(&body).expect("a JSON value always serializes"),
+        );
     }
 
     fn active_server(&self, name: &str) -> Option<usize> {

@@ -52,11 +52,7 @@ impl HttpRequest {
     /// The decoded value of query parameter `key`.
     pub fn query_param(&self, key: &str) -> Option<String> {
         let (_, query) = self.target.split_once('?')?;
-        query
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| percent_decode(v))
+        form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
     }
 
     /// Whether the `Content-Type` is JSON.
@@ -80,35 +76,6 @@ impl HttpRequest {
 
 fn media_type(value: &str) -> &str {
     value.split(';').next().unwrap_or("").trim()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let decoded = match bytes[index] {
-            b'%' => bytes
-                .get(index + 1..index + 3)
-                .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()),
-            _ => None,
-        };
-        match (decoded, bytes[index]) {
-            (Some(byte), _) => {
-                out.push(byte);
-                index += 3;
-            }
-            (None, b'+') => {
-                out.push(b' ');
-                index += 1;
-            }
-            (None, byte) => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Status and headers of a response.

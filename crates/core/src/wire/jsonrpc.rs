@@ -345,7 +345,7 @@ impl Default for Wire<'_> {
 fn serialize(value: &impl Serialize) -> Vec<u8> {
     // Serializing a tree of strings, numbers and `Value`s into a Vec cannot fail:
     // every map key is a string and no type here has a fallible Serialize impl.
-    serde_json::to_vec(value).unwrap_or_default()
+    serde_json::to_vec(value).expect("a JSON-RPC message always serializes")
 }
 
 /// Reads `params[key]` when params is an object.
