@@ -12,6 +12,7 @@ use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
 use crate::io::{Input, LogLevel, Output};
 use crate::modes::edge::SessionStore;
 use crate::modes::pool::Pool;
+use crate::upstream::http::HttpUpstreams;
 use crate::policy::access::{admit, forwardable_authorization, Admission, Refusal};
 use crate::policy::{cors_response_headers, preflight_headers};
 use crate::route::{Endpoint, Route, Target};
@@ -42,7 +43,7 @@ pub struct Proxy {
     pub(crate) aggregates: crate::modes::merged::Aggregates,
     pub(crate) temporary_count: u64,
     /// Remote upstreams and their fetches.
-    pub(crate) http: crate::upstream::http::HttpUpstreams,
+    pub(crate) http: HttpUpstreams,
     /// Upstreams shared by every session of their server.
     pub(crate) shared: crate::upstream::shared::SharedUpstreams,
     /// Where sessions live: in memory, or sealed into their ids (at the edge).
@@ -79,7 +80,7 @@ impl Proxy {
             pool: Pool::default(),
             aggregates: Default::default(),
             temporary_count: 0,
-            http: Default::default(),
+            http: HttpUpstreams::new(store.listens_ahead()),
             shared: Default::default(),
             store,
             request_authorization: None,
@@ -160,9 +161,21 @@ impl Proxy {
             Input::UpstreamMessage { upstream, data } => self.handle_upstream_message(upstream, &data),
             Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason.to_string()),
             Input::Timeout => self.handle_timeout(now),
-            Input::FetchHead { fetch, status, headers } => self.handle_fetch_head(fetch, status, &headers),
-            Input::FetchData { fetch, data } => self.handle_fetch_data(fetch, &data),
-            Input::FetchEnd { fetch, error } => self.handle_fetch_end(fetch, error),
+            Input::FetchHead { fetch, status, headers } => {
+                let mut events = Vec::new();
+                self.http.handle_head(&mut self.ctx, fetch, status, &headers, &mut events);
+                self.handle_http_events(events);
+            }
+            Input::FetchData { fetch, data } => {
+                let mut events = Vec::new();
+                self.http.handle_data(&mut self.ctx, fetch, &data, &mut events);
+                self.handle_http_events(events);
+            }
+            Input::FetchEnd { fetch, error } => {
+                let mut events = Vec::new();
+                self.http.handle_end(&mut self.ctx, fetch, error, &mut events);
+                self.handle_http_events(events);
+            }
         }
         self.deliver_local_answers();
         self.arm_keepalive();

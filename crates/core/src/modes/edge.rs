@@ -251,7 +251,7 @@ impl Proxy {
             .members
             .iter()
             .map(|member| {
-                let (session, protocol) = self.http_session_of(member.upstream);
+                let (session, protocol) = self.http.session_of(member.upstream);
                 MemberTicket {
                     server: self.ctx.config.servers.get(member.server).map(|s| s.name.clone()).unwrap_or_default(),
                     session,
@@ -292,7 +292,7 @@ impl Proxy {
                 continue;
             };
             let upstream = self.start_upstream(server)?;
-            self.resume_http_upstream(
+            self.http.resume(
                 upstream,
                 member.session.clone(),
                 member.protocol.clone(),

@@ -209,7 +209,7 @@ impl Proxy {
                 .map(|s| s.members.iter().filter(|m| !m.failed).map(|m| m.upstream).collect())
                 .unwrap_or_default();
             for upstream in upstreams {
-                self.listen_upstream(upstream);
+                self.http.listen(&mut self.ctx, upstream);
             }
         }
     }

@@ -15,6 +15,7 @@ use crate::proxy::{truncate, Proxy};
 use crate::route::Target;
 use crate::state::pending::ReplyTo;
 use crate::wire::jsonrpc::{Message, Payload, RequestId, Response};
+use crate::upstream::http::{Connect, HttpEvent};
 use crate::wire::mcp;
 
 impl Proxy {
@@ -93,7 +94,7 @@ impl Proxy {
         response.id = Some(pending.original_id.clone());
         if let (true, Ok(result)) = (pending.initialize, &response.outcome) {
             if let Some(version) = result.get("protocolVersion").and_then(serde_json::Value::as_str) {
-                self.set_http_protocol(upstream, version);
+                self.http.set_protocol(upstream, version);
             }
         }
         let filter = self.ctx.config.servers.get(pending.server).and_then(|s| s.options.tool_filter.as_ref());
@@ -104,6 +105,17 @@ impl Proxy {
             }
         }
         self.deliver_response(&pending, response);
+    }
+
+    /// What the HTTP client read: messages go the way of a child's lines, a gone upstream the
+    /// way of a child that exited.
+    pub(crate) fn handle_http_events(&mut self, events: Vec<HttpEvent>) {
+        for event in events {
+            match event {
+                HttpEvent::Message(upstream, data) => self.handle_upstream_message(upstream, &data),
+                HttpEvent::Gone(upstream, reason) => self.handle_upstream_closed(upstream, reason),
+            }
+        }
     }
 
     pub(crate) fn handle_upstream_closed(&mut self, upstream: UpstreamId, reason: String) {
@@ -138,7 +150,11 @@ impl Proxy {
                 stdio.env = child_environment(&self.ctx.config.environment, inherit_all, &secrets, &stdio.env);
                 self.ctx.push(Output::Spawn { upstream, server: stdio });
             }
-            remote => self.open_http_upstream(upstream, &remote, forward, public_only),
+            remote => {
+                let authorization = self.client_authorization(upstream);
+                let connect = Connect { forward_authorization: forward, public_only, authorization };
+                self.http.open(&mut self.ctx, upstream, &remote, connect);
+            }
         }
         Some(upstream)
     }
@@ -165,7 +181,8 @@ impl Proxy {
             self.ctx.log(LogLevel::Debug, format!("session {session} -> {name}: {}", String::from_utf8_lossy(&data)));
         }
         if self.http.contains(upstream) {
-            return self.http_send(upstream, message, data);
+            let authorization = self.client_authorization(upstream);
+            return self.http.send(&mut self.ctx, upstream, message, data, authorization);
         }
         self.ctx.push(Output::Send { upstream, data });
     }
@@ -173,7 +190,7 @@ impl Proxy {
     /// Stops an upstream: a child is terminated, a remote session deleted.
     pub(crate) fn close_upstream(&mut self, upstream: UpstreamId) {
         if self.http.contains(upstream) {
-            self.http_close(upstream);
+            self.http.close(&mut self.ctx, upstream);
         } else {
             self.ctx.push(Output::CloseUpstream(upstream));
         }

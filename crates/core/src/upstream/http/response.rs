@@ -1,0 +1,295 @@
+//! Reading what a remote upstream answers: the status of each fetch, JSON bodies and SSE
+//! events, the legacy `endpoint` event, and renewing a session the upstream forgot.
+
+use crate::ctx::Ctx;
+use crate::error::codes;
+use crate::ids::UpstreamId;
+use crate::io::{LogLevel, Output};
+use crate::policy::network::{join, redacted, same_origin};
+use crate::wire::http::Header;
+use crate::wire::jsonrpc::{ErrorObject, Message, RequestId, Response};
+use crate::wire::sse_parser::SseParser;
+
+use super::{
+    header, reinitialize_body, Body, Flavor, HttpEvent, HttpUpstream, HttpUpstreams, Purpose, MAX_MESSAGE,
+    REINITIALIZE_ID,
+};
+
+impl HttpUpstreams {
+    /// The status and headers of a fetch arrived.
+    pub(crate) fn handle_head(
+        &mut self,
+        ctx: &mut Ctx,
+        fetch: u64,
+        status: u16,
+        headers: &[Header],
+        events: &mut Vec<HttpEvent>,
+    ) {
+        let Some(state) = self.fetches.get_mut(&fetch) else {
+            return;
+        };
+        state.status = status;
+        let streamed = header(headers, "content-type").is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
+        state.body = if streamed { Body::Events(SseParser::new(MAX_MESSAGE)) } else { Body::Json(Vec::new()) };
+        let upstream = state.upstream;
+        let purpose = state.purpose.clone();
+        if let Some(HttpUpstream { flavor: Flavor::Streamable { session, .. }, .. }) = self.upstreams.get_mut(&upstream)
+        {
+            if let Some(id) = header(headers, "mcp-session-id") {
+                session.get_or_insert_with(|| id.to_owned());
+            }
+        }
+        if (200..300).contains(&status) {
+            if matches!(purpose, Purpose::Post { initialized: true, .. }) && self.listens_ahead {
+                self.listen(ctx, upstream);
+            }
+            return;
+        }
+        let Some(failed) = self.fetches.remove(&fetch) else {
+            return;
+        };
+        ctx.push(Output::CancelFetch(fetch));
+        if status == 404 && matches!(purpose, Purpose::Post { .. }) && self.reinitialize(ctx, upstream, failed.sent) {
+            return;
+        }
+        match purpose {
+            Purpose::Reinit => {
+                let reason = format!("initializing the upstream again failed: HTTP {status}");
+                self.gone(ctx, upstream, reason, events);
+            }
+            Purpose::Post { request: Some(id), .. } => {
+                let message = format!("the upstream answered HTTP {status}");
+                events.push(upstream_error(upstream, id, ErrorObject::new(codes::UPSTREAM_CLOSED, message)));
+                if status == 404 {
+                    self.gone(ctx, upstream, "the upstream session expired (HTTP 404)".into(), events);
+                }
+            }
+            Purpose::Stream if self.is_sse(upstream) => {
+                let reason = format!("the upstream SSE stream answered HTTP {status}");
+                self.gone(ctx, upstream, reason, events);
+            }
+            _ => {}
+        }
+    }
+
+    /// Body bytes of a fetch arrived.
+    pub(crate) fn handle_data(&mut self, ctx: &mut Ctx, fetch: u64, data: &[u8], events: &mut Vec<HttpEvent>) {
+        let Some(state) = self.fetches.get_mut(&fetch) else {
+            return;
+        };
+        let upstream = state.upstream;
+        if state.purpose == Purpose::Reinit {
+            return;
+        }
+        let read = match &mut state.body {
+            Body::Json(buffer) if buffer.len() + data.len() <= MAX_MESSAGE => {
+                buffer.extend_from_slice(data);
+                return;
+            }
+            Body::Json(_) | Body::Unknown => {
+                state.body = Body::Json(Vec::new());
+                let message = format!("upstream {}: a response body over {MAX_MESSAGE} bytes was dropped", upstream.0);
+                return ctx.log(LogLevel::Warn, message);
+            }
+            Body::Events(parser) => {
+                let read = parser.feed(data);
+                if parser.overflowed() {
+                    let message = format!("upstream {}: an SSE event over {MAX_MESSAGE} bytes was dropped", upstream.0);
+                    ctx.log(LogLevel::Warn, message);
+                }
+                read
+            }
+        };
+        for event in read {
+            match event.event.as_str() {
+                "endpoint" => self.sse_endpoint(ctx, upstream, &event.data, events),
+                "message" if self.is_replayed_initialize(upstream, &event.data) => {
+                    self.sse_replayed(ctx, upstream, &event.data, events)
+                }
+                "message" if !event.data.is_empty() => {
+                    events.push(HttpEvent::Message(upstream, event.data.into_bytes()))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A fetch finished (`error`: it broke off).
+    pub(crate) fn handle_end(&mut self, ctx: &mut Ctx, fetch: u64, error: Option<String>, events: &mut Vec<HttpEvent>) {
+        let Some(state) = self.fetches.remove(&fetch) else {
+            return;
+        };
+        let upstream = state.upstream;
+        // What the shell says may quote the URL, whose query can hold a secret (`?key=`).
+        let error = error.map(|error| self.without_url(upstream, error));
+        if state.purpose == Purpose::Reinit {
+            return match error {
+                None => self.reinitialized(ctx, upstream),
+                Some(error) => {
+                    self.gone(ctx, upstream, format!("initializing the upstream again failed: {error}"), events)
+                }
+            };
+        }
+        if let (Body::Json(body), None) = (&state.body, &error) {
+            if !body.iter().all(u8::is_ascii_whitespace) {
+                events.push(HttpEvent::Message(upstream, body.clone()));
+            }
+        }
+        match (state.purpose, error) {
+            (Purpose::Post { request: Some(id), .. }, Some(error)) => {
+                let message = format!("the upstream connection failed: {error}");
+                events.push(upstream_error(upstream, id, ErrorObject::new(codes::UPSTREAM_CLOSED, message)));
+            }
+            (Purpose::Stream, error) if self.is_sse(upstream) => {
+                let why = error.unwrap_or_else(|| "the upstream ended its SSE stream".into());
+                self.gone(ctx, upstream, why, events);
+            }
+            _ => {}
+        }
+    }
+
+    fn is_sse(&self, upstream: UpstreamId) -> bool {
+        matches!(self.upstreams.get(&upstream).map(|u| &u.flavor), Some(Flavor::Sse { .. }))
+    }
+
+    /// Legacy SSE: the stream named where to POST; send what waited.
+    fn sse_endpoint(&mut self, ctx: &mut Ctx, upstream: UpstreamId, endpoint: &str, events: &mut Vec<HttpEvent>) {
+        let Some(url) = self.upstreams.get(&upstream).map(|u| u.url.clone()) else {
+            return;
+        };
+        // The official SDKs' rule: messages go to the stream's own origin, never elsewhere (the
+        // headers and credentials of this server must not reach a host it names).
+        let Some(resolved) = join(&url, endpoint.trim()).filter(|resolved| same_origin(&url, resolved)) else {
+            let reason = format!(
+                "the upstream's SSE endpoint event names another origin than {}; nothing was sent there",
+                redacted(&url)
+            );
+            ctx.log(LogLevel::Error, format!("upstream {}: {reason}", upstream.0));
+            return self.gone(ctx, upstream, reason, events);
+        };
+        let Some(HttpUpstream { flavor: Flavor::Sse { endpoint: known, waiting, replay, replaying }, .. }) =
+            self.upstreams.get_mut(&upstream)
+        else {
+            return;
+        };
+        *known = Some(resolved.clone());
+        let json = || vec![Header::new("content-type", "application/json")];
+        if let Some(params) = replay.take() {
+            *replaying = true;
+            let purpose = Purpose::Post { request: None, initialized: false };
+            return self.fetch(ctx, upstream, "POST", resolved, json(), reinitialize_body(params), purpose);
+        }
+        for data in std::mem::take(waiting) {
+            let request = match Message::parse(&data) {
+                Ok(Message::Request(request)) => Some(request.id),
+                _ => None,
+            };
+            let purpose = Purpose::Post { request, initialized: false };
+            self.fetch(ctx, upstream, "POST", resolved.clone(), json(), data, purpose);
+        }
+    }
+
+    /// `text` with the upstream's URL in it shown without its query and credentials.
+    fn without_url(&self, upstream: UpstreamId, text: String) -> String {
+        match self.upstreams.get(&upstream) {
+            Some(state) if text.contains(&state.url) => text.replace(&state.url, &redacted(&state.url)),
+            _ => text,
+        }
+    }
+
+    /// The upstream forgot its session (HTTP 404): initialize it again with the client's
+    /// parameters and send `message` once that is done. False if that is not possible.
+    fn reinitialize(&mut self, ctx: &mut Ctx, upstream: UpstreamId, message: Vec<u8>) -> bool {
+        let Some(HttpUpstream {
+            url, flavor: Flavor::Streamable { session, listening, initialize, reinit, .. }, ..
+        }) = self.upstreams.get_mut(&upstream)
+        else {
+            return false;
+        };
+        if session.is_none() && reinit.is_none() {
+            return false;
+        }
+        if let Some(waiting) = reinit {
+            waiting.push(message);
+            return true;
+        }
+        let Some(params) = initialize.clone() else {
+            return false;
+        };
+        *session = None;
+        *listening = false;
+        *reinit = Some(vec![message]);
+        let url = url.clone();
+        let headers = vec![
+            Header::new("content-type", "application/json"),
+            Header::new("accept", "application/json, text/event-stream"),
+        ];
+        ctx.log(LogLevel::Info, format!("upstream {}: its session expired; initializing it again", upstream.0));
+        self.fetch(ctx, upstream, "POST", url, headers, reinitialize_body(params), Purpose::Reinit);
+        true
+    }
+
+    /// The upstream is initialized again: confirm, then send what waited.
+    fn reinitialized(&mut self, ctx: &mut Ctx, upstream: UpstreamId) {
+        let Some(HttpUpstream { flavor: Flavor::Streamable { reinit, .. }, .. }) = self.upstreams.get_mut(&upstream)
+        else {
+            return;
+        };
+        let Some(waiting) = reinit.take() else {
+            return;
+        };
+        self.confirm_and_resend(ctx, upstream, waiting);
+    }
+
+    /// Confirms a session the proxy initialized itself, then sends what waited for it (but a
+    /// client's own `initialized`: the session must not see it twice).
+    fn confirm_and_resend(&mut self, ctx: &mut Ctx, upstream: UpstreamId, waiting: Vec<Vec<u8>>) {
+        let authorization = self.upstreams.get(&upstream).and_then(|u| u.connect.authorization.clone());
+        let initialized = crate::wire::mcp::initialized();
+        self.send(ctx, upstream, &initialized, initialized.to_bytes(), authorization.clone());
+        for data in waiting {
+            match Message::parse(&data) {
+                Ok(message) if message.method() == Some(crate::wire::mcp::INITIALIZED) => {}
+                Ok(message) => self.send(ctx, upstream, &message, data, authorization.clone()),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Whether a legacy SSE message answers the `initialize` the proxy replayed.
+    fn is_replayed_initialize(&self, upstream: UpstreamId, data: &str) -> bool {
+        let replaying =
+            matches!(self.upstreams.get(&upstream).map(|u| &u.flavor), Some(Flavor::Sse { replaying: true, .. }));
+        replaying
+            && matches!(Message::parse(data.as_bytes()), Ok(Message::Response(Response { id: Some(RequestId::String(id)), .. })) if id == REINITIALIZE_ID)
+    }
+
+    /// The replayed `initialize` was answered: confirm it, then send what waited.
+    fn sse_replayed(&mut self, ctx: &mut Ctx, upstream: UpstreamId, data: &str, events: &mut Vec<HttpEvent>) {
+        if let Ok(Message::Response(Response { outcome: Err(error), .. })) = Message::parse(data.as_bytes()) {
+            let reason = format!("the upstream refused initialize: {}", error.message);
+            return self.gone(ctx, upstream, reason, events);
+        }
+        let Some(HttpUpstream { flavor: Flavor::Sse { waiting, replaying, .. }, .. }) =
+            self.upstreams.get_mut(&upstream)
+        else {
+            return;
+        };
+        *replaying = false;
+        let waiting = std::mem::take(waiting);
+        self.confirm_and_resend(ctx, upstream, waiting);
+    }
+
+    /// A remote upstream is gone: closed here, reported to the proxy like a child that exited.
+    fn gone(&mut self, ctx: &mut Ctx, upstream: UpstreamId, reason: String, events: &mut Vec<HttpEvent>) {
+        if self.upstreams.contains_key(&upstream) {
+            self.close(ctx, upstream);
+            events.push(HttpEvent::Gone(upstream, reason));
+        }
+    }
+}
+
+/// Answers a request the upstream could not, as if the upstream had.
+fn upstream_error(upstream: UpstreamId, id: RequestId, error: ErrorObject) -> HttpEvent {
+    HttpEvent::Message(upstream, Message::Response(Response::error(Some(id), error)).to_bytes())
+}
