@@ -8,11 +8,12 @@ use rand_chacha::ChaCha20Rng;
 use crate::config::Config;
 use crate::ctx::Ctx;
 use crate::error::RequestError;
-use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
+use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
 use crate::io::{Input, LogLevel, Output};
 use crate::modes::edge::SessionStore;
 use crate::modes::pool::Pool;
 use crate::upstream::http::HttpUpstreams;
+use crate::upstream::table::UpstreamTable;
 use crate::policy::access::{admit, forwardable_authorization, Admission, Refusal};
 use crate::policy::{cors_response_headers, preflight_headers};
 use crate::route::{Endpoint, Route, Target};
@@ -34,7 +35,8 @@ pub struct Proxy {
     /// The configuration, the time, the random source, the outputs and the timers.
     pub(crate) ctx: Ctx,
     pub(crate) sessions: BTreeMap<SessionId, Session>,
-    pub(crate) by_upstream: BTreeMap<UpstreamId, SessionId>,
+    /// Upstream ids and the sessions that own them.
+    pub(crate) upstreams: UpstreamTable,
     pub(crate) exchanges: BTreeMap<ExchangeId, Exchange>,
     pub(crate) pending: Pending,
     /// Events sent on sessions' streams, for resumption.
@@ -53,7 +55,6 @@ pub struct Proxy {
     pub(crate) request_authorization: Option<String>,
     /// Answers the proxy gives itself, delivered at the end of the turn.
     pub(crate) local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::wire::jsonrpc::ErrorObject>)>,
-    pub(crate) next_upstream: u64,
     pub(crate) next_server_request: u64,
     pub(crate) keepalive_armed: bool,
 }
@@ -73,7 +74,7 @@ impl Proxy {
         let mut proxy = Proxy {
             ctx: Ctx::new(config, ChaCha20Rng::from_seed(seed), now),
             sessions: BTreeMap::new(),
-            by_upstream: BTreeMap::new(),
+            upstreams: UpstreamTable::default(),
             exchanges: BTreeMap::new(),
             pending: Pending::default(),
             events,
@@ -85,7 +86,6 @@ impl Proxy {
             store,
             request_authorization: None,
             local_answers: VecDeque::new(),
-            next_upstream: 0,
             next_server_request: 0,
             keepalive_armed: false,
         };

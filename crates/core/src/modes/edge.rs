@@ -291,14 +291,13 @@ impl Proxy {
             let Some(server) = self.server_named(&member.server) else {
                 continue;
             };
-            let upstream = self.start_upstream(server)?;
+            let upstream = self.start_upstream(server, Some(&id))?;
             self.http.resume(
                 upstream,
                 member.session.clone(),
                 member.protocol.clone(),
                 ticket.initialize.clone(),
             );
-            self.by_upstream.insert(upstream, id.clone());
             members.push(Member { server, upstream, failed: member.failed, backoff: Backoff::rejoin(self.ctx.now) });
         }
         if members.iter().all(|m| m.failed) {

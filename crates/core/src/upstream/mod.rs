@@ -4,6 +4,7 @@
 pub(crate) mod backoff;
 pub(crate) mod http;
 pub(crate) mod shared;
+pub(crate) mod table;
 
 use crate::config::file::UpstreamConfig;
 use crate::error::RequestError;
@@ -21,7 +22,7 @@ use crate::wire::mcp;
 impl Proxy {
     pub(crate) fn handle_upstream_message(&mut self, upstream: UpstreamId, data: &[u8]) {
         let shared = self.shared.server_of(upstream);
-        let session_id = match (shared, self.by_upstream.get(&upstream)) {
+        let session_id = match (shared, self.upstreams.owner(upstream)) {
             (Some(_), _) => SessionId::unowned(),
             (None, Some(session_id)) => session_id.clone(),
             (None, None) => return,
@@ -122,7 +123,7 @@ impl Proxy {
         if let Some(server) = self.shared.server_of(upstream) {
             return self.shared_closed(server, upstream, reason);
         }
-        let Some(session_id) = self.by_upstream.get(&upstream).cloned() else {
+        let Some(session_id) = self.upstreams.owner(upstream).cloned() else {
             return;
         };
         if self.sessions.get(&session_id).is_some_and(|s| s.target == Target::Merged) {
@@ -134,15 +135,14 @@ impl Proxy {
 
     /// Starts an upstream of `server` (a child, or a remote client) under a new id: the one
     /// place upstreams are allocated.
-    pub(crate) fn start_upstream(&mut self, server: usize) -> Option<UpstreamId> {
+    pub(crate) fn start_upstream(&mut self, server: usize, owner: Option<&SessionId>) -> Option<UpstreamId> {
         let entry = self.ctx.config.servers.get(server)?;
         let config = entry.upstream.clone();
         // One client's credentials must not serve another's requests.
         let forward = entry.options.forward_authorization && !entry.options.share_upstream;
         let public_only = crate::policy::network::entry_reach(entry, &self.ctx.config.allow_runtime_hosts)
             == Some(crate::policy::network::Reach::PublicOnly);
-        self.next_upstream += 1;
-        let upstream = UpstreamId(self.next_upstream);
+        let upstream = self.upstreams.allocate(owner);
         match config {
             UpstreamConfig::Stdio(mut stdio) => {
                 let inherit_all = entry.options.inherit_env || self.ctx.config.pass_environment;
@@ -162,7 +162,7 @@ impl Proxy {
     /// The credentials of the client behind `upstream`: its session's latest, or (while its
     /// session is being opened) the request's.
     pub(crate) fn client_authorization(&self, upstream: UpstreamId) -> Option<String> {
-        match self.by_upstream.get(&upstream).and_then(|id| self.sessions.get(id)) {
+        match self.upstreams.owner(upstream).and_then(|id| self.sessions.get(id)) {
             Some(session) => session.client_authorization.clone(),
             None => self.request_authorization.clone(),
         }
@@ -176,7 +176,7 @@ impl Proxy {
     pub(crate) fn send_upstream(&mut self, upstream: UpstreamId, message: &Message) {
         let data = message.to_bytes();
         if self.logs_upstream(upstream) {
-            let session = self.by_upstream.get(&upstream).map(SessionId::to_string).unwrap_or_default();
+            let session = self.upstreams.owner(upstream).map(SessionId::to_string).unwrap_or_default();
             let name = self.upstream_name(upstream);
             self.ctx.log(LogLevel::Debug, format!("session {session} -> {name}: {}", String::from_utf8_lossy(&data)));
         }
@@ -201,7 +201,7 @@ impl Proxy {
         if let Some(server) = self.shared.server_of(upstream) {
             return Some(server);
         }
-        self.sessions.get(self.by_upstream.get(&upstream)?)?.server_of(upstream)
+        self.sessions.get(self.upstreams.owner(upstream)?)?.server_of(upstream)
     }
 
     /// Whether an upstream's traffic is logged: `--debug`, or its server's `logEnabled`.

@@ -84,12 +84,10 @@ impl Proxy {
     /// The upstream a session should use for `server`: a new one of its own, or the shared one.
     pub(crate) fn upstream_for(&mut self, session_id: &SessionId, server: usize) -> Option<UpstreamId> {
         if !self.is_shared_server(server) {
-            let upstream = self.start_upstream(server)?;
-            self.by_upstream.insert(upstream, session_id.clone());
-            return Some(upstream);
+            return self.start_upstream(server, Some(session_id));
         }
         if !self.shared.by_server.contains_key(&server) {
-            let upstream = self.start_upstream(server)?;
+            let upstream = self.start_upstream(server, None)?;
             let shared = Shared {
                 upstream,
                 phase: Phase::Started,
@@ -111,7 +109,7 @@ impl Proxy {
     /// A session stops using an upstream: its own is stopped, a shared one only forgets it.
     pub(crate) fn release_upstream(&mut self, session_id: &SessionId, upstream: UpstreamId) {
         let Some(server) = self.shared.server_of(upstream) else {
-            self.by_upstream.remove(&upstream);
+            self.upstreams.release(upstream);
             return self.close_upstream(upstream);
         };
         if let Some(shared) = self.shared.by_server.get_mut(&server) {
@@ -396,7 +394,7 @@ impl Proxy {
             self.shared.by_server.remove(&server);
             return;
         }
-        let Some(upstream) = self.start_upstream(server) else {
+        let Some(upstream) = self.start_upstream(server, None) else {
             return;
         };
         let Some(shared) = self.shared.by_server.get_mut(&server) else {
