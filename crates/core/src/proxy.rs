@@ -12,8 +12,6 @@ use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
 use crate::io::{Input, LogLevel, Output};
 use crate::modes::edge::SessionStore;
 use crate::modes::pool::Pool;
-use crate::upstream::http::HttpUpstreams;
-use crate::upstream::table::UpstreamTable;
 use crate::policy::access::{admit, forwardable_authorization, Admission, Refusal};
 use crate::policy::{cors_response_headers, preflight_headers};
 use crate::route::{Endpoint, Route, Target};
@@ -22,6 +20,8 @@ use crate::state::pending::Pending;
 use crate::state::session::{Session, SessionState};
 use crate::state::timers::Timer;
 use crate::time::{Instant, WallClock};
+use crate::upstream::http::HttpUpstreams;
+use crate::upstream::table::UpstreamTable;
 use crate::wire::http::{Header, HttpRequest, ResponseHead};
 use crate::wire::jsonrpc::{Message, Notification, Response};
 use crate::wire::mcp;
@@ -94,9 +94,11 @@ impl Proxy {
         }
         if !proxy.ctx.config.is_bridge() {
             let config = &proxy.ctx.config;
-            let lines: Vec<String> = (0..config.servers.len())
-                .map(|server| {
-                    let name = config.servers[server].display_name();
+            let lines: Vec<String> = config
+                .servers
+                .iter()
+                .map(|(server, entry)| {
+                    let name = entry.display_name();
                     let stream = crate::route::public_endpoint_path(config, Target::Server(server), Endpoint::Stream);
                     let sse = crate::route::public_endpoint_path(config, Target::Server(server), Endpoint::Sse);
                     format!("serving {name}: Streamable HTTP at {stream}, SSE at {sse}")

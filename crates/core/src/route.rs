@@ -68,7 +68,7 @@ pub(crate) fn route(config: &Config, path: &str) -> Option<Route> {
 /// The active server called `name`; a path token is compared in constant time.
 pub(crate) fn server_named(config: &Config, name: &str) -> Option<usize> {
     let (display, token) = name.split_once('/').map_or((name, None), |(display, token)| (display, Some(token)));
-    config.servers.iter().position(|entry| {
+    config.servers.position(|entry| {
         if entry.options.disabled || entry.display_name() != display {
             return false;
         }
@@ -122,7 +122,7 @@ pub(crate) fn prefix(config: &Config, server: usize) -> &str {
 pub(crate) fn prefixes(config: &Config) -> bool {
     match config.aggregator.as_ref().map_or(PrefixMode::Always, |a| a.prefix_mode) {
         PrefixMode::Always => true,
-        PrefixMode::Multiple => config.servers.iter().filter(|s| !s.options.disabled).count() > 1,
+        PrefixMode::Multiple => config.servers.entries().filter(|s| !s.options.disabled).count() > 1,
         PrefixMode::Never => false,
     }
 }
@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn the_aggregator_serves_each_server_under_its_name() {
         let config = aggregator();
-        let fetch = config.servers.iter().position(|s| s.name == "fetch/t0k3n").expect("listed");
+        let fetch = config.servers.position(|s| s.name == "fetch/t0k3n").expect("listed");
         assert_eq!(
             route(&config, "/fetch/t0k3n/sse"),
             Some(Route { target: Target::Server(fetch), endpoint: Endpoint::Sse })
@@ -195,8 +195,8 @@ mod tests {
     #[test]
     fn merged_names_carry_the_server_prefix_but_never_a_path_token() {
         let config = aggregator();
-        let fetch = config.servers.iter().position(|s| s.name == "fetch/t0k3n").expect("listed");
-        let time = config.servers.iter().position(|s| s.name == "time").expect("listed");
+        let fetch = config.servers.position(|s| s.name == "fetch/t0k3n").expect("listed");
+        let time = config.servers.position(|s| s.name == "time").expect("listed");
         assert_eq!(prefixed(&config, fetch, "get"), "fetch__get");
         let all = [fetch, time];
         assert_eq!(split_prefixed(&config, &all, "fetch__get"), Some((fetch, "get")));

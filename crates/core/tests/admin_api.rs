@@ -79,6 +79,7 @@ fn added_servers_work_at_once_and_removed_ones_end_their_sessions() {
     let _ = upstream;
     let (_, body) = api(&mut h, "GET", "/api/servers", "");
     assert_eq!(body["servers"].as_array().map(Vec::len), Some(1), "only time is left");
+    assert_eq!(h.proxy.config().servers.len(), 1, "a removed server's entry is freed");
 }
 
 #[test]
@@ -142,6 +143,7 @@ fn temporary_servers_live_as_long_as_their_stream() {
     assert!(closed_upstream(&outputs, upstream));
     let (_, listed) = api(&mut h, "GET", "/api/servers", "");
     assert_eq!(listed["servers"].as_array().map(Vec::len), Some(1), "gone with its stream");
+    assert_eq!(h.proxy.config().servers.len(), 1, "its entry is freed: a thousand temporary servers leave nothing");
 }
 
 #[test]

@@ -105,7 +105,7 @@ pub struct Config {
     /// The servers, resolved from `server` or `configFile`: in bridge mode one server with an
     /// empty name.
     #[serde(skip)]
-    pub servers: Vec<ServerEntry>,
+    pub servers: crate::registry::ServerTable,
     /// The aggregator's own settings (`mcpProxy`), when serving a configuration file.
     #[serde(skip)]
     pub aggregator: Option<ProxySettings>,
@@ -279,7 +279,7 @@ impl Config {
         if self.is_bridge() {
             return Err(ConfigError::new("server", "at the edge, servers come from a configuration file of URLs"));
         }
-        for entry in &self.servers {
+        for entry in self.servers.entries() {
             let name = entry.display_name();
             let why = match entry.upstream {
                 UpstreamConfig::Stdio(_) => {
@@ -313,7 +313,7 @@ impl Config {
     /// shell's own secrets.
     pub(crate) fn secret_values(&self) -> Vec<&str> {
         let admin = self.admin_tokens.iter().chain(self.aggregator.iter().flat_map(|a| a.admin_tokens.iter()));
-        let servers = self.servers.iter().flat_map(|s| s.options.auth_tokens.iter());
+        let servers = self.servers.entries().flat_map(|s| s.options.auth_tokens.iter());
         let edge = self.edge.iter().map(|e| &e.session_key);
         self.api_key
             .iter()
@@ -344,8 +344,13 @@ impl Config {
                 // The bridge passes the user's environment on: that is how users hand their
                 // server its tokens.
                 let options = ServerOptions { inherit_env: true, ..ServerOptions::default() };
-                self.servers =
-                    vec![ServerEntry { name: String::new(), upstream, options, source: ServerSource::Config }];
+                self.servers = crate::registry::ServerTable::default();
+                self.servers.insert(ServerEntry {
+                    name: String::new(),
+                    upstream,
+                    options,
+                    source: ServerSource::Config,
+                });
                 Ok(())
             }
             (None, Some(source)) => {

@@ -292,12 +292,7 @@ impl Proxy {
                 continue;
             };
             let upstream = self.start_upstream(server, Some(&id))?;
-            self.http.resume(
-                upstream,
-                member.session.clone(),
-                member.protocol.clone(),
-                ticket.initialize.clone(),
-            );
+            self.http.resume(upstream, member.session.clone(), member.protocol.clone(), ticket.initialize.clone());
             members.push(Member { server, upstream, failed: member.failed, backoff: Backoff::rejoin(self.ctx.now) });
         }
         if members.iter().all(|m| m.failed) {

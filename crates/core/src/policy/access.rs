@@ -127,9 +127,10 @@ fn admin(config: &Config, request: &HttpRequest) -> Result<(), Refusal> {
 /// configuration order. Temporary servers belong to their one session; a server behind a path
 /// token needs header tokens to be reachable here at all.
 pub(crate) fn merged_servers(config: &Config, request: &HttpRequest) -> Vec<usize> {
-    (0..config.servers.len())
-        .filter(|&index| {
-            let entry = &config.servers[index];
+    config
+        .servers
+        .iter()
+        .filter(|&(_, entry)| {
             if entry.options.disabled || entry.source == crate::config::file::ServerSource::Temporary {
                 return false;
             }
@@ -139,6 +140,7 @@ pub(crate) fn merged_servers(config: &Config, request: &HttpRequest) -> Vec<usiz
             }
             check_bearer_token(tokens, request) == AuthDecision::Allow
         })
+        .map(|(index, _)| index)
         .collect()
 }
 
@@ -153,7 +155,7 @@ pub(crate) fn forwardable_authorization(config: &Config, request: &HttpRequest) 
         .api_key
         .iter()
         .chain(admin.iter())
-        .chain(config.servers.iter().flat_map(|s| s.options.auth_tokens.iter()));
+        .chain(config.servers.entries().flat_map(|s| s.options.auth_tokens.iter()));
     let mut consumed = false;
     for credential in own {
         consumed |= constant_time_eq(presented.as_bytes(), credential.as_bytes());
@@ -179,7 +181,7 @@ mod tests {
     }}"#;
 
     fn names(config: &Config, servers: &[usize]) -> Vec<String> {
-        servers.iter().map(|&s| config.servers[s].name.clone()).collect()
+        servers.iter().filter_map(|&s| config.servers.get(s)).map(|s| s.name.clone()).collect()
     }
 
     #[test]

@@ -28,7 +28,8 @@ impl Proxy {
             path.strip_prefix(crate::policy::access::API).and_then(|rest| rest.strip_prefix('/')).map(str::to_owned);
         match (request.method.as_str(), name) {
             ("GET", None) => {
-                let servers: Vec<Value> = (0..self.ctx.config.servers.len()).filter_map(|s| self.describe(s)).collect();
+                let numbers: Vec<usize> = self.ctx.config.servers.iter().map(|(server, _)| server).collect();
+                let servers: Vec<Value> = numbers.into_iter().filter_map(|s| self.describe(s)).collect();
                 self.admin_reply(exchange, cors, 200, json!({"servers": servers}));
             }
             ("GET", Some(name)) => match self.active_server(&name) {
@@ -41,8 +42,8 @@ impl Proxy {
             ("POST", None) => self.add_server(&request, cors),
             ("DELETE", Some(name)) => match self.active_server(&name) {
                 Some(server) => {
-                    self.remove_server(server);
                     let removed = self.ctx.config.servers.get(server).map(|s| s.display_name().to_owned());
+                    self.remove_server(server);
                     self.admin_reply(exchange, cors, 200, json!({"removed": removed}));
                 }
                 None => self.ctx.refuse(exchange, cors, 404, "Not Found: no such server"),
@@ -127,8 +128,7 @@ impl Proxy {
             Err(refusal) => return self.ctx.refuse(exchange, cors, refusal.status(), &refusal.to_string()),
         };
         let shown = server.display_name().to_owned();
-        self.ctx.config.servers.push(server);
-        let index = self.ctx.config.servers.len() - 1;
+        let index = self.ctx.config.servers.insert(server);
         self.ctx.log(LogLevel::Info, format!("server {shown} added through the API"));
         self.persist(|servers| {
             servers.insert(name.to_owned(), entry.clone());
@@ -161,6 +161,7 @@ impl Proxy {
             }
         }
         self.drop_shared(server);
+        self.ctx.config.servers.remove(server);
         self.ctx.log(LogLevel::Info, format!("server {shown} removed through the API"));
     }
 }

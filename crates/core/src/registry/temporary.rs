@@ -37,8 +37,7 @@ impl Proxy {
         // Its messages endpoint must accept the same credential.
         server.options.auth_tokens = self.ctx.config.admin_tokens();
         server.source = ServerSource::Temporary;
-        self.ctx.config.servers.push(server);
-        let index = self.ctx.config.servers.len() - 1;
+        let index = self.ctx.config.servers.insert(server);
         self.ctx.log(LogLevel::Info, format!("temporary server {name} started"));
         self.legacy_open(
             &Caller { target: Target::Server(index), servers: vec![index], credential: [0; 32] },
@@ -72,13 +71,10 @@ impl Proxy {
         let Target::Server(server) = target else {
             return;
         };
-        let Some(entry) = self.ctx.config.servers.get_mut(server) else {
-            return;
-        };
-        if entry.source == ServerSource::Temporary && !entry.options.disabled {
-            entry.options.disabled = true;
-            let name = entry.name.clone();
-            self.ctx.log(LogLevel::Info, format!("temporary server {name} removed"));
+        if self.ctx.config.servers.get(server).is_some_and(|entry| entry.source == ServerSource::Temporary) {
+            if let Some(entry) = self.ctx.config.servers.remove(server) {
+                self.ctx.log(LogLevel::Info, format!("temporary server {} removed", entry.name));
+            }
         }
     }
 }

@@ -15,8 +15,8 @@ use crate::policy::env::child_environment;
 use crate::proxy::{truncate, Proxy};
 use crate::route::Target;
 use crate::state::pending::ReplyTo;
-use crate::wire::jsonrpc::{Message, Payload, RequestId, Response};
 use crate::upstream::http::{Connect, HttpEvent};
+use crate::wire::jsonrpc::{Message, Payload, RequestId, Response};
 use crate::wire::mcp;
 
 impl Proxy {
