@@ -797,3 +797,48 @@ def test_an_initialize_too_large_to_seal_is_refused(start_worker, bridge_upstrea
     assert response.status_code == 400, response.text
     assert "too large" in response.json()["error"]["message"]
     assert "mcp-session-id" not in response.headers
+
+
+# --------------------------------------------------------------------------
+# The core's transcripts in the Worker build
+# --------------------------------------------------------------------------
+
+VECTORS_CRATE = "crates/worker-vectors"
+TRANSCRIPTS = REPO_ROOT / "tests" / "vectors" / "transcripts"
+
+
+@pytest.fixture(scope="session")
+def vectors_build() -> Path:
+    """The test-only transcript replayer (crates/worker-vectors), built like the Worker."""
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "build-worker")],
+        cwd=REPO_ROOT,
+        env={**os.environ, **OFFLINE_ENV, "MCP_PROXY_WORKER_CRATE": VECTORS_CRATE},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"scripts/build-worker ({VECTORS_CRATE}) failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
+    return REPO_ROOT / VECTORS_CRATE / "build"
+
+
+def test_the_worker_build_replays_every_transcript_byte_for_byte(vectors_build: Path):
+    """The third build of the core: compiled by worker-build (-Oz, LTO, wasm-bindgen) and run
+    in workerd, it gives every recorded answer byte for byte, as the native core and the
+    component do (crates/core/tests/vectors.rs, crates/host/src/vectors.rs)."""
+    files = sorted(TRANSCRIPTS.glob("*.json"))
+    assert len(files) >= 5, files
+    process = Process(["node", str(SERVE_MJS), "--build", str(vectors_build)])
+    try:
+        origin = process.wait_for(r"worker listening on (http://\S+)").group(1)
+        for path in files:
+            reply = httpx.post(origin + "/", content=path.read_bytes(), timeout=60)
+            assert (reply.status_code, reply.text) == (200, "ok"), f"{path.name}: {reply.text[:2000]}"
+        tampered = json.loads(files[0].read_text())
+        tampered["steps"][-1]["outputs"].append({"log": {"level": "info", "message": "not said"}})
+        reply = httpx.post(origin + "/", content=json.dumps(tampered), timeout=60)
+        assert reply.status_code == 409 and "not said" in reply.text, reply.text[:500]
+    finally:
+        process.stop()

@@ -1,7 +1,10 @@
 // Runs the built Worker (crates/worker/build) in workerd through the Miniflare API, on
 // loopback, for the end-to-end tests (tests/e2e/test_worker.py).
 //
-//   node tests/worker/serve.mjs [--port N] [--bindings FILE.json] [--binding NAME=VALUE]...
+//   node tests/worker/serve.mjs [--port N] [--build DIR] [--bindings FILE.json] [--binding NAME=VALUE]...
+//
+// --build names another built Worker (default crates/worker/build), like the transcript
+// replayer of crates/worker-vectors.
 //
 // Bindings are the Worker's vars and secrets (both plain strings here), e.g.
 // MCP_PROXY_CONFIG. Prints "worker listening on http://127.0.0.1:PORT" on stdout once it
@@ -15,7 +18,7 @@ import { Log, LogLevel, Miniflare } from "miniflare";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 function parseArgs(argv) {
-    const options = { port: 0, bindings: {} };
+    const options = { port: 0, bindings: {}, build: join(root, "crates", "worker", "build") };
     for (let i = 0; i < argv.length; i++) {
         const arg = argv[i];
         const value = () => {
@@ -24,6 +27,8 @@ function parseArgs(argv) {
         };
         if (arg === "--port") {
             options.port = Number.parseInt(value(), 10);
+        } else if (arg === "--build") {
+            options.build = value();
         } else if (arg === "--bindings") {
             Object.assign(options.bindings, JSON.parse(readFileSync(value(), "utf8")));
         } else if (arg === "--binding") {
@@ -47,7 +52,7 @@ function compatibilityDate() {
 }
 
 const options = parseArgs(process.argv.slice(2));
-const build = join(root, "crates", "worker", "build");
+const build = options.build;
 const miniflare = new Miniflare({
     modules: true,
     scriptPath: join(build, "index.js"),

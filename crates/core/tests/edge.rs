@@ -20,9 +20,7 @@ fn file() -> String {
 /// A fresh proxy, as a new Worker isolate would build for one request.
 fn isolate(seed: u8) -> Harness {
     let config = json!({"configFile": {"text": file()}, "edge": {"sessionKey": KEY}}).to_string();
-    let mut h = Harness::with_config(&config);
-    h.proxy = mcp_proxy_core::Proxy::new(Config::from_json(&config).expect("valid"), [seed; 32], h.now);
-    h
+    Harness::with_seed(&config, [seed; 32])
 }
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"edge-test","version":"1"}}}"#;
@@ -219,9 +217,7 @@ fn the_merged_endpoint_seals_every_upstream_session() {
 fn sse_isolate(seed: u8) -> Harness {
     let file = json!({"mcpServers": {"legacy": {"url": "http://127.0.0.1:9/sse"}}}).to_string();
     let config = json!({"configFile": {"text": file}, "edge": {"sessionKey": KEY}}).to_string();
-    let mut h = Harness::with_config(&config);
-    h.proxy = mcp_proxy_core::Proxy::new(Config::from_json(&config).expect("valid"), [seed; 32], h.now);
-    h
+    Harness::with_seed(&config, [seed; 32])
 }
 
 /// The upstream's SSE stream sends one event.

@@ -5,17 +5,12 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
-use mcp_proxy_core::UpstreamEnd;
-use mcp_proxy_core::{Config, Input, Instant, Output, Proxy, UpstreamId};
+use mcp_proxy_core::{Input, Output, UpstreamEnd, UpstreamId};
 
 /// A started pool: the harness and each child with the id of the proxy's initialize.
 fn started_pool(size: usize) -> (Harness, Vec<(UpstreamId, serde_json::Value)>) {
-    let config =
-        Config::from_json(&format!(r#"{{"server":{{"command":"srv"}},"stateless":true,"statelessPoolSize":{size}}}"#))
-            .expect("valid");
-    let now = Instant(1_000);
-    let mut proxy = Proxy::new(config, [1; 32], now);
-    let outputs: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
+    let config = format!(r#"{{"server":{{"command":"srv"}},"stateless":true,"statelessPoolSize":{size}}}"#);
+    let (h, outputs) = Harness::started(&config, [1; 32]);
     let upstreams: Vec<UpstreamId> = outputs
         .iter()
         .filter_map(|o| if let Output::Spawn { upstream, .. } = o { Some(*upstream) } else { None })
@@ -29,9 +24,6 @@ fn started_pool(size: usize) -> (Harness, Vec<(UpstreamId, serde_json::Value)>) 
             (upstream, init[0]["id"].clone())
         })
         .collect();
-    let mut h = Harness::new("");
-    h.proxy = proxy;
-    h.now = now;
     (h, upstreams)
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use mcp_proxy_core::transcript::{Call, Step, Transcript};
 use mcp_proxy_core::{
     Config, ExchangeId, FetchRequest, Header, HttpRequest, Input, Instant, Output, Proxy, UpstreamId,
 };
@@ -15,6 +16,28 @@ pub struct Harness {
     pub proxy: Proxy,
     pub now: Instant,
     next_exchange: u64,
+    /// With `MCP_PROXY_RECORD_DIR` set, every input is recorded, and the transcript is written
+    /// there (named for the test) when the harness is dropped: how the vectors of
+    /// `tests/vectors/transcripts` were made (then blessed, see `examples/vectors.rs`).
+    record: Option<Transcript>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let (Some(dir), Some(transcript)) = (std::env::var_os("MCP_PROXY_RECORD_DIR"), self.record.take()) else {
+            return;
+        };
+        let test = std::thread::current().name().unwrap_or("harness").replace("::", "-");
+        let mut path = std::path::PathBuf::from(dir).join(format!("{test}.json"));
+        let mut n = 1;
+        while path.exists() {
+            n += 1;
+            path.set_file_name(format!("{test}-{n}.json"));
+        }
+        if let Ok(blessed) = mcp_proxy_core::transcript::bless(&transcript) {
+            let _ = std::fs::write(path, blessed.to_json());
+        }
+    }
 }
 
 impl Harness {
@@ -28,11 +51,29 @@ impl Harness {
     }
 
     pub fn with_config(text: &str) -> Harness {
+        Harness::with_seed(text, [42; 32])
+    }
+
+    /// A proxy from `text` whose session ids come from `seed`.
+    pub fn with_seed(text: &str, seed: [u8; 32]) -> Harness {
+        Harness::started(text, seed).0
+    }
+
+    /// A proxy from `text` and `seed`, with the outputs it had at once (a stateless pool
+    /// starts its children).
+    pub fn started(text: &str, seed: [u8; 32]) -> (Harness, Vec<Output>) {
         let config = Config::from_json(text).expect("test config is valid");
         let now = Instant(1_000);
-        let mut proxy = Proxy::new(config, [42; 32], now);
-        let _started: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
-        Harness { proxy, now, next_exchange: 0 }
+        let mut proxy = Proxy::new(config, seed, now);
+        let started: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
+        let record = Some(Transcript {
+            config: text.to_owned(),
+            seed,
+            created: now,
+            created_outputs: Vec::new(),
+            steps: Vec::new(),
+        });
+        (Harness { proxy, now, next_exchange: 0, record }, started)
     }
 
     pub fn advance(&mut self, by: Duration) -> Vec<Output> {
@@ -41,6 +82,10 @@ impl Harness {
     }
 
     pub fn input(&mut self, input: Input) -> Vec<Output> {
+        if let Some(record) = self.record.as_mut() {
+            let call = Call::Input { at: self.now, input: input.clone() };
+            record.steps.push(Step { call, refusal: None, outputs: Vec::new(), timeout: None });
+        }
         self.proxy.handle_input(self.now, input);
         std::iter::from_fn(|| self.proxy.poll_output()).collect()
     }

@@ -1,0 +1,72 @@
+//! The recorded transcripts of `tests/vectors/transcripts`, replayed on the core as the host
+//! runs it: the component inside wasmtime, driven through the WIT. Every answer must be the
+//! one the native core gave when the transcript was blessed, byte for byte (the core's own
+//! tests replay the same files natively, and the Worker build replays them in workerd).
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use mcp_proxy_core::transcript::{answers_json, compare, Call, Transcript};
+    use mcp_proxy_core::Instant;
+
+    use crate::convert::{head_in, input_out, output_in, request_out};
+    use crate::engine::CoreEngine;
+
+    fn transcripts() -> Vec<(PathBuf, Transcript)> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/transcripts");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("tests/vectors/transcripts exists")
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).expect("readable");
+                let transcript = Transcript::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                (path, transcript)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_component_replays_every_transcript_byte_for_byte() {
+        let engine = CoreEngine::load().expect("the component loads");
+        let all = transcripts();
+        assert!(all.len() >= 5, "the recorded vector set is there ({} files)", all.len());
+        for (path, transcript) in all {
+            let name = path.display();
+            let mut core = engine.instantiate().expect("instantiates");
+            core.create(&transcript.config, &transcript.seed, transcript.created.0).expect("valid configuration");
+            let created: Vec<_> = core.poll_outputs().expect("outputs").into_iter().map(output_in).collect();
+            let expected = answers_json(&None, &transcript.created_outputs, None);
+            if let Err(mismatch) = compare(0, &expected["outputs"], &answers_json(&None, &created, None)["outputs"]) {
+                panic!("{name}: {mismatch}");
+            }
+            for (index, step) in transcript.steps.iter().enumerate() {
+                let refusal = match &step.call {
+                    Call::Input { at, input } => {
+                        core.handle_input(at.0, &input_out(input.clone())).expect("no trap");
+                        None
+                    }
+                    Call::Precheck(request) => core
+                        .precheck(&request_out(request.clone()))
+                        .expect("no trap")
+                        .map(|response| (head_in(response.head), response.body)),
+                    Call::Wall(wall) => {
+                        core.set_wall_clock(wall.0).expect("no trap");
+                        None
+                    }
+                };
+                let outputs: Vec<_> = core.poll_outputs().expect("outputs").into_iter().map(output_in).collect();
+                let timeout = core.poll_timeout().expect("no trap").map(Instant);
+                let expected = answers_json(&step.refusal, &step.outputs, step.timeout);
+                if let Err(mismatch) = compare(index + 1, &expected, &answers_json(&refusal, &outputs, timeout)) {
+                    panic!("{name}: {mismatch}");
+                }
+            }
+        }
+    }
+}
