@@ -54,6 +54,7 @@ pub(crate) fn input(input: wit::Input) -> core::Input {
             core::Input::UpstreamClosed { upstream: UpstreamId(closed.upstream), reason }
         }
         wit::Input::Timeout => core::Input::Timeout,
+        wit::Input::Shutdown => core::Input::Shutdown,
         wit::Input::FetchHead(head) => core::Input::FetchHead {
             fetch: head.fetch,
             status: head.status,

@@ -42,7 +42,7 @@ fn bless_file(file: &str) -> Result<(), String> {
         Err(_) => Transcript::from_json(&from_lines(&text)?).map_err(|e| e.to_string())?,
     };
     let mut config: serde_json::Value = serde_json::from_str(&transcript.config).map_err(|e| e.to_string())?;
-    if let Some(object) = config.as_object_mut() {
+    if let Some(object) = config.as_object_mut().filter(|object| object.contains_key("environment")) {
         let environment: Vec<serde_json::Value> =
             ENVIRONMENT.iter().map(|(name, value)| serde_json::json!([name, value])).collect();
         object.insert("environment".into(), serde_json::Value::Array(environment));

@@ -28,6 +28,9 @@ pub enum Input {
     },
     /// The deadline from [`Proxy::poll_timeout`] passed.
     Timeout,
+    /// The shell is stopping: open streams end gracefully (2026 listen streams get their
+    /// final result) before the shell closes them.
+    Shutdown,
     /// The status and headers of a [`Output::Fetch`] arrived.
     FetchHead {
         /// Which fetch.

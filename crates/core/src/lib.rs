@@ -41,6 +41,7 @@ mod ctx;
 pub mod error;
 pub mod ids;
 mod io;
+mod modern;
 mod modes;
 pub mod policy;
 mod proxy;

@@ -11,7 +11,7 @@ use crate::error::RequestError;
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
 use crate::io::{Input, LogLevel, Output};
 use crate::modes::edge::SessionStore;
-use crate::modes::pool::Pool;
+use crate::modes::pool::Pools;
 use crate::policy::access::{admit, forwardable_authorization, Admission, Refusal};
 use crate::policy::{cors_response_headers, preflight_headers};
 use crate::route::{Endpoint, Route, Target};
@@ -41,7 +41,8 @@ pub struct Proxy {
     pub(crate) pending: Pending,
     /// Events sent on sessions' streams, for resumption.
     pub(crate) events: crate::state::event_log::EventLog,
-    pub(crate) pool: Pool,
+    /// Children the proxy initialized itself, per server (stateless and 2026 requests).
+    pub(crate) pools: Pools,
     pub(crate) aggregates: crate::modes::merged::Aggregates,
     pub(crate) temporary_count: u64,
     /// Remote upstreams and their fetches.
@@ -50,6 +51,8 @@ pub struct Proxy {
     pub(crate) shared: crate::upstream::shared::SharedUpstreams,
     /// Where sessions live: in memory, or sealed into their ids (at the edge).
     pub(crate) store: SessionStore,
+    /// 2026-07-28 requests in flight, waiting input rounds, listen streams.
+    pub(crate) modern: crate::modern::Modern,
     /// The `Authorization` header of the HTTP request being handled (sessions it opens start
     /// with it).
     pub(crate) request_authorization: Option<String>,
@@ -66,6 +69,19 @@ impl Proxy {
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Proxy {
         let stateless = config.stateless;
         let store = SessionStore::new(&config);
+        // `input_required` states are sealed with the edge key where there is one (any
+        // isolate or replica opens them), else with a key of this proxy's own.
+        let modern_key = match &config.edge {
+            Some(edge) => edge.key.clone(),
+            None => {
+                use sha2::Digest;
+                sha2::Sha256::new()
+                    .chain_update(b"mcp-proxy input-required key\0")
+                    .chain_update(seed)
+                    .finalize()
+                    .to_vec()
+            }
+        };
         let events = crate::state::event_log::EventLog::new(
             config.event_store_size,
             EVENT_STORE_SESSION_BYTES,
@@ -78,12 +94,13 @@ impl Proxy {
             exchanges: BTreeMap::new(),
             pending: Pending::default(),
             events,
-            pool: Pool::default(),
+            pools: Pools::default(),
             aggregates: Default::default(),
             temporary_count: 0,
             http: HttpUpstreams::new(store.listens_ahead()),
             shared: Default::default(),
             store,
+            modern: crate::modern::Modern::new(&modern_key),
             request_authorization: None,
             local_answers: VecDeque::new(),
             next_server_request: 0,
@@ -163,6 +180,7 @@ impl Proxy {
             Input::UpstreamMessage { upstream, data } => self.handle_upstream_message(upstream, &data),
             Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason.to_string()),
             Input::Timeout => self.handle_timeout(now),
+            Input::Shutdown => self.listen_close_all(),
             Input::FetchHead { fetch, status, headers } => {
                 let mut events = Vec::new();
                 self.http.handle_head(&mut self.ctx, fetch, status, &headers, &mut events);
@@ -287,12 +305,14 @@ impl Proxy {
                     let response = Response::error(Some(pending.original_id.clone()), error.to_error_object());
                     self.deliver_response(&pending, response);
                 }
-                Timer::Respawn(slot) => self.respawn(now, slot),
+                Timer::Respawn(server, slot) => self.respawn(now, server, slot),
                 Timer::Idle(session_id) => self.check_idle(session_id),
                 Timer::KeepAlive => self.keep_alive(),
                 Timer::PoolWait(exchange) => self.pool_wait_expired(exchange),
                 Timer::Rejoin(session_id, server) => self.rejoin(now, &session_id, server),
                 Timer::SharedRespawn(server) => self.shared_respawn(server),
+                Timer::InputRequired(proxy_id) => self.mrtr_flush(proxy_id),
+                Timer::Parked(number) => self.mrtr_expired(number),
                 Timer::Connect(session_id) => {
                     let expecting = self
                         .sessions

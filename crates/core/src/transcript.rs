@@ -251,6 +251,7 @@ pub fn input_json(input: &Input) -> Value {
             json!({"upstreamClosed": {"upstream": upstream.0, "reason": reason}})
         }
         Input::Timeout => json!("timeout"),
+        Input::Shutdown => json!("shutdown"),
         Input::FetchHead { fetch, status, headers } => {
             json!({"fetchHead": {"fetch": fetch, "status": status, "headers": headers_json(headers)}})
         }
@@ -261,8 +262,10 @@ pub fn input_json(input: &Input) -> Value {
 
 /// Reads an input written by [`input_json`].
 pub fn input_from(value: &Value, path: &str) -> Result<Input, TranscriptError> {
-    if value.as_str() == Some("timeout") {
-        return Ok(Input::Timeout);
+    match value.as_str() {
+        Some("timeout") => return Ok(Input::Timeout),
+        Some("shutdown") => return Ok(Input::Shutdown),
+        _ => {}
     }
     let (kind, body) = single(value, path)?;
     let at = |key: &str| format!("{path}.{kind}.{key}");

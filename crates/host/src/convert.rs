@@ -57,6 +57,7 @@ pub(crate) fn input_in(input: wit::Input) -> core::Input {
             },
         },
         wit::Input::Timeout => core::Input::Timeout,
+        wit::Input::Shutdown => core::Input::Shutdown,
         wit::Input::FetchHead(head) => core::Input::FetchHead {
             fetch: head.fetch,
             status: head.status,
@@ -86,6 +87,7 @@ pub(crate) fn input_out(input: core::Input) -> wit::Input {
             },
         }),
         core::Input::Timeout => wit::Input::Timeout,
+        core::Input::Shutdown => wit::Input::Shutdown,
         core::Input::FetchHead { fetch, status, headers } => wit::Input::FetchHead(wit::FetchHead {
             fetch,
             status,

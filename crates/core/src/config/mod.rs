@@ -38,6 +38,14 @@ pub struct Config {
     /// How many children serve stateless mode.
     #[serde(default = "defaults::stateless_pool_size")]
     pub stateless_pool_size: usize,
+    /// Serve MCP 2026-07-28 clients (stateless requests with the per-request `_meta`
+    /// envelope) on the Streamable HTTP endpoints, beside 2025 sessions (`--modern`).
+    #[serde(default = "defaults::yes")]
+    pub modern: bool,
+    /// The most children a server's pool may run at once; a 2026 request that may ask the
+    /// client something has its child to itself while it runs (`--modernPoolMax`).
+    #[serde(default = "defaults::modern_pool_max")]
+    pub modern_pool_max: usize,
     /// How long a new child may take to answer `initialize`, in milliseconds.
     #[serde(default = "defaults::connection_timeout_ms")]
     pub connection_timeout_ms: u64,
@@ -246,6 +254,9 @@ mod defaults {
     pub(super) fn separator() -> String {
         "__".into()
     }
+    pub(super) fn modern_pool_max() -> usize {
+        8
+    }
     pub(super) fn max_sessions() -> usize {
         1000
     }
@@ -411,6 +422,9 @@ impl Config {
         }
         if self.stateless_pool_size == 0 || self.stateless_pool_size > 256 {
             return Err(ConfigError::new("statelessPoolSize", "must be between 1 and 256"));
+        }
+        if self.modern_pool_max == 0 || self.modern_pool_max > 256 {
+            return Err(ConfigError::new("modernPoolMax", "must be between 1 and 256"));
         }
         if self.connection_timeout_ms == 0 {
             return Err(ConfigError::new("connectionTimeoutMs", "must be greater than 0"));

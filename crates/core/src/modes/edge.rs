@@ -122,6 +122,46 @@ impl Sealer {
         Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
+    /// Seals any JSON value for `credential` under `purpose` (a distinct associated data for
+    /// each kind of sealed thing), as `PREFIX` + base64; `None` if it would exceed `max` bytes.
+    pub(crate) fn seal_json(
+        &self,
+        purpose: &[u8],
+        value: &Value,
+        credential: &[u8; 32],
+        max: usize,
+        rng: &mut impl RngCore,
+    ) -> Option<String> {
+        let plain = serde_json::to_vec(value).ok()?;
+        if PREFIX.len() + (12 + plain.len() + 16).div_ceil(3) * 4 > max {
+            return None;
+        }
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let mut aad = purpose.to_vec();
+        aad.extend_from_slice(credential);
+        let sealed = self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad }).ok()?;
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Opens what [`Sealer::seal_json`] sealed for the same purpose and credential.
+    pub(crate) fn open_json(&self, purpose: &[u8], text: &str, credential: &[u8; 32], max: usize) -> Option<Value> {
+        if text.len() > max {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(text.strip_prefix(PREFIX)?).ok()?;
+        if bytes.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let mut aad = purpose.to_vec();
+        aad.extend_from_slice(credential);
+        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad }).ok()?;
+        serde_json::from_slice(&plain).ok()
+    }
+
     fn open(&self, text: &str, credential: &[u8; 32], now_secs: u64) -> Option<Ticket> {
         if text.len() > MAX_SEALED_LEN {
             return None;

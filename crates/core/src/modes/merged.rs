@@ -40,6 +40,24 @@ pub(crate) struct Aggregates {
     next: u64,
 }
 
+impl Aggregates {
+    /// Opens a fanned-out request of `parts` parts, answered to `reply_to` when all are in.
+    pub(crate) fn begin(&mut self, session: SessionId, reply_to: ReplyTo, request: &Request, parts: usize) -> u64 {
+        self.next += 1;
+        let aggregate = Aggregate {
+            session,
+            reply_to,
+            original_id: request.id.clone(),
+            method: request.method.clone(),
+            requested_version: None,
+            outstanding: parts,
+            parts: Vec::new(),
+        };
+        self.open.insert(self.next, aggregate);
+        self.next
+    }
+}
+
 impl Proxy {
     /// Sends a client's request on the merged endpoint where it belongs.
     pub(crate) fn dispatch_merged(
@@ -219,6 +237,7 @@ impl Proxy {
             }
         }
         let pending = PendingRequest {
+            id: ProxyRequestId(0),
             session: aggregate.session,
             server: 0,
             upstream: UpstreamId(0),
@@ -241,6 +260,7 @@ impl Proxy {
         outcome: Result<Value, ErrorObject>,
     ) {
         let pending = PendingRequest {
+            id: ProxyRequestId(0),
             session: session_id.clone(),
             server: 0,
             upstream: UpstreamId(0),

@@ -1,16 +1,21 @@
-//! Stateless mode: a pool of initialized children serves every POST, with no sessions.
+//! Pools of children the proxy initialized itself, one pool per server: they serve what comes
+//! without a session — stateless POSTs (`--stateless`) and every 2026-07-28 request.
 //!
-//! The proxy initializes each child itself and answers clients' `initialize` from the
-//! result it cached. Requests go to the ready child with the fewest in flight; their ids
-//! are rewritten, so children are shared safely. A child that dies is replaced, with
+//! The proxy initializes each child itself (declaring every client capability it can bridge:
+//! sampling, elicitation, roots) and answers a client's `initialize` (stateless) or
+//! `server/discover` (2026) from the result it cached. Request ids are rewritten, so children
+//! are shared safely. A 2026 request that may make its child ask the client something (a
+//! tool call, a prompt, a resource read) has its child to itself until it is answered, so
+//! whatever the child sends meanwhile belongs to it; when every child is so taken, the pool
+//! grows up to its limit, then requests wait (bounded). A child that dies is replaced, with
 //! exponential backoff while it keeps dying young.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::ids::{ExchangeId, SessionId};
+use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
 use crate::io::LogLevel;
 use crate::proxy::Proxy;
 use crate::route::Target;
@@ -24,16 +29,18 @@ use crate::wire::http::{Header, ResponseHead};
 use crate::wire::jsonrpc::{Message, RequestId, Response};
 use crate::wire::mcp;
 
-/// POSTs waiting for a ready child at most, and their bytes; more get 503.
+/// Requests waiting for a ready child at most, and their bytes; more get 503.
 const WAITING_LIMIT: usize = 1024;
 const WAITING_BYTES: usize = 64 * 1024 * 1024;
 
-/// One place in the pool.
+/// One place in a pool.
 #[derive(Debug)]
 struct Slot {
     /// The child's internal session, while it runs.
     session: Option<SessionId>,
     ready: bool,
+    /// The 2026 request that has this child to itself, if any.
+    busy: Option<ProxyRequestId>,
     /// When to replace it after it dies.
     backoff: Backoff,
 }
@@ -50,63 +57,123 @@ pub(crate) struct WaitingPost {
     pub(crate) bytes: usize,
 }
 
-/// The children of stateless mode and what waits for them.
-#[derive(Debug, Default)]
-pub(crate) struct Pool {
-    slots: Vec<Slot>,
-    /// The `initialize` result of the first child that answered.
-    initialize_result: Option<Value>,
-    waiting: VecDeque<WaitingPost>,
-    waiting_bytes: usize,
+/// Something waiting for a child of a pool.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    /// A stateless POST.
+    Stateless(WaitingPost),
+    /// A 2026 request.
+    Modern(Box<crate::modern::ModernWait>),
 }
 
-impl Proxy {
-    /// Starts every child of the pool.
-    pub(crate) fn start_pool(&mut self, now: Instant) {
-        let size = self.ctx.config.stateless_pool_size.max(1);
-        self.pool.slots =
-            (0..size).map(|_| Slot { session: None, ready: false, backoff: Backoff::restart(now) }).collect();
-        for slot in 0..self.pool.slots.len() {
-            self.spawn_pool_member(now, slot);
+impl Waiter {
+    fn exchange(&self) -> ExchangeId {
+        match self {
+            Waiter::Stateless(post) => post.exchange,
+            Waiter::Modern(wait) => wait.exchange,
         }
     }
 
-    fn spawn_pool_member(&mut self, now: Instant, slot: usize) {
+    fn bytes(&self) -> usize {
+        match self {
+            Waiter::Stateless(post) => post.bytes,
+            Waiter::Modern(wait) => wait.bytes,
+        }
+    }
+
+    fn refuse(self, proxy: &mut Proxy, message: &str) {
+        match self {
+            Waiter::Stateless(post) => proxy.ctx.refuse(post.exchange, post.cors, 503, message),
+            Waiter::Modern(wait) => proxy.modern_unavailable(*wait, message),
+        }
+    }
+}
+
+/// One server's children and what waits for them.
+#[derive(Debug, Default)]
+struct Pool {
+    slots: Vec<Slot>,
+    /// The `initialize` result of the first child that answered.
+    initialize_result: Option<Value>,
+    waiting: VecDeque<Waiter>,
+    waiting_bytes: usize,
+}
+
+/// Every server's pool.
+#[derive(Debug, Default)]
+pub(crate) struct Pools {
+    by_server: BTreeMap<usize, Pool>,
+}
+
+/// What a request needs of a child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Any ready child (it will not ask the client anything).
+    Any,
+    /// A ready child with no other request that may ask the client something.
+    Own,
+}
+
+impl Proxy {
+    /// Starts the stateless pool of the bridge: every child at once.
+    pub(crate) fn start_pool(&mut self, now: Instant) {
+        let size = self.ctx.config.stateless_pool_size.max(1);
+        for _ in 0..size {
+            self.add_pool_slot(now, 0);
+        }
+    }
+
+    /// The most children a server's pool may have.
+    fn pool_max(&self) -> usize {
+        self.ctx.config.modern_pool_max.max(self.ctx.config.stateless_pool_size).max(1)
+    }
+
+    /// Adds a child to `server`'s pool.
+    fn add_pool_slot(&mut self, now: Instant, server: usize) {
+        let pool = self.pools.by_server.entry(server).or_default();
+        pool.slots.push(Slot { session: None, ready: false, busy: None, backoff: Backoff::restart(now) });
+        let slot = pool.slots.len() - 1;
+        self.spawn_pool_member(now, server, slot);
+    }
+
+    fn spawn_pool_member(&mut self, now: Instant, server: usize, slot: usize) {
         let deadline = now.after(Duration::from_millis(self.ctx.config.connection_timeout_ms));
         let session = self.open_session(
-            Target::Server(0),
-            &[0],
+            Target::Server(server),
+            &[server],
             SessionState::ExpectInitializeResult { deadline },
-            Transport::Pool { slot },
+            Transport::Pool { server, slot },
         );
-        if let Some(entry) = self.pool.slots.get_mut(slot) {
+        if let Some(entry) = self.pools.by_server.get_mut(&server).and_then(|p| p.slots.get_mut(slot)) {
             entry.session = Some(session.clone());
             entry.ready = false;
+            entry.busy = None;
             entry.backoff.started(now);
         }
-        let request = mcp::initialize_request(RequestId::Number(0), Some(mcp::proxy_initialize_params()));
+        let request = mcp::initialize_request(RequestId::Number(0), Some(pool_initialize_params()));
         self.forward_request(now, &session, ReplyTo::PoolInitialize, request);
     }
 
     /// A pool child answered the proxy's `initialize`.
     pub(crate) fn pool_initialized(&mut self, now: Instant, session: &SessionId, response: Response) {
-        let Some(slot) = self.pool.slots.iter_mut().find(|s| s.session.as_ref() == Some(session)) else {
+        let Some((server, slot)) = self.pool_slot_of(session) else {
             return;
         };
         match response.outcome {
             Ok(result) => {
-                slot.ready = true;
-                self.pool.initialize_result.get_or_insert(result);
-                self.send_to_session_upstream(session, &mcp::initialized());
-                self.ctx.log(LogLevel::Info, format!("stateless pool: child {session} is ready"));
-                let waiting: Vec<WaitingPost> = self.pool.waiting.drain(..).collect();
-                self.pool.waiting_bytes = 0;
-                for post in waiting {
-                    self.dispatch_stateless(now, post);
+                if let Some(pool) = self.pools.by_server.get_mut(&server) {
+                    if let Some(entry) = pool.slots.get_mut(slot) {
+                        entry.ready = true;
+                    }
+                    pool.initialize_result.get_or_insert(result);
                 }
+                self.send_to_session_upstream(session, &mcp::initialized());
+                self.ctx.log(LogLevel::Info, format!("pool: child {session} is ready"));
+                self.listen_subscribe(now, server);
+                self.pump_pool(now, server);
             }
             Err(error) => {
-                let message = format!("stateless pool: child {session} refused initialize: {}", error.message);
+                let message = format!("pool: child {session} refused initialize: {}", error.message);
                 self.ctx.log(LogLevel::Error, message);
                 self.end_session(session, &crate::error::RequestError::SessionEnded, "it refused initialize");
             }
@@ -114,31 +181,167 @@ impl Proxy {
     }
 
     /// A pool child ended: schedule its replacement.
-    pub(crate) fn pool_member_ended(&mut self, slot: usize) {
+    pub(crate) fn pool_member_ended(&mut self, server: usize, slot: usize) {
         let now = self.ctx.now;
-        let Some(entry) = self.pool.slots.get_mut(slot) else {
+        let Some(entry) = self.pools.by_server.get_mut(&server).and_then(|p| p.slots.get_mut(slot)) else {
             return;
         };
         entry.session = None;
         entry.ready = false;
+        entry.busy = None;
         let delay = entry.backoff.failed(now);
-        self.ctx.log(LogLevel::Warn, format!("stateless pool: replacing child {slot} in {} ms", delay.as_millis()));
-        self.ctx.timers.set(now.after(delay), Timer::Respawn(slot));
+        self.ctx.log(LogLevel::Warn, format!("pool: replacing child {slot} in {} ms", delay.as_millis()));
+        self.ctx.timers.set(now.after(delay), Timer::Respawn(server, slot));
     }
 
     /// The replacement timer of a slot fired.
-    pub(crate) fn respawn(&mut self, now: Instant, slot: usize) {
-        if self.pool.slots.get(slot).is_some_and(|s| s.session.is_none()) {
-            self.spawn_pool_member(now, slot);
+    pub(crate) fn respawn(&mut self, now: Instant, server: usize, slot: usize) {
+        let empty =
+            self.pools.by_server.get(&server).and_then(|p| p.slots.get(slot)).is_some_and(|s| s.session.is_none());
+        if empty && self.ctx.config.servers.get(server).is_some() {
+            self.spawn_pool_member(now, server, slot);
         }
     }
 
-    /// Forgets a waiting POST whose client went away.
-    pub(crate) fn forget_waiting(&mut self, exchange: ExchangeId) {
-        if let Some(index) = self.pool.waiting.iter().position(|post| post.exchange == exchange) {
-            if let Some(post) = self.pool.waiting.remove(index) {
-                self.pool.waiting_bytes -= post.bytes;
+    /// The pool and slot of a child's session.
+    fn pool_slot_of(&self, session: &SessionId) -> Option<(usize, usize)> {
+        match self.sessions.get(session).map(|s| &s.transport) {
+            Some(Transport::Pool { server, slot }) => Some((*server, *slot)),
+            _ => None,
+        }
+    }
+
+    /// The `initialize` result of `server`'s pool, once a child answered it; starts the pool
+    /// if it has no child yet.
+    pub(crate) fn pool_result(&mut self, now: Instant, server: usize) -> Option<Value> {
+        self.ensure_pool(now, server);
+        self.pools.by_server.get(&server).and_then(|p| p.initialize_result.clone())
+    }
+
+    /// The cached `initialize` result of `server`'s pool, if a child answered it.
+    pub(crate) fn pool_initialize_result(&self, server: usize) -> Option<&Value> {
+        self.pools.by_server.get(&server)?.initialize_result.as_ref()
+    }
+
+    /// The ready children of `server`'s pool.
+    pub(crate) fn pool_ready_members(&self, server: usize) -> Vec<SessionId> {
+        let Some(pool) = self.pools.by_server.get(&server) else {
+            return Vec::new();
+        };
+        pool.slots.iter().filter(|slot| slot.ready).filter_map(|slot| slot.session.clone()).collect()
+    }
+
+    /// Makes sure `server` has a pool with at least one child.
+    fn ensure_pool(&mut self, now: Instant, server: usize) {
+        if self.pools.by_server.get(&server).is_none_or(|p| p.slots.is_empty()) {
+            self.add_pool_slot(now, server);
+        }
+    }
+
+    /// A ready child of `server`'s pool for a request that needs `need`, taking it for
+    /// `busy` when it needs its own; `None` if none is free now (the pool grows if it may).
+    pub(crate) fn pool_member(&mut self, now: Instant, server: usize, need: Need) -> Option<SessionId> {
+        self.ensure_pool(now, server);
+        let max = self.pool_max();
+        let pool = self.pools.by_server.get(&server)?;
+        let in_flight = |session: &SessionId| self.sessions.get(session).map_or(usize::MAX, |s| s.in_flight.len());
+        let free = pool
+            .slots
+            .iter()
+            .filter(|slot| slot.ready && (need == Need::Any || slot.busy.is_none()))
+            .filter_map(|slot| slot.session.clone())
+            .min_by_key(in_flight);
+        if free.is_some() {
+            return free;
+        }
+        let starting = pool.slots.iter().any(|slot| slot.session.is_some() && !slot.ready);
+        if need == Need::Own && !starting && pool.slots.len() < max {
+            self.add_pool_slot(now, server);
+        }
+        None
+    }
+
+    /// Marks the child of `session` as serving `proxy_id` alone.
+    pub(crate) fn pool_take(&mut self, session: &SessionId, proxy_id: ProxyRequestId) {
+        if let Some((server, slot)) = self.pool_slot_of(session) {
+            if let Some(entry) = self.pools.by_server.get_mut(&server).and_then(|p| p.slots.get_mut(slot)) {
+                entry.busy = Some(proxy_id);
             }
+        }
+    }
+
+    /// The request a pool child serves alone, if any.
+    pub(crate) fn pool_busy_with(&self, session: &SessionId) -> Option<ProxyRequestId> {
+        let (server, slot) = self.pool_slot_of(session)?;
+        self.pools.by_server.get(&server)?.slots.get(slot)?.busy
+    }
+
+    /// A request is over: if a child was its alone, the child is free for what waits.
+    pub(crate) fn pool_release(&mut self, session: &SessionId, proxy_id: ProxyRequestId) {
+        let Some((server, slot)) = self.pool_slot_of(session) else {
+            return;
+        };
+        let Some(entry) = self.pools.by_server.get_mut(&server).and_then(|p| p.slots.get_mut(slot)) else {
+            return;
+        };
+        if entry.busy == Some(proxy_id) {
+            entry.busy = None;
+            let now = self.ctx.now;
+            self.pump_pool(now, server);
+        }
+    }
+
+    /// Serves what waits on `server`'s pool, in order, as far as children are free.
+    fn pump_pool(&mut self, now: Instant, server: usize) {
+        let waiting: Vec<Waiter> = match self.pools.by_server.get_mut(&server) {
+            Some(pool) => {
+                pool.waiting_bytes = 0;
+                pool.waiting.drain(..).collect()
+            }
+            None => return,
+        };
+        // Their wait timers stay armed and find nothing when they fire.
+        for waiter in waiting {
+            match waiter {
+                Waiter::Stateless(post) => self.dispatch_stateless(now, post),
+                Waiter::Modern(wait) => self.modern_dispatch(now, *wait),
+            }
+        }
+    }
+
+    /// Holds `waiter` until a child of `server`'s pool is free (bounded in count, bytes and
+    /// time: `--connectionTimeout`).
+    pub(crate) fn wait_for_pool(&mut self, server: usize, waiter: Waiter) {
+        let pool = self.pools.by_server.entry(server).or_default();
+        if pool.waiting.len() >= WAITING_LIMIT || pool.waiting_bytes + waiter.bytes() > WAITING_BYTES {
+            return waiter.refuse(self, "Service Unavailable: no server process is ready");
+        }
+        pool.waiting_bytes += waiter.bytes();
+        let deadline = self.ctx.now.after(Duration::from_millis(self.ctx.config.connection_timeout_ms));
+        self.ctx.timers.set(deadline, Timer::PoolWait(waiter.exchange()));
+        pool.waiting.push_back(waiter);
+    }
+
+    /// Forgets a waiting request whose client went away.
+    pub(crate) fn forget_waiting(&mut self, exchange: ExchangeId) {
+        self.take_waiting(exchange);
+    }
+
+    fn take_waiting(&mut self, exchange: ExchangeId) -> Option<Waiter> {
+        for pool in self.pools.by_server.values_mut() {
+            if let Some(index) = pool.waiting.iter().position(|w| w.exchange() == exchange) {
+                let waiter = pool.waiting.remove(index)?;
+                pool.waiting_bytes -= waiter.bytes();
+                return Some(waiter);
+            }
+        }
+        None
+    }
+
+    /// A waiting request's time ran out: no child became free.
+    pub(crate) fn pool_wait_expired(&mut self, exchange: ExchangeId) {
+        if let Some(waiter) = self.take_waiting(exchange) {
+            waiter.refuse(self, "Service Unavailable: no server process became ready in time");
         }
     }
 
@@ -152,8 +355,8 @@ impl Proxy {
     }
 
     fn dispatch_stateless(&mut self, now: Instant, post: WaitingPost) {
-        let Some(result) = self.pool.initialize_result.clone() else {
-            return self.wait_for_pool(post);
+        let Some(result) = self.pools.by_server.get(&0).and_then(|p| p.initialize_result.clone()) else {
+            return self.wait_for_pool(0, Waiter::Stateless(post));
         };
         if let [Message::Request(request)] = post.messages.as_slice() {
             if request.method == mcp::INITIALIZE {
@@ -162,15 +365,8 @@ impl Proxy {
                 return self.ctx.respond(json_head(post.exchange, 200, post.cors), body);
             }
         }
-        let member = self
-            .pool
-            .slots
-            .iter()
-            .filter(|slot| slot.ready)
-            .filter_map(|slot| slot.session.clone())
-            .min_by_key(|session| self.sessions.get(session).map_or(usize::MAX, |s| s.in_flight.len()));
-        let Some(member) = member else {
-            return self.wait_for_pool(post);
+        let Some(member) = self.pool_member(now, 0, Need::Any) else {
+            return self.wait_for_pool(0, Waiter::Stateless(post));
         };
         // The proxy initialized the child itself; the client's own `initialized` has no place.
         let messages: Vec<Message> =
@@ -185,32 +381,14 @@ impl Proxy {
         self.exchanges
             .insert(post.exchange, Exchange { session: member, headers: post.cors, kind: ExchangeKind::Post(state) });
     }
+}
 
-    fn wait_for_pool(&mut self, post: WaitingPost) {
-        if self.pool.waiting.len() >= WAITING_LIMIT || self.pool.waiting_bytes + post.bytes > WAITING_BYTES {
-            return self.ctx.refuse(post.exchange, post.cors, 503, "Service Unavailable: no server process is ready");
-        }
-        self.pool.waiting_bytes += post.bytes;
-        let deadline = self.ctx.now.after(Duration::from_millis(self.ctx.config.connection_timeout_ms));
-        self.ctx.timers.set(deadline, Timer::PoolWait(post.exchange));
-        self.pool.waiting.push_back(post);
-    }
-
-    /// A waiting POST's time ran out: no child became ready.
-    pub(crate) fn pool_wait_expired(&mut self, exchange: ExchangeId) {
-        let Some(index) = self.pool.waiting.iter().position(|post| post.exchange == exchange) else {
-            return;
-        };
-        if let Some(post) = self.pool.waiting.remove(index) {
-            self.pool.waiting_bytes -= post.bytes;
-            self.ctx.refuse(
-                post.exchange,
-                post.cors,
-                503,
-                "Service Unavailable: no server process became ready in time",
-            );
-        }
-    }
+/// What the proxy declares when it initializes a pool child: every client capability it can
+/// bridge to a 2026 client (through `input_required`), so the tools that need them exist.
+fn pool_initialize_params() -> Value {
+    let mut params = mcp::proxy_initialize_params();
+    params["capabilities"] = json!({"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {}});
+    params
 }
 
 /// Answers a client's `initialize` from the cached result, in the revision the client asked

@@ -28,6 +28,8 @@ pub(crate) enum ExchangeKind {
         /// The POST whose stream this connection continues.
         post: ExchangeId,
     },
+    /// A 2026 `subscriptions/listen` stream.
+    Listen,
 }
 
 /// The progress of a POST exchange.
@@ -48,12 +50,23 @@ pub(crate) struct PostState {
     pub(crate) connection: Option<ExchangeId>,
     /// The exchange carries `initialize`: a success sets `Mcp-Session-Id`.
     pub(crate) initialize: bool,
+    /// A 2026 request: answers are shaped for the revision, events carry no ids.
+    pub(crate) modern: Option<Box<crate::modern::ModernPost>>,
 }
 
 impl PostState {
     /// The state of a POST that carried `outstanding` requests.
     pub(crate) fn new(outstanding: usize, batch: bool, accepts_sse: bool, initialize: bool) -> PostState {
-        PostState { outstanding, batch, collected: Vec::new(), accepts_sse, stream: None, connection: None, initialize }
+        PostState {
+            outstanding,
+            batch,
+            collected: Vec::new(),
+            accepts_sse,
+            stream: None,
+            connection: None,
+            initialize,
+            modern: None,
+        }
     }
 }
 

@@ -23,11 +23,18 @@ pub(crate) enum ReplyTo {
     Rejoin,
     /// The proxy's own `initialize` of a shared upstream.
     SharedInitialize,
+    /// A 2026 request whose client was asked for input (`input_required`) and has not come
+    /// back yet: its answer waits for the retry.
+    Parked,
+    /// Nobody: the answer is dropped (the client was answered already, or the proxy asked).
+    Discard,
 }
 
 /// One forwarded request.
 #[derive(Clone, Debug)]
 pub(crate) struct PendingRequest {
+    /// Its id (set when it is recorded).
+    pub(crate) id: ProxyRequestId,
     pub(crate) session: SessionId,
     /// The server asked, and its upstream in the session.
     pub(crate) server: usize,
@@ -55,7 +62,7 @@ impl Pending {
         self.next_id += 1;
         let id = ProxyRequestId(self.next_id);
         timers.set(request.deadline, Timer::Request(id));
-        self.requests.insert(id, request);
+        self.requests.insert(id, PendingRequest { id, ..request });
         id
     }
 
@@ -69,6 +76,11 @@ impl Pending {
     /// Looks a request up.
     pub(crate) fn get(&self, id: ProxyRequestId) -> Option<&PendingRequest> {
         self.requests.get(&id)
+    }
+
+    /// Looks a request up, to redirect its answer.
+    pub(crate) fn get_mut(&mut self, id: ProxyRequestId) -> Option<&mut PendingRequest> {
+        self.requests.get_mut(&id)
     }
 
     /// The request in flight on `upstream` that its client calls `id`.

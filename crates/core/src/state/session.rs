@@ -76,7 +76,9 @@ pub(crate) enum Transport {
     },
     /// A stateless pool child: no client of its own.
     Pool {
-        /// Its place in the pool.
+        /// Its server.
+        server: usize,
+        /// Its place in the server's pool.
         slot: usize,
     },
     /// Legacy HTTP+SSE: one long-lived stream carries everything from the server.

@@ -12,18 +12,22 @@ pub(crate) enum Timer {
     Request(ProxyRequestId),
     /// A new session's `initialize` result is due.
     Connect(SessionId),
-    /// A stateless pool slot's replacement child is due.
-    Respawn(usize),
+    /// A pool slot's replacement child is due (server, slot).
+    Respawn(usize, usize),
     /// Time to check whether a session went idle.
     Idle(SessionId),
     /// Time to write keep-alive comments on open streams.
     KeepAlive,
-    /// A stateless POST has waited for a ready child as long as it may.
+    /// A request has waited for a free pool child as long as it may.
     PoolWait(ExchangeId),
     /// A server left out of a merged session is due to be brought back.
     Rejoin(SessionId, usize),
     /// A dead shared upstream of a server is due to be started again.
     SharedRespawn(usize),
+    /// The questions a child asked for a 2026 request are gathered: ask its client.
+    InputRequired(ProxyRequestId),
+    /// A finished call that waited for its client's input was never collected.
+    Parked(u64),
 }
 
 /// The armed timers, earliest first (ties broken by the timer, so the order is fixed).

@@ -5,7 +5,7 @@ use crate::ids::{ExchangeId, SessionId};
 use crate::io::{LogLevel, Output};
 use crate::proxy::Proxy;
 use crate::state::event_log::EventId;
-use crate::state::exchange::{json_head, sse_head, Exchange, ExchangeKind};
+use crate::state::exchange::{json_head, sse_head, Exchange, ExchangeKind, PostState};
 use crate::state::session::{Transport, STANDALONE_STREAM};
 use crate::wire::http::Header;
 use crate::wire::jsonrpc::{batch_to_bytes, Message, Response};
@@ -15,6 +15,13 @@ use crate::wire::sse;
 impl Proxy {
     /// Adds one answer to a POST exchange, finishing it when nothing is outstanding.
     pub(crate) fn answer_post(&mut self, exchange_id: ExchangeId, message: Message) {
+        let message = match self.exchanges.get(&exchange_id) {
+            Some(Exchange { kind: ExchangeKind::Post(PostState { modern: Some(modern), .. }), .. }) => {
+                let modern = modern.clone();
+                self.modern_shape(&modern, message)
+            }
+            _ => message,
+        };
         let mut message = Some(message);
         match self.exchanges.get_mut(&exchange_id) {
             Some(Exchange { kind: ExchangeKind::Post(post), .. }) => {
@@ -65,11 +72,12 @@ impl Proxy {
             };
             headers.push(Header::new("mcp-session-id", public));
         }
-        let body = match (post.batch, post.collected.as_slice()) {
-            (false, [single]) => single.to_bytes(),
-            (_, collected) => batch_to_bytes(collected),
+        let (status, body) = match (post.batch, post.collected.as_slice()) {
+            (false, [single]) if post.modern.is_some() => (crate::modern::answers::status(single), single.to_bytes()),
+            (false, [single]) => (200, single.to_bytes()),
+            (_, collected) => (200, batch_to_bytes(collected)),
         };
-        self.ctx.respond(json_head(exchange_id, 200, headers), body);
+        self.ctx.respond(json_head(exchange_id, status, headers), body);
     }
 
     /// At the edge, a session too large to seal into an id (the client's `initialize`
@@ -88,6 +96,23 @@ impl Proxy {
     /// only while a connection carries the stream. Returns false if the exchange cannot
     /// carry it.
     pub(crate) fn send_event(&mut self, exchange_id: ExchangeId, message: &Message) -> bool {
+        if let Some(Exchange { kind: ExchangeKind::Post(post), headers, .. }) = self.exchanges.get_mut(&exchange_id) {
+            if post.modern.is_some() {
+                // A 2026 response stream: events without ids (nothing is resumed in that era).
+                if !post.accepts_sse {
+                    return false;
+                }
+                if post.stream.is_none() {
+                    post.stream = Some(0);
+                    post.connection = Some(exchange_id);
+                    let headers = headers.clone();
+                    self.ctx.start_stream(exchange_id, headers);
+                }
+                let framed = sse::event(None, Some("message"), &message.to_bytes());
+                self.ctx.stream_data(exchange_id, framed);
+                return true;
+            }
+        }
         // The session id an initialize stream starts with (sealed at the edge).
         let public = match self.exchanges.get(&exchange_id) {
             Some(Exchange { session, kind: ExchangeKind::Post(post), .. })
@@ -140,7 +165,7 @@ impl Proxy {
             }
             ExchangeKind::Standalone => (STANDALONE_STREAM, Some(exchange_id), true),
             ExchangeKind::LegacyStream => (STANDALONE_STREAM, Some(exchange_id), false),
-            ExchangeKind::Resumed { .. } => return false,
+            ExchangeKind::Resumed { .. } | ExchangeKind::Listen => return false,
         };
         let id = session.next_event_id(stream);
         let framed = sse::event(Some(&id.to_wire()), Some("message"), &message.to_bytes());
@@ -161,7 +186,7 @@ impl Proxy {
                 None => post.accepts_sse,
             },
             Some(ExchangeKind::Standalone | ExchangeKind::LegacyStream) => true,
-            Some(ExchangeKind::Resumed { .. }) | None => false,
+            Some(ExchangeKind::Resumed { .. } | ExchangeKind::Listen) | None => false,
         }
     }
 
@@ -203,29 +228,54 @@ impl Proxy {
         }
     }
 
-    /// A stateless pool child sent a message that names no request. Its clients are
-    /// anonymous and share the child, so a log message goes to a client only when exactly
-    /// one request is in flight (it can only be that request's); a server request cannot
-    /// reach any client, so the proxy answers it at once (`ping` with a result, anything
-    /// else with an error) instead of leaving the child, and the client's call, hanging.
+    /// A pool child sent a message that names no request. When a 2026 request has the
+    /// child to itself, it is that request's: a server request becomes an `input_required`
+    /// round, a log line reaches it if it asked for logs at that level. Otherwise the
+    /// clients are anonymous and share the child, so a log message goes to a client only when
+    /// exactly one request is in flight (it can only be that request's); a server request
+    /// cannot reach any client, so the proxy answers it at once (`ping` with a result,
+    /// anything else with an error) instead of leaving the child, and the client's call,
+    /// hanging. List changes and resource updates go to the listen streams.
     fn route_from_pool_member(&mut self, session_id: &SessionId, message: &Message) {
+        let alone = self.pool_busy_with(session_id).filter(|id| self.modern.in_flight.contains_key(id));
         match message {
-            Message::Request(request) => {
-                let answer = mcp::answer_unreachable(request, "the proxy serves stateless requests");
-                self.send_to_session_upstream(session_id, &Message::Response(answer));
-            }
+            Message::Request(request) => match (alone, self.sessions.get(session_id).and_then(|s| s.members.first())) {
+                (Some(proxy_id), Some(member)) => {
+                    let upstream = member.upstream;
+                    self.mrtr_ask(session_id, upstream, proxy_id, request.clone());
+                }
+                _ => {
+                    let answer = mcp::answer_unreachable(request, "the proxy serves stateless requests");
+                    self.send_to_session_upstream(session_id, &Message::Response(answer));
+                }
+            },
             Message::Notification(notification) if notification.method == mcp::MESSAGE => {
                 let only = match self.sessions.get(session_id).map(|s| s.in_flight.keys().copied().collect::<Vec<_>>())
                 {
                     Some(ids) if ids.len() == 1 => ids.first().copied(),
                     _ => None,
                 };
-                let target = only.and_then(|id| self.pending.get(id)).map(|pending| pending.reply_to);
-                if let Some(crate::state::pending::ReplyTo::Exchange(exchange)) = target {
+                let Some(owner) = alone.or(only) else {
+                    return;
+                };
+                let exchange = match self.modern_log_target(owner, message) {
+                    Some(wanted) => wanted,
+                    None => match self.pending.get(owner).map(|pending| pending.reply_to) {
+                        Some(crate::state::pending::ReplyTo::Exchange(exchange)) => Some(exchange),
+                        _ => None,
+                    },
+                };
+                if let Some(exchange) = exchange {
                     self.send_event(exchange, message);
                 }
             }
-            _ => {}
+            Message::Notification(notification) => {
+                if let Some(Transport::Pool { server, .. }) = self.sessions.get(session_id).map(|s| &s.transport) {
+                    let server = *server;
+                    self.listen_notify(server, notification);
+                }
+            }
+            Message::Response(_) => {}
         }
     }
 

@@ -83,7 +83,7 @@ impl Proxy {
         self.forward_to(now, session_id, server, reply_to, request);
     }
 
-    /// Forwards a request to `server`'s upstream in the session, with a proxy id.
+    /// Forwards a request to `server`'s upstream in the session, with a proxy id (returned).
     pub(crate) fn forward_to(
         &mut self,
         now: Instant,
@@ -91,10 +91,8 @@ impl Proxy {
         server: usize,
         reply_to: ReplyTo,
         mut request: Request,
-    ) {
-        let Some(upstream) = self.sessions.get(session_id).and_then(|s| s.upstream_of(server)) else {
-            return;
-        };
+    ) -> Option<ProxyRequestId> {
+        let upstream = self.sessions.get(session_id).and_then(|s| s.upstream_of(server))?;
         let progress = mcp::progress_token(&request.params);
         let initialize = request.method == mcp::INITIALIZE;
         // A server that does not initialize within the connection timeout is given up on.
@@ -102,6 +100,7 @@ impl Proxy {
             if initialize { self.ctx.config.connection_timeout_ms } else { self.ctx.config.request_timeout_ms };
         let deadline = now.after(Duration::from_millis(timeout));
         let pending = PendingRequest {
+            id: ProxyRequestId(0),
             session: session_id.clone(),
             server,
             upstream,
@@ -116,17 +115,29 @@ impl Proxy {
         if let Some(session) = self.sessions.get_mut(session_id) {
             session.in_flight.insert(proxy_id, request.id.clone());
             if let Some(token) = progress {
+                // A pool child serves many clients: their tokens become the proxy's id there,
+                // so two clients' tokens never meet (the client's comes back with the progress).
+                let token = match session.transport {
+                    crate::state::session::Transport::Pool { .. } => {
+                        mcp::set_progress_token(&mut request.params, proxy_id.0);
+                        RequestId::Number(proxy_id.0)
+                    }
+                    _ => token,
+                };
                 session.progress.insert(token, proxy_id);
             }
         }
         if let Err(error) = crate::policy::tool_filter::check_call(&self.ctx.config, server, &request) {
-            return self.local_answers.push_back((proxy_id, Err(error)));
+            self.local_answers.push_back((proxy_id, Err(error)));
+            return Some(proxy_id);
         }
         request.id = self.store.upstream_id(proxy_id, &request.id);
         if self.shared.server_of(upstream).is_some() {
-            return self.send_shared(server, proxy_id, request);
+            self.send_shared(server, proxy_id, request);
+            return Some(proxy_id);
         }
         self.send_upstream(upstream, &Message::Request(request));
+        Some(proxy_id)
     }
 
     /// Queues an answer the proxy gives itself, delivered at the end of the turn.
@@ -191,6 +202,15 @@ impl Proxy {
 
     /// Hands the answer of a request to whoever waits for it.
     pub(crate) fn deliver_response(&mut self, pending: &PendingRequest, response: Response) {
+        match pending.reply_to {
+            ReplyTo::Parked => {
+                self.mrtr_parked_answer(pending.id, response);
+                return self.modern_done(pending.id, &pending.session);
+            }
+            ReplyTo::Discard => return self.modern_done(pending.id, &pending.session),
+            _ if self.modern.in_flight.contains_key(&pending.id) => self.modern_done(pending.id, &pending.session),
+            _ => {}
+        }
         if let ReplyTo::Aggregate(aggregate) = pending.reply_to {
             return self.aggregate_part(aggregate, pending.server, response.outcome);
         }
@@ -220,7 +240,12 @@ impl Proxy {
         match pending.reply_to {
             ReplyTo::SessionStream => self.route_to_session(&pending.session, &message),
             ReplyTo::Exchange(exchange_id) => self.answer_post(exchange_id, message),
-            ReplyTo::PoolInitialize | ReplyTo::Aggregate(_) | ReplyTo::Rejoin | ReplyTo::SharedInitialize => {}
+            ReplyTo::PoolInitialize
+            | ReplyTo::Aggregate(_)
+            | ReplyTo::Rejoin
+            | ReplyTo::SharedInitialize
+            | ReplyTo::Parked
+            | ReplyTo::Discard => {}
         }
         if pending.initialize && !succeeded && self.sessions.get(&pending.session).is_some_and(Session::is_streamable) {
             self.end_session(&pending.session, &RequestError::SessionEnded, "the server refused initialize");

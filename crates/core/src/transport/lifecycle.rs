@@ -84,8 +84,9 @@ impl Proxy {
         let exchanges: Vec<ExchangeId> = match session.transport {
             Transport::LegacySse { stream } => vec![stream],
             Transport::Streamable { standalone, posts, .. } => standalone.into_iter().chain(posts).collect(),
-            Transport::Pool { slot } => {
-                self.pool_member_ended(slot);
+            Transport::Pool { server, slot } => {
+                self.listen_child_gone(session_id);
+                self.pool_member_ended(server, slot);
                 Vec::new()
             }
         };
@@ -151,7 +152,10 @@ impl Proxy {
             .iter()
             .filter(|(id, exchange)| match &exchange.kind {
                 ExchangeKind::Post(post) => post.stream.is_some() && post.connection == Some(**id),
-                ExchangeKind::Standalone | ExchangeKind::LegacyStream | ExchangeKind::Resumed { .. } => true,
+                ExchangeKind::Standalone
+                | ExchangeKind::LegacyStream
+                | ExchangeKind::Resumed { .. }
+                | ExchangeKind::Listen => true,
             })
             .map(|(id, _)| *id)
             .collect();
@@ -171,6 +175,15 @@ impl Proxy {
         }
         match self.exchanges.get_mut(&exchange_id).map(|e| &mut e.kind) {
             None => return self.forget_waiting(exchange_id),
+            // For a 2026 client, closing the response stream cancels the request.
+            Some(ExchangeKind::Post(post)) if post.modern.is_some() => {
+                self.exchanges.remove(&exchange_id);
+                return self.modern_abandoned(exchange_id);
+            }
+            Some(ExchangeKind::Listen) => {
+                self.exchanges.remove(&exchange_id);
+                return self.listen_gone(exchange_id);
+            }
             // The client may come back with Last-Event-ID: the stream goes on into the store.
             Some(ExchangeKind::Post(post)) if post.stream.is_some() && post.outstanding > 0 && keeps_events => {
                 if post.connection == Some(exchange_id) {
@@ -194,7 +207,7 @@ impl Proxy {
             return;
         };
         match exchange.kind {
-            ExchangeKind::Resumed { .. } => {}
+            ExchangeKind::Resumed { .. } | ExchangeKind::Listen => {}
             ExchangeKind::LegacyStream => {
                 self.end_session(&exchange.session, &RequestError::SessionEnded, "the client closed its SSE stream");
             }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::error::RequestError;
 use crate::ids::SessionId;
+use crate::modern::Era;
 use crate::proxy::{Caller, Proxy};
 use crate::state::event_log::EventId;
 use crate::state::exchange::{Exchange, ExchangeKind, PostState};
@@ -80,6 +81,14 @@ impl Proxy {
     /// Checks `MCP-Protocol-Version`, answering 400 itself when it names an unknown revision.
     fn check_protocol_version(&mut self, request: &HttpRequest, cors: &[Header]) -> bool {
         match request.header("mcp-protocol-version").map(str::trim) {
+            // A 2026 revision: the POST's classification decides.
+            Some(version)
+                if self.ctx.config.modern
+                    && request.method == "POST"
+                    && crate::modern::envelope::is_modern(version) =>
+            {
+                true
+            }
             Some(version) if !mcp::is_supported_version(version) => {
                 let message = format!(
                     "Bad Request: unsupported MCP-Protocol-Version {:?} (supported: {})",
@@ -114,6 +123,13 @@ impl Proxy {
         let Some((messages, batch)) = body::messages(&mut self.ctx, &request, &cors) else {
             return;
         };
+        if self.ctx.config.modern {
+            match crate::modern::classify(&request, &messages, batch) {
+                Era::Legacy => {}
+                Era::Refused(status, response) => return self.ctx.refuse_with(exchange, cors, status, response),
+                Era::Modern(call) => return self.modern_post(now, caller, request, cors, *call),
+            }
+        }
         if self.ctx.config.stateless {
             let bytes = request.body.len();
             let post = crate::modes::pool::WaitingPost { exchange, cors, messages, batch, accepts_sse, bytes };

@@ -52,11 +52,15 @@ impl Proxy {
             }
             match message {
                 Message::Response(response) => self.handle_upstream_response(upstream, response),
-                Message::Notification(notification) if notification.method == mcp::PROGRESS => {
-                    let target = mcp::progress_notification_token(&notification.params)
+                Message::Notification(mut notification) if notification.method == mcp::PROGRESS => {
+                    let pending = mcp::progress_notification_token(&notification.params)
                         .and_then(|token| self.sessions.get(&session_id)?.progress.get(&token).copied())
-                        .and_then(|proxy_id| self.pending.get(proxy_id))
-                        .map(|pending| pending.reply_to);
+                        .and_then(|proxy_id| self.pending.get(proxy_id));
+                    // The client's own token (a pool child saw the proxy's).
+                    if let Some(token) = pending.and_then(|p| p.progress.as_ref()) {
+                        mcp::set_progress_notification_token(&mut notification.params, token);
+                    }
+                    let target = pending.map(|pending| pending.reply_to);
                     let message = Message::Notification(notification);
                     match target {
                         Some(ReplyTo::Exchange(exchange)) if self.send_event(exchange, &message) => {}

@@ -192,6 +192,7 @@ impl Proxy {
         let upstream = shared.upstream;
         let params = shared.params.clone().unwrap_or_else(mcp::proxy_initialize_params);
         let pending = PendingRequest {
+            id: ProxyRequestId(0),
             // No client session owns it: an id no session has.
             session: SessionId::unowned(),
             server,

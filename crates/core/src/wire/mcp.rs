@@ -53,6 +53,12 @@ pub const RESOURCES_LIST_CHANGED: &str = "notifications/resources/list_changed";
 pub const TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
 /// The prompt list changed. (`notifications/prompts/list_changed`)
 pub const PROMPTS_LIST_CHANGED: &str = "notifications/prompts/list_changed";
+/// What a server offers (2026-07-28). (`server/discover`)
+pub const SERVER_DISCOVER: &str = "server/discover";
+/// A stream of list changes and resource updates (2026-07-28). (`subscriptions/listen`)
+pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
+/// The first message of a listen stream. (`notifications/subscriptions/acknowledged`)
+pub const SUBSCRIPTIONS_ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 /// The client's roots changed. (`notifications/roots/list_changed`)
 pub const ROOTS_LIST_CHANGED: &str = "notifications/roots/list_changed";
 

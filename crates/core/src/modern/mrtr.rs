@@ -1,0 +1,495 @@
+//! Multi round-trip requests, bridged: a 2025 child asks its client something (sampling,
+//! elicitation, roots) while it serves a 2026 client's tool call, prompt or resource read; the
+//! 2026 revision has no server→client requests, so the proxy answers the client
+//! `input_required` with the child's questions and a sealed `requestState`, keeps the child's
+//! call waiting, and when the client retries with `inputResponses` hands the answers to the
+//! child, which carries on — over as many rounds as the child asks.
+//!
+//! The state names the waiting call and is bound to the client's credential, the method and
+//! name, and a deadline, sealed (ChaCha20-Poly1305) so it cannot be forged, moved to another
+//! call or reused by another client. It also carries every answer given so far: if the
+//! waiting call is gone (the proxy restarted, the retry reached another replica with the same
+//! key, the call timed out), the retry runs the call again and the child's questions are
+//! answered from those answers where they match, so the client only sees new questions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::codes;
+use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
+use crate::io::LogLevel;
+use crate::modern::classify::MISSING_CAPABILITY;
+use crate::modern::{envelope, ModernPost, ModernWait};
+use crate::modes::edge::Sealer;
+use crate::proxy::Proxy;
+use crate::state::pending::ReplyTo;
+use crate::state::timers::Timer;
+use crate::time::Instant;
+use crate::wire::jsonrpc::{param, ErrorObject, Message, Notification, Request, RequestId, Response};
+use crate::wire::mcp;
+
+/// Binds a sealed state to its use.
+const PURPOSE: &[u8] = b"mcp-proxy input-required state v1\0";
+/// A sealed state is never larger than this (a client echoes it byte for byte).
+const MAX_STATE: usize = 64 * 1024;
+/// The answers carried in a state for a re-run, at most (in bytes of JSON).
+const MAX_CARRIED: usize = 32 * 1024;
+/// How long the proxy waits for more questions before it answers `input_required`: a child
+/// that asks several things at once gets them asked in one round.
+const GATHER: Duration = Duration::from_millis(20);
+/// Waiting calls kept at most; the oldest goes first.
+const MAX_PARKED: usize = 4096;
+
+/// One question of a child.
+#[derive(Debug)]
+struct Ask {
+    /// The child's id for it.
+    id: RequestId,
+    method: String,
+    params: Option<Value>,
+    digest: String,
+    /// Asked of the client already (in an `input_required` it was sent).
+    sent: bool,
+}
+
+/// A call waiting for its client's input.
+#[derive(Debug)]
+struct Parked {
+    proxy_id: ProxyRequestId,
+    member: SessionId,
+    upstream: UpstreamId,
+    round: u64,
+    next_key: u64,
+    /// Questions not answered yet, by key.
+    asks: BTreeMap<String, Ask>,
+    /// The child answered the call while the client was away.
+    answer: Option<Response>,
+    /// Every answer given so far, by the question's digest (for a re-run).
+    answered: BTreeMap<String, Value>,
+    /// A gather timer is armed.
+    gathering: bool,
+}
+
+/// Answers to give a re-run call's questions, by digest.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Replay {
+    answers: BTreeMap<String, Value>,
+}
+
+/// Every waiting call and the key that seals their states.
+#[derive(Debug)]
+pub(crate) struct Mrtr {
+    sealer: Sealer,
+    parked: BTreeMap<u64, Parked>,
+    by_request: BTreeMap<ProxyRequestId, u64>,
+    replays: BTreeMap<ProxyRequestId, Replay>,
+    next: u64,
+}
+
+impl Mrtr {
+    /// No call waits yet; states are sealed with `key`.
+    pub(crate) fn new(key: &[u8]) -> Mrtr {
+        Mrtr {
+            sealer: Sealer::new(key, u64::MAX),
+            parked: BTreeMap::new(),
+            by_request: BTreeMap::new(),
+            replays: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    /// A re-run call is answered from `replay` where its questions match.
+    pub(crate) fn replaying(&mut self, proxy_id: ProxyRequestId, replay: Replay) {
+        self.replays.insert(proxy_id, replay);
+    }
+
+    /// A call is over: nothing more is replayed for it. A waiting call that holds its
+    /// answer stays until its client comes back (or it expires).
+    pub(crate) fn forget(&mut self, proxy_id: ProxyRequestId) {
+        self.replays.remove(&proxy_id);
+        if let Some(number) = self.by_request.get(&proxy_id).copied() {
+            if self.parked.get(&number).is_none_or(|p| p.answer.is_none()) {
+                self.parked.remove(&number);
+                self.by_request.remove(&proxy_id);
+            }
+        }
+    }
+
+    fn parked_of(&mut self, proxy_id: ProxyRequestId) -> Option<&mut Parked> {
+        let number = self.by_request.get(&proxy_id)?;
+        self.parked.get_mut(number)
+    }
+}
+
+/// The digest that recognizes a question again when a call runs again.
+fn digest(method: &str, params: &Option<Value>) -> String {
+    let canonical = json!({"method": method, "params": params}).to_string();
+    let hash = Sha256::digest(canonical.as_bytes());
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the client must have declared for a child's question, if it lacks it.
+fn missing_capability(request: &Request, capabilities: &Value) -> Option<Value> {
+    let has = |path: &[&str]| {
+        let mut value = capabilities;
+        for key in path {
+            match value.get(key) {
+                Some(next) => value = next,
+                None => return false,
+            }
+        }
+        true
+    };
+    match request.method.as_str() {
+        mcp::SAMPLING_CREATE_MESSAGE => {
+            let tools = param(&request.params, "tools").is_some() || param(&request.params, "toolChoice").is_some();
+            match (has(&["sampling"]), tools && !has(&["sampling", "tools"])) {
+                (false, _) => Some(json!({"sampling": {}})),
+                (true, true) => Some(json!({"sampling": {"tools": {}}})),
+                _ => None,
+            }
+        }
+        mcp::ELICITATION_CREATE => {
+            let url = param(&request.params, "mode").and_then(Value::as_str) == Some("url");
+            let elicitation = capabilities.get("elicitation");
+            let bare = elicitation
+                .and_then(Value::as_object)
+                .is_some_and(|e| !e.contains_key("url") && !e.contains_key("form"));
+            match (elicitation.is_some(), url) {
+                (false, true) => Some(json!({"elicitation": {"url": {}}})),
+                (false, false) => Some(json!({"elicitation": {"form": {}}})),
+                (true, true) if !has(&["elicitation", "url"]) => Some(json!({"elicitation": {"url": {}}})),
+                (true, false) if !bare && !has(&["elicitation", "form"]) => Some(json!({"elicitation": {"form": {}}})),
+                _ => None,
+            }
+        }
+        mcp::ROOTS_LIST => (!has(&["roots"])).then(|| json!({"roots": {}})),
+        _ => None,
+    }
+}
+
+impl Proxy {
+    /// A pool child serving 2026 request `proxy_id` alone asked its client something.
+    pub(crate) fn mrtr_ask(
+        &mut self,
+        member: &SessionId,
+        upstream: UpstreamId,
+        proxy_id: ProxyRequestId,
+        request: Request,
+    ) {
+        const ASKABLE: [&str; 3] = [mcp::SAMPLING_CREATE_MESSAGE, mcp::ELICITATION_CREATE, mcp::ROOTS_LIST];
+        let Some(in_flight) = self.modern.in_flight.get(&proxy_id) else {
+            let answer = mcp::answer_unreachable(&request, "its client's request is over");
+            return self.send_upstream(upstream, &Message::Response(answer));
+        };
+        if !ASKABLE.contains(&request.method.as_str()) {
+            let answer = mcp::answer_unreachable(&request, "a 2026-07-28 client cannot be asked that");
+            return self.send_upstream(upstream, &Message::Response(answer));
+        }
+        if let Some(required) = missing_capability(&request, &in_flight.envelope.capabilities) {
+            return self.mrtr_refuse(upstream, proxy_id, request, required);
+        }
+        let digest = digest(&request.method, &request.params);
+        if let Some(answer) = self.modern.mrtr.replays.get(&proxy_id).and_then(|r| r.answers.get(&digest)).cloned() {
+            // A call run again: this question was answered in an earlier round.
+            return self.send_upstream(upstream, &Message::Response(Response::result(request.id, answer)));
+        }
+        let client_waits = in_flight.exchange.is_some();
+        let number = match self.modern.mrtr.by_request.get(&proxy_id) {
+            Some(number) => *number,
+            None => self.park(member, upstream, proxy_id),
+        };
+        let Some(parked) = self.modern.mrtr.parked.get_mut(&number) else {
+            return;
+        };
+        parked.next_key += 1;
+        let key = format!("input-{}", parked.next_key);
+        parked
+            .asks
+            .insert(key, Ask { id: request.id, method: request.method, params: request.params, digest, sent: false });
+        if client_waits && !parked.gathering {
+            parked.gathering = true;
+            self.ctx.timers.set(self.ctx.now.after(GATHER), Timer::InputRequired(proxy_id));
+        }
+    }
+
+    fn park(&mut self, member: &SessionId, upstream: UpstreamId, proxy_id: ProxyRequestId) -> u64 {
+        let mrtr = &mut self.modern.mrtr;
+        if mrtr.parked.len() >= MAX_PARKED {
+            if let Some((_, oldest)) = mrtr.parked.pop_first() {
+                mrtr.by_request.remove(&oldest.proxy_id);
+            }
+        }
+        mrtr.next += 1;
+        let number = mrtr.next;
+        let answered = mrtr.replays.get(&proxy_id).map(|r| r.answers.clone()).unwrap_or_default();
+        mrtr.parked.insert(
+            number,
+            Parked {
+                proxy_id,
+                member: member.clone(),
+                upstream,
+                round: 0,
+                next_key: 0,
+                asks: BTreeMap::new(),
+                answer: None,
+                answered,
+                gathering: false,
+            },
+        );
+        mrtr.by_request.insert(proxy_id, number);
+        number
+    }
+
+    /// The client did not declare what the child asks for: the client is told (`-32021`),
+    /// the child gets an error and its call is cancelled.
+    fn mrtr_refuse(&mut self, upstream: UpstreamId, proxy_id: ProxyRequestId, request: Request, required: Value) {
+        let message = format!("{} needs a client capability this request did not declare", request.method);
+        let to_child = ErrorObject::new(codes::METHOD_NOT_FOUND, format!("the client cannot take {}", request.method));
+        self.send_upstream(upstream, &Message::Response(Response::error(Some(request.id), to_child)));
+        let mut error = ErrorObject::new(MISSING_CAPABILITY, message);
+        error.data = Some(json!({"requiredCapabilities": required}));
+        self.modern_fail(proxy_id, error);
+        let params = json!({"requestId": proxy_id.0, "reason": "the client lacks a capability the server needs"});
+        let cancel = Message::Notification(Notification { method: mcp::CANCELLED.into(), params: Some(params) });
+        self.send_upstream(upstream, &cancel);
+    }
+
+    /// Answers a 2026 request's client with `error` now; what its child answers later is dropped.
+    fn modern_fail(&mut self, proxy_id: ProxyRequestId, error: ErrorObject) {
+        let Some(exchange) = self.modern.in_flight.get_mut(&proxy_id).and_then(|f| f.exchange.take()) else {
+            return;
+        };
+        let id = self.modern_client_id(proxy_id);
+        if let Some(pending) = self.pending.get_mut(proxy_id) {
+            pending.reply_to = ReplyTo::Discard;
+        }
+        self.answer_post(exchange, Message::Response(Response::error(id, error)));
+    }
+
+    /// The gather time of a call's questions is over: ask the client.
+    pub(crate) fn mrtr_flush(&mut self, proxy_id: ProxyRequestId) {
+        if let Some(parked) = self.modern.mrtr.parked_of(proxy_id) {
+            parked.gathering = false;
+        }
+        self.ask_client(proxy_id);
+    }
+
+    /// Answers the waiting client `input_required` with every question not answered yet.
+    fn ask_client(&mut self, proxy_id: ProxyRequestId) {
+        let Some(in_flight) = self.modern.in_flight.get(&proxy_id) else {
+            return;
+        };
+        let (Some(exchange), server, method, name) =
+            (in_flight.exchange, in_flight.server, in_flight.method.clone(), in_flight.name.clone())
+        else {
+            return;
+        };
+        let credential = in_flight.credential;
+        let Some(number) = self.modern.mrtr.by_request.get(&proxy_id).copied() else {
+            return;
+        };
+        let expires = self.ctx.wall.0.saturating_add(self.ctx.config.request_timeout_ms / 1000 + 1);
+        let Some(parked) = self.modern.mrtr.parked.get_mut(&number) else {
+            return;
+        };
+        if parked.asks.is_empty() {
+            return;
+        }
+        parked.round += 1;
+        let mut requests = Map::new();
+        let mut keys = Map::new();
+        for (key, ask) in parked.asks.iter_mut() {
+            ask.sent = true;
+            let mut request = json!({"method": ask.method});
+            if let Some(params) = &ask.params {
+                request["params"] = params.clone();
+            }
+            requests.insert(key.clone(), request);
+            keys.insert(key.clone(), json!(ask.digest));
+        }
+        let mut carried = Map::new();
+        let mut size = 0;
+        for (digest, answer) in parked.answered.iter().rev() {
+            size += digest.len() + answer.to_string().len();
+            if size > MAX_CARRIED {
+                break;
+            }
+            carried.insert(digest.clone(), answer.clone());
+        }
+        let state = json!({
+            "p": number, "r": parked.round, "s": server, "m": method, "n": name,
+            "k": keys, "a": carried, "x": parked.next_key, "e": expires,
+        });
+        let sealed = self.modern.mrtr.sealer.seal_json(PURPOSE, &state, &credential, MAX_STATE, &mut self.ctx.rng);
+        let mut result = json!({"resultType": "input_required", "inputRequests": requests});
+        match sealed {
+            Some(sealed) => result["requestState"] = json!(sealed),
+            None => self
+                .ctx
+                .log(LogLevel::Warn, "an input_required state was too large to seal; a retry re-runs the call".into()),
+        }
+        let id = self.modern_client_id(proxy_id);
+        if let Some(in_flight) = self.modern.in_flight.get_mut(&proxy_id) {
+            in_flight.exchange = None;
+        }
+        if let Some(pending) = self.pending.get_mut(proxy_id) {
+            pending.reply_to = ReplyTo::Parked;
+        }
+        if let Some(id) = id {
+            self.answer_post(exchange, Message::Response(Response::result(id, result)));
+        }
+    }
+
+    /// A waiting call was answered by its child while its client was away.
+    pub(crate) fn mrtr_parked_answer(&mut self, proxy_id: ProxyRequestId, response: Response) {
+        let timeout = Duration::from_millis(self.ctx.config.request_timeout_ms);
+        let now = self.ctx.now;
+        let Some(number) = self.modern.mrtr.by_request.get(&proxy_id).copied() else {
+            return;
+        };
+        if let Some(parked) = self.modern.mrtr.parked.get_mut(&number) {
+            parked.answer = Some(response);
+            parked.asks.clear();
+            self.ctx.timers.set(now.after(timeout), Timer::Parked(number));
+        }
+    }
+
+    /// A waiting call's answer was never collected.
+    pub(crate) fn mrtr_expired(&mut self, number: u64) {
+        if let Some(parked) = self.modern.mrtr.parked.remove(&number) {
+            self.modern.mrtr.by_request.remove(&parked.proxy_id);
+        }
+    }
+
+    /// A client retries a call with its input: the waiting call goes on, or runs again.
+    pub(crate) fn mrtr_retry(&mut self, now: Instant, mut wait: ModernWait) {
+        let state = param(&wait.request.params, "requestState")
+            .and_then(Value::as_str)
+            .and_then(|text| self.modern.mrtr.sealer.open_json(PURPOSE, text, &wait.credential, MAX_STATE));
+        let name = wait.name.clone();
+        let server = match wait.caller.target {
+            crate::route::Target::Server(server) => Some(server),
+            crate::route::Target::Merged => None,
+        };
+        let valid = state.filter(|state| {
+            state["m"].as_str() == Some(wait.request.method.as_str())
+                && state["n"].as_str().map(str::to_owned) == name
+                && (server.is_none() || state["s"].as_u64() == server.map(|s| s as u64))
+                && state["e"].as_u64().is_some_and(|expires| self.ctx.wall.0 <= expires)
+        });
+        let Some(state) = valid else {
+            let mut error = ErrorObject::new(codes::INVALID_PARAMS, "Invalid or expired requestState");
+            error.data = Some(json!({"reason": "invalid_request_state"}));
+            let response = Response::error(Some(wait.request.id), error);
+            return self.modern_reply(wait.exchange, wait.cors, 400, response);
+        };
+        let responses =
+            param(&wait.request.params, "inputResponses").and_then(Value::as_object).cloned().unwrap_or_default();
+        let number = state["p"].as_u64().unwrap_or(0);
+        let round = state["r"].as_u64().unwrap_or(0);
+        let resumable = self.modern.mrtr.parked.get(&number).is_some_and(|p| p.round == round);
+        if resumable {
+            return self.mrtr_resume(number, wait, &responses);
+        }
+        // The waiting call is gone: run it again, answering from what the client told so far.
+        let mut replay = Replay::default();
+        if let Some(carried) = state["a"].as_object() {
+            replay.answers.extend(carried.iter().map(|(d, a)| (d.clone(), a.clone())));
+        }
+        if let Some(keys) = state["k"].as_object() {
+            for (key, digest) in keys {
+                if let (Some(answer), Some(digest)) = (responses.get(key).filter(|a| a.is_object()), digest.as_str()) {
+                    replay.answers.insert(digest.to_owned(), answer.clone());
+                }
+            }
+        }
+        envelope::strip(&mut wait.request.params);
+        wait.replay = Some(replay);
+        self.modern_dispatch(now, wait);
+    }
+
+    /// Hands the client's answers to the waiting call; the retry's exchange takes its answer.
+    fn mrtr_resume(&mut self, number: u64, wait: ModernWait, responses: &Map<String, Value>) {
+        let Some(parked) = self.modern.mrtr.parked.get_mut(&number) else {
+            return;
+        };
+        let proxy_id = parked.proxy_id;
+        let (member, upstream) = (parked.member.clone(), parked.upstream);
+        let mut answers = Vec::new();
+        let keys: Vec<String> = parked.asks.iter().filter(|(_, a)| a.sent).map(|(k, _)| k.clone()).collect();
+        for key in keys {
+            // Malformed input (not an object) counts as none: the question is asked again.
+            if let Some(answer) = responses.get(&key).filter(|a| a.is_object()) {
+                if let Some(ask) = parked.asks.remove(&key) {
+                    parked.answered.insert(ask.digest, answer.clone());
+                    answers.push(Response::result(ask.id, answer.clone()));
+                }
+            }
+        }
+        let answer = parked.answer.take();
+        let server = self.modern.in_flight.get(&proxy_id).map(|f| f.server);
+        let uri = (wait.request.method == mcp::RESOURCES_READ)
+            .then(|| param(&wait.request.params, "uri").and_then(Value::as_str).map(str::to_owned))
+            .flatten();
+        let modern = ModernPost { server, method: wait.request.method.clone(), uri };
+        self.open_modern_exchange(wait.exchange, member, wait.cors, wait.accepts_sse, modern);
+        if let Some(mut answer) = answer {
+            // The call finished while the client was away.
+            self.mrtr_expired(number);
+            answer.id = Some(wait.request.id);
+            return self.answer_post(wait.exchange, Message::Response(answer));
+        }
+        if let Some(in_flight) = self.modern.in_flight.get_mut(&proxy_id) {
+            in_flight.exchange = Some(wait.exchange);
+            in_flight.envelope = wait.envelope;
+        }
+        if let Some(pending) = self.pending.get_mut(proxy_id) {
+            pending.reply_to = ReplyTo::Exchange(wait.exchange);
+            pending.original_id = wait.request.id;
+        }
+        for answer in answers {
+            self.send_upstream(upstream, &Message::Response(answer));
+        }
+        let unanswered = self.modern.mrtr.parked.get(&number).is_some_and(|p| !p.asks.is_empty());
+        if unanswered {
+            self.ask_client(proxy_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_decide_what_may_be_asked() {
+        let ask = |method: &str, params: Value| Request {
+            id: RequestId::Number(1),
+            method: method.into(),
+            params: Some(params),
+        };
+        let sampling = ask(mcp::SAMPLING_CREATE_MESSAGE, json!({"messages": []}));
+        assert_eq!(missing_capability(&sampling, &json!({})), Some(json!({"sampling": {}})));
+        assert_eq!(missing_capability(&sampling, &json!({"sampling": {}})), None);
+        let tools = ask(mcp::SAMPLING_CREATE_MESSAGE, json!({"messages": [], "tools": []}));
+        assert_eq!(missing_capability(&tools, &json!({"sampling": {}})), Some(json!({"sampling": {"tools": {}}})));
+        let form = ask(mcp::ELICITATION_CREATE, json!({"message": "m"}));
+        assert_eq!(missing_capability(&form, &json!({"elicitation": {}})), None, "a bare elicitation is form");
+        assert!(missing_capability(&form, &json!({"elicitation": {"url": {}}})).is_some());
+        let url = ask(mcp::ELICITATION_CREATE, json!({"mode": "url", "url": "https://x"}));
+        assert_eq!(missing_capability(&url, &json!({"elicitation": {}})), Some(json!({"elicitation": {"url": {}}})));
+        assert_eq!(missing_capability(&ask(mcp::ROOTS_LIST, json!({})), &json!({})), Some(json!({"roots": {}})));
+    }
+
+    #[test]
+    fn the_same_question_has_the_same_digest() {
+        let a = digest("sampling/createMessage", &Some(json!({"b": 1, "a": [1, 2]})));
+        let b = digest("sampling/createMessage", &Some(json!({"a": [1, 2], "b": 1})));
+        assert_eq!(a, b);
+        assert_ne!(a, digest("roots/list", &None));
+    }
+}
