@@ -192,15 +192,34 @@ fn a_tampered_or_foreign_state_is_refused() {
 #[test]
 fn a_capability_the_client_did_not_declare_is_never_asked_of_it() {
     let mut h = Harness::new("");
-    let (exchange, child, _, outputs) = call_that_samples(&mut h, json!({}));
-    let (head, body) = response(&outputs, exchange).expect("refused at once");
-    assert_eq!((head.status, body["error"]["code"].clone()), (400, json!(-32021)));
-    assert_eq!(body["error"]["data"]["requiredCapabilities"], json!({"sampling": {}}));
-    assert_eq!(body["id"], "c1");
+    let (exchange, child, call_id, outputs) = call_that_samples(&mut h, json!({}));
+    assert!(response(&outputs, exchange).is_none(), "the client is not asked");
     let sent = sent_json(&outputs, child);
     assert_eq!(sent[0]["id"], "s1");
     assert!(sent[0].get("error").is_some(), "the child hears no");
-    assert_eq!(sent[1]["method"], "notifications/cancelled");
+    // The child gives up: the client learns what it lacked.
+    let outputs = h.upstream_says(
+        child,
+        &format!(r#"{{"jsonrpc":"2.0","id":{call_id},"error":{{"code":-32603,"message":"no sampling"}}}}"#),
+    );
+    let (head, body) = response(&outputs, exchange).expect("answered");
+    assert_eq!((head.status, body["error"]["code"].clone()), (400, json!(-32021)));
+    assert_eq!(body["error"]["data"]["requiredCapabilities"], json!({"sampling": {}}));
+    assert_eq!(body["id"], "c1");
+}
+
+#[test]
+fn a_server_may_name_its_question() {
+    let mut h = Harness::new("");
+    let (_, outputs) = call(&mut h, json!(0), "server/discover", json!({}), json!({}));
+    let child = ready_child(&mut h, &outputs);
+    let (exchange, _) = call(&mut h, json!(1), "tools/call", json!({"name": "ask"}), json!({"elicitation": {}}));
+    h.upstream_says(child, r#"{"jsonrpc":"2.0","id":9,"method":"elicitation/create","params":{"message":"name?","requestedSchema":{"type":"object"},"_meta":{"mcp-proxy/inputKey":"user_name"}}}"#);
+    let outputs = h.advance(Duration::from_millis(20));
+    let (_, body) = response(&outputs, exchange).expect("input required");
+    let ask = &body["result"]["inputRequests"]["user_name"];
+    assert_eq!(ask["method"], "elicitation/create");
+    assert!(ask["params"].get("_meta").is_none(), "the hint stays with the proxy");
 }
 
 #[test]

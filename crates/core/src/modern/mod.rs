@@ -109,6 +109,9 @@ pub(crate) struct InFlight {
     /// The server and the credential the request came with.
     pub(crate) server: usize,
     pub(crate) credential: [u8; 32],
+    /// Client capabilities the child asked for that this request did not declare: if the call
+    /// then fails, the client is told what it lacked (`-32021`).
+    pub(crate) missing: Option<Value>,
 }
 
 /// The 2026 side of the proxy: requests in flight on children, waiting input rounds, listen
@@ -224,7 +227,8 @@ impl Proxy {
             self.pool_take(member, proxy_id);
         }
         let method = request.method.clone();
-        let in_flight = InFlight { envelope, exchange: Some(exchange), method, name, server, credential };
+        let in_flight =
+            InFlight { envelope, exchange: Some(exchange), method, name, server, credential, missing: None };
         self.modern.in_flight.insert(proxy_id, in_flight);
         if let Some(replay) = replay {
             self.modern.mrtr.replaying(proxy_id, replay);
@@ -263,12 +267,18 @@ impl Proxy {
         }
     }
 
-    /// A 2026 request is over (answered, failed, cancelled): its child is free again.
-    pub(crate) fn modern_done(&mut self, proxy_id: ProxyRequestId, session: &SessionId) {
-        if self.modern.in_flight.remove(&proxy_id).is_some() {
-            self.modern.mrtr.forget(proxy_id);
-        }
+    /// A 2026 request is over (answered, failed, cancelled): its child is free again. Returns
+    /// the client capabilities its child asked for in vain, if any.
+    pub(crate) fn modern_done(&mut self, proxy_id: ProxyRequestId, session: &SessionId) -> Option<Value> {
+        let missing = match self.modern.in_flight.remove(&proxy_id) {
+            Some(in_flight) => {
+                self.modern.mrtr.forget(proxy_id);
+                in_flight.missing
+            }
+            None => None,
+        };
         self.pool_release(session, proxy_id);
+        missing
     }
 
     /// The client of a 2026 exchange went away: closing the response stream is how the

@@ -28,11 +28,15 @@ use crate::proxy::Proxy;
 use crate::state::pending::ReplyTo;
 use crate::state::timers::Timer;
 use crate::time::Instant;
-use crate::wire::jsonrpc::{param, ErrorObject, Message, Notification, Request, RequestId, Response};
+use crate::wire::jsonrpc::{param, params_object, ErrorObject, Message, Request, RequestId, Response};
 use crate::wire::mcp;
 
 /// Binds a sealed state to its use.
 const PURPOSE: &[u8] = b"mcp-proxy input-required state v1\0";
+/// Where a 2025 server may name its question (`_meta`, a string): the client sees that key in
+/// `inputRequests` and answers under it, as a 2026 server's own keys would be. Without it the
+/// proxy numbers the questions (`input-1`, ...).
+pub(crate) const KEY_HINT: &str = "mcp-proxy/inputKey";
 /// A sealed state is never larger than this (a client echoes it byte for byte).
 const MAX_STATE: usize = 64 * 1024;
 /// The answers carried in a state for a re-run, at most (in bytes of JSON).
@@ -205,11 +209,13 @@ impl Proxy {
         let Some(parked) = self.modern.mrtr.parked.get_mut(&number) else {
             return;
         };
-        parked.next_key += 1;
-        let key = format!("input-{}", parked.next_key);
-        parked
-            .asks
-            .insert(key, Ask { id: request.id, method: request.method, params: request.params, digest, sent: false });
+        let mut params = request.params;
+        let hint = take_key_hint(&mut params).filter(|key| !parked.asks.contains_key(key) && key.len() <= 128);
+        let key = hint.unwrap_or_else(|| {
+            parked.next_key += 1;
+            format!("input-{}", parked.next_key)
+        });
+        parked.asks.insert(key, Ask { id: request.id, method: request.method, params, digest, sent: false });
         if client_waits && !parked.gathering {
             parked.gathering = true;
             self.ctx.timers.set(self.ctx.now.after(GATHER), Timer::InputRequired(proxy_id));
@@ -244,30 +250,19 @@ impl Proxy {
         number
     }
 
-    /// The client did not declare what the child asks for: the client is told (`-32021`),
-    /// the child gets an error and its call is cancelled.
+    /// The client did not declare what the child asks for: it is never asked. The child hears
+    /// "no", as a 2025 client without the capability would answer, and may do without; if the
+    /// call then fails, the client learns what it lacked (see [`lacking`]).
     fn mrtr_refuse(&mut self, upstream: UpstreamId, proxy_id: ProxyRequestId, request: Request, required: Value) {
-        let message = format!("{} needs a client capability this request did not declare", request.method);
-        let to_child = ErrorObject::new(codes::METHOD_NOT_FOUND, format!("the client cannot take {}", request.method));
+        let to_child = ErrorObject::new(
+            codes::METHOD_NOT_FOUND,
+            format!("{} is not available: the client did not declare that capability", request.method),
+        );
         self.send_upstream(upstream, &Message::Response(Response::error(Some(request.id), to_child)));
-        let mut error = ErrorObject::new(MISSING_CAPABILITY, message);
-        error.data = Some(json!({"requiredCapabilities": required}));
-        self.modern_fail(proxy_id, error);
-        let params = json!({"requestId": proxy_id.0, "reason": "the client lacks a capability the server needs"});
-        let cancel = Message::Notification(Notification { method: mcp::CANCELLED.into(), params: Some(params) });
-        self.send_upstream(upstream, &cancel);
-    }
-
-    /// Answers a 2026 request's client with `error` now; what its child answers later is dropped.
-    fn modern_fail(&mut self, proxy_id: ProxyRequestId, error: ErrorObject) {
-        let Some(exchange) = self.modern.in_flight.get_mut(&proxy_id).and_then(|f| f.exchange.take()) else {
-            return;
-        };
-        let id = self.modern_client_id(proxy_id);
-        if let Some(pending) = self.pending.get_mut(proxy_id) {
-            pending.reply_to = ReplyTo::Discard;
+        if let Some(in_flight) = self.modern.in_flight.get_mut(&proxy_id) {
+            let missing = in_flight.missing.get_or_insert_with(|| json!({}));
+            merge(missing, &required);
         }
-        self.answer_post(exchange, Message::Response(Response::error(id, error)));
     }
 
     /// The gather time of a call's questions is over: ask the client.
@@ -459,6 +454,46 @@ impl Proxy {
             self.ask_client(proxy_id);
         }
     }
+}
+
+/// Takes the server's name for its question out of its `_meta` (which goes if empty).
+fn take_key_hint(params: &mut Option<Value>) -> Option<String> {
+    let object = params_object(params)?;
+    let meta = object.get_mut("_meta")?.as_object_mut()?;
+    let hint = meta.remove(KEY_HINT)?.as_str().map(str::to_owned);
+    if meta.is_empty() {
+        object.remove("_meta");
+    }
+    hint
+}
+
+/// Folds `more` into `into` (both capability objects).
+fn merge(into: &mut Value, more: &Value) {
+    match (into.as_object_mut(), more.as_object()) {
+        (Some(into), Some(more)) => {
+            for (key, value) in more {
+                merge(into.entry(key.clone()).or_insert_with(|| json!({})), value);
+            }
+        }
+        _ => *into = more.clone(),
+    }
+}
+
+/// The answer of a call whose child asked for capabilities the client lacks: if the call
+/// failed (an error, or a tool result marked `isError`), the client is told what it lacked
+/// (`-32021` with `requiredCapabilities`) rather than a failure it could not understand.
+pub(crate) fn lacking(response: Response, missing: Value) -> Response {
+    let failed = match &response.outcome {
+        Err(_) => true,
+        Ok(result) => result.get("isError").and_then(Value::as_bool) == Some(true),
+    };
+    if !failed {
+        return response;
+    }
+    let mut error =
+        ErrorObject::new(MISSING_CAPABILITY, "the server needs a client capability this request did not declare");
+    error.data = Some(json!({"requiredCapabilities": missing}));
+    Response::error(response.id, error)
 }
 
 #[cfg(test)]

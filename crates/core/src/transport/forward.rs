@@ -201,14 +201,22 @@ impl Proxy {
     }
 
     /// Hands the answer of a request to whoever waits for it.
-    pub(crate) fn deliver_response(&mut self, pending: &PendingRequest, response: Response) {
+    pub(crate) fn deliver_response(&mut self, pending: &PendingRequest, mut response: Response) {
         match pending.reply_to {
             ReplyTo::Parked => {
                 self.mrtr_parked_answer(pending.id, response);
-                return self.modern_done(pending.id, &pending.session);
+                self.modern_done(pending.id, &pending.session);
+                return;
             }
-            ReplyTo::Discard => return self.modern_done(pending.id, &pending.session),
-            _ if self.modern.in_flight.contains_key(&pending.id) => self.modern_done(pending.id, &pending.session),
+            ReplyTo::Discard => {
+                self.modern_done(pending.id, &pending.session);
+                return;
+            }
+            _ if self.modern.in_flight.contains_key(&pending.id) => {
+                if let Some(missing) = self.modern_done(pending.id, &pending.session) {
+                    response = crate::modern::mrtr::lacking(response, missing);
+                }
+            }
             _ => {}
         }
         if let ReplyTo::Aggregate(aggregate) = pending.reply_to {
