@@ -64,6 +64,7 @@ pub use error::{ConfigError, RequestError};
 pub use http::{Header, HttpRequest, ResponseHead};
 pub use ids::{ExchangeId, SessionId, UpstreamId};
 pub use io::{Input, LogLevel, Output, UpstreamEnd};
+pub use modes::pool::PoolSession;
 pub use proxy::Proxy;
 pub use shell::{ShellRefusal, ShellResponse};
 pub use time::{Instant, WallClock};

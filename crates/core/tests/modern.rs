@@ -293,3 +293,62 @@ fn listen_acknowledges_then_tags_what_the_children_announce() {
     let outputs = h.input(Input::HttpClosed(stream));
     assert_eq!(sent_json(&outputs, child)[0]["method"], "resources/unsubscribe", "the last listener left");
 }
+
+/// A Worker isolate: the edge, one remote 2025 server.
+fn edge_isolate(seed: u8) -> Harness {
+    let file = json!({"mcpServers": {"remote": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/mcp"}}})
+        .to_string();
+    let key = "3f9a0c4e7b21d86f5a0e9c3b7d14f2a68e5c0b9d3a7f1e24c6b8d0a5f3e7c91b";
+    let config = json!({"configFile": {"text": file}, "edge": {"sessionKey": key}}).to_string();
+    Harness::with_seed(&config, [seed; 32])
+}
+
+fn edge_call(h: &mut Harness, method: &str, params: Value) -> (ExchangeId, Vec<Output>) {
+    let mut params = params;
+    params["_meta"] = meta(json!({}));
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": method, "params": params}).to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", JSON_AND_SSE),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", method),
+    ];
+    h.request("POST", "/remote/mcp", &headers, &body)
+}
+
+#[test]
+fn at_the_edge_a_2026_request_needs_no_session_and_the_upstream_session_is_kept_per_isolate() {
+    let mut h = edge_isolate(1);
+    let (exchange, outputs) = edge_call(&mut h, "tools/list", json!({}));
+    let init = fetches(&outputs).remove(0);
+    assert_eq!(serde_json::from_slice::<Value>(&init.body).expect("json")["method"], "initialize");
+    let outputs = head(&mut h, init.fetch, 200, &[("content-type", "application/json"), ("mcp-session-id", "up-1")]);
+    let mut outputs =
+        [outputs, body(&mut h, init.fetch, &format!(r#"{{"jsonrpc":"2.0","id":0,"result":{INIT_RESULT}}}"#))].concat();
+    // initialized, then the list, with the upstream session's id.
+    let posts = fetches(&outputs);
+    let list =
+        posts.iter().find(|f| f.body.windows(10).any(|w| w == b"tools/list")).expect("the list goes upstream").clone();
+    assert_eq!(header(&list.headers, "mcp-session-id"), Some("up-1"));
+    for post in posts.iter().filter(|f| f.fetch != list.fetch) {
+        outputs = head(&mut h, post.fetch, 202, &[]);
+        outputs.extend(body(&mut h, post.fetch, ""));
+    }
+    let sent: Value = serde_json::from_slice(&list.body).expect("json");
+    head(&mut h, list.fetch, 200, &[("content-type", "application/json")]);
+    let outputs =
+        body(&mut h, list.fetch, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"tools":[]}}}}"#, sent["id"]));
+    let (_, reply) = response(&outputs, exchange).expect("answered");
+    assert_eq!(reply["result"]["resultType"], "complete");
+    assert!(h.proxy.is_idle(), "nothing left to finish in this isolate");
+    let kept = h.proxy.pool_sessions();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].session.as_deref(), Some("up-1"));
+    // The next request in the same isolate: a fresh core adopts the session.
+    let mut next = edge_isolate(2);
+    next.proxy.adopt_pool_session(kept[0].clone());
+    let (_, outputs) = edge_call(&mut next, "tools/list", json!({}));
+    let posts = fetches(&outputs);
+    assert_eq!(posts.len(), 1, "no initialize: {posts:?}");
+    assert_eq!(header(&posts[0].headers, "mcp-session-id"), Some("up-1"));
+}

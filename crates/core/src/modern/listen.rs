@@ -113,6 +113,16 @@ impl Proxy {
         self.modern.listens.by_exchange.insert(exchange, listener);
         for server in servers {
             self.listen_subscribe(now, server);
+            if !self.store.listens_ahead() {
+                // At the edge an upstream's own stream is opened only while a client listens.
+                for member in self.pool_ready_members(server) {
+                    if let Some(upstream) =
+                        self.sessions.get(&member).and_then(|s| s.members.first()).map(|m| m.upstream)
+                    {
+                        self.http.listen(&mut self.ctx, upstream);
+                    }
+                }
+            }
         }
     }
 

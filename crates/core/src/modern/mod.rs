@@ -293,7 +293,8 @@ impl Proxy {
             return;
         };
         self.modern_done(proxy_id, &pending.session);
-        let params = serde_json::json!({"requestId": proxy_id.0, "reason": "the client closed its response stream"});
+        let wire_id = self.store.upstream_id(proxy_id, &pending.original_id);
+        let params = serde_json::json!({"requestId": wire_id, "reason": "the client closed its response stream"});
         let cancel = Message::Notification(Notification { method: mcp::CANCELLED.into(), params: Some(params) });
         self.send_upstream(pending.upstream, &cancel);
     }

@@ -337,6 +337,21 @@ impl Proxy {
         if let Some(id) = id {
             self.answer_post(exchange, Message::Response(Response::result(id, result)));
         }
+        if !self.store.remembers() {
+            // At the edge nothing outlives the request: the call stops here, and the retry
+            // runs it again, answering from the state.
+            if let Some(pending) = self.take_pending(proxy_id) {
+                self.modern_done(proxy_id, &pending.session);
+                self.mrtr_expired(number);
+                let wire_id = self.store.upstream_id(proxy_id, &pending.original_id);
+                let params = json!({"requestId": wire_id, "reason": "asked its client for input"});
+                let cancel = Message::Notification(crate::wire::jsonrpc::Notification {
+                    method: mcp::CANCELLED.into(),
+                    params: Some(params),
+                });
+                self.send_upstream(pending.upstream, &cancel);
+            }
+        }
     }
 
     /// A waiting call was answered by its child while its client was away.

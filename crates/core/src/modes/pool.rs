@@ -89,6 +89,20 @@ impl Waiter {
     }
 }
 
+/// A pool child's upstream session, as a shell may keep it between requests: the Worker keeps
+/// them per isolate, and the next request's core adopts them instead of initializing new ones.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolSession {
+    /// The server's name.
+    pub server: String,
+    /// The upstream's session id, if it gave one.
+    pub session: Option<String>,
+    /// The revision it speaks.
+    pub protocol: Option<String>,
+    /// Its `initialize` result.
+    pub initialize: Value,
+}
+
 /// One server's children and what waits for them.
 #[derive(Debug, Default)]
 struct Pool {
@@ -115,6 +129,55 @@ pub(crate) enum Need {
 }
 
 impl Proxy {
+    /// The remote upstream sessions of the pools' ready children (see [`PoolSession`]).
+    pub fn pool_sessions(&self) -> Vec<PoolSession> {
+        let mut kept = Vec::new();
+        for (server, pool) in &self.pools.by_server {
+            let (Some(entry), Some(initialize)) = (self.ctx.config.servers.get(*server), &pool.initialize_result)
+            else {
+                continue;
+            };
+            for slot in pool.slots.iter().filter(|slot| slot.ready) {
+                let upstream = slot.session.as_ref().and_then(|s| self.sessions.get(s)).and_then(|s| s.members.first());
+                let Some(upstream) = upstream.map(|m| m.upstream).filter(|u| self.http.contains(*u)) else {
+                    continue;
+                };
+                let (session, protocol) = self.http.session_of(upstream);
+                kept.push(PoolSession {
+                    server: entry.name.clone(),
+                    session,
+                    protocol,
+                    initialize: initialize.clone(),
+                });
+            }
+        }
+        kept
+    }
+
+    /// Adopts a pool child's upstream session kept from an earlier request: it serves at once,
+    /// and is initialized again (with the proxy's own parameters) if the upstream forgot it.
+    pub fn adopt_pool_session(&mut self, kept: PoolSession) {
+        let Some(server) = crate::route::server_named(&self.ctx.config, &kept.server) else {
+            return;
+        };
+        if self.pools.by_server.get(&server).is_some_and(|p| p.slots.len() >= self.pool_max()) {
+            return;
+        }
+        let now = self.ctx.now;
+        let pool = self.pools.by_server.entry(server).or_default();
+        pool.slots.push(Slot { session: None, ready: true, busy: None, backoff: Backoff::restart(now) });
+        pool.initialize_result.get_or_insert(kept.initialize);
+        let slot = pool.slots.len() - 1;
+        let session =
+            self.open_session(Target::Server(server), &[server], SessionState::Ready, Transport::Pool { server, slot });
+        if let Some(entry) = self.pools.by_server.get_mut(&server).and_then(|p| p.slots.get_mut(slot)) {
+            entry.session = Some(session.clone());
+        }
+        if let Some(upstream) = self.sessions.get(&session).and_then(|s| s.members.first()).map(|m| m.upstream) {
+            self.http.resume(upstream, kept.session, kept.protocol, Some(pool_initialize_params()));
+        }
+    }
+
     /// Starts the stateless pool of the bridge: every child at once.
     pub(crate) fn start_pool(&mut self, now: Instant) {
         let size = self.ctx.config.stateless_pool_size.max(1);
