@@ -1,8 +1,14 @@
 //! Builds the routing core as a WebAssembly component and hands it to the host.
 //!
 //! Runs a nested `cargo build` of `crates/component` for `wasm32-unknown-unknown`, turns the
-//! module into a component with `wit-component` (so it imports nothing), and writes it to
-//! `$OUT_DIR/core.wasm` for `include_bytes!`.
+//! module into a component with `wit-component` (so it imports nothing), writes it to
+//! `$OUT_DIR/core.wasm`, and compiles it to native code for the binary's target with the
+//! engine settings the host runs it with (`src/engine_config.rs`), into `$OUT_DIR/core.cwasm`.
+//! The host embeds both with `include_bytes!`: it loads the compiled form, and compiles the
+//! component itself only if wasmtime refuses that.
+
+#[path = "src/engine_config.rs"]
+mod engine_config;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -20,6 +26,7 @@ fn main() {
         "crates/component/src",
         "crates/component/Cargo.toml",
         "Cargo.lock",
+        "crates/host/src/engine_config.rs",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -37,8 +44,23 @@ fn main() {
         .module(&wasm)
         .and_then(|encoder| encoder.validate(true).encode())
         .unwrap_or_else(|e| panic!("turning {} into a component: {e:#}", module.display()));
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("core.wasm");
-    std::fs::write(&out, component).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let out = out_dir.join("core.wasm");
+    std::fs::write(&out, &component).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+
+    let target = env::var("TARGET").expect("cargo sets TARGET");
+    println!("cargo:rustc-env=MCP_PROXY_TARGET={target}");
+    let compiled = precompile(&component, &target);
+    let out = out_dir.join("core.cwasm");
+    std::fs::write(&out, compiled).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+}
+
+/// Compiles the component to native code for `target`, as the host's engine would.
+fn precompile(component: &[u8], target: &str) -> Vec<u8> {
+    let config =
+        engine_config::engine_config(target).unwrap_or_else(|e| panic!("wasmtime cannot compile for {target}: {e:#}"));
+    let engine = wasmtime::Engine::new(&config).unwrap_or_else(|e| panic!("creating a wasmtime engine: {e:#}"));
+    engine.precompile_component(component).unwrap_or_else(|e| panic!("compiling the core component: {e:#}"))
 }
 
 /// Runs `cargo build` for the guest crate and returns the path of the wasm module.

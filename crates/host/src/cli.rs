@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Serve a stdio MCP server over Streamable HTTP (`/mcp`) and legacy SSE (`/sse`).
 #[derive(Debug, Parser)]
@@ -27,24 +27,24 @@ pub(crate) struct Cli {
     /// Endpoint of the transport chosen with --server (with both: the Streamable HTTP one).
     #[arg(long)]
     pub(crate) endpoint: Option<String>,
-    /// Legacy SSE endpoint.
-    #[arg(long = "sseEndpoint", alias = "sse-endpoint", default_value = "/sse")]
-    pub(crate) sse_endpoint: String,
-    /// Streamable HTTP endpoint.
-    #[arg(long = "streamEndpoint", alias = "stream-endpoint", default_value = "/mcp")]
-    pub(crate) stream_endpoint: String,
+    /// Legacy SSE endpoint [default: /sse].
+    #[arg(long = "sseEndpoint", alias = "sse-endpoint")]
+    pub(crate) sse_endpoint: Option<String>,
+    /// Streamable HTTP endpoint [default: /mcp].
+    #[arg(long = "streamEndpoint", alias = "stream-endpoint")]
+    pub(crate) stream_endpoint: Option<String>,
     /// Serve Streamable HTTP without sessions.
     #[arg(long)]
     pub(crate) stateless: bool,
-    /// Number of server processes serving --stateless requests.
-    #[arg(long = "statelessPoolSize", alias = "stateless-pool-size", default_value_t = 2)]
-    pub(crate) stateless_pool_size: usize,
-    /// Milliseconds a new server may take to answer initialize.
-    #[arg(long = "connectionTimeout", alias = "connection-timeout", default_value_t = 60_000)]
-    pub(crate) connection_timeout: u64,
-    /// Milliseconds any request may wait for its answer.
-    #[arg(long = "requestTimeout", alias = "request-timeout", default_value_t = 300_000)]
-    pub(crate) request_timeout: u64,
+    /// Number of server processes serving --stateless requests [default: 2].
+    #[arg(long = "statelessPoolSize", alias = "stateless-pool-size")]
+    pub(crate) stateless_pool_size: Option<usize>,
+    /// Milliseconds a new server may take to answer initialize [default: 60000].
+    #[arg(long = "connectionTimeout", alias = "connection-timeout")]
+    pub(crate) connection_timeout: Option<u64>,
+    /// Milliseconds any request may wait for its answer [default: 300000].
+    #[arg(long = "requestTimeout", alias = "request-timeout")]
+    pub(crate) request_timeout: Option<u64>,
     /// Log every message in and out.
     #[arg(long)]
     pub(crate) debug: bool,
@@ -63,9 +63,9 @@ pub(crate) struct Cli {
     /// Server private key (PEM).
     #[arg(long = "sslKey", alias = "ssl-key", requires = "ssl_cert")]
     pub(crate) ssl_key: Option<PathBuf>,
-    /// Largest request body in bytes (larger ones get 413).
-    #[arg(long = "maxBodySize", alias = "max-body-size", default_value_t = 10 * 1024 * 1024)]
-    pub(crate) max_body_size: u64,
+    /// Largest request body in bytes; larger ones get 413 [default: 10485760].
+    #[arg(long = "maxBodySize", alias = "max-body-size")]
+    pub(crate) max_body_size: Option<u64>,
     /// Allowed CORS origin (repeatable; default any).
     #[arg(long = "cors-origin", alias = "corsOrigin")]
     pub(crate) cors_origin: Vec<String>,
@@ -75,21 +75,23 @@ pub(crate) struct Cli {
     /// Send no CORS headers at all.
     #[arg(long = "no-cors", alias = "noCors")]
     pub(crate) no_cors: bool,
-    /// Events each session keeps for resuming broken streams with Last-Event-ID (0: off).
-    #[arg(long = "eventStoreSize", alias = "event-store-size", default_value_t = 1000)]
-    pub(crate) event_store_size: usize,
+    /// Events each session keeps for resuming broken streams with Last-Event-ID (0: off)
+    /// [default: 1000].
+    #[arg(long = "eventStoreSize", alias = "event-store-size")]
+    pub(crate) event_store_size: Option<usize>,
     /// Keep no events for resumption (same as --eventStoreSize 0).
     #[arg(long = "no-eventStore", alias = "no-event-store")]
     pub(crate) no_event_store: bool,
-    /// Milliseconds between keep-alive comments on open SSE streams (0: off).
-    #[arg(long = "keepAlive", alias = "keep-alive", default_value_t = 15_000)]
-    pub(crate) keep_alive: u64,
-    /// Milliseconds after which an idle session (no requests, no open stream) ends (0: never).
-    #[arg(long = "sessionTimeout", alias = "session-timeout", default_value_t = 1_800_000)]
-    pub(crate) session_timeout: u64,
-    /// Most sessions at once (each runs its own server process); more get 503.
-    #[arg(long = "maxSessions", alias = "max-sessions", default_value_t = 1000)]
-    pub(crate) max_sessions: usize,
+    /// Milliseconds between keep-alive comments on open SSE streams (0: off) [default: 15000].
+    #[arg(long = "keepAlive", alias = "keep-alive")]
+    pub(crate) keep_alive: Option<u64>,
+    /// Milliseconds after which an idle session (no requests, no open stream) ends (0: never)
+    /// [default: 1800000].
+    #[arg(long = "sessionTimeout", alias = "session-timeout")]
+    pub(crate) session_timeout: Option<u64>,
+    /// Most sessions at once (each runs its own server process); more get 503 [default: 1000].
+    #[arg(long = "maxSessions", alias = "max-sessions")]
+    pub(crate) max_sessions: Option<usize>,
     /// Accept any Origin and Host header (turns off the DNS-rebinding protection).
     #[arg(long = "no-origin-check", alias = "noOriginCheck")]
     pub(crate) no_origin_check: bool,
@@ -156,35 +158,71 @@ pub(crate) enum ServerKind {
     Stream,
 }
 
+/// Why the command line cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// Neither a server command nor `--config` was given.
+    #[error("missing the MCP server command: mcp-proxy [OPTIONS] [--] <COMMAND> [ARGS]... (or --config <PATH>)")]
+    MissingCommand,
+    /// What looks like the command is an option clap did not know (given without `--`).
+    #[error("unknown option {0:?} (see --help); put the server command after `--`")]
+    UnknownOption(String),
+    /// `--persist` with a configuration fetched from a URL: there is no file to write.
+    #[error("--persist needs --config to name a local file, not a URL")]
+    PersistRemote,
+}
+
+/// The endpoints the command line chose; `None` leaves the core's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Endpoints<'a> {
+    /// The Streamable HTTP endpoint.
+    pub(crate) stream: Option<&'a str>,
+    /// The legacy SSE endpoint.
+    pub(crate) sse: Option<&'a str>,
+}
+
 impl Cli {
+    /// The endpoints asked for: `--streamEndpoint` and `--sseEndpoint`, with `--endpoint` in
+    /// place of the one of the transport `--server` chose (with both: the Streamable HTTP one).
+    pub(crate) fn endpoints(&self) -> Endpoints<'_> {
+        let mut endpoints = Endpoints { stream: self.stream_endpoint.as_deref(), sse: self.sse_endpoint.as_deref() };
+        match (self.server, self.endpoint.as_deref()) {
+            (Some(ServerKind::Sse), Some(endpoint)) => endpoints.sse = Some(endpoint),
+            (_, Some(endpoint)) => endpoints.stream = Some(endpoint),
+            (_, None) => {}
+        }
+        endpoints
+    }
+
+    /// The file `--persist` writes the server list back to, if it was asked for.
+    pub(crate) fn persist_to(&self) -> Result<Option<PathBuf>, CliError> {
+        match (&self.config, self.persist) {
+            (Some(source), true) if crate::config_source::is_remote(source) => Err(CliError::PersistRemote),
+            (Some(source), true) => Ok(Some(PathBuf::from(source))),
+            _ => Ok(None),
+        }
+    }
+
     /// What the core serves: `server` (one command) or `configFile` (the aggregator).
-    fn served(&self, config_text: Option<&str>) -> Result<(&'static str, serde_json::Value), String> {
+    fn served(&self, config_text: Option<&str>) -> Result<(&'static str, Value), CliError> {
         if let Some(text) = config_text {
             let env: Option<Vec<(String, String)>> = self.expand_env.then(environment);
             return Ok(("configFile", json!({"text": text, "env": env})));
         }
         let Some((command, args)) = self.command.split_first() else {
-            return Err(
-                "missing the MCP server command: mcp-proxy [OPTIONS] [--] <COMMAND> [ARGS]... (or --config <PATH>)"
-                    .into(),
-            );
+            return Err(CliError::MissingCommand);
         };
         // Without `--`, an unknown option would otherwise be taken for the command.
         if command.starts_with('-') {
-            return Err(format!("unknown option {command:?} (see --help); put the server command after `--`"));
+            return Err(CliError::UnknownOption(command.clone()));
         }
         Ok(("server", json!({"command": command, "args": args, "env": [], "shell": self.shell})))
     }
 
     /// The core's JSON configuration (`config_text`: the file --config named, read already).
-    pub(crate) fn core_config(&self, config_text: Option<&str>) -> Result<String, String> {
+    /// Only the options given are set: the core's defaults apply to the others.
+    pub(crate) fn core_config(&self, config_text: Option<&str>) -> Result<String, CliError> {
         let (served_key, served) = self.served(config_text)?;
-        let (mut stream_endpoint, mut sse_endpoint) = (self.stream_endpoint.clone(), self.sse_endpoint.clone());
-        match (self.server, &self.endpoint) {
-            (Some(ServerKind::Sse), Some(endpoint)) => sse_endpoint = endpoint.clone(),
-            (_, Some(endpoint)) => stream_endpoint = endpoint.clone(),
-            (_, None) => {}
-        }
         // The values of --config-header are credentials of the host's own: no child sees them.
         let secrets: Vec<&str> = self
             .config_header
@@ -197,20 +235,10 @@ impl Cli {
                 "sse": self.server != Some(ServerKind::Stream),
                 "stream": self.server != Some(ServerKind::Sse),
             },
-            "streamEndpoint": stream_endpoint,
-            "sseEndpoint": sse_endpoint,
             "stateless": self.stateless,
-            "statelessPoolSize": self.stateless_pool_size,
-            "connectionTimeoutMs": self.connection_timeout,
-            "requestTimeoutMs": self.request_timeout,
             "apiKey": self.api_key,
             "cors": {"enabled": !self.no_cors, "origins": self.cors_origin, "allowHeaders": self.cors_allow_header},
-            "maxBodySize": self.max_body_size,
             "debug": self.debug,
-            "eventStoreSize": if self.no_event_store { 0 } else { self.event_store_size },
-            "keepAliveMs": self.keep_alive,
-            "sessionTimeoutMs": self.session_timeout,
-            "maxSessions": self.max_sessions,
             "originCheck": !self.no_origin_check,
             "adminTokens": self.admin_token,
             "allowRuntimeStdio": self.allow_runtime_stdio,
@@ -221,6 +249,25 @@ impl Cli {
             "persist": self.persist,
         });
         config[served_key] = served;
+        let endpoints = self.endpoints();
+        let event_store_size = if self.no_event_store { Some(0) } else { self.event_store_size };
+        let given = [
+            ("streamEndpoint", endpoints.stream.map(Value::from)),
+            ("sseEndpoint", endpoints.sse.map(Value::from)),
+            ("statelessPoolSize", self.stateless_pool_size.map(Value::from)),
+            ("connectionTimeoutMs", self.connection_timeout.map(Value::from)),
+            ("requestTimeoutMs", self.request_timeout.map(Value::from)),
+            ("maxBodySize", self.max_body_size.map(Value::from)),
+            ("eventStoreSize", event_store_size.map(Value::from)),
+            ("keepAliveMs", self.keep_alive.map(Value::from)),
+            ("sessionTimeoutMs", self.session_timeout.map(Value::from)),
+            ("maxSessions", self.max_sessions.map(Value::from)),
+        ];
+        for (key, value) in given {
+            if let Some(value) = value {
+                config[key] = value;
+            }
+        }
         Ok(config.to_string())
     }
 }
@@ -234,10 +281,17 @@ fn environment() -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("mcp-proxy").chain(args.iter().copied())).expect("valid command line")
+    }
+
+    fn config_of(args: &[&str]) -> Value {
+        let config = parse(args).core_config(None).expect("a valid command line");
+        serde_json::from_str(&config).expect("the configuration is JSON")
     }
 
     #[test]
@@ -250,27 +304,120 @@ mod tests {
     #[test]
     fn camel_case_and_kebab_case_options() {
         let cli = parse(&["--sseEndpoint", "/events", "--request-timeout", "5", "--", "srv"]);
-        assert_eq!(cli.sse_endpoint, "/events");
-        assert_eq!(cli.request_timeout, 5);
+        assert_eq!(cli.sse_endpoint.as_deref(), Some("/events"));
+        assert_eq!(cli.request_timeout, Some(5));
         assert_eq!(cli.command, ["srv"]);
+        let cli = parse(&["--sse-endpoint", "/e", "--requestTimeout", "6", "--max-sessions", "3", "srv"]);
+        assert_eq!(
+            (cli.sse_endpoint.as_deref(), cli.request_timeout, cli.max_sessions),
+            (Some("/e"), Some(6), Some(3))
+        );
     }
 
     #[test]
     fn endpoint_follows_the_chosen_server() {
-        let config = parse(&["--server", "sse", "--endpoint", "/x", "srv"]).core_config(None).expect("valid");
-        let value: serde_json::Value = serde_json::from_str(&config).expect("json");
+        let value = config_of(&["--server", "sse", "--endpoint", "/x", "srv"]);
         assert_eq!(value["sseEndpoint"], "/x");
+        assert_eq!(value.get("streamEndpoint"), None);
         assert_eq!(value["transports"]["stream"], false);
+        let value = config_of(&["--endpoint", "/x", "--sseEndpoint", "/s", "srv"]);
+        assert_eq!((&value["streamEndpoint"], &value["sseEndpoint"]), (&json!("/x"), &json!("/s")));
+        let cli = parse(&["--server", "stream", "--endpoint", "/y", "--streamEndpoint", "/ignored", "srv"]);
+        assert_eq!(cli.endpoints(), Endpoints { stream: Some("/y"), sse: None });
+    }
+
+    #[test]
+    fn options_not_given_are_left_to_the_core() {
+        let value = config_of(&["srv"]);
+        for key in [
+            "streamEndpoint",
+            "sseEndpoint",
+            "statelessPoolSize",
+            "connectionTimeoutMs",
+            "requestTimeoutMs",
+            "maxBodySize",
+            "eventStoreSize",
+            "keepAliveMs",
+            "sessionTimeoutMs",
+            "maxSessions",
+        ] {
+            assert_eq!(value.get(key), None, "{key} was set");
+        }
+        let config = mcp_proxy_core::Config::from_json(&value.to_string()).expect("the core accepts it");
+        assert_eq!(config.stream_endpoint, "/mcp");
+    }
+
+    #[test]
+    fn options_given_are_sent() {
+        let value = config_of(&[
+            "--connectionTimeout",
+            "7",
+            "--maxBodySize",
+            "9",
+            "--keepAlive",
+            "0",
+            "--statelessPoolSize",
+            "4",
+            "--sessionTimeout",
+            "11",
+            "--eventStoreSize",
+            "12",
+            "srv",
+        ]);
+        assert_eq!(value["connectionTimeoutMs"], 7);
+        assert_eq!(value["maxBodySize"], 9);
+        assert_eq!(value["keepAliveMs"], 0);
+        assert_eq!(value["statelessPoolSize"], 4);
+        assert_eq!(value["sessionTimeoutMs"], 11);
+        assert_eq!(value["eventStoreSize"], 12);
+    }
+
+    #[test]
+    fn no_event_store_means_size_zero() {
+        assert_eq!(config_of(&["--no-eventStore", "srv"])["eventStoreSize"], 0);
+        assert_eq!(config_of(&["--no-event-store", "--eventStoreSize", "5", "srv"])["eventStoreSize"], 0);
+    }
+
+    /// The help text names each default; the core decides it, so the two must agree.
+    #[test]
+    fn the_help_names_the_cores_defaults() {
+        let defaults = mcp_proxy_core::Config::from_json(r#"{"server": {"command": "srv"}}"#).expect("defaults");
+        let expected = [
+            ("sse_endpoint", defaults.sse_endpoint.clone()),
+            ("stream_endpoint", defaults.stream_endpoint.clone()),
+            ("stateless_pool_size", defaults.stateless_pool_size.to_string()),
+            ("connection_timeout", defaults.connection_timeout_ms.to_string()),
+            ("request_timeout", defaults.request_timeout_ms.to_string()),
+            ("max_body_size", defaults.max_body_size.to_string()),
+            ("event_store_size", defaults.event_store_size.to_string()),
+            ("keep_alive", defaults.keep_alive_ms.to_string()),
+            ("session_timeout", defaults.session_timeout_ms.to_string()),
+            ("max_sessions", defaults.max_sessions.to_string()),
+        ];
+        let command = Cli::command();
+        for (id, default) in expected {
+            let argument = command.get_arguments().find(|a| a.get_id() == id).expect("the option exists");
+            let help = argument.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.ends_with(&format!("[default: {default}]")), "--{id}: {help:?} should name {default}");
+        }
     }
 
     #[test]
     fn missing_command_is_an_error() {
-        assert!(parse(&["--port", "1"]).core_config(None).is_err());
+        assert!(matches!(parse(&["--port", "1"]).core_config(None), Err(CliError::MissingCommand)));
     }
 
     #[test]
     fn unknown_options_are_not_taken_for_the_command() {
         let error = parse(&["--no-such-option", "--", "srv"]).core_config(None).expect_err("unknown option");
-        assert!(error.contains("--no-such-option"), "{error}");
+        assert!(error.to_string().contains("--no-such-option"), "{error}");
+    }
+
+    #[test]
+    fn persist_needs_a_local_file() {
+        let cli = parse(&["--config", "https://example.com/c.json", "--persist"]);
+        assert!(matches!(cli.persist_to(), Err(CliError::PersistRemote)));
+        let cli = parse(&["--config", "servers.json", "--persist"]);
+        assert_eq!(cli.persist_to().expect("a local file"), Some(PathBuf::from("servers.json")));
     }
 }

@@ -21,8 +21,8 @@ use mcp_proxy_core::ShellRefusal;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::bindings::{
-    FetchData, FetchEnd, FetchHead, Header, HttpRequest, Input, LogLevel, Output, StdioServer, UpstreamClosed,
-    UpstreamEnd, UpstreamMessage,
+    FetchData, FetchEnd, FetchHead, Header, HttpRequest, Input, Output, StdioServer, UpstreamClosed, UpstreamEnd,
+    UpstreamMessage,
 };
 use crate::engine::{CoreInstance, EngineError};
 use crate::fetch::Fetcher;
@@ -160,7 +160,7 @@ impl Shared {
         };
         // Log lines the check produced.
         if let Err(error) = driver.settle() {
-            log::error(&format!("the core failed: {error}"));
+            tracing::error!("the core failed: {error}");
         }
         let response = refused?;
         Some(Reply::Full {
@@ -195,7 +195,7 @@ impl Shared {
             }
             let settled = driver.settle().or_else(|error| driver.recover(&error));
             if let Err(error) = settled {
-                log::error(&format!("the core cannot be restarted: {error}"));
+                tracing::error!("the core cannot be restarted: {error}");
                 self.fatal.notify_one();
                 return;
             }
@@ -228,7 +228,7 @@ impl Shared {
         };
         let fed = driver.feed(input).or_else(|error| driver.recover(&error));
         if let Err(error) = fed {
-            log::error(&format!("the core cannot be restarted: {error}"));
+            tracing::error!("the core cannot be restarted: {error}");
             self.fatal.notify_one();
             return Vec::new();
         }
@@ -243,7 +243,7 @@ impl Shared {
         let spawns = {
             let mut driver = self.lock();
             if let Err(error) = driver.settle() {
-                log::error(&format!("the core failed at start: {error}"));
+                tracing::error!("the core failed at start: {error}");
                 self.fatal.notify_one();
             }
             std::mem::take(&mut driver.spawns)
@@ -298,7 +298,7 @@ impl Shared {
                 .collect()
         };
         if !upstreams.is_empty() {
-            log::info(&format!("stopping {} server process(es)", upstreams.len()));
+            tracing::info!("stopping {} server process(es)", upstreams.len());
         }
         for upstream in &mut upstreams {
             upstream.stop();
@@ -306,7 +306,7 @@ impl Shared {
         for upstream in &mut upstreams {
             upstream.stopped().await;
         }
-        log::write(LogLevel::Info, "stopped");
+        tracing::info!("stopped");
     }
 }
 
@@ -342,7 +342,7 @@ impl Driver {
     /// session ends: children stop, waiting clients get 503, streams close; a fresh core
     /// takes over and the proxy keeps serving.
     fn recover(&mut self, error: &EngineError) -> Result<(), EngineError> {
-        log::error(&format!("the core failed and is restarted; all sessions end: {error}"));
+        tracing::error!("the core failed and is restarted; all sessions end: {error}");
         for (_, child) in self.upstreams.drain() {
             if let Child::Running(mut upstream) = child {
                 upstream.stop();
@@ -425,10 +425,7 @@ impl Driver {
                     _ => false,
                 };
                 if !delivered && self.streams.remove(&chunk.exchange).is_some() {
-                    log::warn(&format!(
-                        "exchange {}: the client is not reading its stream; closing it",
-                        chunk.exchange
-                    ));
+                    tracing::warn!("exchange {}: the client is not reading its stream; closing it", chunk.exchange);
                     self.follow_ups.push_back(Input::HttpClosed(chunk.exchange));
                 }
             }
@@ -446,7 +443,7 @@ impl Driver {
                 }
                 // A child still starting is stopped when it has started (its slot is gone).
             }
-            Output::Log(line) => log::write(line.level, &line.message),
+            Output::Log(line) => log::core_line(line.level, &line.message),
             Output::Fetch(request) => {
                 if let Some(shared) = self.shared.clone() {
                     self.fetcher.start(request, shared);
@@ -457,7 +454,7 @@ impl Driver {
                 Some(writes) => {
                     let _ = writes.send(text);
                 }
-                None => log::warn("the server list changed but --persist names no file to write"),
+                None => tracing::warn!("the server list changed but --persist names no file to write"),
             },
         }
     }
@@ -506,7 +503,7 @@ impl Driver {
                 }
             }
             Err(error) => {
-                log::error(&format!("could not start {command:?}: {error}"));
+                tracing::error!("could not start {command:?}: {error}");
                 let reason = UpstreamEnd::SpawnFailed(format!("{command:?}: {error}"));
                 self.follow_ups.push_back(Input::UpstreamClosed(UpstreamClosed { upstream, reason }));
             }
@@ -522,22 +519,61 @@ async fn write_config_file(path: std::path::PathBuf, mut texts: mpsc::UnboundedR
         let target = path.clone();
         let written = tokio::task::spawn_blocking(move || write_atomically(&target, &text)).await;
         match written {
-            Ok(Ok(())) => log::info(&format!("wrote the server list back to {}", path.display())),
-            Ok(Err(error)) => log::error(&format!("could not write {}: {error}", path.display())),
-            Err(error) => log::error(&format!("could not write {}: {error}", path.display())),
+            Ok(Ok(())) => tracing::info!("wrote the server list back to {}", path.display()),
+            Ok(Err(error)) => tracing::error!("could not write {}: {error}", path.display()),
+            Err(error) => tracing::error!("could not write {}: {error}", path.display()),
         }
     }
 }
 
+/// Replaces the file at `path` with `text`, atomically. A symbolic link is followed: the file
+/// it points to is replaced, the link stays.
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(directory)?;
-    file.write_all(text.as_bytes())?;
-    file.as_file().sync_all()?;
-    if let Ok(metadata) = std::fs::metadata(path) {
+    // The temporary file is private (0600) until it takes the old file's permissions.
+    if let Ok(metadata) = std::fs::metadata(&path) {
         file.as_file().set_permissions(metadata.permissions())?;
     }
-    file.persist(path).map_err(|error| error.error)?;
-    Ok(())
+    file.write_all(text.as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist(&path).map_err(|error| error.error)?;
+    // The rename is durable once the directory is on disk too.
+    std::fs::File::open(directory)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_rewrite_keeps_the_mode_and_follows_links() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("servers.json");
+        std::fs::write(&file, "old").expect("written");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+
+        write_atomically(&link, "new").expect("rewritten");
+        assert_eq!(std::fs::read_to_string(&file).expect("read"), "new");
+        assert!(std::fs::symlink_metadata(&link).expect("stat").file_type().is_symlink(), "the link stays");
+        let mode = std::fs::metadata(&file).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).expect("list").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(names.len(), 2, "no temporary file is left: {names:?}");
+    }
+
+    #[test]
+    fn a_new_file_is_created() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("servers.json");
+        write_atomically(&file, "{}").expect("written");
+        assert_eq!(std::fs::read_to_string(&file).expect("read"), "{}");
+    }
 }

@@ -1,17 +1,15 @@
-//! Loading the core component into wasmtime: compiled once per machine, linked once per
-//! process, instantiated cheaply.
+//! Loading the core component into wasmtime: compiled when the binary is built (`build.rs`),
+//! linked once per process, instantiated cheaply.
 //!
 //! The core is sandboxed and bounded: its memory is capped ([`MEMORY_LIMIT`]), and every call
 //! into it has a deadline (epoch interruption, [`CALL_DEADLINE_TICKS`] ticks of [`TICK`]): a
 //! call that runs away traps, and a trap is handled like any other (the driver starts a fresh
 //! core).
 
-use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker, ResourceAny};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 
 use crate::bindings::{ConfigError, HttpRequest, Input, Output, ProxyCore, ProxyCorePre, Response};
 
@@ -22,14 +20,6 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// How many ticks one call into the core may last (10 s: a call takes microseconds; only a
 /// bug runs this long).
 pub(crate) const CALL_DEADLINE_TICKS: u64 = 100;
-
-/// The engine settings the component is compiled and run with (a precompiled core must have
-/// been made with the same).
-pub(crate) fn engine_config() -> Config {
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    config
-}
 
 /// The limits of a core's store.
 pub(crate) fn store_limits() -> StoreLimits {
@@ -52,12 +42,22 @@ fn start_ticking(engine: &Engine) {
         engine.increment_epoch();
     });
     if let Err(error) = started {
-        crate::log::warn(&format!("no deadline for calls into the core: {error}"));
+        tracing::warn!("no deadline for calls into the core: {error}");
     }
 }
 
 /// The core component, built by `build.rs`.
 const CORE_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/core.wasm"));
+/// [`CORE_COMPONENT`] compiled by `build.rs` to native code for [`TARGET`], with the engine
+/// settings of [`engine_config`].
+const CORE_PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/core.cwasm"));
+/// The target triple this binary was built for, and [`CORE_PRECOMPILED`] compiled for.
+const TARGET: &str = env!("MCP_PROXY_TARGET");
+
+/// The settings of the engine the core runs in (the same as `build.rs` compiled it with).
+pub(crate) fn engine_config() -> Result<wasmtime::Config, EngineError> {
+    Ok(crate::engine_config::engine_config(TARGET)?)
+}
 
 /// Why the core could not be loaded or called.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,7 @@ pub(crate) enum EngineError {
     Wasm(#[from] wasmtime::Error),
     /// The operating system gave no random bytes.
     #[error("no secure random source: {0}")]
-    Random(String),
+    Random(#[from] getrandom::Error),
     /// The configuration handed to the core is invalid.
     #[error("invalid configuration at {}: {}", .0.path, .0.message)]
     Config(ConfigError),
@@ -80,11 +80,18 @@ pub(crate) struct CoreEngine {
 }
 
 impl CoreEngine {
-    /// Compiles the embedded component, or loads the compiled form cached by an earlier run.
+    /// Loads the core compiled at build time; compiles the embedded component instead if
+    /// wasmtime refuses the compiled form here.
     pub(crate) fn load() -> Result<CoreEngine, EngineError> {
-        let engine = Engine::new(&engine_config())?;
+        let engine = Engine::new(&engine_config()?)?;
         start_ticking(&engine);
-        let component = load_cached(&engine).map_or_else(|| compile_and_cache(&engine), Ok)?;
+        let component = match precompiled(&engine) {
+            Ok(component) => component,
+            Err(error) => {
+                tracing::warn!("the precompiled core cannot run here ({error:#}); compiling it instead");
+                Component::new(&engine, CORE_COMPONENT)?
+            }
+        };
         let linker = Linker::new(&engine);
         let pre = ProxyCorePre::new(linker.instantiate_pre(&component)?)?;
         Ok(CoreEngine { engine, pre })
@@ -157,49 +164,18 @@ impl CoreInstance {
     }
 }
 
-/// Where the compiled component is cached: `$MCP_PROXY_CACHE_DIR`, else the user cache dir.
-fn cache_path(engine: &Engine) -> Option<PathBuf> {
-    let dir = std::env::var_os("MCP_PROXY_CACHE_DIR").map(PathBuf::from).or_else(|| {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache")))?;
-        Some(base.join("mcp-proxy"))
-    })?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    CORE_COMPONENT.hash(&mut hasher);
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    env!("CARGO_PKG_VERSION").hash(&mut hasher);
-    Some(dir.join(format!("core-{:016x}.cwasm", hasher.finish())))
-}
-
-fn load_cached(engine: &Engine) -> Option<Component> {
-    let path = cache_path(engine)?;
-    let bytes = std::fs::read(&path).ok()?;
-    // SAFETY: wasmtime requires that deserialized bytes come from `precompile_component` of a
-    // compatible engine. This file is written only by `compile_and_cache` below, named by a hash
-    // of the component and the engine's compatibility hash, in the user's own cache directory;
-    // wasmtime also checks the header and engine settings and refuses a mismatch.
+/// The core as `build.rs` compiled it.
+fn precompiled(engine: &Engine) -> Result<Component, wasmtime::Error> {
+    // SAFETY: `Component::deserialize` requires bytes made by `precompile_component` of a
+    // compatible engine, as it maps them as code without validating them. These were made by
+    // this build's own `build.rs` (`engine.precompile_component` of the embedded component,
+    // with `engine_config(TARGET)` as here) and are part of this binary, so nothing else can
+    // have made them. wasmtime itself checks the header: its version, the target, the engine
+    // settings and the CPU features the code needs; any mismatch is an error, not undefined
+    // behaviour, and the caller then compiles the component instead.
     #[allow(unsafe_code)]
-    let component = unsafe { Component::deserialize(engine, &bytes) };
-    component.ok()
-}
-
-fn compile_and_cache(engine: &Engine) -> Result<Component, EngineError> {
-    let compiled = engine.precompile_component(CORE_COMPONENT)?;
-    if let Some(path) = cache_path(engine) {
-        let written = path.parent().map(std::fs::create_dir_all).transpose().and_then(|_| {
-            let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&temporary, &compiled)?;
-            std::fs::rename(&temporary, &path)
-        });
-        if let Err(error) = written {
-            crate::log::warn(&format!("could not cache the compiled core at {}: {error}", path.display()));
-        }
-    }
-    // SAFETY: these bytes were produced just now by `precompile_component` of this engine.
-    #[allow(unsafe_code)]
-    let component = unsafe { Component::deserialize(engine, &compiled) }?;
-    Ok(component)
+    let component = unsafe { Component::deserialize(engine, CORE_PRECOMPILED) };
+    component
 }
 
 #[cfg(test)]
@@ -220,8 +196,20 @@ mod tests {
     ];
 
     #[test]
+    fn the_precompiled_core_loads_and_runs() {
+        let engine = Engine::new(&engine_config().expect("a valid configuration")).expect("engine");
+        let component = precompiled(&engine).expect("build.rs compiled the core with this engine's settings");
+        let linked = Linker::new(&engine).instantiate_pre(&component).expect("the core imports nothing");
+        let pre = ProxyCorePre::new(linked).expect("the core exports the proxy interface");
+        let mut store = new_store(&engine);
+        let bindings = pre.instantiate(&mut store).expect("instantiates");
+        let info = bindings.mcp_proxy_core_proxy().call_build_info(&mut store).expect("answers");
+        assert!(info.contains("wasm32"), "{info}");
+    }
+
+    #[test]
     fn a_runaway_call_traps_at_its_deadline() {
-        let engine = Engine::new(&engine_config()).expect("engine");
+        let engine = Engine::new(&engine_config().expect("a valid configuration")).expect("engine");
         let module = wasmtime::Module::new(&engine, RUNAWAY).expect("module");
         let mut store = new_store(&engine);
         store.set_epoch_deadline(2);
@@ -243,7 +231,7 @@ mod tests {
 
     #[test]
     fn memory_beyond_the_limit_is_refused() {
-        let engine = Engine::new(&engine_config()).expect("engine");
+        let engine = Engine::new(&engine_config().expect("a valid configuration")).expect("engine");
         let module = wasmtime::Module::new(&engine, GREEDY).expect("module");
         let mut store = new_store(&engine);
         let instance = wasmtime::Instance::new(&mut store, &module, &[]).expect("instance");

@@ -39,15 +39,40 @@ pub(crate) struct Fetcher {
     running: HashMap<u64, AbortHandle>,
 }
 
-fn tls_builder() -> Result<hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>, String> {
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .map_err(|e| format!("TLS for upstream requests: {e}"))
+/// Why the HTTP clients could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetcherError {
+    /// rustls refused the TLS client settings.
+    #[error("TLS for upstream requests: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Why a request the core asked for could not be made (reported back to the core as text).
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    /// The method is not a valid HTTP method.
+    #[error(transparent)]
+    Method(#[from] http::method::InvalidMethod),
+    /// The URL or another part of the request is invalid.
+    #[error(transparent)]
+    Request(#[from] http::Error),
+    /// A header name is invalid.
+    #[error("header {name:?}: {source}")]
+    HeaderName { name: String, source: http::header::InvalidHeaderName },
+    /// A header value is invalid (the value is not shown: it may be a credential).
+    #[error("header {name:?}: {source}")]
+    HeaderValue { name: String, source: http::header::InvalidHeaderValue },
+}
+
+fn tls_builder() -> Result<hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>, FetcherError>
+{
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?)
 }
 
 impl Fetcher {
     /// Clients for http and https (web PKI roots): one for any address, one for public ones.
-    pub(crate) fn new() -> Result<Fetcher, String> {
+    pub(crate) fn new() -> Result<Fetcher, FetcherError> {
         let connector = tls_builder()?.https_or_http().enable_http1().enable_http2().build();
         let mut http = HttpConnector::new_with_resolver(PublicResolver(GaiResolver::new()));
         http.enforce_http(false);
@@ -68,7 +93,7 @@ impl Fetcher {
         let task = tokio::spawn(async move {
             let request = match built {
                 Ok(request) => request,
-                Err(error) => return shared.handle(Event::FetchEnd { fetch, error: Some(error) }),
+                Err(error) => return shared.handle(Event::FetchEnd { fetch, error: Some(error.to_string()) }),
             };
             let sent = if public_only { public.request(request).await } else { client.request(request).await };
             let response = match sent {
@@ -128,17 +153,14 @@ fn describe(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn build(request: FetchRequest) -> Result<Request<Full<Bytes>>, String> {
-    let method = Method::from_bytes(request.method.as_bytes()).map_err(|e| e.to_string())?;
-    let mut built = Request::builder()
-        .method(method)
-        .uri(&request.url)
-        .body(Full::new(Bytes::from(request.body)))
-        .map_err(|e| e.to_string())?;
+fn build(request: FetchRequest) -> Result<Request<Full<Bytes>>, RequestError> {
+    let method = Method::from_bytes(request.method.as_bytes())?;
+    let mut built = Request::builder().method(method).uri(&request.url).body(Full::new(Bytes::from(request.body)))?;
     for header in request.headers {
-        let name =
-            HeaderName::from_bytes(header.name.as_bytes()).map_err(|e| format!("header {:?}: {e}", header.name))?;
-        let value = HeaderValue::from_str(&header.value).map_err(|e| format!("header {:?}: {e}", header.name))?;
+        let name = HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|source| RequestError::HeaderName { name: header.name.clone(), source })?;
+        let value = HeaderValue::from_str(&header.value)
+            .map_err(|source| RequestError::HeaderValue { name: header.name, source })?;
         built.headers_mut().append(name, value);
     }
     Ok(built)

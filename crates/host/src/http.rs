@@ -29,7 +29,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::bindings::{Header, HttpRequest};
 use crate::body::{Body, CloseGuard};
 use crate::driver::{Event, Reply, Shared};
-use crate::log;
 
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -156,7 +155,7 @@ pub(crate) async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, serve
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                log::warn(&format!("accept failed: {error}"));
+                tracing::warn!("accept failed: {error}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -169,10 +168,10 @@ pub(crate) async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, serve
             let Some(registered) = server.connections.register(server.limits.max_connections) else {
                 let refused = server.connections.refused.fetch_add(1, Ordering::Relaxed) + 1;
                 if refused.is_power_of_two() {
-                    log::warn(&format!(
+                    tracing::warn!(
                         "refused {refused} connection(s) so far: all {} connections are busy (--maxConnections)",
                         server.limits.max_connections
-                    ));
+                    );
                 }
                 return;
             };
@@ -180,8 +179,8 @@ pub(crate) async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, serve
                 None => serve_connection(TokioIo::new(stream), &server, &registered, loopback).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), &server, &registered, loopback).await,
-                    Ok(Err(error)) => log::warn(&format!("TLS handshake with {peer} failed: {error}")),
-                    Err(_) => log::warn(&format!("TLS handshake with {peer} timed out")),
+                    Ok(Err(error)) => tracing::warn!("TLS handshake with {peer} failed: {error}"),
+                    Err(_) => tracing::warn!("TLS handshake with {peer} timed out"),
                 },
             }
         });
@@ -323,7 +322,7 @@ fn respond(status: u16, headers: Vec<Header>, body: Body) -> Response<Body> {
             (Ok(name), Ok(value)) => {
                 response.headers_mut().append(name, value);
             }
-            _ => log::warn(&format!("dropped an invalid response header {:?}", header.name)),
+            _ => tracing::warn!("dropped an invalid response header {:?}", header.name),
         }
     }
     response

@@ -10,7 +10,7 @@ const RESERVED: u64 = 64;
 pub(crate) fn raise_open_files() {
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
-            crate::log::warn(&format!("could not raise the open-files limit from {soft} to {hard}"));
+            tracing::warn!("could not raise the open-files limit from {soft} to {hard}");
         }
     }
 }

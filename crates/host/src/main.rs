@@ -9,6 +9,7 @@ mod cli;
 mod config_source;
 mod driver;
 mod engine;
+mod engine_config;
 mod fetch;
 mod http;
 mod limits;
@@ -16,7 +17,7 @@ mod log;
 mod stdio;
 mod tls;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -26,68 +27,117 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::cli::Cli;
+use crate::bindings::ConfigError;
+use crate::cli::{Cli, CliError};
+use crate::config_source::ConfigSourceError;
 use crate::driver::{CoreFactory, Event, Shared};
 use crate::engine::{CoreEngine, EngineError};
+use crate::fetch::FetcherError;
+use crate::tls::TlsError;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// The command line asks for something that cannot be served.
+    #[error(transparent)]
+    Cli(#[from] CliError),
+    /// The configuration file could not be read or fetched.
+    #[error(transparent)]
+    ConfigSource(#[from] ConfigSourceError),
+    /// The core refused the configuration `--config` named (`file` as logs may show it).
+    #[error("{file}: {}: {}", error.path, error.message)]
+    ConfigFile { file: String, error: ConfigError },
+    /// The core refused the configuration made from the command line.
+    #[error(transparent)]
+    Config(EngineError),
+    /// The native core refused the configuration the component accepted (a build mismatch).
+    #[error("invalid configuration: {0}")]
+    NativeConfig(#[from] mcp_proxy_core::ConfigError),
+    /// The core could not be loaded, or failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The TLS certificate, key or CA could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The HTTP clients for remote upstreams could not be set up.
+    #[error(transparent)]
+    Fetcher(#[from] FetcherError),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {host}:{port}: {source}")]
+    Listen { host: IpAddr, port: u16, source: std::io::Error },
+    /// SIGINT and SIGTERM cannot be waited for.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+impl StartError {
+    /// The process's exit status: 2 for what the user has to fix in the command line or the
+    /// configuration, 1 for the rest.
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            StartError::Cli(_)
+            | StartError::ConfigSource(_)
+            | StartError::ConfigFile { .. }
+            | StartError::Config(_)
+            | StartError::NativeConfig(_) => ExitCode::from(2),
+            StartError::Engine(_)
+            | StartError::Tls(_)
+            | StartError::Fetcher(_)
+            | StartError::Listen { .. }
+            | StartError::Signals(_) => ExitCode::FAILURE,
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    log::init(cli.debug);
     // Every connection and child pipe is a file descriptor: use what the system allows.
     limits::raise_open_files();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            log::error(&format!("cannot start the async runtime: {error}"));
+            tracing::error!("cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error}");
+            error.exit_code()
+        }
+    }
 }
 
-async fn run(cli: Cli) -> ExitCode {
-    let engine = match CoreEngine::load() {
-        Ok(engine) => engine,
-        Err(error) => return fail(&error.to_string()),
-    };
-    let engine = Arc::new(engine);
-    let mut core = match engine.instantiate() {
-        Ok(core) => core,
-        Err(error) => return fail(&error.to_string()),
-    };
+async fn run(cli: Cli) -> Result<ExitCode, StartError> {
+    let engine = Arc::new(CoreEngine::load()?);
+    let mut core = engine.instantiate()?;
     if cli.version {
-        return match core.build_info() {
-            Ok(info) => {
-                println!("mcp-proxy {} (core: {info})", env!("CARGO_PKG_VERSION"));
-                ExitCode::SUCCESS
-            }
-            Err(error) => fail(&error.to_string()),
-        };
+        let info = core.build_info()?;
+        println!("mcp-proxy {} (core: {info})", env!("CARGO_PKG_VERSION"));
+        return Ok(ExitCode::SUCCESS);
     }
+    let persist_to = cli.persist_to()?;
     let config_text = match &cli.config {
-        Some(source) => match config_source::load(source, &cli.config_header, cli.expand_env).await {
-            Ok(text) => Some(text),
-            Err(message) => return usage(&message),
-        },
+        Some(source) => Some(config_source::load(source, &cli.config_header, cli.expand_env).await?),
         None => None,
     };
-    let config = match cli.core_config(config_text.as_deref()) {
-        Ok(config) => config,
-        Err(message) => return usage(&message),
-    };
-    let seed = match fresh_seed() {
-        Ok(seed) => seed,
-        Err(error) => return fail(&error.to_string()),
-    };
+    let config = cli.core_config(config_text.as_deref())?;
+    let seed = fresh_seed()?;
     let started = std::time::Instant::now();
-    if let Err(error) = core.create(&config, &seed, 0) {
+    core.create(&config, &seed, 0).map_err(|error| match (&cli.config, error) {
         // Errors about the file name the file; the core names the server and the field.
-        return match (&cli.config, error) {
-            (Some(source), EngineError::Config(error)) => {
-                usage(&format!("{source}: {}: {}", error.path, error.message))
-            }
-            (_, error) => usage(&error.to_string()),
-        };
-    }
+        (Some(source), EngineError::Config(error)) => {
+            StartError::ConfigFile { file: config_source::display_name(source), error }
+        }
+        (_, error @ EngineError::Config(_)) => StartError::Config(error),
+        (_, error) => StartError::Engine(error),
+    })?;
+    // What the core serves at the root, with its defaults applied (read natively: the same
+    // rules as the component's).
+    let served = if cli.config.is_none() { Some(mcp_proxy_core::Config::from_json(&config)?) } else { None };
+    let max_body_size = core.max_body_size()?;
     let factory: CoreFactory = {
         let engine = engine.clone();
         Box::new(move |now| {
@@ -97,35 +147,19 @@ async fn run(cli: Cli) -> ExitCode {
             Ok(core)
         })
     };
-    let max_body_size = match core.max_body_size() {
-        Ok(size) => size,
-        Err(error) => return fail(&error.to_string()),
-    };
     let tls = match (&cli.ssl_cert, &cli.ssl_key) {
-        (Some(cert), Some(key)) => match tls::server_config(cert, key, cli.ssl_ca.as_deref()) {
-            Ok(config) => Some(tokio_rustls::TlsAcceptor::from(config)),
-            Err(error) => return fail(&error.to_string()),
-        },
+        (Some(cert), Some(key)) => {
+            Some(tokio_rustls::TlsAcceptor::from(tls::server_config(cert, key, cli.ssl_ca.as_deref())?))
+        }
         _ => None,
     };
-    let listener = match TcpListener::bind(SocketAddr::new(cli.host, cli.port)).await {
-        Ok(listener) => listener,
-        Err(error) => return fail(&format!("cannot listen on {}:{}: {error}", cli.host, cli.port)),
-    };
+    let listener = TcpListener::bind(SocketAddr::new(cli.host, cli.port))
+        .await
+        .map_err(|source| StartError::Listen { host: cli.host, port: cli.port, source })?;
     let address = listener.local_addr().map_or_else(|_| format!("{}:{}", cli.host, cli.port), |a| a.to_string());
     let scheme = if tls.is_some() { "https" } else { "http" };
 
-    let fetcher = match fetch::Fetcher::new() {
-        Ok(fetcher) => fetcher,
-        Err(error) => return fail(&error),
-    };
-    let persist_to = match (&cli.config, cli.persist) {
-        (Some(source), true) if config_source::is_remote(source) => {
-            return usage("--persist needs --config to name a local file, not a URL");
-        }
-        (Some(source), true) => Some(std::path::PathBuf::from(source)),
-        _ => None,
-    };
+    let fetcher = fetch::Fetcher::new()?;
     let shared = Shared::new(core, factory, started, fetcher, persist_to);
     shared.start();
     let timer = tokio::spawn(shared.clone().run_timer());
@@ -153,24 +187,24 @@ async fn run(cli: Cli) -> ExitCode {
         connections: http::Connections::default(),
     });
     let accept = tokio::spawn(http::serve(listener, tls, server));
-    log::info(&format!("mcp-proxy listening on {scheme}://{address}"));
+    tracing::info!("mcp-proxy listening on {scheme}://{address}");
     if !cli.host.is_loopback() && cli.api_key.is_none() {
-        log::warn(&format!(
+        tracing::warn!(
             "listening beyond loopback ({}) without --apiKey: anyone who can reach this address can use the servers",
             cli.host
-        ));
+        );
     }
-    if cli.config.is_none() && cli.server != Some(cli::ServerKind::Sse) {
-        log::info(&format!("  Streamable HTTP: {scheme}://{address}{}", stream_endpoint(&cli)));
-    }
-    if cli.config.is_none() && cli.server != Some(cli::ServerKind::Stream) {
-        log::info(&format!("  SSE: {scheme}://{address}{}", sse_endpoint(&cli)));
+    if let Some(served) = &served {
+        if served.transports.stream {
+            tracing::info!("  Streamable HTTP: {scheme}://{address}{}", served.stream_endpoint);
+        }
+        if served.transports.sse {
+            tracing::info!("  SSE: {scheme}://{address}{}", served.sse_endpoint);
+        }
     }
 
-    let (mut interrupt, mut terminate) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
-        _ => return fail("cannot install signal handlers"),
-    };
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let failed = tokio::select! {
         _ = interrupt.recv() => false,
         _ = terminate.recv() => false,
@@ -179,42 +213,14 @@ async fn run(cli: Cli) -> ExitCode {
     accept.abort();
     timer.abort();
     reporter.abort();
-    log::info("shutting down");
+    tracing::info!("shutting down");
     shared.shutdown().await;
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// 32 bytes from the operating system's secure random source, for session ids.
 fn fresh_seed() -> Result<[u8; 32], EngineError> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| EngineError::Random(e.to_string()))?;
+    getrandom::fill(&mut seed)?;
     Ok(seed)
-}
-
-fn stream_endpoint(cli: &Cli) -> &str {
-    match (&cli.endpoint, cli.server) {
-        (Some(endpoint), Some(cli::ServerKind::Stream) | None) => endpoint,
-        _ => &cli.stream_endpoint,
-    }
-}
-
-fn sse_endpoint(cli: &Cli) -> &str {
-    match (&cli.endpoint, cli.server) {
-        (Some(endpoint), Some(cli::ServerKind::Sse)) => endpoint,
-        _ => &cli.sse_endpoint,
-    }
-}
-
-fn fail(message: &str) -> ExitCode {
-    log::error(message);
-    ExitCode::FAILURE
-}
-
-fn usage(message: &str) -> ExitCode {
-    log::error(message);
-    ExitCode::from(2)
 }

@@ -243,7 +243,7 @@ async fn read_stdout(id: u64, mut stdout: impl AsyncBufRead + Unpin, shared: Sha
         line.clear();
         match read_line_limited(&mut stdout, &mut line, MAX_LINE).await {
             Ok(LineRead::Eof) => break,
-            Ok(LineRead::TooLong) => log::warn(&format!("upstream {id}: skipped a line longer than {MAX_LINE} bytes")),
+            Ok(LineRead::TooLong) => tracing::warn!("upstream {id}: skipped a line longer than {MAX_LINE} bytes"),
             Ok(LineRead::Line) => {
                 let trimmed = line.trim_ascii();
                 if trimmed.is_empty() {
@@ -252,7 +252,7 @@ async fn read_stdout(id: u64, mut stdout: impl AsyncBufRead + Unpin, shared: Sha
                 shared.handle(Event::UpstreamMessage { upstream: id, data: trimmed.to_vec() });
             }
             Err(error) => {
-                log::warn(&format!("upstream {id}: reading stdout failed: {error}"));
+                tracing::warn!("upstream {id}: reading stdout failed: {error}");
                 break;
             }
         }
@@ -270,11 +270,11 @@ async fn copy_stderr(id: u64, pid: Option<u32>, mut stderr: impl AsyncBufRead + 
         match read_line_limited(&mut stderr, &mut line, MAX_STDERR_LINE).await {
             Ok(LineRead::Eof) | Err(_) => break,
             Ok(LineRead::TooLong) => {
-                log::info(&format!("upstream {id} (pid {pid}) stderr: (a line over {MAX_STDERR_LINE} bytes)"))
+                tracing::info!(target: log::UPSTREAM, "upstream {id} (pid {pid}) stderr: (a line over {MAX_STDERR_LINE} bytes)")
             }
             Ok(LineRead::Line) => {
                 let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(&line));
-                log::info(&format!("upstream {id} (pid {pid}) stderr: {text}"));
+                tracing::info!(target: log::UPSTREAM, "upstream {id} (pid {pid}) stderr: {text}");
             }
         }
     }

@@ -1,35 +1,44 @@
 //! TLS settings from PEM files (rustls).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TlsError {
-    /// A PEM file could not be read or holds nothing usable.
-    #[error("{path}: {message}")]
-    File { path: String, message: String },
-    /// rustls refused the certificate, key or CA set.
+    /// A PEM file could not be read or parsed.
+    #[error("{}: {source}", path.display())]
+    Pem { path: PathBuf, source: pem::Error },
+    /// A PEM file holds no certificate.
+    #[error("{}: no PEM certificate found", path.display())]
+    NoCertificate { path: PathBuf },
+    /// A CA certificate could not be used as a trust anchor.
+    #[error("{}: {source}", path.display())]
+    Anchor { path: PathBuf, source: rustls::Error },
+    /// rustls refused the certificate, the key or the protocol versions.
     #[error("TLS setup: {0}")]
-    Rustls(String),
+    Rustls(#[from] rustls::Error),
+    /// The client-certificate verifier could not be built from the CA set.
+    #[error("TLS setup: {0}")]
+    Verifier(#[from] VerifierBuilderError),
 }
 
-fn file_error(path: &Path, message: impl ToString) -> TlsError {
-    TlsError::File { path: path.display().to_string(), message: message.to_string() }
+fn pem_error(path: &Path) -> impl FnOnce(pem::Error) -> TlsError + '_ {
+    |source| TlsError::Pem { path: path.to_owned(), source }
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certificates = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(path, e))?
+        .map_err(pem_error(path))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_error(path, e))?;
+        .map_err(pem_error(path))?;
     if certificates.is_empty() {
-        return Err(file_error(path, "no PEM certificate found"));
+        return Err(TlsError::NoCertificate { path: path.to_owned() });
     }
     Ok(certificates)
 }
@@ -39,24 +48,20 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErr
 pub(crate) fn server_config(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = read_certificates(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem_error(key))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
     let builder = match ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for certificate in read_certificates(ca)? {
-                roots.add(certificate).map_err(|e| file_error(ca, e))?;
+                roots.add(certificate).map_err(|source| TlsError::Anchor { path: ca.to_owned(), source })?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let mut config = builder.with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
