@@ -39,6 +39,17 @@ pub(crate) struct Cli {
     /// Number of server processes serving --stateless requests [default: 2].
     #[arg(long = "statelessPoolSize", alias = "stateless-pool-size")]
     pub(crate) stateless_pool_size: Option<usize>,
+    /// Serve MCP 2026-07-28 clients (stateless requests) on the Streamable HTTP endpoints,
+    /// beside 2025 sessions [default: on].
+    #[arg(long, overrides_with = "no_modern")]
+    pub(crate) modern: bool,
+    /// Serve only the 2025 revisions: a 2026-07-28 request is refused as an unknown revision.
+    #[arg(long = "no-modern", alias = "noModern", overrides_with = "modern")]
+    pub(crate) no_modern: bool,
+    /// Most server processes one server runs for 2026-07-28 requests at once (a request that
+    /// may ask its client something has one to itself) [default: 8].
+    #[arg(long = "modernPoolMax", alias = "modern-pool-max")]
+    pub(crate) modern_pool_max: Option<usize>,
     /// Milliseconds a new server may take to answer initialize [default: 60000].
     #[arg(long = "connectionTimeout", alias = "connection-timeout")]
     pub(crate) connection_timeout: Option<u64>,
@@ -251,10 +262,17 @@ impl Cli {
         config[served_key] = served;
         let endpoints = self.endpoints();
         let event_store_size = if self.no_event_store { Some(0) } else { self.event_store_size };
+        let modern = match (self.modern, self.no_modern) {
+            (_, true) => Some(false),
+            (true, false) => Some(true),
+            (false, false) => None,
+        };
         let given = [
             ("streamEndpoint", endpoints.stream.map(Value::from)),
             ("sseEndpoint", endpoints.sse.map(Value::from)),
             ("statelessPoolSize", self.stateless_pool_size.map(Value::from)),
+            ("modern", modern.map(Value::from)),
+            ("modernPoolMax", self.modern_pool_max.map(Value::from)),
             ("connectionTimeoutMs", self.connection_timeout.map(Value::from)),
             ("requestTimeoutMs", self.request_timeout.map(Value::from)),
             ("maxBodySize", self.max_body_size.map(Value::from)),
@@ -373,6 +391,14 @@ mod tests {
     }
 
     #[test]
+    fn modern_is_on_unless_turned_off() {
+        assert_eq!(config_of(&["srv"]).get("modern"), None, "the core's default");
+        assert_eq!(config_of(&["--no-modern", "srv"])["modern"], false);
+        assert_eq!(config_of(&["--no-modern", "--modern", "srv"])["modern"], true, "the last one wins");
+        assert_eq!(config_of(&["--modernPoolMax", "3", "srv"])["modernPoolMax"], 3);
+    }
+
+    #[test]
     fn no_event_store_means_size_zero() {
         assert_eq!(config_of(&["--no-eventStore", "srv"])["eventStoreSize"], 0);
         assert_eq!(config_of(&["--no-event-store", "--eventStoreSize", "5", "srv"])["eventStoreSize"], 0);
@@ -393,6 +419,7 @@ mod tests {
             ("keep_alive", defaults.keep_alive_ms.to_string()),
             ("session_timeout", defaults.session_timeout_ms.to_string()),
             ("max_sessions", defaults.max_sessions.to_string()),
+            ("modern_pool_max", defaults.modern_pool_max.to_string()),
         ];
         let command = Cli::command();
         for (id, default) in expected {

@@ -13,7 +13,7 @@ use http::{HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use mcp_proxy_core::policy::network::UrlRefusal;
+use mcp_proxy_core::policy::network::{redacted, UrlRefusal};
 
 /// The largest configuration accepted.
 const MAX_CONFIG: usize = 16 * 1024 * 1024;
@@ -102,29 +102,6 @@ pub(crate) fn display_name(source: &str) -> String {
         redacted(source)
     } else {
         source.to_owned()
-    }
-}
-
-/// A URL as errors show it: without its query and credentials, which may hold secrets
-/// (`?key=…`, `user:password@`).
-///
-/// The same rule as the core's `policy::network::redacted`, which the core does not export.
-pub(crate) fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            // Only URLs that cannot have credentials refuse these; they then have none.
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            let hidden = parsed.query().is_some();
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            if hidden {
-                format!("{parsed}?…")
-            } else {
-                parsed.to_string()
-            }
-        }
-        Err(_) => "(an invalid URL)".to_owned(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The WIT's types and the core's, one into the other: the host drives the core through the
-//! WIT, and records and replays transcripts in the core's terms ([`mcp_proxy_core::transcript`]).
+//! WIT, records transcripts in the core's terms ([`mcp_proxy_core::transcript`]), and its tests
+//! replay them through the WIT (the conversions back are test-only).
 
 use mcp_proxy_core as core;
 use mcp_proxy_core::{ExchangeId, UpstreamId};
@@ -10,6 +11,7 @@ fn header_in(header: wit::Header) -> core::Header {
     core::Header { name: header.name, value: header.value }
 }
 
+#[cfg(test)]
 fn header_out(header: core::Header) -> wit::Header {
     wit::Header { name: header.name, value: header.value }
 }
@@ -27,6 +29,7 @@ pub(crate) fn request_in(request: wit::HttpRequest) -> core::HttpRequest {
     }
 }
 
+#[cfg(test)]
 /// A request in the WIT's terms.
 pub(crate) fn request_out(request: core::HttpRequest) -> wit::HttpRequest {
     wit::HttpRequest {
@@ -68,6 +71,7 @@ pub(crate) fn input_in(input: wit::Input) -> core::Input {
     }
 }
 
+#[cfg(test)]
 /// An input in the WIT's terms.
 pub(crate) fn input_out(input: core::Input) -> wit::Input {
     match input {
@@ -98,6 +102,7 @@ pub(crate) fn input_out(input: core::Input) -> wit::Input {
     }
 }
 
+#[cfg(test)]
 /// A response head in the core's terms.
 pub(crate) fn head_in(head: wit::ResponseHead) -> core::ResponseHead {
     core::ResponseHead {
@@ -107,6 +112,7 @@ pub(crate) fn head_in(head: wit::ResponseHead) -> core::ResponseHead {
     }
 }
 
+#[cfg(test)]
 /// An output in the core's terms.
 pub(crate) fn output_in(output: wit::Output) -> core::Output {
     match output {

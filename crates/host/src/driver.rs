@@ -213,6 +213,12 @@ impl Shared {
         let input = match event {
             Event::Http { request, reply } => {
                 driver.replies.insert(request.exchange, reply);
+                // What the core seals for clients is dated by the wall clock.
+                let wall =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                if let Err(error) = driver.core.set_wall_clock(wall) {
+                    tracing::warn!("the core failed to take the time: {error}");
+                }
                 Input::HttpRequest(request)
             }
             Event::Closed(exchange) => Input::HttpClosed(exchange),
@@ -281,6 +287,10 @@ impl Shared {
     pub(crate) async fn shutdown(&self) {
         let mut upstreams: Vec<Upstream> = {
             let mut driver = self.lock();
+            // Streams that can end gracefully do (a 2026 listen stream gets its result).
+            if let Err(error) = driver.feed(Input::Shutdown) {
+                tracing::warn!("the core failed while stopping: {error}");
+            }
             driver.stopping = true;
             driver.streams.clear();
             for (_, reply) in driver.replies.drain() {

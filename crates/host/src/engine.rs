@@ -101,7 +101,7 @@ impl CoreEngine {
     pub(crate) fn instantiate(&self) -> Result<CoreInstance, EngineError> {
         let mut store = new_store(&self.engine);
         let bindings = self.pre.instantiate(&mut store)?;
-        Ok(CoreInstance { store, bindings, core: None })
+        Ok(CoreInstance { store, bindings, core: None, recorder: None })
     }
 }
 
@@ -110,6 +110,8 @@ pub(crate) struct CoreInstance {
     store: Store<StoreLimits>,
     bindings: ProxyCore,
     core: Option<ResourceAny>,
+    /// With `MCP_PROXY_RECORD`, every call is recorded (see [`crate::record`]).
+    recorder: Option<crate::record::Recorder>,
 }
 
 impl CoreInstance {
@@ -124,6 +126,7 @@ impl CoreInstance {
         self.store.set_epoch_deadline(CALL_DEADLINE_TICKS);
         let created = self.bindings.mcp_proxy_core_proxy().core().call_create(&mut self.store, config, seed, now)?;
         self.core = Some(created.map_err(EngineError::Config)?);
+        self.recorder = crate::record::Recorder::from_env(config, seed, now);
         Ok(())
     }
 
@@ -136,12 +139,28 @@ impl CoreInstance {
     /// Hands the core one input.
     pub(crate) fn handle_input(&mut self, now: u64, input: &Input) -> Result<(), EngineError> {
         let core = self.core()?;
+        if let Some(recorder) = &self.recorder {
+            recorder.input(now, input);
+        }
         Ok(self.bindings.mcp_proxy_core_proxy().core().call_handle_input(&mut self.store, core, now, input)?)
+    }
+
+    /// Sets the wall clock (seconds since the Unix epoch): the core dates what other machines
+    /// must read the same way (sealed `input_required` states) by it.
+    pub(crate) fn set_wall_clock(&mut self, seconds: u64) -> Result<(), EngineError> {
+        let core = self.core()?;
+        if let Some(recorder) = &self.recorder {
+            recorder.wall(seconds);
+        }
+        Ok(self.bindings.mcp_proxy_core_proxy().core().call_set_wall_clock(&mut self.store, core, seconds)?)
     }
 
     /// The refusal of a request decided from its head alone.
     pub(crate) fn precheck(&mut self, request: &HttpRequest) -> Result<Option<Response>, EngineError> {
         let core = self.core()?;
+        if let Some(recorder) = &self.recorder {
+            recorder.precheck(request);
+        }
         Ok(self.bindings.mcp_proxy_core_proxy().core().call_precheck(&mut self.store, core, request)?)
     }
 

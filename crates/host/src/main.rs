@@ -7,6 +7,7 @@ mod bindings;
 mod body;
 mod cli;
 mod config_source;
+mod convert;
 mod driver;
 mod engine;
 mod engine_config;
@@ -14,8 +15,10 @@ mod fetch;
 mod http;
 mod limits;
 mod log;
+mod record;
 mod stdio;
 mod tls;
+mod vectors;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;

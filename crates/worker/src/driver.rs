@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
 use futures::StreamExt;
-use mcp_proxy_core::{Config, ExchangeId, Input, LogLevel, Output, Proxy, ShellRefusal};
+use mcp_proxy_core::{Config, ExchangeId, Input, LogLevel, Output, Proxy, ShellRefusal, UpstreamEnd};
 use worker::{Context, Delay, Request, Response, Result};
 
 use crate::response::ClientStream;
@@ -195,7 +195,10 @@ impl Driver {
             Output::Log { level, message } => log::write(level, &message),
             Output::Spawn { upstream, server } => {
                 log::error(&format!("cannot start {:?}: {NO_PROCESSES}", server.command));
-                self.follow_ups.push_back(Input::UpstreamClosed { upstream, reason: NO_PROCESSES.to_owned() });
+                self.follow_ups.push_back(Input::UpstreamClosed {
+                    upstream,
+                    reason: UpstreamEnd::SpawnFailed(NO_PROCESSES.to_owned()),
+                });
             }
             Output::Send { upstream, .. } => {
                 log::error(&format!("a message for stdio upstream {upstream:?} was dropped: {NO_PROCESSES}"))

@@ -169,7 +169,7 @@ pub(crate) fn join(base: &str, reference: &str) -> Option<String> {
 
 /// A URL as logs show it: without its query and credentials, which may hold secrets
 /// (`?key=…`, `user:password@`).
-pub(crate) fn redacted(url: &str) -> String {
+pub fn redacted(url: &str) -> String {
     match Url::parse(url) {
         Ok(mut parsed) => {
             let _ = parsed.set_username("");
