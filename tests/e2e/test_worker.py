@@ -842,3 +842,69 @@ def test_the_worker_build_replays_every_transcript_byte_for_byte(vectors_build: 
         assert reply.status_code == 409 and "not said" in reply.text, reply.text[:500]
     finally:
         process.stop()
+
+
+# --------------------------------------------------------------------------
+# 2026-07-28 clients at the edge
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(120)
+async def test_a_2026_client_needs_no_session_at_the_edge(worker: Worker) -> None:
+    """The official Python SDK pinned to 2026-07-28 against the Worker in front of server-everything
+    (a 2025 upstream): every request self-contained, across isolates; progress streamed; the
+    upstream's sampling request becomes an input round (the Worker keeps nothing, so the retry
+    runs the call again and the question is answered from the sealed state)."""
+    from mcp.client.client import Client
+    import mcp_types as types
+
+    sampled: list[str] = []
+
+    async def on_sample(ctx, params):
+        sampled.append(params.messages[0].content.text)
+        return types.CreateMessageResult(role="assistant", model="edge-model", content=types.TextContent(type="text", text="Paris"))
+
+    progress: list[float] = []
+
+    async def on_progress(value, total, message):
+        progress.append(value)
+
+    async with Client(worker.url("/everything/mcp"), mode="2026-07-28", sampling_callback=on_sample, read_timeout_seconds=60) as client:
+        assert client.protocol_version == "2026-07-28"
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"echo", "trigger-sampling-request"} <= tools, tools
+        echoed = await client.call_tool("echo", {"message": "stateless at the edge"})
+        assert echoed.content[0].text == "Echo: stateless at the edge"
+        slow = await client.call_tool("trigger-long-running-operation", {"duration": 1, "steps": 3}, progress_callback=on_progress)
+        assert not slow.is_error, slow
+        assert progress, "progress crossed the edge"
+        answer = await client.call_tool("trigger-sampling-request", {"prompt": "capital of France?", "maxTokens": 8})
+        assert "Paris" in json.dumps(answer.model_dump()), answer
+        assert sampled and "capital of France?" in sampled[0], sampled
+        resources = (await client.list_resources()).resources
+        assert resources, "resources listed"
+        read = await client.read_resource(str(resources[0].uri))
+        assert read.contents
+        prompts = (await client.list_prompts()).prompts
+        assert prompts
+    for line in worker.process.output.splitlines():
+        assert "panicked" not in line, worker.process.output
+
+
+def test_a_2026_request_at_the_edge_is_checked_like_anywhere(worker: Worker) -> None:
+    """The core's classification at the edge: a header mismatch is 400 -32020, an unknown method
+    404 -32601, and a discover is answered without any session id in the response."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    headers = {**MCP_POST_HEADERS, "mcp-protocol-version": "2026-07-28"}
+    body = {"jsonrpc": "2.0", "id": "x", "method": "server/discover", "params": {"_meta": meta}}
+    discover = httpx.post(worker.url("/everything/mcp"), json=body, headers={**headers, "mcp-method": "server/discover"}, timeout=30)
+    assert discover.status_code == 200, discover.text
+    result = discover.json()["result"]
+    assert result["supportedVersions"] == ["2026-07-28"] and result["resultType"] == "complete", result
+    assert "mcp-session-id" not in discover.headers, discover.headers
+    mismatch = httpx.post(worker.url("/everything/mcp"), json=body, headers={**headers, "mcp-method": "tools/list"}, timeout=30)
+    assert (mismatch.status_code, mismatch.json()["error"]["code"], mismatch.json()["id"]) == (400, -32020, "x")
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping", "params": {"_meta": meta}}
+    missing = httpx.post(worker.url("/everything/mcp"), json=ping, headers={**headers, "mcp-method": "ping"}, timeout=30)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, -32601)

@@ -16,7 +16,7 @@ use mcp_proxy_core::{Config, ExchangeId, Input, LogLevel, Output, Proxy, ShellRe
 use worker::{Context, Delay, Request, Response, Result};
 
 use crate::response::ClientStream;
-use crate::{body, clock, fetch, log, response};
+use crate::{body, clock, fetch, kept, log, response};
 
 /// The one exchange of a Worker invocation.
 const EXCHANGE: ExchangeId = ExchangeId(1);
@@ -29,6 +29,7 @@ const NO_PROCESSES: &str = "a Cloudflare Worker cannot start processes (stdio se
 pub(crate) async fn serve(request: Request, config: Config, seed: [u8; 32], ctx: &Context) -> Result<Response> {
     let mut proxy = Proxy::new(config, seed, clock::now());
     proxy.set_wall_clock(clock::wall());
+    kept::adopt(&mut proxy);
     // The core announces its endpoints when it starts, which here is every request: only its
     // warnings (configuration notices) are worth a line.
     while let Some(output) = proxy.poll_output() {
@@ -121,6 +122,7 @@ impl Driver {
         for (_, running) in self.fetches.drain() {
             running.cancel();
         }
+        kept::keep(&self.proxy);
     }
 
     fn feed(&mut self, input: Input) {

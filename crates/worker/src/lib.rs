@@ -18,6 +18,7 @@ mod clock;
 mod config;
 mod driver;
 mod fetch;
+mod kept;
 mod log;
 mod random;
 mod response;
