@@ -23,7 +23,7 @@ sys.path.insert(0, HERE)
 
 import loadgen  # noqa: E402
 import procs  # noqa: E402
-from loadgen import Call, PingSession, SseSession, StdioSession, StreamSession  # noqa: E402
+from loadgen import Call, ModernSession, PingSession, SseSession, StdioSession, StreamSession  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 PROXY = os.path.join(ROOT, "target", "release", "mcp-proxy")
@@ -49,16 +49,13 @@ class Bench:
         self.notes = []
         self.results = {}
         self.proxy_count = 0
-        # The bench's own cache, warmed by the first start; cold starts get empty ones.
-        self.warm_cache = os.path.join(self.tmp, "cache-warm")
 
     # ---------------------------------------------------------------------------------------
     # processes
 
-    def start_proxy(self, server_cmd, extra=(), cache_dir=None, env_extra=None):
+    def start_proxy(self, server_cmd, extra=(), env_extra=None):
         self.proxy_count += 1
         env = dict(os.environ)
-        env["MCP_PROXY_CACHE_DIR"] = cache_dir or self.warm_cache
         env.update(env_extra or {})
         argv = [PROXY, "--host", HOST, "--port", "0", *extra, "--", *server_cmd]
         proxy = procs.LoggedProcess(
@@ -86,6 +83,8 @@ class Bench:
                     session = StdioSession(server_cmd or self.echo_cmd, self.call)
                 elif kind == "stream":
                     session = StreamSession(HOST, port, stream_path, self.call)
+                elif kind == "modern":
+                    session = ModernSession(HOST, port, stream_path, self.call)
                 else:
                     session = SseSession(HOST, port, sse_path, self.call)
                 sessions.append(session)
@@ -110,7 +109,7 @@ class Bench:
         single = None
         sessions = {}
         try:
-            for kind in ("stdio", "stream", "sse"):
+            for kind in ("stdio", "stream", "sse", "modern"):
                 sessions[kind] = self.open_sessions(kind, 1, proxy.port, server_cmd)[0][0]
             if diag:
                 sessions["ping"] = PingSession(HOST, proxy.port)
@@ -233,7 +232,7 @@ class Bench:
         )
         return result
 
-    def throughput_all(self, counts, duration, warmup_s, server_cmd=None, kinds=("stdio", "stream", "sse")):
+    def throughput_all(self, counts, duration, warmup_s, server_cmd=None, kinds=("stdio", "stream", "sse", "modern")):
         server_cmd = server_cmd or self.echo_cmd
         proxy = self.start_proxy(server_cmd)
         out = {}
@@ -279,19 +278,12 @@ class Bench:
     # ---------------------------------------------------------------------------------------
     # 5. start time
 
-    def start_times(self, warm_runs, cold_runs):
-        log("start: %d cold, %d warm" % (cold_runs, warm_runs))
-        cold, warm, first_call, direct_first = [], [], [], []
-        for i in range(cold_runs):
-            cache = os.path.join(self.tmp, "cache-cold-%d" % i)
-            proxy = self.start_proxy(self.echo_cmd, cache_dir=cache)
-            cold.append(proxy.start_s)
-            self.stop(proxy)
-            if i == cold_runs - 1:
-                shutil.copytree(cache, self.warm_cache, dirs_exist_ok=True)
-        if not cold_runs:
-            self.stop(self.start_proxy(self.echo_cmd))  # fill the warm cache
-        for _ in range(warm_runs):
+    def start_times(self, runs):
+        # The core is compiled at build time (crates/host/build.rs): every start is the same,
+        # the first on a machine included; there is no cache to be warm or cold.
+        log("start: %d runs" % runs)
+        warm, first_call, direct_first = [], [], []
+        for _ in range(runs):
             proxy = self.start_proxy(self.echo_cmd)
             warm.append(proxy.start_s)
             # spawn -> first tools/call answered, through the proxy (child started on initialize)
@@ -312,7 +304,7 @@ class Bench:
                 direct_first.append(time.perf_counter() - t0)
             finally:
                 session.close()
-        return {"cold": cold, "warm": warm, "first_call": first_call, "direct_first": direct_first}
+        return {"warm": warm, "first_call": first_call, "direct_first": direct_first}
 
     # ---------------------------------------------------------------------------------------
 
@@ -337,7 +329,7 @@ class Bench:
     def run(self):
         a = self.args
         started = time.perf_counter()
-        self.step("start", self.start_times, a.start_runs, a.cold_runs)
+        self.step("start", self.start_times, a.start_runs)
         self.background = procs.busy_fraction(1.0)
         self.loadavg = open("/proc/loadavg").read().split()[:3]
         self.step("latency", self.latency, "echo", self.echo_cmd, a.rounds, a.calls, a.warmup, a.diag)
@@ -437,6 +429,7 @@ TRANSPORT = {
     "stdio": "direct stdio",
     "stream": "proxy, Streamable HTTP",
     "sse": "proxy, legacy SSE",
+    "modern": "proxy, 2026-07-28 (no session)",
     "stream1": "proxy, Streamable HTTP, 1 tokio worker (diagnostic)",
     "ping": "proxy, GET /ping: HTTP + core, no child (diagnostic)",
 }
@@ -488,7 +481,7 @@ def report(bench):
             if not block:
                 continue
             base = block["stdio"]
-            for kind in ("stdio", "stream", "sse", "stream1", "ping"):
+            for kind in ("stdio", "stream", "sse", "modern", "stream1", "ping"):
                 s = block.get(kind)
                 if not s:
                     continue
@@ -565,7 +558,7 @@ def report(bench):
         for label, block in blocks:
             for n in a.sessions:
                 base = block.get(("stdio", n))
-                for kind in ("stdio", "stream", "sse"):
+                for kind in ("stdio", "stream", "sse", "modern"):
                     if (kind, n) not in block:
                         continue
                     s = block[(kind, n)]
@@ -645,9 +638,8 @@ def report(bench):
         w("| measure | median ms | min ms | max ms | runs |")
         w("|---|---:|---:|---:|---:|")
         rows = (
-            ("warm component cache", st["warm"]),
-            ("cold cache (compiles the core; empty MCP_PROXY_CACHE_DIR)", st["cold"]),
-            ("spawn → first tools/call answered via proxy (warm)", st["first_call"]),
+            ("spawn → listening (the core precompiled at build time; the first start too)", st["warm"]),
+            ("spawn → first tools/call answered via proxy", st["first_call"]),
             ("for scale: spawn echo server → first call answered, direct", st["direct_first"]),
         )
         for label, values in rows:
@@ -658,7 +650,7 @@ def report(bench):
                 )
         if st["warm"]:
             med = statistics.median(st["warm"]) * 1e3
-            goals.append(("start to listening under 50 ms (warm cache)", "%.1f ms" % med, med < 50))
+            goals.append(("start to listening under 30 ms (no compile at start, first run included)", "%.1f ms" % med, med < 30))
 
     if r.get("edge"):
         import edge
@@ -711,7 +703,6 @@ def parse_args(argv):
     p.add_argument("--warmup-s", type=float, default=0.5, help="throughput warm-up per row, seconds")
     p.add_argument("--rss-sessions", type=int, default=32, help="sessions opened to measure RSS per session")
     p.add_argument("--start-runs", type=int, default=9, help="warm start measurements")
-    p.add_argument("--cold-runs", type=int, default=3, help="cold start measurements")
     p.add_argument("--io-timeout", type=float, default=20.0, help="seconds any single step may take")
     p.add_argument("--budget", type=float, default=None, help="hard limit for the whole run, seconds")
     p.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"), help="where to write the report")
@@ -721,7 +712,7 @@ def parse_args(argv):
     if args.quick:
         args.rounds, args.calls, args.warmup = 2, 300, 50
         args.duration, args.warmup_s = 1.0, 0.2
-        args.rss_sessions, args.start_runs, args.cold_runs = 8, 3, 1
+        args.rss_sessions, args.start_runs = 8, 3
         args.payloads = [65536]
     if args.budget is None:
         args.budget = 900.0 if args.peers else 420.0

@@ -51,6 +51,7 @@ class Call:
 
     def __init__(self, tool="echo", arguments=None):
         params = {"name": tool, "arguments": arguments if arguments is not None else {"message": "hello bench"}}
+        self.tool, self.params = tool, params
         body = jdump({"jsonrpc": "2.0", "id": 999999999, "method": "tools/call", "params": params})
         self.head, self.tail = body.split(b"999999999")
 
@@ -483,6 +484,70 @@ class StreamSession(Session):
         finally:
             self.sock.close()
 
+
+
+MODERN = "2026-07-28"
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "mcp-bench", "version": "1"},
+}
+
+
+class ModernSession(StreamSession):
+    """A 2026-07-28 client: no session, every request carries its envelope and headers; the
+    'initialize' is a server/discover (what a 2026 client may ask first)."""
+
+    kind = "modern"
+
+    def __init__(self, host, port, path, call):
+        super().__init__(host, port, path, call)
+        self.call = ModernCall(call)
+
+    def _headers(self, method="tools/call"):
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", MODERN),
+            ("Mcp-Method", method),
+        ]
+        if method == "tools/call":
+            headers.append(("Mcp-Name", self.call.tool))
+        return headers
+
+    def initialize(self, version=None):
+        body = jdump({"jsonrpc": "2.0", "id": 0, "method": "server/discover", "params": {"_meta": MODERN_META}})
+        self.sock.sendall(http_request("POST", self.path, self.host_header, self._headers("server/discover"), body))
+        blocking_read(self.sock, self.response)
+        response = self.response
+        self.response = HttpResponse()
+        self.response.buf = response.buf
+        if response.status != 200:
+            raise BenchError("server/discover: HTTP %s %r" % (response.status, response.body_bytes()[:200]))
+        answers = [m for m in messages_in_body(response) if "id" in m and "method" not in m]
+        if not answers or MODERN not in check_answer(answers[0], 0).get("supportedVersions", []):
+            raise BenchError("server/discover: no 2026-07-28 in the answer")
+        head = http_request("POST", self.path, self.host_header, self._headers(), b"\x00")
+        self.prefix = head[: head.index(b"Content-Length: ")] + b"Content-Length: "
+        self.sock.setblocking(False)
+        self.last_used = time.monotonic()
+
+    def close(self):
+        self.sock.close()
+
+
+class ModernCall:
+    """The bench's tools/call in the 2026 envelope."""
+
+    def __init__(self, call):
+        self.tool = call.tool
+        params = dict(call.params)
+        params["_meta"] = MODERN_META
+        body = jdump({"jsonrpc": "2.0", "id": 999999999, "method": "tools/call", "params": params})
+        self.head, self.tail = body.split(b"999999999")
+
+    def body(self, call_id):
+        return self.head + str(call_id).encode() + self.tail
 
 class PingSession(Session):
     """GET /ping on a keep-alive connection: the proxy's HTTP path and core, no child."""

@@ -103,7 +103,6 @@ def peers_for(bench):
         lambda port, cmd: [bench_proxy(), "--host", "127.0.0.1", "--port", str(port), "--", *cmd],
         "/ping",
         note="one child per session",
-        env={"MCP_PROXY_CACHE_DIR": bench.warm_cache},
     )
     out = [ours]
     try:

@@ -11,7 +11,21 @@ the scenarios check (raw JSON Schemas, raw elicitation schemas, isError, ...).
                                       # free port), to check this server without the proxy
     python server.py --http PORT --stateless
 
-Nothing here depends on the proxy: it is a plain, spec-following server.
+It serves both eras, as the Python SDK does (the first request of a connection,
+or each HTTP request, decides):
+
+- 2025 (`initialize`; what mcp-proxy runs over stdio): the tools that need
+  the client (sampling, elicitation, roots) send it real server-to-client
+  requests. Those of the 2026 multi-round-trip scenarios name their question
+  with `_meta["mcp-proxy/inputKey"]` (the key the scenario expects in
+  `inputRequests`); a client that ignores the key loses nothing.
+- 2026-07-28 (per-request `_meta` envelope; the `--http` control run): the
+  same tools answer `input_required` themselves, read the answers from
+  `inputResponses`, carry earlier answers in a sealed `requestState`, and
+  check the client capabilities the request declares.
+
+Apart from that key (documented by mcp-proxy, harmless to anyone else)
+nothing here depends on the proxy: it is a plain, spec-following server.
 """
 
 from __future__ import annotations
@@ -29,9 +43,14 @@ from typing import Any
 
 import anyio
 import mcp.types as types
-from mcp.server.lowlevel import Server
+from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.stdio import stdio_server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, PromptsListChanged, ToolsListChanged
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.message import ServerMessageMetadata
+from mcp.types.jsonrpc import MISSING_REQUIRED_CLIENT_CAPABILITY
+from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 # logging/setLevel, sampling and the handshake-era notifications are what the
 # suite (protocol 2025-11-25) exercises; the SDK flags them as deprecated for
@@ -77,11 +96,23 @@ JSON_SCHEMA_2020_12 = {
     "type": "object",
     "$defs": {
         "address": {
+            "$anchor": "addressDef",
             "type": "object",
             "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
         }
     },
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    # SEP-2106 (checked by the 2026 suite): composition and conditional keywords.
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
 }
 
