@@ -379,7 +379,7 @@ impl Proxy {
     pub(crate) fn mrtr_retry(&mut self, now: Instant, mut wait: ModernWait) {
         let state = param(&wait.request.params, "requestState")
             .and_then(Value::as_str)
-            .and_then(|text| self.modern.mrtr.sealer.open_json(PURPOSE, text, &wait.credential, MAX_STATE));
+            .and_then(|text| self.modern.mrtr.sealer.open_json::<Value>(PURPOSE, text, &wait.credential, MAX_STATE));
         let name = wait.name.clone();
         let server = match wait.caller.target {
             crate::route::Target::Server(server) => Some(server),

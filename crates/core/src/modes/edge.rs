@@ -99,35 +99,19 @@ impl Sealer {
         Sealer { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)), max_age_secs }
     }
 
-    fn associated_data(credential: &[u8; 32]) -> Vec<u8> {
-        let mut data = ASSOCIATED_DATA.to_vec();
-        data.extend_from_slice(credential);
-        data
-    }
-
     /// Seals `ticket` for the client presenting `credential`; `None` if the id would be too
     /// long ever to be opened.
     fn seal(&self, ticket: &Ticket, credential: &[u8; 32], rng: &mut impl RngCore) -> Option<String> {
-        let plain = serde_json::to_vec(ticket).ok()?;
-        // nonce + ciphertext + tag, base64 without padding, after the prefix.
-        if PREFIX.len() + (12 + plain.len() + 16).div_ceil(3) * 4 > MAX_SEALED_LEN {
-            return None;
-        }
-        let mut nonce = [0u8; 12];
-        rng.fill_bytes(&mut nonce);
-        let aad = Self::associated_data(credential);
-        let sealed = self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad }).ok()?;
-        let mut bytes = nonce.to_vec();
-        bytes.extend_from_slice(&sealed);
-        Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+        self.seal_json(ASSOCIATED_DATA, ticket, credential, MAX_SEALED_LEN, rng)
     }
 
-    /// Seals any JSON value for `credential` under `purpose` (a distinct associated data for
-    /// each kind of sealed thing), as `PREFIX` + base64; `None` if it would exceed `max` bytes.
+    /// Seals a serializable value for `credential` under `purpose` (a distinct associated
+    /// data for each kind of sealed thing), as `PREFIX` + base64 of nonce, ciphertext and tag;
+    /// `None` if it would exceed `max` bytes.
     pub(crate) fn seal_json(
         &self,
         purpose: &[u8],
-        value: &Value,
+        value: &impl Serialize,
         credential: &[u8; 32],
         max: usize,
         rng: &mut impl RngCore,
@@ -138,16 +122,22 @@ impl Sealer {
         }
         let mut nonce = [0u8; 12];
         rng.fill_bytes(&mut nonce);
-        let mut aad = purpose.to_vec();
-        aad.extend_from_slice(credential);
+        let aad = [purpose, credential].concat();
         let sealed = self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad }).ok()?;
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
         Some(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
-    /// Opens what [`Sealer::seal_json`] sealed for the same purpose and credential.
-    pub(crate) fn open_json(&self, purpose: &[u8], text: &str, credential: &[u8; 32], max: usize) -> Option<Value> {
+    /// Opens what [`Sealer::seal_json`] sealed for the same purpose and credential (nothing
+    /// longer than `max` is even decoded).
+    pub(crate) fn open_json<T: serde::de::DeserializeOwned>(
+        &self,
+        purpose: &[u8],
+        text: &str,
+        credential: &[u8; 32],
+        max: usize,
+    ) -> Option<T> {
         if text.len() > max {
             return None;
         }
@@ -156,24 +146,13 @@ impl Sealer {
             return None;
         }
         let (nonce, sealed) = bytes.split_at(12);
-        let mut aad = purpose.to_vec();
-        aad.extend_from_slice(credential);
+        let aad = [purpose, credential].concat();
         let plain = self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad }).ok()?;
         serde_json::from_slice(&plain).ok()
     }
 
     fn open(&self, text: &str, credential: &[u8; 32], now_secs: u64) -> Option<Ticket> {
-        if text.len() > MAX_SEALED_LEN {
-            return None;
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(text.strip_prefix(PREFIX)?).ok()?;
-        if bytes.len() < 12 + 16 {
-            return None;
-        }
-        let (nonce, sealed) = bytes.split_at(12);
-        let aad = Self::associated_data(credential);
-        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad }).ok()?;
-        let ticket: Ticket = serde_json::from_slice(&plain).ok()?;
+        let ticket: Ticket = self.open_json(ASSOCIATED_DATA, text, credential, MAX_SEALED_LEN)?;
         (now_secs.saturating_sub(ticket.issued) <= self.max_age_secs).then_some(ticket)
     }
 }
