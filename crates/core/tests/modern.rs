@@ -52,7 +52,29 @@ fn ready_child(h: &mut Harness, outputs: &[Output]) -> UpstreamId {
     let id = init[0]["id"].clone();
     let outputs = h.upstream_says(child, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{INIT_RESULT}}}"#));
     assert_eq!(sent_json(&outputs, child)[0]["method"], "notifications/initialized");
+    // The first call makes the proxy learn which arguments travel in headers.
+    let (warm, outputs) = call(h, json!("warm"), "tools/call", json!({"name": "warmup"}), json!({}));
+    let scan = &sent_json(&outputs, child)[0];
+    assert_eq!(scan["method"], "tools/list", "the proxy asks for the tools first");
+    let outputs = h.upstream_says(child, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{TOOLS}}}"#, scan["id"]));
+    let forwarded = &sent_json(&outputs, child)[0];
+    assert_eq!(forwarded["params"]["name"], "warmup");
+    let outputs = h.upstream_says(child, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"content":[]}}}}"#, forwarded["id"]));
+    assert!(response(&outputs, warm).is_some(), "the warm-up call is answered");
     child
+}
+
+const TOOLS: &str = r#"{"tools":[{"name":"geo","inputSchema":{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}}}}]}"#;
+
+#[test]
+fn mirrored_arguments_are_checked_against_their_headers() {
+    let mut h = Harness::new("");
+    let (_, outputs) = call(&mut h, json!(0), "server/discover", json!({}), json!({}));
+    let child = ready_child(&mut h, &outputs);
+    let (exchange, outputs) = call(&mut h, json!(1), "tools/call", json!({"name": "geo", "arguments": {"region": "Hello"}}), json!({}));
+    let (head, body) = response(&outputs, exchange).expect("refused");
+    assert_eq!((head.status, body["error"]["code"].clone()), (400, json!(-32020)), "{body}");
+    assert!(sent_json(&outputs, child).is_empty());
 }
 
 #[test]
@@ -233,7 +255,7 @@ fn closing_the_response_stream_cancels_the_call() {
     let sent = sent_json(&outputs, child);
     assert_eq!(sent[0]["method"], "notifications/cancelled");
     assert_eq!(sent[0]["params"]["requestId"], call_id);
-    assert_eq!(h.proxy.in_flight_count(), 0);
+    assert_eq!(h.proxy.in_flight_count(), 1, "only the spare's initialize is left");
 }
 
 #[test]
@@ -351,4 +373,43 @@ fn at_the_edge_a_2026_request_needs_no_session_and_the_upstream_session_is_kept_
     let posts = fetches(&outputs);
     assert_eq!(posts.len(), 1, "no initialize: {posts:?}");
     assert_eq!(header(&posts[0].headers, "mcp-session-id"), Some("up-1"));
+}
+
+#[test]
+fn a_call_waiting_for_its_client_gives_its_child_up_when_every_child_is_taken() {
+    let mut h = Harness::new(r#", "modernPoolMax": 1"#);
+    let (_, outputs) = call(&mut h, json!(0), "server/discover", json!({}), json!({}));
+    let child = ready_child(&mut h, &outputs);
+    let (first, outputs) = call(&mut h, json!(1), "tools/call", json!({"name": "ask"}), json!({"sampling": {}}));
+    let first_id = sent_json(&outputs, child)[0]["id"].clone();
+    h.upstream_says(child, r#"{"jsonrpc":"2.0","id":"s","method":"sampling/createMessage","params":{"messages":[]}}"#);
+    let outputs = h.advance(Duration::from_millis(20));
+    assert_eq!(response(&outputs, first).expect("asked").1["result"]["resultType"].clone(), json!("input_required"));
+    // The client does not come back; another call needs the one child.
+    let (second, outputs) = call(&mut h, json!(2), "tools/call", json!({"name": "echo"}), json!({}));
+    let sent = sent_json(&outputs, child);
+    assert_eq!(sent[0]["method"], "notifications/cancelled", "the waiting call gives its child up");
+    assert_eq!(sent[0]["params"]["requestId"], first_id);
+    assert_eq!(sent[1]["method"], "tools/call");
+    let id = sent[1]["id"].clone();
+    let outputs = h.upstream_says(child, &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[]}}}}"#));
+    assert!(response(&outputs, second).is_some() || !events(&outputs, second).is_empty(), "served");
+}
+
+#[test]
+fn input_sent_with_the_first_request_answers_a_named_question() {
+    let mut h = Harness::new("");
+    let (_, outputs) = call(&mut h, json!(0), "server/discover", json!({}), json!({}));
+    let child = ready_child(&mut h, &outputs);
+    let params =
+        json!({"name": "ask", "inputResponses": {"user_name": {"action": "accept", "content": {"name": "A"}}}});
+    let (exchange, outputs) = call(&mut h, json!(1), "tools/call", params, json!({"elicitation": {}}));
+    let call_id = sent_json(&outputs, child)[0]["id"].clone();
+    assert!(sent_json(&outputs, child)[0]["params"].get("inputResponses").is_none(), "the child never sees it");
+    let outputs = h.upstream_says(child, r#"{"jsonrpc":"2.0","id":4,"method":"elicitation/create","params":{"message":"name?","requestedSchema":{"type":"object"},"_meta":{"mcp-proxy/inputKey":"user_name"}}}"#);
+    assert_eq!(sent_json(&outputs, child)[0]["result"]["content"]["name"], "A", "answered without asking the client");
+    let outputs = h.upstream_says(child, &format!(r#"{{"jsonrpc":"2.0","id":{call_id},"result":{{"content":[]}}}}"#));
+    let answer =
+        response(&outputs, exchange).map(|(_, b)| b).or_else(|| events(&outputs, exchange).pop()).expect("answered");
+    assert_eq!(answer["result"]["resultType"], "complete");
 }

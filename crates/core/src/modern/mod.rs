@@ -22,6 +22,7 @@ pub(crate) mod envelope;
 pub(crate) mod listen;
 pub(crate) mod merged;
 pub(crate) mod mrtr;
+pub(crate) mod params;
 
 use std::collections::BTreeMap;
 
@@ -83,6 +84,8 @@ pub(crate) struct ModernWait {
     pub(crate) replay: Option<mrtr::Replay>,
     /// `params.name` or `params.uri` as the client sent it (a retry must repeat it).
     pub(crate) name: Option<String>,
+    /// The request's `Mcp-Param-*` headers: the name after the prefix, and the value.
+    pub(crate) param_headers: Vec<(String, String)>,
 }
 
 /// What a 2026 exchange answers, to shape it.
@@ -154,7 +157,16 @@ impl Proxy {
         let name = envelope::named_param(&client_request.method)
             .and_then(|key| param(&client_request.params, key))
             .map(|value| value.as_str().map_or_else(|| value.to_string(), str::to_owned));
+        let param_headers = request
+            .headers
+            .iter()
+            .filter_map(|h| {
+                let name = h.name.to_ascii_lowercase();
+                Some((name.strip_prefix("mcp-param-")?.to_owned(), h.value.clone()))
+            })
+            .collect();
         let wait = ModernWait {
+            param_headers,
             name,
             exchange,
             cors,
@@ -169,9 +181,12 @@ impl Proxy {
         if wait.request.method == mcp::SUBSCRIPTIONS_LISTEN {
             return self.listen_open(now, wait);
         }
-        if INTERACTIVE.contains(&wait.request.method.as_str()) && param(&wait.request.params, "requestState").is_some()
-        {
-            return self.mrtr_retry(now, wait);
+        let mut wait = wait;
+        if INTERACTIVE.contains(&wait.request.method.as_str()) {
+            if param(&wait.request.params, "requestState").is_some() {
+                return self.mrtr_retry(now, wait);
+            }
+            wait.replay = mrtr::Replay::from_first_request(&wait.request.params);
         }
         self.modern_dispatch(now, wait);
     }
@@ -194,6 +209,16 @@ impl Proxy {
                 }
                 None => self.wait_for_pool(server, Waiter::Modern(Box::new(wait))),
             };
+        }
+        if wait.request.method == mcp::TOOLS_CALL {
+            // Arguments mirrored in `Mcp-Param-*` headers must agree with the body.
+            let Some(mirrored) = self.pool_tool_headers(now, server) else {
+                return self.wait_for_pool(server, Waiter::Modern(Box::new(wait)));
+            };
+            if let Err(problem) = params::check(&mirrored, &wait.request.params, &wait.param_headers) {
+                let error = ErrorObject::new(classify::HEADER_MISMATCH, format!("Header mismatch: {problem}"));
+                return self.modern_reply(wait.exchange, wait.cors, 400, Response::error(Some(wait.request.id), error));
+            }
         }
         let interactive = INTERACTIVE.contains(&wait.request.method.as_str());
         let need = if interactive { Need::Own } else { Need::Any };

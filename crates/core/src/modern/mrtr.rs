@@ -77,10 +77,31 @@ struct Parked {
     gathering: bool,
 }
 
-/// Answers to give a re-run call's questions, by digest.
+/// Answers to give a call's questions before its client is asked: from earlier rounds by the
+/// question's digest (a call run again), or by the key a server names its question with (a
+/// client that sent its input with the first request).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Replay {
     answers: BTreeMap<String, Value>,
+    by_key: BTreeMap<String, Value>,
+}
+
+impl Replay {
+    /// A first request's `inputResponses`, answered where the server names its question so.
+    pub(crate) fn from_first_request(params: &Option<Value>) -> Option<Replay> {
+        let responses = param(params, "inputResponses")?.as_object()?;
+        let by_key: BTreeMap<String, Value> =
+            responses.iter().filter(|(_, answer)| answer.is_object()).map(|(k, a)| (k.clone(), a.clone())).collect();
+        (!by_key.is_empty()).then(|| Replay { answers: BTreeMap::new(), by_key })
+    }
+
+    fn answer(&self, digest: &str, params: &Option<Value>) -> Option<Value> {
+        if let Some(answer) = self.answers.get(digest) {
+            return Some(answer.clone());
+        }
+        let key = param(params, "_meta")?.get(KEY_HINT)?.as_str()?;
+        self.by_key.get(key).cloned()
+    }
 }
 
 /// Every waiting call and the key that seals their states.
@@ -197,8 +218,8 @@ impl Proxy {
             return self.mrtr_refuse(upstream, proxy_id, request, required);
         }
         let digest = digest(&request.method, &request.params);
-        if let Some(answer) = self.modern.mrtr.replays.get(&proxy_id).and_then(|r| r.answers.get(&digest)).cloned() {
-            // A call run again: this question was answered in an earlier round.
+        if let Some(answer) = self.modern.mrtr.replays.get(&proxy_id).and_then(|r| r.answer(&digest, &request.params)) {
+            // Answered already: in an earlier round, or with the request itself.
             return self.send_upstream(upstream, &Message::Response(Response::result(request.id, answer)));
         }
         let client_waits = in_flight.exchange.is_some();
@@ -352,6 +373,37 @@ impl Proxy {
                 self.send_upstream(pending.upstream, &cancel);
             }
         }
+    }
+
+    /// Of `candidates`, the request that waits longest for its client's input (its client is
+    /// away between rounds), if any.
+    pub(crate) fn modern_oldest_parked(&self, candidates: &[ProxyRequestId]) -> Option<ProxyRequestId> {
+        let mrtr = &self.modern.mrtr;
+        candidates
+            .iter()
+            .filter(|id| self.modern.in_flight.get(id).is_some_and(|f| f.exchange.is_none()))
+            .filter_map(|id| mrtr.by_request.get(id).map(|number| (*number, *id)))
+            .min()
+            .map(|(_, id)| id)
+    }
+
+    /// Ends a call that waits for its client's input, to free its child: the retry will find
+    /// it gone and run it again from its state.
+    pub(crate) fn mrtr_evict(&mut self, proxy_id: ProxyRequestId) {
+        let Some(number) = self.modern.mrtr.by_request.get(&proxy_id).copied() else {
+            return;
+        };
+        if let Some(pending) = self.take_pending(proxy_id) {
+            self.modern_done(proxy_id, &pending.session);
+            let wire_id = self.store.upstream_id(proxy_id, &pending.original_id);
+            let params = json!({"requestId": wire_id, "reason": "its client did not come back in time"});
+            let cancel = Message::Notification(crate::wire::jsonrpc::Notification {
+                method: mcp::CANCELLED.into(),
+                params: Some(params),
+            });
+            self.send_upstream(pending.upstream, &cancel);
+        }
+        self.mrtr_expired(number);
     }
 
     /// A waiting call was answered by its child while its client was away.

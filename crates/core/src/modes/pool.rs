@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
 use crate::io::LogLevel;
+use crate::modern::params::{learn, HeaderMap};
 use crate::proxy::Proxy;
 use crate::route::Target;
 use crate::state::exchange::{json_head, Exchange, ExchangeKind, PostState};
@@ -111,6 +112,10 @@ struct Pool {
     initialize_result: Option<Value>,
     waiting: VecDeque<Waiter>,
     waiting_bytes: usize,
+    /// Which tool arguments are mirrored in `Mcp-Param-*` headers, once known.
+    headers: Option<HeaderMap>,
+    /// The pages of `tools/list` read so far while the proxy asks for them.
+    scanning: Option<HeaderMap>,
 }
 
 /// Every server's pool.
@@ -320,16 +325,36 @@ impl Proxy {
         let starting = pool.slots.iter().any(|slot| slot.session.is_some() && !slot.ready);
         if need == Need::Own && !starting && pool.slots.len() < max {
             self.add_pool_slot(now, server);
+        } else if need == Need::Own && pool.slots.len() >= max {
+            // Every child is taken: a call that only waits for its client's input gives its
+            // child up (its sealed state lets the retry run it again).
+            let waiting: Vec<ProxyRequestId> = pool.slots.iter().filter_map(|slot| slot.busy).collect();
+            if let Some(oldest) = self.modern_oldest_parked(&waiting) {
+                self.mrtr_evict(oldest);
+                return self.pool_member(now, server, need);
+            }
         }
         None
     }
 
-    /// Marks the child of `session` as serving `proxy_id` alone.
+    /// Marks the child of `session` as serving `proxy_id` alone; if no other child is free
+    /// for the next such request, one more is started (up to the limit), so it need not wait
+    /// for a child to start.
     pub(crate) fn pool_take(&mut self, session: &SessionId, proxy_id: ProxyRequestId) {
-        if let Some((server, slot)) = self.pool_slot_of(session) {
-            if let Some(entry) = self.pools.by_server.get_mut(&server).and_then(|p| p.slots.get_mut(slot)) {
-                entry.busy = Some(proxy_id);
-            }
+        let Some((server, slot)) = self.pool_slot_of(session) else {
+            return;
+        };
+        let max = self.pool_max();
+        let Some(pool) = self.pools.by_server.get_mut(&server) else {
+            return;
+        };
+        if let Some(entry) = pool.slots.get_mut(slot) {
+            entry.busy = Some(proxy_id);
+        }
+        let spare = pool.slots.iter().any(|slot| slot.session.is_some() && slot.busy.is_none());
+        if !spare && pool.slots.len() < max {
+            let now = self.ctx.now;
+            self.add_pool_slot(now, server);
         }
     }
 
@@ -405,6 +430,67 @@ impl Proxy {
     pub(crate) fn pool_wait_expired(&mut self, exchange: ExchangeId) {
         if let Some(waiter) = self.take_waiting(exchange) {
             waiter.refuse(self, "Service Unavailable: no server process became ready in time");
+        }
+    }
+
+    /// Which tool arguments of `server` are mirrored in headers; `None` while the proxy asks
+    /// the server's `tools/list` (what waits on the pool is served once it knows).
+    pub(crate) fn pool_tool_headers(&mut self, now: Instant, server: usize) -> Option<HeaderMap> {
+        let pool = self.pools.by_server.get(&server)?;
+        if let Some(headers) = &pool.headers {
+            return Some(headers.clone());
+        }
+        if pool.scanning.is_none() {
+            if let Some(member) = self.pool_member(now, server, Need::Any) {
+                if let Some(pool) = self.pools.by_server.get_mut(&server) {
+                    pool.scanning = Some(HeaderMap::new());
+                }
+                self.scan_tools(now, &member, server, None);
+            }
+        }
+        None
+    }
+
+    fn scan_tools(&mut self, now: Instant, member: &SessionId, server: usize, cursor: Option<String>) {
+        let params = cursor.map(|cursor| json!({"cursor": cursor}));
+        let request =
+            crate::wire::jsonrpc::Request { id: RequestId::Number(0), method: mcp::TOOLS_LIST.into(), params };
+        if self.forward_to(now, member, server, ReplyTo::ToolScan(server), request).is_none() {
+            self.pool_tools_scanned(server, member, Err(()));
+        }
+    }
+
+    /// A page of the proxy's own `tools/list` came back.
+    pub(crate) fn pool_tools_scanned(&mut self, server: usize, member: &SessionId, page: Result<Value, ()>) {
+        let now = self.ctx.now;
+        let Some(pool) = self.pools.by_server.get_mut(&server) else {
+            return;
+        };
+        let mut map = pool.scanning.take().unwrap_or_default();
+        let next = match &page {
+            Ok(result) => {
+                learn(&mut map, result);
+                result.get("nextCursor").and_then(Value::as_str).map(str::to_owned)
+            }
+            // A server that cannot list its tools has none to check.
+            Err(()) => None,
+        };
+        match next {
+            Some(cursor) if map.len() < 100_000 => {
+                pool.scanning = Some(map);
+                self.scan_tools(now, member, server, Some(cursor));
+            }
+            _ => {
+                pool.headers = Some(map);
+                self.pump_pool(now, server);
+            }
+        }
+    }
+
+    /// `server`'s tool list changed: what is mirrored in headers is asked again when needed.
+    pub(crate) fn pool_forget_tools(&mut self, server: usize) {
+        if let Some(pool) = self.pools.by_server.get_mut(&server) {
+            pool.headers = None;
         }
     }
 

@@ -28,6 +28,8 @@ pub(crate) enum ReplyTo {
     Parked,
     /// Nobody: the answer is dropped (the client was answered already, or the proxy asked).
     Discard,
+    /// The proxy's own `tools/list` of a pool's server (which arguments travel in headers).
+    ToolScan(usize),
 }
 
 /// One forwarded request.

@@ -272,6 +272,9 @@ impl Proxy {
             Message::Notification(notification) => {
                 if let Some(Transport::Pool { server, .. }) = self.sessions.get(session_id).map(|s| &s.transport) {
                     let server = *server;
+                    if notification.method == mcp::TOOLS_LIST_CHANGED {
+                        self.pool_forget_tools(server);
+                    }
                     self.listen_notify(server, notification);
                 }
             }

@@ -212,6 +212,9 @@ impl Proxy {
                 self.modern_done(pending.id, &pending.session);
                 return;
             }
+            ReplyTo::ToolScan(server) => {
+                return self.pool_tools_scanned(server, &pending.session, response.outcome.map_err(|_| ()));
+            }
             _ if self.modern.in_flight.contains_key(&pending.id) => {
                 if let Some(missing) = self.modern_done(pending.id, &pending.session) {
                     response = crate::modern::mrtr::lacking(response, missing);
@@ -253,7 +256,8 @@ impl Proxy {
             | ReplyTo::Rejoin
             | ReplyTo::SharedInitialize
             | ReplyTo::Parked
-            | ReplyTo::Discard => {}
+            | ReplyTo::Discard
+            | ReplyTo::ToolScan(_) => {}
         }
         if pending.initialize && !succeeded && self.sessions.get(&pending.session).is_some_and(Session::is_streamable) {
             self.end_session(&pending.session, &RequestError::SessionEnded, "the server refused initialize");
