@@ -59,7 +59,8 @@ fn ready_child(h: &mut Harness, outputs: &[Output]) -> UpstreamId {
     let outputs = h.upstream_says(child, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{TOOLS}}}"#, scan["id"]));
     let forwarded = &sent_json(&outputs, child)[0];
     assert_eq!(forwarded["params"]["name"], "warmup");
-    let outputs = h.upstream_says(child, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"content":[]}}}}"#, forwarded["id"]));
+    let outputs =
+        h.upstream_says(child, &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"content":[]}}}}"#, forwarded["id"]));
     assert!(response(&outputs, warm).is_some(), "the warm-up call is answered");
     child
 }
@@ -71,7 +72,8 @@ fn mirrored_arguments_are_checked_against_their_headers() {
     let mut h = Harness::new("");
     let (_, outputs) = call(&mut h, json!(0), "server/discover", json!({}), json!({}));
     let child = ready_child(&mut h, &outputs);
-    let (exchange, outputs) = call(&mut h, json!(1), "tools/call", json!({"name": "geo", "arguments": {"region": "Hello"}}), json!({}));
+    let (exchange, outputs) =
+        call(&mut h, json!(1), "tools/call", json!({"name": "geo", "arguments": {"region": "Hello"}}), json!({}));
     let (head, body) = response(&outputs, exchange).expect("refused");
     assert_eq!((head.status, body["error"]["code"].clone()), (400, json!(-32020)), "{body}");
     assert!(sent_json(&outputs, child).is_empty());
@@ -94,7 +96,7 @@ fn discover_is_answered_from_the_pools_child() {
     assert_eq!(result["capabilities"]["tools"]["listChanged"], true);
     assert_eq!(result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "child");
     assert_eq!((result["ttlMs"].clone(), result["cacheScope"].clone()), (json!(0), json!("private")));
-    assert_eq!(h.proxy.session_count(), 1, "only the pool child: no client session");
+    assert_eq!(h.proxy.session_count(), 2, "only the pool's two children: no client session");
 }
 
 #[test]

@@ -300,9 +300,18 @@ impl Proxy {
     }
 
     /// Makes sure `server` has a pool with at least one child.
+    /// A pool starts with `--statelessPoolSize` children (so a call that takes one leaves
+    /// another ready), and grows to `--modernPoolMax` as calls need them. At the edge, where
+    /// a pool lives as long as one request, it starts with one.
     fn ensure_pool(&mut self, now: Instant, server: usize) {
         if self.pools.by_server.get(&server).is_none_or(|p| p.slots.is_empty()) {
-            self.add_pool_slot(now, server);
+            let size = match self.store.remembers() {
+                true => self.ctx.config.stateless_pool_size.clamp(1, self.pool_max()),
+                false => 1,
+            };
+            for _ in 0..size {
+                self.add_pool_slot(now, server);
+            }
         }
     }
 
@@ -352,7 +361,8 @@ impl Proxy {
             entry.busy = Some(proxy_id);
         }
         let spare = pool.slots.iter().any(|slot| slot.session.is_some() && slot.busy.is_none());
-        if !spare && pool.slots.len() < max {
+        // At the edge a pool lives as long as one request: no spare is worth starting.
+        if !spare && pool.slots.len() < max && self.store.remembers() {
             let now = self.ctx.now;
             self.add_pool_slot(now, server);
         }
