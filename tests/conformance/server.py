@@ -171,6 +171,78 @@ TOOLS = [
         description="Answers after a short delay (SSE polling scenario)",
         input_schema=NO_ARGS,
     ),
+    types.Tool(
+        name="test_header_param",
+        description="Echoes an argument that is mirrored in the Mcp-Param-Region header (SEP-2243)",
+        input_schema={
+            "type": "object",
+            "properties": {"region": {"type": "string", "description": "A region", "x-mcp-header": "Region"}},
+            "required": ["region"],
+        },
+    ),
+    # Hooks of the 2026 server-stateless scenario.
+    types.Tool(
+        name="test_missing_capability",
+        description="Needs the client's sampling capability (a request without it gets -32021)",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_streaming_elicitation",
+        description="Asks the client for input while it runs (never a request on the response stream at 2026)",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_logging_tool",
+        description="Logs while it runs (only to clients that opted in with a log level)",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_trigger_tool_change", description="Announces that the tool list changed", input_schema=NO_ARGS
+    ),
+    types.Tool(
+        name="test_trigger_prompt_change", description="Announces that the prompt list changed", input_schema=NO_ARGS
+    ),
+    # Multi round-trip requests (2026 input-required-result-* scenarios).
+    types.Tool(
+        name="test_input_required_result_elicitation",
+        description="Asks for the user's name (elicitation), then greets",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_input_required_result_sampling",
+        description="Asks the client's LLM a question (sampling), then answers with its reply",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_input_required_result_list_roots",
+        description="Asks for the client's roots, then lists them",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_input_required_result_request_state",
+        description="Asks for a confirmation with a request state, then confirms it got the state back",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_input_required_result_multiple_inputs",
+        description="Asks for a name, a greeting and the roots at once",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_input_required_result_multi_round",
+        description="Asks two questions, one round each",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_input_required_result_tampered_state",
+        description="Asks for a confirmation; its request state is integrity-protected",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_input_required_result_capabilities",
+        description="Asks only what the client declared it can answer (elicitation if it can, and sampling)",
+        input_schema=NO_ARGS,
+    ),
 ]
 
 LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
@@ -214,9 +286,271 @@ async def elicit(ctx: Any, message: str, schema: dict[str, Any]) -> types.Elicit
     return await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_id)
 
 
-async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+# --------------------------------------------------------------------------
+# Asking the client for input, in either era.
+
+BUS = InMemorySubscriptionBus()
+KEY_HINT = "mcp-proxy/inputKey"  # mcp-proxy: the inputRequests key of a 2025 server's question
+
+
+def is_modern(ctx: Any) -> bool:
+    return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+class Question:
+    """One thing to ask the client: `method` + `params`, under `key`. An optional
+    question is skipped (answered None) when the client cannot take it."""
+
+    def __init__(self, key: str, method: str, params: dict[str, Any], optional: bool = False) -> None:
+        self.key, self.method, self.params, self.optional = key, method, params, optional
+
+    def capability(self) -> dict[str, Any]:
+        return {
+            "elicitation/create": {"elicitation": {"form": {}}},
+            "sampling/createMessage": {"sampling": {}},
+            "roots/list": {"roots": {}},
+        }[self.method]
+
+
+def ask_form(key: str, message: str, field: str, kind: str = "string", optional: bool = False) -> Question:
+    """A form elicitation of one required field."""
+    schema = {"type": "object", "properties": {field: {"type": kind}}, "required": [field]}
+    return Question(key, "elicitation/create", {"message": message, "requestedSchema": schema}, optional)
+
+
+def ask_name(key: str, message: str = "What is your name?", optional: bool = False) -> Question:
+    return ask_form(key, message, "name", optional=optional)
+
+
+def ask_llm(key: str, prompt: str, max_tokens: int = 100, optional: bool = False) -> Question:
+    messages = [{"role": "user", "content": {"type": "text", "text": prompt}}]
+    return Question(key, "sampling/createMessage", {"messages": messages, "maxTokens": max_tokens}, optional)
+
+
+def ask_roots(key: str) -> Question:
+    return Question(key, "roots/list", {})
+
+
+RESULT_TYPES: dict[str, Any] = {
+    "elicitation/create": types.ElicitResult,
+    "sampling/createMessage": types.CreateMessageResult,
+    "roots/list": types.ListRootsResult,
+}
+REQUEST_TYPES: dict[str, Any] = {
+    "elicitation/create": types.ElicitRequest,
+    "sampling/createMessage": types.CreateMessageRequest,
+    "roots/list": types.ListRootsRequest,
+}
+
+
+class NeedInput(Exception):
+    """Raised (2026 only) when answers are missing: the request ends `input_required`."""
+
+    def __init__(self, asker: Asker, questions: list[Question]) -> None:
+        super().__init__("input required")
+        self.asker, self.questions = asker, questions
+
+    def result(self) -> types.InputRequiredResult:
+        requests = {
+            q.key: REQUEST_TYPES[q.method].model_validate({"method": q.method, "params": q.params})
+            for q in self.questions
+        }
+        # Earlier rounds' answers ride along in the state (sealed by RequestStateBoundary).
+        state = json.dumps({"answers": self.asker.used}, sort_keys=True)
+        return types.InputRequiredResult(input_requests=requests, request_state=state)
+
+
+class Asker:
+    """Asks the client questions. At 2025: real server-to-client requests, several
+    at once when asked together (named for mcp-proxy with `_meta[KEY_HINT]`).
+    At 2026: answers come from `inputResponses` and the `requestState` of earlier
+    rounds; what is still missing ends the request with `input_required`."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.modern = is_modern(ctx)
+        self.answers: dict[str, Any] = {}
+        self.used: dict[str, Any] = {}
+        if self.modern:
+            params = ctx.params or {}
+            state = params.get("requestState")  # the plaintext: RequestStateBoundary verified it
+            if isinstance(state, str):
+                try:
+                    self.answers.update(json.loads(state).get("answers", {}))
+                except (ValueError, AttributeError):
+                    raise MCPError(code=types.INVALID_PARAMS, message="Invalid requestState") from None
+            responses = params.get("inputResponses")
+            if isinstance(responses, dict):
+                self.answers.update({k: v for k, v in responses.items() if isinstance(v, dict)})
+
+    def _lacks(self, question: Question) -> bool:
+        caps = self.ctx.session.client_capabilities
+        if caps is None:
+            return True
+        if question.method == "elicitation/create":
+            elicitation = caps.elicitation
+            if elicitation is None:
+                return True
+            # Form questions only; a bare `elicitation: {}` means form.
+            return getattr(elicitation, "form", None) is None and getattr(elicitation, "url", None) is not None
+        if question.method == "sampling/createMessage":
+            return caps.sampling is None
+        return caps.roots is None
+
+    async def ask(self, *questions: Question) -> list[Any]:
+        """The answers (typed results), in order; None for a skipped optional question."""
+        if self.modern:
+            return self._ask_modern(questions)
+        return await self._ask_legacy(questions)
+
+    def _ask_modern(self, questions: tuple[Question, ...]) -> list[Any]:
+        answers: list[Any] = []
+        missing: list[Question] = []
+        lacking: dict[str, Any] = {}
+        for q in questions:
+            if self._lacks(q):
+                if not q.optional:
+                    lacking.update(q.capability())
+                answers.append(None)
+                continue
+            raw = self.answers.get(q.key)
+            if raw is None:
+                missing.append(q)
+                answers.append(None)
+                continue
+            try:
+                answers.append(RESULT_TYPES[q.method].model_validate(raw))
+            except ValueError:
+                missing.append(q)  # not an answer to this question: ask again
+                answers.append(None)
+                continue
+            self.used[q.key] = raw
+        if lacking:
+            raise MCPError(
+                code=MISSING_REQUIRED_CLIENT_CAPABILITY,
+                message="This request needs a client capability it did not declare",
+                data={"requiredCapabilities": lacking},
+            )
+        if missing:
+            raise NeedInput(self, missing)
+        return answers
+
+    async def _ask_legacy(self, questions: tuple[Question, ...]) -> list[Any]:
+        results: list[Any] = [None] * len(questions)
+        errors: list[BaseException | None] = [None] * len(questions)
+
+        async def one(i: int, q: Question) -> None:
+            params = {**q.params, "_meta": {KEY_HINT: q.key}}
+            request = REQUEST_TYPES[q.method].model_validate({"method": q.method, "params": params})
+            try:
+                results[i] = await self.ctx.session.send_request(
+                    request,
+                    RESULT_TYPES[q.method],
+                    metadata=ServerMessageMetadata(related_request_id=self.ctx.request_id),
+                )
+            except MCPError as e:
+                errors[i] = e
+
+        # Together: a client (mcp-proxy) that gathers questions asks them in one round.
+        async with anyio.create_task_group() as tg:
+            for i, q in enumerate(questions):
+                tg.start_soon(one, i, q)
+        for q, error in zip(questions, errors):
+            if error is not None and not q.optional:
+                raise error
+        return results
+
+
+def reply_text(result: types.CreateMessageResult | None) -> str:
+    if result is None:
+        return "(none)"
+    content = result.content
+    return content.text if isinstance(content, types.TextContent) else str(content)
+
+
+def name_of(result: types.ElicitResult | None, field: str = "name") -> str:
+    if result is None or result.action != "accept" or not result.content:
+        return f"({result.action if result else 'no answer'})"
+    return str(result.content.get(field, ""))
+
+
+async def interactive_tool(ctx: Any, name: str) -> types.CallToolResult | None:
+    """The tools that ask the client something (None: not one of them)."""
+    ask = Asker(ctx)
+    if name == "test_input_required_result_elicitation":
+        (answer,) = await ask.ask(ask_name("user_name"))
+        return types.CallToolResult(content=[text(f"Hello, {name_of(answer)}!")])
+    if name == "test_input_required_result_sampling":
+        (answer,) = await ask.ask(ask_llm("capital_question", "What is the capital of France?"))
+        return types.CallToolResult(content=[text(f"The LLM said: {reply_text(answer)}")])
+    if name == "test_input_required_result_list_roots":
+        (answer,) = await ask.ask(ask_roots("client_roots"))
+        roots = ", ".join(str(r.uri) for r in answer.roots) if answer else "(none)"
+        return types.CallToolResult(content=[text(f"Client roots: {roots}")])
+    if name in ("test_input_required_result_request_state", "test_input_required_result_tampered_state"):
+        (answer,) = await ask.ask(ask_form("confirm", "Please confirm", "ok", "boolean"))
+        ok = answer is not None and answer.action == "accept" and bool((answer.content or {}).get("ok"))
+        return types.CallToolResult(content=[text(f"state-ok: confirmed={ok}")])
+    if name == "test_input_required_result_multiple_inputs":
+        user, greeting, roots = await ask.ask(
+            ask_name("user_name"), ask_llm("greeting", "Generate a greeting", max_tokens=50), ask_roots("client_roots")
+        )
+        count = len(roots.roots) if roots else 0
+        return types.CallToolResult(
+            content=[text(f"name={name_of(user)}, greeting={reply_text(greeting)}, roots={count}")]
+        )
+    if name == "test_input_required_result_multi_round":
+        (first,) = await ask.ask(ask_name("step1", "Step 1: What is your name?"))
+        (second,) = await ask.ask(ask_form("step2", "Step 2: What is your favorite color?", "color"))
+        return types.CallToolResult(content=[text(f"{name_of(first)} likes {name_of(second, 'color')}")])
+    if name == "test_input_required_result_capabilities":
+        # Elicitation only if the client can take it; sampling in any case.
+        user, reply = await ask.ask(
+            ask_name("user_name", optional=True),
+            ask_llm("capital_question", "What is the capital of France?"),
+        )
+        return types.CallToolResult(content=[text(f"name={name_of(user)}, reply={reply_text(reply)}")])
+    if name == "test_missing_capability":
+        # Without sampling this cannot run: -32021 at 2026 (mcp-proxy turns the
+        # failed 2025 request into one).
+        (reply,) = await ask.ask(ask_llm("sample", "Say hello"))
+        return types.CallToolResult(content=[text(f"The LLM said: {reply_text(reply)}")])
+    if name == "test_streaming_elicitation":
+        (answer,) = await ask.ask(ask_name("user_name"))
+        return types.CallToolResult(content=[text(f"Hello, {name_of(answer)}!")])
+    return None
+
+
+async def call_tool(
+    ctx: Any, params: types.CallToolRequestParams
+) -> types.CallToolResult | types.InputRequiredResult:
     name = params.name
     args = params.arguments or {}
+    try:
+        result = await interactive_tool(ctx, name)
+    except NeedInput as need:
+        return need.result()
+    if result is not None:
+        return result
+    if name == "test_logging_tool":
+        # At 2026 the SDK sends these only to a request that set a log level.
+        await log(ctx, "info", "test_logging_tool started")
+        await log(ctx, "info", "test_logging_tool finished")
+        return types.CallToolResult(content=[text("Logging tool done")])
+    if name == "test_trigger_tool_change":
+        if is_modern(ctx):
+            await BUS.publish(ToolsListChanged())
+        else:
+            await ctx.session.send_tool_list_changed()
+        return types.CallToolResult(content=[text("Tool list change announced")])
+    if name == "test_trigger_prompt_change":
+        if is_modern(ctx):
+            await BUS.publish(PromptsListChanged())
+        else:
+            await ctx.session.send_prompt_list_changed()
+        return types.CallToolResult(content=[text("Prompt list change announced")])
+    if name == "test_header_param":
+        return types.CallToolResult(content=[text(f"region={args.get('region')}")])
     if name == "test_simple_text":
         return types.CallToolResult(content=[text("This is a simple text response for testing.")])
     if name == "test_image_content":
@@ -449,7 +783,9 @@ async def read_resource(ctx: Any, params: types.ReadResourceRequestParams) -> ty
             )
         ]
     else:
-        raise MCPError(code=-32002, message=f"Resource not found: {uri}")
+        # 2025: -32002; 2026 (SEP-2164): -32602. Both name the URI.
+        code = types.INVALID_PARAMS if is_modern(ctx) else -32002
+        raise MCPError(code=code, message=f"Resource not found: {uri}", data={"uri": uri})
     return types.ReadResourceResult(contents=contents)
 
 
@@ -482,6 +818,10 @@ PROMPTS = [
         arguments=[types.PromptArgument(name="resourceUri", description="URI of the resource to embed", required=True)],
     ),
     types.Prompt(name="test_prompt_with_image", description="A prompt with image content"),
+    types.Prompt(
+        name="test_input_required_result_prompt",
+        description="A prompt that first asks the user for context (elicitation)",
+    ),
 ]
 
 
@@ -493,8 +833,17 @@ async def list_prompts(ctx: Any, params: Any) -> types.ListPromptsResult:
     return types.ListPromptsResult(prompts=PROMPTS)
 
 
-async def get_prompt(ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+async def get_prompt(
+    ctx: Any, params: types.GetPromptRequestParams
+) -> types.GetPromptResult | types.InputRequiredResult:
     args = params.arguments or {}
+    if params.name == "test_input_required_result_prompt":
+        question = ask_form("user_context", "What context should the prompt use?", "context")
+        try:
+            (answer,) = await Asker(ctx).ask(question)
+        except NeedInput as need:
+            return need.result()
+        return types.GetPromptResult(messages=[user(text(f"Use this context: {name_of(answer, 'context')}"))])
     if params.name == "test_simple_prompt":
         messages = [user(text("This is a simple prompt for testing."))]
     elif params.name == "test_prompt_with_arguments":
@@ -542,9 +891,21 @@ async def set_level(ctx: Any, params: types.SetLevelRequestParams) -> types.Empt
     return types.EmptyResult()
 
 
+# 2025: announce list changes (mcp-proxy relays them to 2026 listen streams).
+NOTIFY = NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
+NAME = "mcp-proxy-conformance-test-server"
+
+
+class RefServer(Server):
+    def create_initialization_options(
+        self, notification_options: NotificationOptions | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        return super().create_initialization_options(notification_options or NOTIFY, *args, **kwargs)
+
+
 def make_server() -> Server:
-    return Server(
-        "mcp-proxy-conformance-test-server",
+    server = RefServer(
+        NAME,
         version="1.0.0",
         on_list_tools=list_tools,
         on_call_tool=call_tool,
@@ -557,13 +918,19 @@ def make_server() -> Server:
         on_get_prompt=get_prompt,
         on_completion=complete,
         on_set_logging_level=set_level,
+        # 2026: change notifications go to subscriptions/listen streams.
+        on_subscriptions_listen=ListenHandler(BUS),
     )
+    # 2026: requestState is sealed (AES-GCM, a key of this process); a tampered
+    # or foreign one is refused with -32602.
+    server.middleware.append(RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=NAME))
+    return server
 
 
 async def run_stdio() -> None:
     server = make_server()
     async with stdio_server() as (read_stream, write_stream):
-        await server.run(read_stream, write_stream, server.create_initialization_options())
+        await server.run(read_stream, write_stream, server.create_initialization_options(NOTIFY))
 
 
 def run_http(port: int, stateless: bool) -> None:

@@ -7,8 +7,14 @@
 //
 // WORKDIR holds:
 //   scenarios.txt             the suite's server scenarios, one per line
-//   policy.tsv                mode \t scenario \t exclude|xfail \t reason
-//   modes.txt                 the modes that were run, one per line
+//   policy.tsv                mode \t scenario \t exclude|xfail \t reason, or
+//                             mode \t scenario \t ignore \t reason \t check-id,check-id...
+//                             (those checks of the scenario do not count in that mode)
+//   modes.txt                 the modes that were run, one per line:
+//                             mode [\t scenario list (default scenarios.txt) \t control mode
+//                             (default direct: the run without the proxy that tells a
+//                             test-server or suite problem from a proxy one)]; one table is
+//                             printed per scenario list, titled by <list>.title if present
 //   <mode>/results/**/checks.json   written by the conformance CLI (-o)
 //   <mode>/status.tsv         scenario \t exit code of the CLI, when run alone
 //                             (absent for a mode run as one --suite all)
@@ -27,12 +33,21 @@ const lines = (file) =>
     ? readFileSync(file, "utf8").split("\n").map((l) => l.trimEnd()).filter(Boolean)
     : [];
 
-const scenarios = lines(join(work, "scenarios.txt"));
-const modes = lines(join(work, "modes.txt"));
+const modeSpecs = lines(join(work, "modes.txt")).map((line) => {
+  const [mode, list = "scenarios.txt", control = "direct"] = line.split("\t");
+  return { mode, list, control };
+});
+const scenariosOf = new Map(); // scenario list file -> scenarios
+for (const { list } of modeSpecs) {
+  if (!scenariosOf.has(list)) scenariosOf.set(list, lines(join(work, list)));
+}
+const specOf = new Map(modeSpecs.map((m) => [m.mode, m]));
 const policy = new Map(); // `${mode}\t${scenario}` -> {kind, reason}
+const ignored = new Map(); // `${mode}\t${scenario}` -> {reason, ids: Set}
 for (const line of lines(join(work, "policy.tsv"))) {
-  const [mode, scenario, kind, reason] = line.split("\t");
-  policy.set(`${mode}\t${scenario}`, { kind, reason });
+  const [mode, scenario, kind, reason, ids] = line.split("\t");
+  if (kind === "ignore") ignored.set(`${mode}\t${scenario}`, { reason, ids: new Set((ids ?? "").split(",")) });
+  else policy.set(`${mode}\t${scenario}`, { kind, reason });
 }
 
 // The CLI names each result directory `server-<scenario>-<ISO time with - for :.>`.
@@ -70,7 +85,8 @@ let failed = 0;
 let skipped = 0;
 const xpasses = [];
 
-for (const mode of modes) {
+for (const { mode, list: scenarioList } of modeSpecs) {
+  const scenarios = scenariosOf.get(scenarioList);
   const checks = findChecks(join(work, mode, "results"));
   const rcs = new Map(
     lines(join(work, mode, "status.tsv")).map((l) => {
@@ -97,11 +113,18 @@ for (const mode of modes) {
       note = rc === 124 ? "no result: timed out" : `no result (CLI exit ${rc ?? "?"})`;
       failures = [{ id: "-", errorMessage: note }];
     } else {
-      failures = list.filter((c) => c.status === "FAILURE");
-      const ok = list.filter((c) => c.status === "SUCCESS").length;
-      const warn = list.filter((c) => c.status === "WARNING").length;
+      const ign = ignored.get(`${mode}\t${scenario}`);
+      const counted = ign ? list.filter((c) => !ign.ids.has(c.id)) : list;
+      failures = counted.filter((c) => c.status === "FAILURE");
+      const ok = counted.filter((c) => c.status === "SUCCESS").length;
+      const warn = counted.filter((c) => c.status === "WARNING").length;
+      const skip = list.length - counted.length;
       status = failures.length ? "FAIL" : "PASS";
-      note = `${ok} ok` + (failures.length ? `, ${failures.length} failed` : "") + (warn ? `, ${warn} warn` : "");
+      note =
+        `${ok} ok` +
+        (failures.length ? `, ${failures.length} failed` : "") +
+        (warn ? `, ${warn} warn` : "") +
+        (skip ? `, ${skip} ign` : "");
     }
     if (pol?.kind === "xfail") {
       if (status === "FAIL") {
@@ -121,27 +144,35 @@ for (const mode of modes) {
   }
 }
 
-const width = Math.max(...scenarios.map((s) => s.length), 8);
 console.log(`\n=== mcp-proxy conformance summary ===`);
-console.log(`${"scenario".padEnd(width)}  ${modes.map((m) => m.padEnd(STATUS_WIDTH + 2 + NOTE_WIDTH)).join("")}`.trimEnd());
-for (const scenario of scenarios) {
-  const cells = modes.map((m) => {
-    const r = results[m][scenario];
-    return `${r.status.padEnd(STATUS_WIDTH)}  ${r.note.padEnd(NOTE_WIDTH)}`;
-  });
-  console.log(`${scenario.padEnd(width)}  ${cells.join("")}`.trimEnd());
+for (const [list, scenarios] of scenariosOf) {
+  const group = modeSpecs.filter((m) => m.list === list).map((m) => m.mode);
+  const width = Math.max(...scenarios.map((s) => s.length), 8);
+  const title = lines(join(work, list.replace(/\.txt$/, "") + ".title"))[0];
+  if (title) console.log(`\n--- ${title} ---`);
+  console.log(`${"scenario".padEnd(width)}  ${group.map((m) => m.padEnd(STATUS_WIDTH + 2 + NOTE_WIDTH)).join("")}`.trimEnd());
+  for (const scenario of scenarios) {
+    const cells = group.map((m) => {
+      const r = results[m][scenario];
+      return `${r.status.padEnd(STATUS_WIDTH)}  ${r.note.padEnd(NOTE_WIDTH)}`;
+    });
+    console.log(`${scenario.padEnd(width)}  ${cells.join("")}`.trimEnd());
+  }
 }
 
 const details = [];
-for (const mode of modes) {
-  for (const scenario of scenarios) {
+for (const { mode, list, control: controlMode } of modeSpecs) {
+  for (const scenario of scenariosOf.get(list)) {
     const r = results[mode][scenario];
     if (r.status !== "FAIL" && r.status !== "XFAIL") continue;
     const pol = policy.get(`${mode}\t${scenario}`);
+    const ctl = mode !== controlMode ? results[controlMode]?.[scenario]?.status : undefined;
     const control =
-      mode !== "direct" && results.direct?.[scenario]?.status === "FAIL"
+      ctl === "FAIL"
         ? " (fails without the proxy too: test server or suite)"
-        : "";
+        : ctl === "PASS"
+          ? ` (passes without the proxy, in ${controlMode}: a proxy problem)`
+          : "";
     details.push(`${r.status} [${mode}] ${scenario}${pol ? ` (known: ${pol.reason})` : ""}${control}`);
     for (const c of r.failures) details.push(`    ${c.id}: ${c.errorMessage ?? c.description ?? ""}`);
   }
@@ -150,16 +181,27 @@ if (details.length) {
   console.log(`\nFailed checks:`);
   for (const d of details) console.log(d);
 }
-const excluded = [];
-for (const mode of modes) {
-  for (const scenario of scenarios) {
+// One line per scenario (or checks) and reason, naming every mode it applies to.
+const excluded = new Map(); // `${what}: ${reason}` -> modes
+for (const { mode, list } of modeSpecs) {
+  for (const scenario of scenariosOf.get(list)) {
     const p = policy.get(`${mode}\t${scenario}`);
-    if (p?.kind === "exclude") excluded.push(`  [${mode}] ${scenario}: ${p.reason}`);
+    const ign = ignored.get(`${mode}\t${scenario}`);
+    const entries = [];
+    if (p?.kind === "exclude") entries.push(`${scenario}: ${p.reason}`);
+    if (ign) entries.push(`${scenario}, checks ${[...ign.ids].join(", ")}: ${ign.reason}`);
+    for (const key of entries) excluded.set(key, [...(excluded.get(key) ?? []), mode]);
   }
 }
-if (excluded.length) {
-  console.log(`\nExcluded (not run):`);
-  for (const line of excluded) console.log(line);
+if (excluded.size) {
+  console.log(`\nExcluded (not run, or run and not counted):`);
+  for (const [key, where] of excluded) {
+    const list = specOf.get(where[0]).list;
+    const group = modeSpecs.filter((m) => m.list === list).map((m) => m.mode);
+    const all = group.length > 1 && group.every((m) => where.includes(m));
+    const title = lines(join(work, list.replace(/\.txt$/, "") + ".title"))[0] ?? list;
+    console.log(`  [${all ? `every mode of ${title}` : where.join(", ")}] ${key}`);
+  }
 }
 if (xpasses.length) {
   console.log(`\nNote: expected failures that now pass (drop them from run.sh's list): ${xpasses.join(", ")}`);
