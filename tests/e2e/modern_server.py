@@ -12,16 +12,21 @@ Tools:
 * ``progress {steps, delay}`` -> ``steps`` progress notifications ``delay`` s apart, then
   ``"progressed <steps>"``
 * ``log`` -> one ``notifications/message`` at each of debug, info, warning, error, then ``"logged"``
+The tools that ask their client something fail (``isError``, ``"could not ask: ..."``) when
+it cannot be asked.
+
 * ``sample {prompt}`` -> asks its client ``sampling/createMessage``, answers ``"sampled: <text>"``
 * ``elicit {message}`` -> asks ``elicitation/create`` (form ``{name}``), answers
   ``"elicited: <action> <name>"``
 * ``elicit_named`` -> the same question, named ``user_name`` by ``_meta["mcp-proxy/inputKey"]``
 * ``roots`` -> asks ``roots/list``, answers ``"roots: <uri> <uri> ..."``
 * ``sample_and_elicit`` -> asks both at once, answers ``"both: <sampled text> <name>"``
+* ``progress_question`` -> reports progress 1, asks ``elicitation/create`` (form ``{name}``),
+  then reports progress 2 and 3 and answers ``"progress_question: <name>"``
 * ``sample_or_fail`` -> asks ``sampling/createMessage``; if that fails, the call fails
   (``isError``) with the error text
-* ``slow {seconds, tag}`` -> writes ``modern_server slow started <tag>`` to stderr, then
-  sleeps; if cancelled (the client's ``notifications/cancelled``) it writes
+* ``slow {seconds, tag}`` -> writes ``modern_server slow started <tag>`` to stderr, reports
+  progress 1 (when asked for progress), then sleeps; if cancelled (the client's ``notifications/cancelled``) it writes
   ``modern_server slow cancelled <tag>``, else answers ``"slept <tag>"``
 * ``change_tools``, ``change_prompts``, ``change_resources`` -> sends the matching
   ``notifications/*/list_changed``
@@ -45,6 +50,7 @@ warnings.simplefilter("ignore")  # the SDK's deprecation notices (sampling, root
 import anyio  # noqa: E402
 import mcp_types as types  # noqa: E402
 from mcp.server.lowlevel import NotificationOptions, Server  # noqa: E402
+from mcp.server.runner import serve_loop  # noqa: E402
 from mcp.server.stdio import stdio_server  # noqa: E402
 from mcp.shared.exceptions import MCPError  # noqa: E402
 
@@ -81,8 +87,9 @@ TOOLS = [
     tool("elicit_named", "Asks its client for a name, naming the question user_name"),
     tool("roots", "Asks its client for its roots"),
     tool("sample_and_elicit", "Asks for a sample and a name at once"),
+    tool("progress_question", "Reports progress around a question"),
     tool("sample_or_fail", "Asks to sample; fails if it cannot"),
-    tool("slow", "Sleeps; says so on stderr when cancelled", {"seconds": {"type": "number"}, "tag": {"type": "string"}}),
+    tool("slow", "Sleeps; says when cancelled", {"seconds": {"type": "number"}, "tag": {"type": "string"}}),
     tool("change_tools", "Announces a tool list change"),
     tool("change_prompts", "Announces a prompt list change"),
     tool("change_resources", "Announces a resource list change"),
@@ -122,6 +129,21 @@ def elicited(result: types.ElicitResult) -> str:
     return f"elicited: {result.action} {name}".rstrip()
 
 
+async def sample_and_elicit(ctx) -> str:
+    found: dict[str, str] = {}
+
+    async def sample() -> None:
+        found["sample"] = await ask_sample(ctx, "both?")
+
+    async def elicit() -> None:
+        found["name"] = (await ask_name(ctx, "both: your name?")).content.get("name", "")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(sample)
+        group.start_soon(elicit)
+    return f"both: {found['sample']} {found['name']}"
+
+
 async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
     name = params.name
     args = params.arguments or {}
@@ -136,30 +158,32 @@ async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolR
         return text(f"progressed {steps}")
     if name == "log":
         for level in ("debug", "info", "warning", "error"):
-            await ctx.session.send_log_message(level, f"{level} line", logger="fixture", related_request_id=ctx.request_id)
+            await ctx.session.send_log_message(
+                level, f"{level} line", logger="fixture", related_request_id=ctx.request_id
+            )
         return text("logged")
-    if name == "sample":
-        return text("sampled: " + await ask_sample(ctx, str(args.get("prompt", "capital of France?"))))
-    if name == "elicit":
-        return text(elicited(await ask_name(ctx, str(args.get("message", "your name?")))))
-    if name == "elicit_named":
-        return text(elicited(await ask_name(ctx, "your name?", key="user_name")))
-    if name == "roots":
-        result = await ctx.session.list_roots()
-        return text("roots: " + " ".join(str(root.uri) for root in result.roots))
-    if name == "sample_and_elicit":
-        found: dict[str, str] = {}
-
-        async def sample() -> None:
-            found["sample"] = await ask_sample(ctx, "both?")
-
-        async def elicit() -> None:
-            found["name"] = (await ask_name(ctx, "both: your name?")).content.get("name", "")
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(sample)
-            group.start_soon(elicit)
-        return text(f"both: {found['sample']} {found['name']}")
+    try:
+        if name == "sample":
+            return text("sampled: " + await ask_sample(ctx, str(args.get("prompt", "capital of France?"))))
+        if name == "elicit":
+            return text(elicited(await ask_name(ctx, str(args.get("message", "your name?")))))
+        if name == "elicit_named":
+            return text(elicited(await ask_name(ctx, "your name?", key="user_name")))
+        if name == "roots":
+            result = await ctx.session.list_roots()
+            return text("roots: " + " ".join(str(root.uri) for root in result.roots))
+        if name == "sample_and_elicit":
+            return text(await sample_and_elicit(ctx))
+    except (MCPError, ExceptionGroup) as failed:  # the client could not be asked: the tool fails
+        errors = failed.exceptions if isinstance(failed, ExceptionGroup) else [failed]
+        return text("could not ask: " + "; ".join(getattr(e, "message", str(e)) for e in errors), error=True)
+    if name == "progress_question":
+        await ctx.session.report_progress(1, 3, "before the question")
+        answer = await ask_name(ctx, "your name?")
+        await ctx.session.report_progress(2, 3, "after the question")
+        await anyio.sleep(0.05)
+        await ctx.session.report_progress(3, 3, "done")
+        return text("progress_question: " + (answer.content or {}).get("name", ""))
     if name == "sample_or_fail":
         try:
             return text("sampled: " + await ask_sample(ctx, "may I?"))
@@ -168,6 +192,7 @@ async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolR
     if name == "slow":
         tag = str(args.get("tag", "-"))
         log(f"modern_server slow started {tag}")
+        await ctx.session.report_progress(1, None, "started")  # the client knows it runs
         try:
             await anyio.sleep(float(args.get("seconds", 30)))
         except anyio.get_cancelled_exc_class():
@@ -263,7 +288,11 @@ async def main() -> None:
         NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
     )
     async with stdio_server() as (read_stream, write_stream):
-        await server.run(read_stream, write_stream, options)
+        # Handshake era only: `Server.run` would also serve 2026-07-28 (the SDK's dual-era
+        # loop), and the proxy, which asks `server/discover` first, would then talk 2026 to
+        # it and these tests would no longer bridge anything.
+        async with server.lifespan(server) as state:
+            await serve_loop(server, read_stream, write_stream, lifespan_state=state, init_options=options)
 
 
 if __name__ == "__main__":

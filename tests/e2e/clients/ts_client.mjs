@@ -179,6 +179,9 @@ async function runStep(step) {
                 const result = await call;
                 return { completed: true, texts: texts(result.content), progressBeforeAbort: progress.length };
             } catch (error) {
+                // A real application goes on after it cancels: give the client time to send
+                // what cancelling sends (a 2025 client POSTs notifications/cancelled).
+                await sleep(step.settleMs ?? 500);
                 return { completed: false, progressBeforeAbort: progress.length, error: describeError(error) };
             }
         }
@@ -195,8 +198,27 @@ async function guarded(step) {
     }
 }
 
+// With "trace": true every HTTP exchange goes to stderr (a failed test shows it).
+const traces = [];
+async function tracingFetch(url, init) {
+    process.stderr.write(`--- fetch ${init?.method ?? 'GET'} ${String(init?.body ?? '').slice(0, 120)}\n`);
+    const response = await fetch(url, init);
+    const sent = typeof init?.body === 'string' ? init.body : '';
+    traces.push(
+        response
+            .clone()
+            .text()
+            .then((text) => process.stderr.write(`>>> ${init?.method ?? 'GET'} ${sent}\n<<< ${response.status} ${text}\n`))
+            .catch(() => {}),
+    );
+    return response;
+}
+
 const headers = script.headers ?? {};
-const transport = new StreamableHTTPClientTransport(new URL(script.url), { requestInit: { headers } });
+const transport = new StreamableHTTPClientTransport(new URL(script.url), {
+    requestInit: { headers },
+    ...(script.trace ? { fetch: tracingFetch } : {}),
+});
 let report;
 try {
     await client.connect(transport, { timeout: 20000 });
@@ -218,5 +240,6 @@ try {
 } catch {
     // closing is best effort
 }
+await Promise.race([Promise.allSettled(traces), sleep(2000)]);
 process.stdout.write(JSON.stringify(report) + '\n');
 process.exit(0);
