@@ -6,6 +6,7 @@ noisy machine. The report is printed as Markdown and written to bench/results/la
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -129,6 +130,58 @@ class Bench:
             if single:
                 self.stop(single)
         return {kind: summarize(values) for kind, values in samples.items()}
+
+    # ---------------------------------------------------------------------------------------
+    # 1c. 2026-07-28 upstreams
+
+    def upstream_eras(self, rounds, calls, warmup):
+        """A 2025 client's tools/call through an aggregator to a remote server spoken to in the
+        2025 revision (a session upstream) and to the same server spoken to in 2026-07-28 (the
+        envelope, no session): the remote is a bridge over the echo server, so both paths have
+        the same two proxies and one child; only the revision between them differs."""
+        log("upstream eras: %d rounds x %d calls" % (rounds, calls))
+        remote = self.start_proxy(self.echo_cmd)
+        url = "http://%s:%d/mcp" % (HOST, remote.port)
+        servers = {
+            "legacy": {"type": "streamable-http", "url": url, "protocol": "2025-11-25"},
+            "modern": {"type": "streamable-http", "url": url, "protocol": "2026-07-28"},
+        }
+        config = os.path.join(self.tmp, "eras.json")
+        with open(config, "w") as f:
+            json.dump({"mcpServers": servers}, f)
+        front = self.start_proxy_with(["--config", config])
+        sessions = {}
+        try:
+            sessions["stdio"] = self.open_sessions("stdio", 1)[0][0]
+            for era in ("legacy", "modern"):
+                sessions[era] = self.open_sessions("stream", 1, front.port, stream_path="/%s/mcp" % era)[0][0]
+            samples = {kind: [] for kind in sessions}
+            for session in sessions.values():
+                loadgen.drive([session], calls=warmup, timeout_s=self.args.io_timeout * 4)
+            for _ in range(rounds):
+                for kind, session in sessions.items():
+                    window = loadgen.drive([session], calls=calls, timeout_s=self.args.io_timeout * 4)
+                    samples[kind].extend(window.latencies_ns)
+        finally:
+            close_all(sessions.values())
+            self.stop(front)
+            self.stop(remote)
+        return {kind: summarize(values) for kind, values in samples.items()}
+
+    def start_proxy_with(self, extra):
+        """A proxy with no command of its own (an aggregator)."""
+        self.proxy_count += 1
+        argv = [PROXY, "--host", HOST, "--port", "0", *extra]
+        proxy = procs.LoggedProcess(
+            self.registry,
+            argv,
+            os.path.join(self.tmp, "proxy-%d.log" % self.proxy_count),
+            env=dict(os.environ),
+            ready_marker=b"listening on",
+        )
+        proxy.start_s = proxy.wait_ready(self.args.io_timeout)
+        proxy.port = int(proxy.ready_line.rsplit(":", 1)[1].split("/")[0])
+        return proxy
 
     # ---------------------------------------------------------------------------------------
     # 1b. payload size
@@ -345,6 +398,7 @@ class Bench:
             )
         elif a.everything:
             self.notes.append("server-everything rows skipped: %s or node is missing" % EVERYTHING)
+        self.step("upstream_eras", self.upstream_eras, max(2, a.rounds // 2), max(100, a.calls // 2), a.warmup)
         if a.payloads:
             self.step("payload", self.payload, a.payloads)
         self.step("throughput", self.throughput_all, a.sessions, a.duration, a.warmup_s)
@@ -515,6 +569,31 @@ def report(bench):
             for kind in ("stream", "sse"):
                 p50r = ratio(block[kind]["p50"], block["stdio"]["p50"])
                 goals.append(("p50 latency within 1.3x of direct stdio (%s, %s)" % (label, kind), "%.2fx" % p50r, p50r <= 1.3))
+
+    eras = r.get("upstream_eras")
+    if eras:
+        w("")
+        w("## 1c. A 2025 client's tools/call on a 2025 and on a 2026-07-28 upstream")
+        w("")
+        w(
+            "Client → aggregator → remote mcp-proxy bridging the echo server, the remote spoken to in the "
+            "2025 revision (`protocol: 2025-11-25`: a session upstream) or in 2026-07-28 (the envelope and "
+            "headers on every request, no session). Same processes on both paths; ratios against direct stdio."
+        )
+        w("")
+        w("| upstream | calls | p50 µs | p99 µs | p50 ratio | p99 ratio |")
+        w("|---|---:|---:|---:|---:|---:|")
+        base = eras["stdio"]
+        for kind, label in (("stdio", "direct stdio"), ("legacy", "2025 upstream"), ("modern", "2026-07-28 upstream")):
+            s = eras.get(kind)
+            if s:
+                w(
+                    "| %s | %d | %s | %s | %s | %s |"
+                    % (label, s["n"], fmt(s["p50"]), fmt(s["p99"]), fmt(ratio(s["p50"], base["p50"]), 2), fmt(ratio(s["p99"], base["p99"]), 2))
+                )
+        if eras.get("legacy") and eras.get("modern"):
+            w("")
+            w("2026 upstream ÷ 2025 upstream, p50: %s." % fmt(ratio(eras["modern"]["p50"], eras["legacy"]["p50"]), 2))
 
     pl = r.get("payload")
     if pl:

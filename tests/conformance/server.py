@@ -10,6 +10,10 @@ the scenarios check (raw JSON Schemas, raw elicitation schemas, isError, ...).
     python server.py --http PORT      # Streamable HTTP on 127.0.0.1:PORT/mcp (0: any
                                       # free port), to check this server without the proxy
     python server.py --http PORT --stateless
+    python server.py --era 2025       # stdio, 2025 only (a handshake-era server: an
+                                      # enveloped request, server/discover too, gets -32600)
+    python server.py --era 2026       # stdio, 2026-07-28 only (a modern-only server:
+                                      # `initialize` is refused with -32022)
 
 It serves both eras, as the Python SDK does (the first request of a connection,
 or each HTTP request, decides):
@@ -19,10 +23,23 @@ or each HTTP request, decides):
   requests. Those of the 2026 multi-round-trip scenarios name their question
   with `_meta["mcp-proxy/inputKey"]` (the key the scenario expects in
   `inputRequests`); a client that ignores the key loses nothing.
-- 2026-07-28 (per-request `_meta` envelope; the `--http` control run): the
-  same tools answer `input_required` themselves, read the answers from
-  `inputResponses`, carry earlier answers in a sealed `requestState`, and
-  check the client capabilities the request declares.
+- 2026-07-28 (per-request `_meta` envelope; the `--http` control run, and
+  stdio with `--era 2026`): the same tools answer `input_required`
+  themselves, read the answers from `inputResponses`, carry earlier answers
+  in a sealed `requestState`, and check the client capabilities the request
+  declares.
+
+With `--era 2025` the stdio server is a 2025-only one: what mcp-proxy runs
+when it is to bridge to 2025 children (its default `--upstreamProtocol auto`
+asks with `server/discover` first, is refused, and initializes it). With
+`--era 2026` the stdio server is modern-only, like an SDK v2 server
+that rejects the legacy era: every request must carry the 2026-07-28
+envelope (`server/discover` answers), and `initialize` gets -32022 naming the
+served versions (the Python SDK's answer to `initialize` on a modern
+connection). The tools that the 2025 scenarios call and that ask the client
+something (test_sampling, test_elicitation, the SEP-1034/SEP-1330
+elicitations) then ask with `input_required` too, so a proxy in front can
+bridge them to its 2025 clients.
 
 Apart from that key (documented by mcp-proxy, harmless to anyone else)
 nothing here depends on the proxy: it is a plain, spec-following server.
@@ -45,6 +62,9 @@ import anyio
 import mcp.types as types
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
+# --era 2025 / 2026: the SDK's two serving loops, without the dual-era choice
+# in front of them (mcp 2.3.0 has no public switch for either).
+from mcp.server.runner import _serve_legacy_stream, _serve_modern_stream
 from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, PromptsListChanged, ToolsListChanged
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
@@ -244,6 +264,68 @@ TOOLS = [
         input_schema=NO_ARGS,
     ),
 ]
+
+# The elicitations of the 2025 scenarios (tools-call-elicitation, SEP-1034, SEP-1330).
+ELICITATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string", "description": "User's response"},
+        "email": {"type": "string", "description": "User's email address"},
+    },
+    "required": ["username", "email"],
+}
+SEP1034_MESSAGE = "Please review and update the form fields with defaults"
+SEP1034_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "description": "User name", "default": "John Doe"},
+        "age": {"type": "integer", "description": "User age", "default": 30},
+        "score": {"type": "number", "description": "User score", "default": 95.5},
+        "status": {
+            "type": "string",
+            "description": "User status",
+            "enum": ["active", "inactive", "pending"],
+            "default": "active",
+        },
+        "verified": {"type": "boolean", "description": "Verification status", "default": True},
+    },
+    "required": [],
+}
+SEP1330_MESSAGE = "Please choose from the enum fields"
+SEP1330_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+        "titledSingle": {
+            "type": "string",
+            "oneOf": [
+                {"const": "value1", "title": "First Option"},
+                {"const": "value2", "title": "Second Option"},
+                {"const": "value3", "title": "Third Option"},
+            ],
+        },
+        "legacyEnum": {
+            "type": "string",
+            "enum": ["opt1", "opt2", "opt3"],
+            "enumNames": ["Option One", "Option Two", "Option Three"],
+        },
+        "untitledMulti": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["option1", "option2", "option3"]},
+        },
+        "titledMulti": {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"const": "value1", "title": "First Choice"},
+                    {"const": "value2", "title": "Second Choice"},
+                    {"const": "value3", "title": "Third Choice"},
+                ]
+            },
+        },
+    },
+    "required": [],
+}
 
 LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 
@@ -474,7 +556,7 @@ def name_of(result: types.ElicitResult | None, field: str = "name") -> str:
     return str(result.content.get(field, ""))
 
 
-async def interactive_tool(ctx: Any, name: str) -> types.CallToolResult | None:
+async def interactive_tool(ctx: Any, name: str, args: dict[str, Any]) -> types.CallToolResult | None:
     """The tools that ask the client something (None: not one of them)."""
     ask = Asker(ctx)
     if name == "test_input_required_result_elicitation":
@@ -518,6 +600,38 @@ async def interactive_tool(ctx: Any, name: str) -> types.CallToolResult | None:
     if name == "test_streaming_elicitation":
         (answer,) = await ask.ask(ask_name("user_name"))
         return types.CallToolResult(content=[text(f"Hello, {name_of(answer)}!")])
+    if ask.modern:
+        # The 2025 scenarios' tools that ask the client (their 2025 form, with
+        # real server-to-client requests, is in call_tool) ask at 2026 with
+        # input_required, which a proxy bridges back to 2025 requests.
+        return await modern_legacy_tool(ask, name, args)
+    return None
+
+
+def elicitation(key: str, message: str, schema: dict[str, Any]) -> Question:
+    return Question(key, "elicitation/create", {"message": message, "requestedSchema": schema})
+
+
+async def modern_legacy_tool(ask: Asker, name: str, args: dict[str, Any]) -> types.CallToolResult | None:
+    if name == "test_sampling":
+        (reply,) = await ask.ask(ask_llm("sampling", str(args.get("prompt", ""))))
+        return types.CallToolResult(content=[text(f"LLM response: {reply_text(reply)}")])
+    if name == "test_elicitation":
+        (result,) = await ask.ask(elicitation("elicitation", str(args.get("message", "")), ELICITATION_SCHEMA))
+        return types.CallToolResult(
+            content=[text(f"User response: action={result.action}, content={json.dumps(result.content)}")]
+        )
+    if name in ("test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums"):
+        sep1034 = name == "test_elicitation_sep1034_defaults"
+        question = elicitation(
+            "elicitation",
+            SEP1034_MESSAGE if sep1034 else SEP1330_MESSAGE,
+            SEP1034_SCHEMA if sep1034 else SEP1330_SCHEMA,
+        )
+        (result,) = await ask.ask(question)
+        return types.CallToolResult(
+            content=[text(f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}")]
+        )
     return None
 
 
@@ -527,7 +641,7 @@ async def call_tool(
     name = params.name
     args = params.arguments or {}
     try:
-        result = await interactive_tool(ctx, name)
+        result = await interactive_tool(ctx, name, args)
     except NeedInput as need:
         return need.result()
     if result is not None:
@@ -625,84 +739,17 @@ async def call_tool(
         caps = ctx.session.client_capabilities
         if caps is None or caps.elicitation is None:
             return types.CallToolResult(is_error=True, content=[text("Client does not support elicitation")])
-        result = await elicit(
-            ctx,
-            str(args.get("message", "")),
-            {
-                "type": "object",
-                "properties": {
-                    "username": {"type": "string", "description": "User's response"},
-                    "email": {"type": "string", "description": "User's email address"},
-                },
-                "required": ["username", "email"],
-            },
-        )
+        result = await elicit(ctx, str(args.get("message", "")), ELICITATION_SCHEMA)
         return types.CallToolResult(
             content=[text(f"User response: action={result.action}, content={json.dumps(result.content)}")]
         )
     if name == "test_elicitation_sep1034_defaults":
-        result = await elicit(
-            ctx,
-            "Please review and update the form fields with defaults",
-            {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string", "description": "User name", "default": "John Doe"},
-                    "age": {"type": "integer", "description": "User age", "default": 30},
-                    "score": {"type": "number", "description": "User score", "default": 95.5},
-                    "status": {
-                        "type": "string",
-                        "description": "User status",
-                        "enum": ["active", "inactive", "pending"],
-                        "default": "active",
-                    },
-                    "verified": {"type": "boolean", "description": "Verification status", "default": True},
-                },
-                "required": [],
-            },
-        )
+        result = await elicit(ctx, SEP1034_MESSAGE, SEP1034_SCHEMA)
         return types.CallToolResult(
             content=[text(f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}")]
         )
     if name == "test_elicitation_sep1330_enums":
-        result = await elicit(
-            ctx,
-            "Please choose from the enum fields",
-            {
-                "type": "object",
-                "properties": {
-                    "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
-                    "titledSingle": {
-                        "type": "string",
-                        "oneOf": [
-                            {"const": "value1", "title": "First Option"},
-                            {"const": "value2", "title": "Second Option"},
-                            {"const": "value3", "title": "Third Option"},
-                        ],
-                    },
-                    "legacyEnum": {
-                        "type": "string",
-                        "enum": ["opt1", "opt2", "opt3"],
-                        "enumNames": ["Option One", "Option Two", "Option Three"],
-                    },
-                    "untitledMulti": {
-                        "type": "array",
-                        "items": {"type": "string", "enum": ["option1", "option2", "option3"]},
-                    },
-                    "titledMulti": {
-                        "type": "array",
-                        "items": {
-                            "anyOf": [
-                                {"const": "value1", "title": "First Choice"},
-                                {"const": "value2", "title": "Second Choice"},
-                                {"const": "value3", "title": "Third Choice"},
-                            ]
-                        },
-                    },
-                },
-                "required": [],
-            },
-        )
+        result = await elicit(ctx, SEP1330_MESSAGE, SEP1330_SCHEMA)
         return types.CallToolResult(
             content=[text(f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}")]
         )
@@ -927,10 +974,32 @@ def make_server() -> Server:
     return server
 
 
-async def run_stdio() -> None:
+async def run_stdio(era: str) -> None:
     server = make_server()
     async with stdio_server() as (read_stream, write_stream):
-        await server.run(read_stream, write_stream, server.create_initialization_options(NOTIFY))
+        if era in ("2025", "2026"):
+            # What `Server.run` serves once the first request chose an era, from
+            # the first message on: the other era is refused throughout.
+            async with server.lifespan(server) as lifespan_state:
+                try:
+                    if era == "2026":
+                        await _serve_modern_stream(
+                            server, read_stream, write_stream, lifespan_state=lifespan_state, raise_exceptions=False
+                        )
+                    else:
+                        await _serve_legacy_stream(
+                            server,
+                            read_stream,
+                            write_stream,
+                            lifespan_state=lifespan_state,
+                            session_id=None,
+                            init_options=server.create_initialization_options(NOTIFY),
+                            raise_exceptions=False,
+                        )
+                finally:
+                    await write_stream.aclose()
+        else:
+            await server.run(read_stream, write_stream, server.create_initialization_options(NOTIFY))
 
 
 def run_http(port: int, stateless: bool) -> None:
@@ -953,11 +1022,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT/mcp")
     parser.add_argument("--stateless", action="store_true", help="with --http: no sessions")
+    parser.add_argument(
+        "--era",
+        choices=["both", "2025", "2026"],
+        default="both",
+        help="stdio: serve both eras (the first request decides; default), 2025 only or 2026-07-28 only",
+    )
     opts = parser.parse_args()
     if opts.http is not None:
+        if opts.era != "both":
+            parser.error("--era applies to stdio only")
         run_http(opts.http, opts.stateless)
     else:
-        anyio.run(run_stdio)
+        anyio.run(run_stdio, opts.era)
 
 
 if __name__ == "__main__":

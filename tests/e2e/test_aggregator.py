@@ -328,7 +328,9 @@ def test_api_changes_survive_a_restart_with_persist(start_proxy, tmp_path, http)
 
 async def test_an_expired_remote_session_is_renewed_transparently(start_proxy, tmp_path, http):
     upstream = start_proxy()
-    config = {"mcpServers": {"remote": {"transportType": "streamable-http", "url": upstream.url("/mcp")}}}
+    # Pinned to the 2025 revision: a 2026-07-28 upstream has no session to expire.
+    remote = {"transportType": "streamable-http", "url": upstream.url("/mcp"), "protocol": "2025-11-25"}
+    config = {"mcpServers": {"remote": remote}}
     aggregator = start_proxy("--config", write_config(tmp_path, config), command=())
     async with mcp_client(aggregator, "streamable-http", endpoint="/remote/mcp") as conn:
         assert text_of(await conn.session.call_tool("echo", {"message": "one"})) == "Echo: one"

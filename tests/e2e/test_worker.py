@@ -265,10 +265,13 @@ def config_text(servers: Mapping[str, Mapping[str, object]]) -> str:
 
 @pytest.fixture
 def worker(start_worker, bridge_upstream: str, python_upstream: str) -> Worker:
-    """A Worker in front of the upstreams: ``/everything/mcp``, ``/py/mcp``, and ``/legacy/mcp``
-    (the bridge again, over its legacy HTTP+SSE transport)."""
+    """A Worker in front of the upstreams: ``/everything/mcp`` (the bridge, spoken to in the
+    2025 revision), ``/modern/mcp`` (the same bridge, found to serve 2026-07-28 and spoken to
+    in it), ``/py/mcp``, and ``/legacy/mcp`` (the bridge again, over its legacy HTTP+SSE
+    transport)."""
     servers = {
-        "everything": {"type": "streamable-http", "url": bridge_upstream},
+        "everything": {"type": "streamable-http", "url": bridge_upstream, "protocol": "2025-11-25"},
+        "modern": {"type": "streamable-http", "url": bridge_upstream},
         "py": {"type": "streamable-http", "url": python_upstream},
         "legacy": {"type": "sse", "url": bridge_upstream.removesuffix("/mcp") + "/sse"},
     }
@@ -585,7 +588,9 @@ def test_get_listens_and_delete_ends_the_upstream_session(start_worker) -> None:
     bridge = Process([str(PROXY_BIN), "--port", "0", "--", "node", str(SERVER_EVERYTHING_JS), "stdio"])
     try:
         host = bridge.wait_for(r"listening on http://([^\s/]+)").group(1)
-        worker = start_worker({"MCP_PROXY_CONFIG": config_text({"e": {"type": "streamable-http", "url": f"http://{host}/mcp"}})})
+        # The upstream's 2025 session is the subject: spoken to in the 2025 revision.
+        upstream = {"type": "streamable-http", "url": f"http://{host}/mcp", "protocol": "2025-11-25"}
+        worker = start_worker({"MCP_PROXY_CONFIG": config_text({"e": upstream})})
         session = _initialize(worker, "/e/mcp", "listener")
         headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
         with httpx.stream("GET", worker.url("/e/mcp"), headers=headers, timeout=30) as stream:
@@ -657,7 +662,9 @@ async def test_the_merged_endpoint_and_server_tokens_at_the_edge(start_worker, b
 
 
 def test_a_get_stream_pipes_the_upstreams_own_messages(start_worker, python_upstream: str) -> None:
-    worker = start_worker({"MCP_PROXY_CONFIG": config_text({"py": {"type": "streamable-http", "url": python_upstream}})})
+    # The upstream's own GET stream is the subject: spoken to in the 2025 revision.
+    upstream = {"type": "streamable-http", "url": python_upstream, "protocol": "2025-11-25"}
+    worker = start_worker({"MCP_PROXY_CONFIG": config_text({"py": upstream})})
     session = _initialize(worker, "/py/mcp", "listener")
     received: list[dict] = []
     arrived = threading.Event()
@@ -908,3 +915,42 @@ def test_a_2026_request_at_the_edge_is_checked_like_anywhere(worker: Worker) -> 
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping", "params": {"_meta": meta}}
     missing = httpx.post(worker.url("/everything/mcp"), json=ping, headers={**headers, "mcp-method": "ping"}, timeout=30)
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, -32601)
+
+
+@pytest.mark.anyio
+async def test_a_2026_upstream_serves_2025_and_2026_clients_at_the_edge(worker: Worker) -> None:
+    """``/modern/mcp`` is the native bridge, which serves 2026-07-28: the Worker asks it
+    ``server/discover``, finds it modern, and speaks only 2026 to it — a 2025 client's session
+    then needs no upstream session (its ``initialize`` is answered from discover), and a
+    2026 client's requests go on as they are, each in a fresh isolate. Both see tools and
+    progress; a 2026 client answers the server's sampling question (its retry carries the
+    server's own state), while a 2025 client is told at once that only a 2026 client can
+    answer mid-call questions through the edge (its answer would arrive in another request,
+    with nothing kept to carry the server's state on)."""
+    from mcp.client.client import Client
+    import mcp_types as types
+
+    for mode in ("legacy", "2026-07-28"):
+        sampled: list[str] = []
+        progress: list[float] = []
+
+        async def on_sample(ctx, params):
+            sampled.append(params.messages[0].content.text)
+            return types.CreateMessageResult(role="assistant", model="edge", content=types.TextContent(type="text", text="Paris"))
+
+        async def on_progress(value, total, message):
+            progress.append(value)
+
+        async with Client(worker.url("/modern/mcp"), mode=mode, sampling_callback=on_sample, read_timeout_seconds=60) as client:
+            echoed = await client.call_tool("echo", {"message": f"{mode} on 2026"})
+            assert echoed.content[0].text == f"Echo: {mode} on 2026", (mode, echoed)
+            slow = await client.call_tool("trigger-long-running-operation", {"duration": 1, "steps": 2}, progress_callback=on_progress)
+            assert not slow.is_error and progress, (mode, slow, progress)
+            if mode == "legacy":
+                with pytest.raises(Exception, match="only a 2026-07-28 client can answer"):
+                    await client.call_tool("trigger-sampling-request", {"prompt": "capital?", "maxTokens": 8})
+                assert not sampled, sampled
+            else:
+                answer = await client.call_tool("trigger-sampling-request", {"prompt": "capital?", "maxTokens": 8})
+                assert "Paris" in json.dumps(answer.model_dump()) and sampled, (mode, answer, sampled)
+    assert "speaks 2026-07-28" in worker.log, worker.log[-2000:]

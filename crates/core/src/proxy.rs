@@ -53,6 +53,8 @@ pub struct Proxy {
     pub(crate) store: SessionStore,
     /// 2026-07-28 requests in flight, waiting input rounds, listen streams.
     pub(crate) modern: crate::modern::Modern,
+    /// Which era each upstream speaks.
+    pub(crate) eras: crate::upstream::era::Eras,
     /// The `Authorization` header of the HTTP request being handled (sessions it opens start
     /// with it).
     pub(crate) request_authorization: Option<String>,
@@ -101,6 +103,7 @@ impl Proxy {
             shared: Default::default(),
             store,
             modern: crate::modern::Modern::new(&modern_key),
+            eras: Default::default(),
             request_authorization: None,
             local_answers: VecDeque::new(),
             next_server_request: 0,
@@ -313,6 +316,8 @@ impl Proxy {
                 Timer::SharedRespawn(server) => self.shared_respawn(server),
                 Timer::InputRequired(proxy_id) => self.mrtr_flush(proxy_id),
                 Timer::Parked(number) => self.mrtr_expired(number),
+                Timer::AskAgain(round) => self.ask_again(round),
+                Timer::Relisten(upstream) => self.upstream_listen(now, upstream),
                 Timer::Connect(session_id) => {
                     let expecting = self
                         .sessions

@@ -50,6 +50,10 @@ pub(crate) struct Cli {
     /// may ask its client something has one to itself) [default: 8].
     #[arg(long = "modernPoolMax", alias = "modern-pool-max")]
     pub(crate) modern_pool_max: Option<usize>,
+    /// Which revision to speak to the server: auto (ask it with server/discover, once),
+    /// legacy (2025-11-25: initialize and a session) or modern (2026-07-28) [default: auto].
+    #[arg(long = "upstreamProtocol", alias = "upstream-protocol", value_parser = ["auto", "legacy", "modern", "2025-11-25", "2026-07-28"])]
+    pub(crate) upstream_protocol: Option<String>,
     /// Milliseconds a new server may take to answer initialize [default: 60000].
     #[arg(long = "connectionTimeout", alias = "connection-timeout")]
     pub(crate) connection_timeout: Option<u64>,
@@ -273,6 +277,7 @@ impl Cli {
             ("statelessPoolSize", self.stateless_pool_size.map(Value::from)),
             ("modern", modern.map(Value::from)),
             ("modernPoolMax", self.modern_pool_max.map(Value::from)),
+            ("upstreamProtocol", self.upstream_protocol.clone().map(Value::from)),
             ("connectionTimeoutMs", self.connection_timeout.map(Value::from)),
             ("requestTimeoutMs", self.request_timeout.map(Value::from)),
             ("maxBodySize", self.max_body_size.map(Value::from)),
@@ -396,6 +401,8 @@ mod tests {
         assert_eq!(config_of(&["--no-modern", "srv"])["modern"], false);
         assert_eq!(config_of(&["--no-modern", "--modern", "srv"])["modern"], true, "the last one wins");
         assert_eq!(config_of(&["--modernPoolMax", "3", "srv"])["modernPoolMax"], 3);
+        assert_eq!(config_of(&["srv"]).get("upstreamProtocol"), None, "the core's default");
+        assert_eq!(config_of(&["--upstreamProtocol", "legacy", "srv"])["upstreamProtocol"], "legacy");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub use super::expand::{expand_env, EnvLookup};
 use super::json::{boolean, object, string, tokens};
 use super::server::{options, server_entry, v1_client, validate_name, PartialOptions};
 pub use super::server::{
-    parse_server, FilterMode, ServerEntry, ServerOptions, ServerSource, ToolFilter, UpstreamConfig,
+    parse_server, FilterMode, ServerEntry, ServerOptions, ServerSource, ToolFilter, UpstreamConfig, UpstreamProtocol,
 };
 use crate::error::ConfigError;
 

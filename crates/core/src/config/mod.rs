@@ -46,6 +46,10 @@ pub struct Config {
     /// client something has its child to itself while it runs (`--modernPoolMax`).
     #[serde(default = "defaults::modern_pool_max")]
     pub modern_pool_max: usize,
+    /// Which revision the proxy speaks to upstream servers: `auto` asks each
+    /// (`--upstreamProtocol`; a server's `protocol` option wins).
+    #[serde(default)]
+    pub upstream_protocol: crate::config::file::UpstreamProtocol,
     /// How long a new child may take to answer `initialize`, in milliseconds.
     #[serde(default = "defaults::connection_timeout_ms")]
     pub connection_timeout_ms: u64,

@@ -92,6 +92,43 @@ pub struct ServerOptions {
     /// A stdio child inherits the proxy's whole environment (minus its secrets), not only the
     /// default list of [`crate::policy::env::DEFAULT_INHERITED`].
     pub inherit_env: bool,
+    /// Which revision the proxy speaks to this server (`protocol`); `None`: the proxy's
+    /// `upstreamProtocol`.
+    pub protocol: Option<UpstreamProtocol>,
+}
+
+/// Which protocol era the proxy speaks to an upstream server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum UpstreamProtocol {
+    /// Ask the server (`server/discover` first), then speak what it speaks.
+    #[default]
+    Auto,
+    /// The 2025 revisions: `initialize` and a session.
+    Legacy,
+    /// Revision 2026-07-28: stateless requests.
+    Modern,
+}
+
+impl UpstreamProtocol {
+    /// Reads a setting: `auto`, `legacy` or `2025-11-25`, `modern` or `2026-07-28`.
+    pub fn parse(text: &str) -> Option<UpstreamProtocol> {
+        match text {
+            "auto" => Some(UpstreamProtocol::Auto),
+            "legacy" | "2025-11-25" | "2025-06-18" | "2025-03-26" | "2024-11-05" => Some(UpstreamProtocol::Legacy),
+            "modern" | "2026-07-28" => Some(UpstreamProtocol::Modern),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<String> for UpstreamProtocol {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<UpstreamProtocol, String> {
+        UpstreamProtocol::parse(&text)
+            .ok_or_else(|| format!("{text:?} is not a protocol: auto, legacy (2025-11-25) or modern (2026-07-28)"))
+    }
 }
 
 /// Option fields as written: absent fields inherit from `mcpProxy.options`.
@@ -105,6 +142,7 @@ pub(super) struct PartialOptions {
     share_upstream: Option<bool>,
     forward_authorization: bool,
     inherit_env: Option<bool>,
+    protocol: Option<UpstreamProtocol>,
 }
 
 impl PartialOptions {
@@ -119,6 +157,7 @@ impl PartialOptions {
             // Never inherited: each server that should see clients' credentials says so.
             forward_authorization: self.forward_authorization,
             inherit_env: self.inherit_env.unwrap_or(defaults.inherit_env),
+            protocol: self.protocol.or(defaults.protocol),
         }
     }
 }
@@ -165,7 +204,20 @@ pub(super) fn options(value: Option<&Value>, path: &str) -> Result<PartialOption
         share_upstream: boolean(map, "shareUpstream", path)?,
         forward_authorization: boolean(map, "forwardAuthorization", path)?.unwrap_or(false),
         inherit_env: boolean(map, "inheritEnv", path)?,
+        protocol: protocol(map, path)?,
     })
+}
+
+fn protocol(map: &serde_json::Map<String, Value>, path: &str) -> Result<Option<UpstreamProtocol>, ConfigError> {
+    match string(map, "protocol", path)? {
+        None => Ok(None),
+        Some(text) => UpstreamProtocol::parse(&text).map(Some).ok_or_else(|| {
+            ConfigError::new(
+                format!("{path}.protocol"),
+                format!("must be \"auto\", \"2025-11-25\" or \"2026-07-28\", got {text:?}"),
+            )
+        }),
+    }
 }
 
 fn tool_filter(value: &Value, path: &str) -> Result<ToolFilter, ConfigError> {
@@ -191,7 +243,8 @@ pub(super) fn server_entry(
     let path = format!("mcpServers.{name}");
     let map = object(value, &path)?;
     for key in map.keys() {
-        let known = ["transportType", "type", "command", "args", "env", "url", "headers", "timeout", "options"];
+        let known =
+            ["transportType", "type", "command", "args", "env", "url", "headers", "timeout", "options", "protocol"];
         if !known.contains(&key.as_str()) {
             warnings.push(format!("{path}.{key}: unknown field, ignored"));
         }
@@ -247,7 +300,12 @@ pub(super) fn server_entry(
             return Err(ConfigError::new(path, "needs a \"command\" (stdio) or a \"url\" (sse, streamable-http)"))
         }
     };
-    Ok((upstream, options(map.get("options"), &format!("{path}.options"))?))
+    let mut options = options(map.get("options"), &format!("{path}.options"))?;
+    // `protocol` may stand beside `command`/`url` too (it wins over `options.protocol`).
+    if let Some(protocol) = protocol(map, &path)? {
+        options.protocol = Some(protocol);
+    }
+    Ok((upstream, options))
 }
 
 pub(super) fn v1_client(name: &str, value: &Value) -> Result<(UpstreamConfig, PartialOptions), ConfigError> {
@@ -270,6 +328,7 @@ pub(super) fn v1_client(name: &str, value: &Value) -> Result<(UpstreamConfig, Pa
         share_upstream: None,
         forward_authorization: false,
         inherit_env: None,
+        protocol: None,
     };
     Ok((upstream, options))
 }

@@ -132,6 +132,19 @@ pub(crate) fn decode_header(value: &str) -> Option<String> {
     }
 }
 
+/// Writes a value for a header: as it is when it is plain visible ASCII, else in the
+/// `=?base64?…?=` form the revision defines.
+pub(crate) fn encode_header(text: &str) -> String {
+    let printable = text.bytes().all(|b| (0x21..=0x7e).contains(&b) || b == b' ');
+    let padded = text.starts_with(' ') || text.ends_with(' ');
+    let looks_encoded = text.starts_with("=?base64?") && text.ends_with("?=");
+    if !text.is_empty() && printable && !padded && !looks_encoded {
+        text.to_owned()
+    } else {
+        format!("=?base64?{}?=", STANDARD.encode(text.as_bytes()))
+    }
+}
+
 /// The parameter `Mcp-Name` mirrors for `method`, if it has one.
 pub(crate) fn named_param(method: &str) -> Option<&'static str> {
     match method {

@@ -182,8 +182,33 @@ impl Proxy {
     }
 
     fn listen_ask(&mut self, now: Instant, member: &SessionId, server: usize, method: &str, uri: &str) {
-        let request = Request { id: RequestId::Number(0), method: method.into(), params: Some(json!({"uri": uri})) };
+        let id = RequestId::String(format!("mcp-proxy-{method}"));
+        let request = Request { id, method: method.into(), params: Some(json!({"uri": uri})) };
         self.forward_to(now, member, server, ReplyTo::Discard, request);
+    }
+
+    /// A 2026 server's listen stream event, tagged with the id the proxy gave the client's
+    /// listen request: retagged with the client's id and sent on its stream. False if it is
+    /// no such event.
+    pub(crate) fn relay_listen_event(&mut self, notification: &Notification) -> bool {
+        let tag = notification.params.as_ref().and_then(|p| p.get("_meta")).and_then(|m| m.get(SUBSCRIPTION_ID));
+        let Some(number) = tag.and_then(Value::as_i64) else {
+            return false;
+        };
+        let Some(pending) = self.pending.get(crate::ids::ProxyRequestId(number)) else {
+            return false;
+        };
+        let (crate::state::pending::ReplyTo::Exchange(exchange), client_id) =
+            (pending.reply_to, pending.original_id.clone())
+        else {
+            return false;
+        };
+        let mut relayed = notification.clone();
+        if let Some(meta) = relayed.params.as_mut().and_then(|p| p.get_mut("_meta")).and_then(Value::as_object_mut) {
+            meta.insert(SUBSCRIPTION_ID.into(), json!(client_id));
+        }
+        self.send_event(exchange, &Message::Notification(relayed));
+        true
     }
 
     /// A pool child ended: its subscriptions went with it.

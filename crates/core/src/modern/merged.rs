@@ -81,6 +81,20 @@ impl Proxy {
     }
 
     /// The server a prefixed name in `holder[key]` belongs to; the server's own name is put back.
+    /// Whether a merged request whose `requestState` is not the proxy's belongs to a 2026
+    /// server, which judges its own states: the member its name routes to, or (for a request
+    /// without a name) any member.
+    pub(crate) fn merged_state_is_a_servers(&self, wait: &ModernWait) -> bool {
+        let servers = &wait.caller.servers;
+        match wait.request.method.as_str() {
+            mcp::TOOLS_CALL | mcp::PROMPTS_GET => {
+                let mut params = wait.request.params.clone();
+                self.merged_owner(servers, &mut params, "name").is_some_and(|s| self.eras.server_is_modern(s))
+            }
+            _ => servers.iter().any(|s| self.eras.server_is_modern(*s)),
+        }
+    }
+
     fn merged_owner(&self, servers: &[usize], holder: &mut Option<Value>, key: &str) -> Option<usize> {
         let object = holder.as_mut()?.as_object_mut()?;
         let name = object.get(key)?.as_str()?.to_owned();

@@ -17,12 +17,14 @@
 //! - [`merged`]: the aggregator's merged endpoint for 2026 clients.
 
 pub(crate) mod answers;
+pub(crate) mod cache;
 pub(crate) mod classify;
 pub(crate) mod envelope;
 pub(crate) mod listen;
 pub(crate) mod merged;
 pub(crate) mod mrtr;
 pub(crate) mod params;
+pub(crate) mod upstream;
 
 use std::collections::BTreeMap;
 
@@ -86,6 +88,12 @@ pub(crate) struct ModernWait {
     pub(crate) name: Option<String>,
     /// The request's `Mcp-Param-*` headers: the name after the prefix, and the value.
     pub(crate) param_headers: Vec<(String, String)>,
+    /// The endpoint it came to (a state it is given is bound to it).
+    pub(crate) endpoint: Target,
+    /// It carries a `requestState` the proxy did not seal, for a server whose revision is not
+    /// known yet: served once the server is found to be a 2026 one (its own state then), else
+    /// refused as an invalid state.
+    pub(crate) foreign_state: bool,
 }
 
 /// What a 2026 exchange answers, to shape it.
@@ -115,6 +123,8 @@ pub(crate) struct InFlight {
     /// Client capabilities the child asked for that this request did not declare: if the call
     /// then fails, the client is told what it lacked (`-32021`).
     pub(crate) missing: Option<Value>,
+    /// The endpoint the client called (a state it is given is bound to it).
+    pub(crate) endpoint: Target,
 }
 
 /// The 2026 side of the proxy: requests in flight on children, waiting input rounds, listen
@@ -124,12 +134,19 @@ pub(crate) struct Modern {
     pub(crate) in_flight: BTreeMap<ProxyRequestId, InFlight>,
     pub(crate) mrtr: mrtr::Mrtr,
     pub(crate) listens: listen::Listens,
+    /// 2025 clients of 2026 upstreams.
+    pub(crate) upstreams: upstream::ModernUpstreams,
 }
 
 impl Modern {
     /// Nothing in flight; `key` seals `input_required` states.
     pub(crate) fn new(key: &[u8]) -> Modern {
-        Modern { in_flight: BTreeMap::new(), mrtr: mrtr::Mrtr::new(key), listens: listen::Listens::default() }
+        Modern {
+            in_flight: BTreeMap::new(),
+            mrtr: mrtr::Mrtr::new(key),
+            listens: listen::Listens::default(),
+            upstreams: upstream::ModernUpstreams::default(),
+        }
     }
 }
 
@@ -166,7 +183,9 @@ impl Proxy {
             })
             .collect();
         let wait = ModernWait {
+            endpoint: caller.target,
             param_headers,
+            foreign_state: false,
             name,
             exchange,
             cors,
@@ -192,12 +211,23 @@ impl Proxy {
     }
 
     /// Sends a 2026 request to a child of its server's pool, or holds it until one is free.
-    pub(crate) fn modern_dispatch(&mut self, now: Instant, wait: ModernWait) {
+    pub(crate) fn modern_dispatch(&mut self, now: Instant, mut wait: ModernWait) {
         let server = match wait.caller.target {
             Target::Server(server) => server,
             Target::Merged => return self.merged_modern(now, wait),
         };
-        if wait.request.method == mcp::SUBSCRIPTIONS_LISTEN {
+        if wait.foreign_state {
+            if !self.revision_known(server) {
+                // Children start, and are asked their revision, for what waits.
+                self.ensure_pool(now, server);
+                return self.wait_for_pool(server, Waiter::Modern(Box::new(wait)));
+            }
+            if !self.eras.server_is_modern(server) {
+                return self.invalid_state(wait);
+            }
+            wait.foreign_state = false;
+        }
+        if wait.request.method == mcp::SUBSCRIPTIONS_LISTEN && !self.eras.server_is_modern(server) {
             return self.listen_open(now, wait);
         }
         if wait.request.method == mcp::SERVER_DISCOVER {
@@ -220,7 +250,8 @@ impl Proxy {
                 return self.modern_reply(wait.exchange, wait.cors, 400, Response::error(Some(wait.request.id), error));
             }
         }
-        let interactive = INTERACTIVE.contains(&wait.request.method.as_str());
+        // A 2026 server asks its client nothing mid-call: its children need not be taken.
+        let interactive = INTERACTIVE.contains(&wait.request.method.as_str()) && !self.eras.server_is_modern(server);
         let need = if interactive { Need::Own } else { Need::Any };
         let Some(member) = self.pool_member(now, server, need) else {
             return self.wait_for_pool(server, Waiter::Modern(Box::new(wait)));
@@ -237,15 +268,37 @@ impl Proxy {
         wait: ModernWait,
         interactive: bool,
     ) {
-        let ModernWait { exchange, cors, request, envelope, accepts_sse, credential, replay, name, .. } = wait;
+        let ModernWait {
+            exchange,
+            cors,
+            request,
+            envelope,
+            accepts_sse,
+            credential,
+            replay,
+            name,
+            endpoint,
+            param_headers,
+            ..
+        } = wait;
         let uri = (request.method == mcp::RESOURCES_READ)
             .then(|| param(&request.params, "uri").and_then(Value::as_str).map(str::to_owned))
             .flatten();
         let mut upstream_request = request.clone();
-        envelope::strip(&mut upstream_request.params);
+        let member_upstream = self.sessions.get(member).and_then(|s| s.members.first()).map(|m| m.upstream);
+        if !member_upstream.is_some_and(|u| self.eras.is_modern(u)) {
+            // A 2025 server: the envelope (and an input round's fields) stay with the proxy.
+            envelope::strip(&mut upstream_request.params);
+        }
         let modern = ModernPost { server: Some(server), method: request.method.clone(), uri };
         self.open_modern_exchange(exchange, member.clone(), cors, accepts_sse, modern);
-        let Some(proxy_id) = self.forward_to(now, member, server, ReplyTo::Exchange(exchange), upstream_request) else {
+        if member_upstream.is_some_and(|u| self.eras.is_modern(u)) {
+            // The client's `Mcp-Param-*` headers go on with its request, untouched.
+            self.eras.forwarding(Some(param_headers));
+        }
+        let forwarded = self.forward_to(now, member, server, ReplyTo::Exchange(exchange), upstream_request);
+        self.eras.forwarding(None);
+        let Some(proxy_id) = forwarded else {
             return self.modern_gone(exchange, "the server is not available");
         };
         if interactive {
@@ -253,7 +306,7 @@ impl Proxy {
         }
         let method = request.method.clone();
         let in_flight =
-            InFlight { envelope, exchange: Some(exchange), method, name, server, credential, missing: None };
+            InFlight { envelope, exchange: Some(exchange), method, name, server, credential, missing: None, endpoint };
         self.modern.in_flight.insert(proxy_id, in_flight);
         if let Some(replay) = replay {
             self.modern.mrtr.replaying(proxy_id, replay);

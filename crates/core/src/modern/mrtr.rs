@@ -299,11 +299,11 @@ impl Proxy {
         let Some(in_flight) = self.modern.in_flight.get(&proxy_id) else {
             return;
         };
-        let (Some(exchange), server, method, name) =
-            (in_flight.exchange, in_flight.server, in_flight.method.clone(), in_flight.name.clone())
+        let (Some(exchange), method, name) = (in_flight.exchange, in_flight.method.clone(), in_flight.name.clone())
         else {
             return;
         };
+        let endpoint = endpoint_tag(in_flight.endpoint);
         let credential = in_flight.credential;
         let Some(number) = self.modern.mrtr.by_request.get(&proxy_id).copied() else {
             return;
@@ -337,7 +337,7 @@ impl Proxy {
             carried.insert(digest.clone(), answer.clone());
         }
         let state = json!({
-            "p": number, "r": parked.round, "s": server, "m": method, "n": name,
+            "p": number, "r": parked.round, "t": endpoint, "m": method, "n": name,
             "k": keys, "a": carried, "x": parked.next_key, "e": expires,
         });
         let sealed = self.modern.mrtr.sealer.seal_json(PURPOSE, &state, &credential, MAX_STATE, &mut self.ctx.rng);
@@ -427,33 +427,53 @@ impl Proxy {
         }
     }
 
+    /// Refuses a retry whose `requestState` is tampered, foreign or expired.
+    pub(crate) fn invalid_state(&mut self, wait: ModernWait) {
+        let mut error = ErrorObject::new(codes::INVALID_PARAMS, "Invalid or expired requestState");
+        error.data = Some(json!({"reason": "invalid_request_state"}));
+        let response = Response::error(Some(wait.request.id), error);
+        self.modern_reply(wait.exchange, wait.cors, 400, response);
+    }
+
     /// A client retries a call with its input: the waiting call goes on, or runs again.
     pub(crate) fn mrtr_retry(&mut self, now: Instant, mut wait: ModernWait) {
         let state = param(&wait.request.params, "requestState")
             .and_then(Value::as_str)
             .and_then(|text| self.modern.mrtr.sealer.open_json::<Value>(PURPOSE, text, &wait.credential, MAX_STATE));
         let name = wait.name.clone();
-        let server = match wait.caller.target {
-            crate::route::Target::Server(server) => Some(server),
-            crate::route::Target::Merged => None,
-        };
+        let endpoint = endpoint_tag(wait.endpoint);
         let valid = state.filter(|state| {
             state["m"].as_str() == Some(wait.request.method.as_str())
                 && state["n"].as_str().map(str::to_owned) == name
-                && (server.is_none() || state["s"].as_u64() == server.map(|s| s as u64))
+                && state["t"] == endpoint
                 && state["e"].as_u64().is_some_and(|expires| self.ctx.wall.0 <= expires)
         });
         let Some(state) = valid else {
-            let mut error = ErrorObject::new(codes::INVALID_PARAMS, "Invalid or expired requestState");
-            error.data = Some(json!({"reason": "invalid_request_state"}));
-            let response = Response::error(Some(wait.request.id), error);
-            return self.modern_reply(wait.exchange, wait.cors, 400, response);
+            let servers = match wait.endpoint {
+                crate::route::Target::Server(server) if !self.revision_known(server) => {
+                    // Found out first (a fresh edge isolate knows no server yet).
+                    wait.foreign_state = true;
+                    true
+                }
+                crate::route::Target::Server(server) => self.eras.server_is_modern(server),
+                crate::route::Target::Merged => self.merged_state_is_a_servers(&wait),
+            };
+            if servers {
+                // Not the proxy's state: a 2026 server's own, for it to judge.
+                return self.modern_dispatch(now, wait);
+            }
+            return self.invalid_state(wait);
         };
         let responses =
             param(&wait.request.params, "inputResponses").and_then(Value::as_object).cloned().unwrap_or_default();
         let number = state["p"].as_u64().unwrap_or(0);
         let round = state["r"].as_u64().unwrap_or(0);
-        let resumable = self.modern.mrtr.parked.get(&number).is_some_and(|p| p.round == round);
+        // A call resumes once: a second retry with the same state (at once, or after the call
+        // finished) runs the call again on its own.
+        let resumable = self.modern.mrtr.parked.get(&number).is_some_and(|p| {
+            p.round == round
+                && (p.answer.is_some() || self.modern.in_flight.get(&p.proxy_id).is_some_and(|f| f.exchange.is_none()))
+        });
         if resumable {
             return self.mrtr_resume(number, wait, &responses);
         }
@@ -512,6 +532,8 @@ impl Proxy {
         if let Some(pending) = self.pending.get_mut(proxy_id) {
             pending.reply_to = ReplyTo::Exchange(wait.exchange);
             pending.original_id = wait.request.id;
+            // Progress from here on is the retry's, under its own token (or none).
+            pending.progress = mcp::progress_token(&wait.request.params);
         }
         for answer in answers {
             self.send_upstream(upstream, &Message::Response(answer));
@@ -520,6 +542,14 @@ impl Proxy {
         if unanswered {
             self.ask_client(proxy_id);
         }
+    }
+}
+
+/// How a state names the endpoint it was issued on (a retry must come to the same one).
+fn endpoint_tag(endpoint: crate::route::Target) -> Value {
+    match endpoint {
+        crate::route::Target::Server(server) => json!(server),
+        crate::route::Target::Merged => json!("merged"),
     }
 }
 

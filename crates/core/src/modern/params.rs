@@ -33,6 +33,27 @@ pub(crate) fn learn(map: &mut HeaderMap, result: &Value) {
     }
 }
 
+/// The `Mcp-Param-*` headers (name without the prefix, encoded value) a call of `tool` with
+/// `params` carries: one per mirrored argument that has a value.
+pub(crate) fn mirror(map: &HeaderMap, tool: &str, params: &Option<Value>) -> Vec<(String, String)> {
+    let arguments = param(params, "arguments");
+    let Some(mirrored) = map.get(tool) else {
+        return Vec::new();
+    };
+    mirrored
+        .iter()
+        .filter_map(|(argument, header)| {
+            let value = arguments?.get(argument).filter(|v| !v.is_null())?;
+            let text = match value {
+                Value::String(text) => text.clone(),
+                Value::Number(_) | Value::Bool(_) => value.to_string(),
+                _ => return None,
+            };
+            Some((header.clone(), crate::modern::envelope::encode_header(&text)))
+        })
+        .collect()
+}
+
 /// Checks the `Mcp-Param-*` headers of a `tools/call` (`headers`: lowercased name without the
 /// prefix → value) against its arguments; the problem, if any.
 pub(crate) fn check(map: &HeaderMap, params: &Option<Value>, headers: &[(String, String)]) -> Result<(), String> {

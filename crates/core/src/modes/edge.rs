@@ -271,6 +271,11 @@ impl Proxy {
             .iter()
             .map(|member| {
                 let (session, protocol) = self.http.session_of(member.upstream);
+                // A 2026 upstream has no session: its revision is what the ticket carries.
+                let protocol = match self.eras.is_modern(member.upstream) {
+                    true => Some(crate::modern::envelope::MODERN_VERSION.to_owned()),
+                    false => protocol,
+                };
                 MemberTicket {
                     server: self.ctx.config.servers.get(member.server).map(|s| s.name.clone()).unwrap_or_default(),
                     session,
@@ -311,6 +316,9 @@ impl Proxy {
                 continue;
             };
             let upstream = self.start_upstream(server, Some(&id))?;
+            if member.protocol.as_deref().is_some_and(crate::modern::envelope::is_modern) {
+                self.eras.resume(upstream, Some(serde_json::json!({})));
+            }
             self.http.resume(upstream, member.session.clone(), member.protocol.clone(), ticket.initialize.clone());
             members.push(Member { server, upstream, failed: member.failed, backoff: Backoff::rejoin(self.ctx.now) });
         }

@@ -116,6 +116,8 @@ struct Pool {
     headers: Option<HeaderMap>,
     /// The pages of `tools/list` read so far while the proxy asks for them.
     scanning: Option<HeaderMap>,
+    /// Why the last child that would not serve refused, told to what waits for it.
+    refusal: Option<String>,
 }
 
 /// Every server's pool.
@@ -234,6 +236,7 @@ impl Proxy {
                         entry.ready = true;
                     }
                     pool.initialize_result.get_or_insert(result);
+                    pool.refusal = None;
                 }
                 self.send_to_session_upstream(session, &mcp::initialized());
                 self.ctx.log(LogLevel::Info, format!("pool: child {session} is ready"));
@@ -243,6 +246,11 @@ impl Proxy {
             Err(error) => {
                 let message = format!("pool: child {session} refused initialize: {}", error.message);
                 self.ctx.log(LogLevel::Error, message);
+                // A server restarted as a 2026 one is asked its revision again.
+                self.eras.initialize_refused(server, &error);
+                if let Some(pool) = self.pools.by_server.get_mut(&server) {
+                    pool.refusal = Some(format!("the server refused initialize ({}: {})", error.code, error.message));
+                }
                 self.end_session(session, &crate::error::RequestError::SessionEnded, "it refused initialize");
             }
         }
@@ -260,6 +268,20 @@ impl Proxy {
         let delay = entry.backoff.failed(now);
         self.ctx.log(LogLevel::Warn, format!("pool: replacing child {slot} in {} ms", delay.as_millis()));
         self.ctx.timers.set(now.after(delay), Timer::Respawn(server, slot));
+        // With no child running or starting, nothing that waits can be served soon: say so now
+        // rather than at the end of the wait.
+        let Some(pool) = self.pools.by_server.get_mut(&server) else {
+            return;
+        };
+        if pool.slots.iter().all(|slot| slot.session.is_none()) {
+            pool.waiting_bytes = 0;
+            let waiting: Vec<Waiter> = pool.waiting.drain(..).collect();
+            let why = pool.refusal.take().unwrap_or_else(|| "the server process exited".into());
+            let message = format!("Service Unavailable: {why}; it is being started again");
+            for waiter in waiting {
+                waiter.refuse(self, &message);
+            }
+        }
     }
 
     /// The replacement timer of a slot fired.
@@ -303,7 +325,7 @@ impl Proxy {
     /// A pool starts with `--statelessPoolSize` children (so a call that takes one leaves
     /// another ready), and grows to `--modernPoolMax` as calls need them. At the edge, where
     /// a pool lives as long as one request, it starts with one.
-    fn ensure_pool(&mut self, now: Instant, server: usize) {
+    pub(crate) fn ensure_pool(&mut self, now: Instant, server: usize) {
         if self.pools.by_server.get(&server).is_none_or(|p| p.slots.is_empty()) {
             let size = match self.store.remembers() {
                 true => self.ctx.config.stateless_pool_size.clamp(1, self.pool_max()),
@@ -446,6 +468,7 @@ impl Proxy {
     /// Which tool arguments of `server` are mirrored in headers; `None` while the proxy asks
     /// the server's `tools/list` (what waits on the pool is served once it knows).
     pub(crate) fn pool_tool_headers(&mut self, now: Instant, server: usize) -> Option<HeaderMap> {
+        self.ensure_pool(now, server);
         let pool = self.pools.by_server.get(&server)?;
         if let Some(headers) = &pool.headers {
             return Some(headers.clone());
@@ -464,7 +487,9 @@ impl Proxy {
     fn scan_tools(&mut self, now: Instant, member: &SessionId, server: usize, cursor: Option<String>) {
         let params = cursor.map(|cursor| json!({"cursor": cursor}));
         let request =
-            crate::wire::jsonrpc::Request { id: RequestId::Number(0), method: mcp::TOOLS_LIST.into(), params };
+            // Its own id: at the edge requests go upstream under their ids, and the proxy's
+            // others (its listen) must not be taken for this one.
+            crate::wire::jsonrpc::Request { id: RequestId::String("mcp-proxy-tools".into()), method: mcp::TOOLS_LIST.into(), params };
         if self.forward_to(now, member, server, ReplyTo::ToolScan(server), request).is_none() {
             self.pool_tools_scanned(server, member, Err(()));
         }

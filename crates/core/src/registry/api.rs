@@ -106,6 +106,8 @@ impl Proxy {
             })),
             "auth": !entry.options.auth_tokens.is_empty(),
             "shareUpstream": entry.options.share_upstream,
+            // The era it was last found to speak (none yet: not asked yet).
+            "protocol": self.eras.verdict_of(server),
         }))
     }
 

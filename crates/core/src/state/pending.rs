@@ -30,6 +30,10 @@ pub(crate) enum ReplyTo {
     Discard,
     /// The proxy's own `tools/list` of a pool's server (which arguments travel in headers).
     ToolScan(usize),
+    /// The proxy's `server/discover` asking a new upstream which era it speaks.
+    Probe,
+    /// The `subscriptions/listen` the proxy keeps on a 2026 upstream for a 2025 session.
+    UpstreamListen,
 }
 
 /// One forwarded request.

@@ -28,6 +28,10 @@ pub(crate) enum Timer {
     InputRequired(ProxyRequestId),
     /// A finished call that waited for its client's input was never collected.
     Parked(u64),
+    /// A 2026 server asked to be asked again later (an input round without questions).
+    AskAgain(u64),
+    /// A 2025 session's listen on its 2026 upstream is due to be opened again.
+    Relisten(crate::ids::UpstreamId),
 }
 
 /// The armed timers, earliest first (ties broken by the timer, so the order is fixed).

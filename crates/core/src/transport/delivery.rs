@@ -275,6 +275,9 @@ impl Proxy {
                     if notification.method == mcp::TOOLS_LIST_CHANGED {
                         self.pool_forget_tools(server);
                     }
+                    if self.relay_listen_event(notification) {
+                        return;
+                    }
                     self.listen_notify(server, notification);
                 }
             }

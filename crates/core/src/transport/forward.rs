@@ -98,7 +98,11 @@ impl Proxy {
         // A server that does not initialize within the connection timeout is given up on.
         let timeout =
             if initialize { self.ctx.config.connection_timeout_ms } else { self.ctx.config.request_timeout_ms };
-        let deadline = now.after(Duration::from_millis(timeout));
+        // A listen stream lasts as long as its client wants it.
+        let deadline = match request.method.as_str() {
+            mcp::SUBSCRIPTIONS_LISTEN => Instant(u64::MAX),
+            _ => now.after(Duration::from_millis(timeout)),
+        };
         let pending = PendingRequest {
             id: ProxyRequestId(0),
             session: session_id.clone(),
@@ -132,11 +136,7 @@ impl Proxy {
             return Some(proxy_id);
         }
         request.id = self.store.upstream_id(proxy_id, &request.id);
-        if self.shared.server_of(upstream).is_some() {
-            self.send_shared(server, proxy_id, request);
-            return Some(proxy_id);
-        }
-        self.send_upstream(upstream, &Message::Request(request));
+        self.send_request_upstream(session_id, server, upstream, proxy_id, request);
         Some(proxy_id)
     }
 
@@ -153,7 +153,8 @@ impl Proxy {
     pub(crate) fn deliver_local_answers(&mut self) {
         while let Some((proxy_id, outcome)) = self.local_answers.pop_front() {
             if let Some(pending) = self.take_pending(proxy_id) {
-                let response = Response { id: Some(pending.original_id.clone()), outcome };
+                let mut response = Response { id: Some(pending.original_id.clone()), outcome };
+                self.filter_listed_tools(&pending, &mut response);
                 self.deliver_response(&pending, response);
             }
         }
@@ -215,6 +216,8 @@ impl Proxy {
             ReplyTo::ToolScan(server) => {
                 return self.pool_tools_scanned(server, &pending.session, response.outcome.map_err(|_| ()));
             }
+            ReplyTo::Probe => return self.probed(pending, response.outcome),
+            ReplyTo::UpstreamListen => return self.upstream_listen_ended(pending),
             _ if self.modern.in_flight.contains_key(&pending.id) => {
                 if let Some(missing) = self.modern_done(pending.id, &pending.session) {
                     response = crate::modern::mrtr::lacking(response, missing);
@@ -257,7 +260,9 @@ impl Proxy {
             | ReplyTo::SharedInitialize
             | ReplyTo::Parked
             | ReplyTo::Discard
-            | ReplyTo::ToolScan(_) => {}
+            | ReplyTo::ToolScan(_)
+            | ReplyTo::Probe
+            | ReplyTo::UpstreamListen => {}
         }
         if pending.initialize && !succeeded && self.sessions.get(&pending.session).is_some_and(Session::is_streamable) {
             self.end_session(&pending.session, &RequestError::SessionEnded, "the server refused initialize");
@@ -284,6 +289,10 @@ impl Proxy {
 
     /// A client answered a server's request: back to the server that asked, with its own id.
     pub(crate) fn forward_client_response(&mut self, session_id: &SessionId, mut response: Response) {
+        if self.modern_upstream_input(&response) {
+            // An answer to a 2026 server's question, asked for it by the proxy.
+            return;
+        }
         let named = match (&response.id, self.sessions.get_mut(session_id)) {
             (Some(RequestId::String(id)), Some(session)) if !self.store.remembers() => {
                 crate::modes::edge::unname_server_request(id)

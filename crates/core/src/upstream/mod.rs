@@ -2,6 +2,7 @@
 //! shared by all. Messages to and from every kind meet here.
 
 pub(crate) mod backoff;
+pub(crate) mod era;
 pub(crate) mod http;
 pub(crate) mod shared;
 pub(crate) mod table;
@@ -50,15 +51,30 @@ impl Proxy {
                 self.shared_message(server, upstream, message);
                 continue;
             }
+            if let (true, Message::Notification(notification)) = (self.eras.is_modern(upstream), &message) {
+                // A list that changed is not kept any longer.
+                if let Some(server) = self.server_of_upstream(upstream) {
+                    self.modern.upstreams.list_changed(server, &notification.method);
+                }
+            }
+            let message = match (self.eras.is_modern(upstream), self.is_pool_member(&session_id)) {
+                // A 2025 client's session: its upstream listen is the proxy's business.
+                (true, false) if crate::modern::upstream::for_the_proxy(&message) => continue,
+                (true, false) => crate::modern::upstream::untag(message),
+                _ => message,
+            };
             match message {
                 Message::Response(response) => self.handle_upstream_response(upstream, response),
                 Message::Notification(mut notification) if notification.method == mcp::PROGRESS => {
                     let pending = mcp::progress_notification_token(&notification.params)
                         .and_then(|token| self.sessions.get(&session_id)?.progress.get(&token).copied())
                         .and_then(|proxy_id| self.pending.get(proxy_id));
-                    // The client's own token (a pool child saw the proxy's).
-                    if let Some(token) = pending.and_then(|p| p.progress.as_ref()) {
-                        mcp::set_progress_notification_token(&mut notification.params, token);
+                    // The client's own token (a pool child saw the proxy's); a request that wants
+                    // no progress (a retry without a token) hears none.
+                    match pending.map(|p| p.progress.as_ref()) {
+                        Some(Some(token)) => mcp::set_progress_notification_token(&mut notification.params, token),
+                        Some(None) if self.is_pool_member(&session_id) => continue,
+                        _ => {}
                     }
                     let target = pending.map(|pending| pending.reply_to);
                     let message = Message::Notification(notification);
@@ -97,19 +113,44 @@ impl Proxy {
             return;
         };
         response.id = Some(pending.original_id.clone());
+        let own = matches!(pending.reply_to, ReplyTo::Probe | ReplyTo::UpstreamListen | ReplyTo::Discard);
+        if self.eras.is_modern(upstream) && !own && !self.is_pool_member(&pending.session) {
+            // A 2025 client's request answered by a 2026 server.
+            match self.modern_upstream_answer(&pending, response) {
+                Some(answer) => response = answer,
+                None => return,
+            }
+        }
+        if let (true, Err(error)) = (pending.initialize, &response.outcome) {
+            if self.eras.initialize_refused(pending.server, error) {
+                let name = self.upstream_name(upstream);
+                self.ctx.log(
+                    LogLevel::Info,
+                    format!("{name} refused the 2025 handshake; its revision is asked again next time"),
+                );
+            }
+        }
         if let (true, Ok(result)) = (pending.initialize, &response.outcome) {
             if let Some(version) = result.get("protocolVersion").and_then(serde_json::Value::as_str) {
                 self.http.set_protocol(upstream, version);
             }
         }
+        if let (true, true, Ok(result)) = (pending.lists_tools, self.eras.is_modern(upstream), &response.outcome) {
+            self.eras.learn_tools(pending.server, result);
+        }
+        self.filter_listed_tools(&pending, &mut response);
+        self.deliver_response(&pending, response);
+    }
+
+    /// A `tools/list` answer loses what the server's tool filter hides (a merged list is
+    /// filtered as it is merged): whether the server gave it now or the proxy kept it.
+    pub(crate) fn filter_listed_tools(&self, pending: &crate::state::pending::PendingRequest, response: &mut Response) {
         let filter = self.ctx.config.servers.get(pending.server).and_then(|s| s.options.tool_filter.as_ref());
         if let (true, Ok(result), Some(filter)) = (pending.lists_tools, &mut response.outcome, filter) {
-            // A merged list is filtered as it is merged.
             if !matches!(pending.reply_to, ReplyTo::Aggregate(_)) {
                 crate::policy::tool_filter::filter_tools(result, filter);
             }
         }
-        self.deliver_response(&pending, response);
     }
 
     /// What the HTTP client read: messages go the way of a child's lines, a gone upstream the
@@ -177,22 +218,34 @@ impl Proxy {
         self.send_upstream(upstream, message);
     }
 
+    /// Whether `session` is a pool child's (it serves 2026 clients and stateless requests).
+    pub(crate) fn is_pool_member(&self, session: &SessionId) -> bool {
+        matches!(self.sessions.get(session).map(|s| &s.transport), Some(crate::state::session::Transport::Pool { .. }))
+    }
+
     pub(crate) fn send_upstream(&mut self, upstream: UpstreamId, message: &Message) {
+        if let Message::Notification(notification) = message {
+            if self.eras.is_modern(upstream) && !self.modern_upstream_notification(upstream, notification) {
+                return;
+            }
+        }
         let data = message.to_bytes();
         if self.logs_upstream(upstream) {
             let session = self.upstreams.owner(upstream).map(SessionId::to_string).unwrap_or_default();
             let name = self.upstream_name(upstream);
             self.ctx.log(LogLevel::Debug, format!("session {session} -> {name}: {}", String::from_utf8_lossy(&data)));
         }
+        let params = self.eras.param_headers(self.server_of_upstream(upstream), message);
         if self.http.contains(upstream) {
             let authorization = self.client_authorization(upstream);
-            return self.http.send(&mut self.ctx, upstream, message, data, authorization);
+            return self.http.send(&mut self.ctx, upstream, message, data, authorization, params);
         }
         self.ctx.push(Output::Send { upstream, data });
     }
 
     /// Stops an upstream: a child is terminated, a remote session deleted.
     pub(crate) fn close_upstream(&mut self, upstream: UpstreamId) {
+        self.modern_upstream_closed(upstream);
         if self.http.contains(upstream) {
             self.http.close(&mut self.ctx, upstream);
         } else {

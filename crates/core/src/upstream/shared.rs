@@ -76,9 +76,11 @@ impl SharedUpstreams {
 }
 
 impl Proxy {
-    /// Whether `server` shares one upstream between its sessions.
+    /// Whether `server` shares one upstream between its sessions. A 2026-07-28 server has no
+    /// session to share: each session's requests are forwarded on their own, as they are to
+    /// any 2026 server.
     pub(crate) fn is_shared_server(&self, server: usize) -> bool {
-        self.ctx.config.servers.get(server).is_some_and(|s| s.options.share_upstream)
+        self.ctx.config.servers.get(server).is_some_and(|s| s.options.share_upstream) && !self.may_speak_modern(server)
     }
 
     /// The upstream a session should use for `server`: a new one of its own, or the shared one.
@@ -226,6 +228,8 @@ impl Proxy {
             Err(error) => {
                 self.ctx
                     .log(LogLevel::Error, format!("shared upstream of {name} refused initialize: {}", error.message));
+                // Refused as only a 2026 server does: the next sessions find out its revision.
+                self.eras.handshake_refused(server, &error);
                 return self.shared_down(server, &RequestError::UpstreamClosed(error.message));
             }
         };

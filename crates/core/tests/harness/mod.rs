@@ -62,6 +62,14 @@ impl Harness {
     /// A proxy from `text` and `seed`, with the outputs it had at once (a stateless pool
     /// starts its children).
     pub fn started(text: &str, seed: [u8; 32]) -> (Harness, Vec<Output>) {
+        // Upstreams speak the 2025 revisions unless a test says otherwise (era detection has
+        // tests of its own): the first message a child gets is then `initialize`.
+        let mut document: Value = serde_json::from_str(text).expect("test config is JSON");
+        if let Some(object) = document.as_object_mut() {
+            object.entry("upstreamProtocol").or_insert_with(|| Value::from("legacy"));
+        }
+        let owned = document.to_string();
+        let text = owned.as_str();
         let config = Config::from_json(text).expect("test config is valid");
         let now = Instant(1_000);
         let mut proxy = Proxy::new(config, seed, now);

@@ -97,7 +97,8 @@ enum Flavor {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Purpose {
     /// A message POSTed; for a request, the id the answer must carry if the POST fails.
-    Post { request: Option<RequestId>, initialized: bool },
+    /// `modern`: a 2026-07-28 message (no session; its own headers).
+    Post { request: Option<RequestId>, initialized: bool, modern: bool },
     /// The server-to-client stream (Streamable HTTP GET, or the legacy SSE stream).
     Stream,
     /// Ending the upstream session.
@@ -144,6 +145,12 @@ impl HttpUpstreams {
     /// Whether a message is still on its way to an upstream (a POST, a DELETE, a renewal).
     pub(crate) fn delivering(&self) -> bool {
         self.fetches.values().any(|fetch| fetch.purpose != Purpose::Stream)
+    }
+
+    /// Whether `upstream` can be asked which era it speaks: a stdio child or a Streamable
+    /// HTTP server (a legacy HTTP+SSE server is of the 2024 revision).
+    pub(crate) fn is_streamable_or_stdio(&self, upstream: UpstreamId) -> bool {
+        !matches!(self.upstreams.get(&upstream).map(|u| &u.flavor), Some(Flavor::Sse { .. }))
     }
 
     /// Whether `upstream` is remote.
@@ -243,6 +250,7 @@ impl HttpUpstreams {
         message: &Message,
         data: Vec<u8>,
         authorization: Option<String>,
+        params: Vec<(String, String)>,
     ) {
         let request = match message {
             Message::Request(request) => Some(request.id.clone()),
@@ -253,6 +261,13 @@ impl HttpUpstreams {
             return;
         };
         state.connect.authorization = authorization;
+        if let Some(mut headers) = modern_headers(message) {
+            // A 2026-07-28 message: self-contained, whatever the 2025 session is doing.
+            headers.extend(params.into_iter().map(|(name, value)| Header::new(format!("mcp-param-{name}"), value)));
+            let target = state.url.clone();
+            let purpose = Purpose::Post { request, initialized: false, modern: true };
+            return self.fetch(ctx, upstream, "POST", target, headers, data, purpose);
+        }
         let target = match &mut state.flavor {
             Flavor::Streamable { reinit: Some(waiting), .. } => {
                 waiting.push(data);
@@ -276,7 +291,23 @@ impl HttpUpstreams {
             Header::new("content-type", "application/json"),
             Header::new("accept", "application/json, text/event-stream"),
         ];
-        self.fetch(ctx, upstream, "POST", target, headers, data, Purpose::Post { request, initialized });
+        self.fetch(ctx, upstream, "POST", target, headers, data, Purpose::Post { request, initialized, modern: false });
+    }
+
+    /// Stops the request with upstream id `id`: its response stream is closed (how a 2026
+    /// server is told a request is cancelled).
+    pub(crate) fn cancel_request(&mut self, ctx: &mut Ctx, upstream: UpstreamId, id: &RequestId) {
+        let fetch = self
+            .fetches
+            .iter()
+            .find(|(_, f)| {
+                f.upstream == upstream && matches!(&f.purpose, Purpose::Post { request: Some(r), .. } if r == id)
+            })
+            .map(|(fetch, _)| *fetch);
+        if let Some(fetch) = fetch {
+            self.fetches.remove(&fetch);
+            ctx.push(Output::CancelFetch(fetch));
+        }
     }
 
     /// Ends a remote upstream: its session is deleted, its fetches cancelled.
@@ -318,7 +349,8 @@ impl HttpUpstreams {
         {
             headers.push(Header::new("authorization", credentials.clone()));
         }
-        if let Flavor::Streamable { session, protocol, .. } = &state.flavor {
+        let modern = matches!(purpose, Purpose::Post { modern: true, .. });
+        if let (Flavor::Streamable { session, protocol, .. }, false) = (&state.flavor, modern) {
             if let Some(session) = session {
                 headers.push(Header::new("mcp-session-id", session.clone()));
             }
@@ -340,6 +372,30 @@ impl HttpUpstreams {
 fn reinitialize_body(params: serde_json::Value) -> Vec<u8> {
     let id = RequestId::String(REINITIALIZE_ID.into());
     Message::Request(mcp::initialize_request(id, Some(params))).to_bytes()
+}
+
+/// The headers of a message in the 2026-07-28 envelope (none for any other): the revision,
+/// the method and, where the revision mirrors it, the name.
+fn modern_headers(message: &Message) -> Option<Vec<Header>> {
+    let (method, params) = match message {
+        Message::Request(r) => (r.method.as_str(), &r.params),
+        Message::Notification(n) => (n.method.as_str(), &n.params),
+        Message::Response(_) => return None,
+    };
+    let meta = crate::wire::jsonrpc::param(params, "_meta")?;
+    let version = meta.get(crate::modern::envelope::PROTOCOL_VERSION)?.as_str()?;
+    let mut headers = vec![
+        Header::new("content-type", "application/json"),
+        Header::new("accept", "application/json, text/event-stream"),
+        Header::new("mcp-protocol-version", version),
+        Header::new("mcp-method", method),
+    ];
+    let named = crate::modern::envelope::named_param(method).and_then(|key| crate::wire::jsonrpc::param(params, key));
+    if let Some(value) = named {
+        let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        headers.push(Header::new("mcp-name", crate::modern::envelope::encode_header(&text)));
+    }
+    Some(headers)
 }
 
 fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {

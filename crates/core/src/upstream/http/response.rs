@@ -49,7 +49,10 @@ impl HttpUpstreams {
             return;
         };
         ctx.push(Output::CancelFetch(fetch));
-        if status == 404 && matches!(purpose, Purpose::Post { .. }) && self.reinitialize(ctx, upstream, failed.sent) {
+        if status == 404
+            && matches!(purpose, Purpose::Post { modern: false, .. })
+            && self.reinitialize(ctx, upstream, failed.sent)
+        {
             return;
         }
         match purpose {
@@ -176,7 +179,7 @@ impl HttpUpstreams {
         let json = || vec![Header::new("content-type", "application/json")];
         if let Some(params) = replay.take() {
             *replaying = true;
-            let purpose = Purpose::Post { request: None, initialized: false };
+            let purpose = Purpose::Post { request: None, initialized: false, modern: false };
             return self.fetch(ctx, upstream, "POST", resolved, json(), reinitialize_body(params), purpose);
         }
         for data in std::mem::take(waiting) {
@@ -184,7 +187,7 @@ impl HttpUpstreams {
                 Ok(Message::Request(request)) => Some(request.id),
                 _ => None,
             };
-            let purpose = Purpose::Post { request, initialized: false };
+            let purpose = Purpose::Post { request, initialized: false, modern: false };
             self.fetch(ctx, upstream, "POST", resolved.clone(), json(), data, purpose);
         }
     }
@@ -246,11 +249,11 @@ impl HttpUpstreams {
     fn confirm_and_resend(&mut self, ctx: &mut Ctx, upstream: UpstreamId, waiting: Vec<Vec<u8>>) {
         let authorization = self.upstreams.get(&upstream).and_then(|u| u.connect.authorization.clone());
         let initialized = crate::wire::mcp::initialized();
-        self.send(ctx, upstream, &initialized, initialized.to_bytes(), authorization.clone());
+        self.send(ctx, upstream, &initialized, initialized.to_bytes(), authorization.clone(), Vec::new());
         for data in waiting {
             match Message::parse(&data) {
                 Ok(message) if message.method() == Some(crate::wire::mcp::INITIALIZED) => {}
-                Ok(message) => self.send(ctx, upstream, &message, data, authorization.clone()),
+                Ok(message) => self.send(ctx, upstream, &message, data, authorization.clone(), Vec::new()),
                 Err(_) => {}
             }
         }
