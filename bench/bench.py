@@ -55,10 +55,14 @@ class Bench:
     # processes
 
     def start_proxy(self, server_cmd, extra=(), env_extra=None):
+        return self.start_proxy_with([*extra, "--", *server_cmd], env_extra)
+
+    def start_proxy_with(self, extra, env_extra=None):
+        """A proxy with these arguments (with no command of its own, an aggregator)."""
         self.proxy_count += 1
         env = dict(os.environ)
         env.update(env_extra or {})
-        argv = [PROXY, "--host", HOST, "--port", "0", *extra, "--", *server_cmd]
+        argv = [PROXY, "--host", HOST, "--port", "0", *extra]
         proxy = procs.LoggedProcess(
             self.registry,
             argv,
@@ -167,21 +171,6 @@ class Bench:
             self.stop(front)
             self.stop(remote)
         return {kind: summarize(values) for kind, values in samples.items()}
-
-    def start_proxy_with(self, extra):
-        """A proxy with no command of its own (an aggregator)."""
-        self.proxy_count += 1
-        argv = [PROXY, "--host", HOST, "--port", "0", *extra]
-        proxy = procs.LoggedProcess(
-            self.registry,
-            argv,
-            os.path.join(self.tmp, "proxy-%d.log" % self.proxy_count),
-            env=dict(os.environ),
-            ready_marker=b"listening on",
-        )
-        proxy.start_s = proxy.wait_ready(self.args.io_timeout)
-        proxy.port = int(proxy.ready_line.rsplit(":", 1)[1].split("/")[0])
-        return proxy
 
     # ---------------------------------------------------------------------------------------
     # 1b. payload size

@@ -268,6 +268,26 @@ fn fetch_header<'a>(post: &'a mcp_proxy_core::FetchRequest, name: &str) -> Optio
     post.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
 }
 
+/// Serves what a remote 2026 server is asked before a call (discover, the proxy's tools/list,
+/// listens left open) until the `tools/call` goes out; that fetch.
+fn until_the_call(h: &mut Harness, mut outputs: Vec<Output>, tools: &str) -> mcp_proxy_core::FetchRequest {
+    const DISCOVER: &str =
+        r#"{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}}}"#;
+    let mut waiting: Vec<mcp_proxy_core::FetchRequest> = Vec::new();
+    for _ in 0..8 {
+        waiting.extend(fetches(&outputs).into_iter().filter(|f| f.method == "POST"));
+        let Some(post) = (!waiting.is_empty()).then(|| waiting.remove(0)) else { break };
+        outputs = match fetch_header(&post, "mcp-method") {
+            Some("server/discover") => answer_fetch(h, &post, DISCOVER),
+            Some("tools/list") => answer_fetch(h, &post, tools),
+            Some("subscriptions/listen") => Vec::new(),
+            Some("tools/call") => return post,
+            other => panic!("unexpected {other:?}"),
+        };
+    }
+    panic!("the call never went upstream: {outputs:?}");
+}
+
 #[test]
 fn a_remote_2026_server_gets_the_revisions_headers_with_every_request_of_a_2025_client() {
     let mut h = Harness::aggregator(
@@ -316,34 +336,12 @@ fn a_2026_clients_param_headers_reach_a_remote_2026_server_untouched() {
         ("mcp-param-region", "north"),
         ("mcp-param-trace", "abc"),
     ];
-    let (_, mut outputs) = h.post_to("/r/mcp", None, &headers, &call);
+    let (_, outputs) = h.post_to("/r/mcp", None, &headers, &call);
     // The proxy learns the tools first (it checks mirrored arguments), then forwards.
-    for _ in 0..4 {
-        let Some(post) = fetches(&outputs).into_iter().next() else { break };
-        match fetch_header(&post, "mcp-method") {
-            Some("tools/call") => {
-                assert_eq!(fetch_header(&post, "mcp-param-region"), Some("north"));
-                assert_eq!(fetch_header(&post, "mcp-param-trace"), Some("abc"), "unknown ones too");
-                return;
-            }
-            Some("server/discover") => {
-                outputs = answer_fetch(
-                    &mut h,
-                    &post,
-                    r#"{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}}}"#,
-                )
-            }
-            Some("tools/list") => {
-                outputs = answer_fetch(
-                    &mut h,
-                    &post,
-                    r#"{"resultType":"complete","tools":[{"name":"weather","inputSchema":{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}}}}]}"#,
-                )
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    panic!("the call never went upstream: {outputs:?}");
+    let tools = r#"{"resultType":"complete","tools":[{"name":"weather","inputSchema":{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}}}}]}"#;
+    let post = until_the_call(&mut h, outputs, tools);
+    assert_eq!(fetch_header(&post, "mcp-param-region"), Some("north"));
+    assert_eq!(fetch_header(&post, "mcp-param-trace"), Some("abc"), "unknown ones too");
 }
 
 #[test]
@@ -401,34 +399,15 @@ fn at_the_edge_a_2026_servers_question_reaches_a_2026_client_and_its_retry_goes_
     let call = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"ask","arguments":{{}},"_meta":{meta}}}}}"#
     );
-    let (exchange, mut outputs) = h.post_to("/r/mcp", None, &headers, &call);
+    let (exchange, outputs) = h.post_to("/r/mcp", None, &headers, &call);
     let round = r#"{"resultType":"input_required","inputRequests":{"q":{"method":"sampling/createMessage","params":{"messages":[],"maxTokens":5}}},"requestState":"theirs-1"}"#;
-    let mut answered = None;
-    for _ in 0..6 {
-        let Some(post) = fetches(&outputs).into_iter().find(|f| f.method == "POST") else { break };
-        outputs = match fetch_header(&post, "mcp-method") {
-            Some("server/discover") => answer_fetch(
-                &mut h,
-                &post,
-                r#"{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}}}"#,
-            ),
-            Some("tools/list") => answer_fetch(
-                &mut h,
-                &post,
-                r#"{"resultType":"complete","tools":[{"name":"ask","inputSchema":{"type":"object"}}]}"#,
-            ),
-            Some("subscriptions/listen") => Vec::new(),
-            Some("tools/call") => {
-                let sent: Value = serde_json::from_slice(&post.body).expect("json");
-                head(&mut h, post.fetch, 200, &[("content-type", "text/event-stream")]);
-                let event = format!("data: {{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{round}}}\n\n", sent["id"]);
-                let outputs = body(&mut h, post.fetch, &event);
-                answered = response(&outputs, exchange).map(|(_, b)| b).or_else(|| events(&outputs, exchange).pop());
-                break;
-            }
-            other => panic!("unexpected {other:?}: {outputs:?}"),
-        };
-    }
+    let tools = r#"{"resultType":"complete","tools":[{"name":"ask","inputSchema":{"type":"object"}}]}"#;
+    let post = until_the_call(&mut h, outputs, tools);
+    let sent: Value = serde_json::from_slice(&post.body).expect("json");
+    head(&mut h, post.fetch, 200, &[("content-type", "text/event-stream")]);
+    let event = format!("data: {{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{round}}}\n\n", sent["id"]);
+    let outputs = body(&mut h, post.fetch, &event);
+    let answered = response(&outputs, exchange).map(|(_, b)| b).or_else(|| events(&outputs, exchange).pop());
     let answer = answered.expect("the question reaches the client");
     assert_eq!(answer["result"]["resultType"], "input_required", "{answer}");
     assert_eq!(answer["result"]["requestState"], "theirs-1", "the server's own state");
@@ -437,31 +416,12 @@ fn at_the_edge_a_2026_servers_question_reaches_a_2026_client_and_its_retry_goes_
         r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"ask","arguments":{{}},"inputResponses":{{"q":{{"role":"assistant","content":{{"type":"text","text":"P"}},"model":"m"}}}},"requestState":"theirs-1","_meta":{meta}}}}}"#
     );
     let mut h = Harness::with_seed(&config, [7; 32]);
-    let (exchange, mut outputs) = h.post_to("/r/mcp", None, &headers, &retry);
-    for _ in 0..6 {
-        assert!(status(&outputs, exchange) != Some(400), "refused: {outputs:?}");
-        let Some(post) = fetches(&outputs).into_iter().find(|f| f.method == "POST") else { break };
-        outputs = match fetch_header(&post, "mcp-method") {
-            Some("server/discover") => answer_fetch(
-                &mut h,
-                &post,
-                r#"{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}}}"#,
-            ),
-            Some("tools/list") => answer_fetch(
-                &mut h,
-                &post,
-                r#"{"resultType":"complete","tools":[{"name":"ask","inputSchema":{"type":"object"}}]}"#,
-            ),
-            Some("tools/call") => {
-                let sent: Value = serde_json::from_slice(&post.body).expect("json");
-                assert_eq!(sent["params"]["requestState"], "theirs-1");
-                assert_eq!(sent["params"]["inputResponses"]["q"]["content"]["text"], "P");
-                return;
-            }
-            other => panic!("unexpected {other:?}: {outputs:?}"),
-        };
-    }
-    panic!("the retry never reached the server: {outputs:?}");
+    let (exchange, outputs) = h.post_to("/r/mcp", None, &headers, &retry);
+    assert!(status(&outputs, exchange) != Some(400), "refused: {outputs:?}");
+    let post = until_the_call(&mut h, outputs, tools);
+    let sent: Value = serde_json::from_slice(&post.body).expect("json");
+    assert_eq!(sent["params"]["requestState"], "theirs-1");
+    assert_eq!(sent["params"]["inputResponses"]["q"]["content"]["text"], "P");
 }
 
 #[test]
