@@ -954,3 +954,60 @@ async def test_a_2026_upstream_serves_2025_and_2026_clients_at_the_edge(worker: 
                 answer = await client.call_tool("trigger-sampling-request", {"prompt": "capital?", "maxTokens": 8})
                 assert "Paris" in json.dumps(answer.model_dump()) and sampled, (mode, answer, sampled)
     assert "speaks 2026-07-28" in worker.log, worker.log[-2000:]
+
+
+class _AtTheEdge:
+    """The Worker, where the matrix of test_modern_upstream.py expects a proxy."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def url(self, path: str) -> str:
+        return self.worker.url(path)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("client", ["py-2025", "ts-v1", "py-2026", "ts-2026"])
+async def test_every_client_reaches_a_2026_only_server_through_the_edge(start_worker, client: str) -> None:
+    """The matrix cell of test_modern_upstream.py with the Worker in front of a 2026-only
+    Streamable HTTP server (@modelcontextprotocol/server 2.4): every client lists and calls
+    tools, hears progress, lists and reads resources. A 2026 client also answers the server's
+    questions (sampling, elicitation, roots, two at once: each retry in a fresh request,
+    carrying the server's own state), hears a resource update and a tool list change on its
+    listen, and gives up on a call. A 2025 client is told at once, for
+    each question, that only a 2026-07-28 client can answer it through the edge."""
+    import test_modern_upstream as matrix
+
+    remote = matrix.HttpUpstream("remote")
+    try:
+        worker = start_worker({"MCP_PROXY_CONFIG": config_text({"remote": {"type": "streamable-http", "url": remote.url}})})
+        endpoint = matrix.Endpoint("worker", matrix.UPSTREAMS["remote"], _AtTheEdge(worker), "/remote/mcp", remote=remote)
+        marker = matrix.tag()
+        report = await matrix.run_client(client, matrix.matrix_script(client, endpoint, marker))
+        matrix.assert_connected(report, client)
+        assert "echo" in matrix.step_ok(report, 0)["names"]
+        assert matrix.step_ok(report, 1)["texts"] == [f"echo: hello {marker}"]
+        progressed = matrix.step_ok(report, 2)
+        assert progressed["texts"] == ["progressed 3"] and matrix.progress_values(progressed), progressed
+        assert endpoint.uri("static") in matrix.step_ok(report, 3)["uris"]
+        assert matrix.step_ok(report, 4)["texts"] == [matrix.STATIC_TEXT]
+        if client in matrix.CLIENTS_2025:
+            for index in (5, 6, 7, 8):
+                result = report["results"][index]
+                told = json.dumps(result)
+                assert "only a 2026-07-28 client can answer" in told, result
+            return
+        assert matrix.step_ok(report, 5)["texts"] == [f"sampled: Paris-{marker}"]
+        assert matrix.step_ok(report, 6)["texts"] == [f"elicited: accept Alice-{marker}"]
+        assert matrix.step_ok(report, 7)["texts"] == [f"roots: file:///roots/{marker}"]
+        assert matrix.step_ok(report, 8)["texts"] == [f"both: Paris-{marker} Alice-{marker}"]
+        subscribed = matrix.step_ok(report, 9)
+        assert endpoint.uri("static") in subscribed["counts"]["updated"], f"no update heard: {subscribed}"
+        assert subscribed["counts"]["tools"] >= 1, f"no tool list change heard: {subscribed}"
+        # The client gives up on a call: it ends for the client. (Whether the server hears of it
+        # depends on workerd telling the Worker that the client went away, which local
+        # workerd does not do promptly; the core's side is tested natively.)
+        cancelled = matrix.step_ok(report, 10)
+        assert not cancelled["completed"], cancelled
+    finally:
+        remote.stop()

@@ -190,12 +190,17 @@ impl Proxy {
     /// A 2026 server's listen stream event, tagged with the id the proxy gave the client's
     /// listen request: retagged with the client's id and sent on its stream. False if it is
     /// no such event.
-    pub(crate) fn relay_listen_event(&mut self, notification: &Notification) -> bool {
+    pub(crate) fn relay_listen_event(&mut self, member: &SessionId, notification: &Notification) -> bool {
         let tag = notification.params.as_ref().and_then(|p| p.get("_meta")).and_then(|m| m.get(SUBSCRIPTION_ID));
-        let Some(number) = tag.and_then(Value::as_i64) else {
-            return false;
+        let proxy_id = if self.store.keeps_client_ids() {
+            // At the edge the listen went upstream under the client's own id.
+            let upstream = self.sessions.get(member).and_then(|s| s.members.first()).map(|m| m.upstream);
+            let id = tag.and_then(|tag| serde_json::from_value::<RequestId>(tag.clone()).ok());
+            upstream.zip(id).and_then(|(upstream, id)| self.pending.find(upstream, &id))
+        } else {
+            tag.and_then(Value::as_i64).map(crate::ids::ProxyRequestId)
         };
-        let Some(pending) = self.pending.get(crate::ids::ProxyRequestId(number)) else {
+        let Some(pending) = proxy_id.and_then(|id| self.pending.get(id)) else {
             return false;
         };
         let (crate::state::pending::ReplyTo::Exchange(exchange), client_id) =

@@ -275,7 +275,7 @@ impl Proxy {
                     if notification.method == mcp::TOOLS_LIST_CHANGED {
                         self.pool_forget_tools(server);
                     }
-                    if self.relay_listen_event(notification) {
+                    if self.relay_listen_event(session_id, notification) {
                         return;
                     }
                     self.listen_notify(server, notification);
