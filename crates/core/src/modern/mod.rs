@@ -18,6 +18,7 @@
 
 pub(crate) mod answers;
 pub(crate) mod cache;
+pub(crate) mod capabilities;
 pub(crate) mod classify;
 pub(crate) mod envelope;
 pub(crate) mod listen;

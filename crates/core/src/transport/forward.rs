@@ -220,7 +220,7 @@ impl Proxy {
             ReplyTo::UpstreamListen => return self.upstream_listen_ended(pending),
             _ if self.modern.in_flight.contains_key(&pending.id) => {
                 if let Some(missing) = self.modern_done(pending.id, &pending.session) {
-                    response = crate::modern::mrtr::lacking(response, missing);
+                    response = crate::modern::capabilities::lacking(response, missing);
                 }
             }
             _ => {}
