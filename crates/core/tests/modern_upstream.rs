@@ -488,3 +488,21 @@ fn a_2026_server_restarted_as_a_2025_one_is_found_out_by_its_next_child() {
     );
     assert_eq!(sent_json(&outputs, next)[0]["method"], "initialize");
 }
+
+#[test]
+fn at_the_edge_a_2025_clients_initialize_on_a_2026_server_leaves_nothing_running() {
+    let file = r#"{"mcpServers": {"r": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/mcp"}}}"#;
+    let key = "3f9a0c4e7b21d86f5a0e9c3b7d14f2a68e5c0b9d3a7f1e24c6b8d0a5f3e7c91b";
+    let config =
+        json!({"configFile": {"text": file}, "edge": {"sessionKey": key}, "upstreamProtocol": "auto"}).to_string();
+    let mut h = Harness::with_config(&config);
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let (exchange, outputs) = h.post_to("/r/mcp", None, &[], init);
+    let probe = fetches(&outputs).remove(0);
+    let discover =
+        r#"{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true}}}"#;
+    let outputs = answer_fetch(&mut h, &probe, discover);
+    assert!(response(&outputs, exchange).is_some(), "initialize answered from discover");
+    assert!(fetches(&outputs).is_empty(), "no listen that would outlive the request: {outputs:?}");
+    assert!(h.proxy.is_idle(), "the Worker may end");
+}

@@ -340,6 +340,11 @@ impl Proxy {
     /// Opens (or opens again) the one upstream listen of a 2025 client's session, with what
     /// the server offers and what the client subscribed to.
     pub(crate) fn upstream_listen(&mut self, now: crate::time::Instant, upstream: UpstreamId) {
+        if self.store.keeps_client_ids() {
+            // At the edge nothing outlives its request: a listen would only hold the Worker
+            // until the platform stops it.
+            return;
+        }
         let Some(discover) = self.eras.discover(upstream).cloned() else {
             return;
         };
