@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from mcp import ClientSession
@@ -879,7 +880,14 @@ async def test_a_2026_client_needs_no_session_at_the_edge(worker: Worker) -> Non
 
     async with Client(worker.url("/everything/mcp"), mode="2026-07-28", sampling_callback=on_sample, read_timeout_seconds=60) as client:
         assert client.protocol_version == "2026-07-28"
-        tools = {tool.name for tool in (await client.list_tools()).tools}
+        # server-everything adds its sampling tools only once its client (here, a fresh
+        # upstream session of the Worker's) is initialized, and announces it with a list
+        # change a stateless request cannot hear: ask until they are there.
+        for _ in range(20):
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            if "trigger-sampling-request" in tools:
+                break
+            await anyio.sleep(0.25)
         assert {"echo", "trigger-sampling-request"} <= tools, tools
         echoed = await client.call_tool("echo", {"message": "stateless at the edge"})
         assert echoed.content[0].text == "Echo: stateless at the edge"

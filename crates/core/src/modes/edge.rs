@@ -317,7 +317,7 @@ impl Proxy {
             };
             let upstream = self.start_upstream(server, Some(&id))?;
             if member.protocol.as_deref().is_some_and(crate::modern::envelope::is_modern) {
-                self.eras.resume(upstream, Some(serde_json::json!({})));
+                self.eras.resume(server, upstream, Some(serde_json::json!({})));
             }
             self.http.resume(upstream, member.session.clone(), member.protocol.clone(), ticket.initialize.clone());
             members.push(Member { server, upstream, failed: member.failed, backoff: Backoff::rejoin(self.ctx.now) });

@@ -149,6 +149,10 @@ impl Proxy {
                 let Some(upstream) = upstream.map(|m| m.upstream).filter(|u| self.http.contains(*u)) else {
                     continue;
                 };
+                if self.eras.is_modern(upstream) {
+                    // A 2026 server has no session to keep: the next request asks it afresh.
+                    continue;
+                }
                 let (session, protocol) = self.http.session_of(upstream);
                 kept.push(PoolSession {
                     server: entry.name.clone(),

@@ -145,13 +145,15 @@ impl Eras {
         self.by_upstream.remove(&upstream);
     }
 
-    /// Marks `upstream` (of `server`) as speaking what a sealed session says it speaks.
-    pub(crate) fn resume(&mut self, upstream: UpstreamId, modern: Option<Value>) {
-        let era = match modern {
-            Some(discover) => Era::Modern(Box::new(discover)),
-            None => Era::Legacy,
+    /// Marks `upstream` of `server` as speaking what a sealed session (or a pool child kept
+    /// from an earlier request) says it speaks; the server's verdict too, if none is known.
+    pub(crate) fn resume(&mut self, server: usize, upstream: UpstreamId, modern: Option<Value>) {
+        let (era, verdict) = match modern {
+            Some(discover) => (Era::Modern(Box::new(discover.clone())), Verdict::Modern(discover)),
+            None => (Era::Legacy, Verdict::Legacy),
         };
         self.by_upstream.insert(upstream, era);
+        self.by_server.entry(server).or_insert(verdict);
     }
 }
 
