@@ -103,6 +103,18 @@ class Bench:
     # ---------------------------------------------------------------------------------------
     # 1. latency
 
+    def interleaved(self, sessions, rounds, calls, warmup):
+        """Sequential calls on each session, the sessions taking turns round by round, after a
+        warm-up: every sample list meets the same machine."""
+        samples = {kind: [] for kind in sessions}
+        for session in sessions.values():
+            loadgen.drive([session], calls=warmup, timeout_s=self.args.io_timeout * 4)
+        for _ in range(rounds):
+            for kind, session in sessions.items():
+                window = loadgen.drive([session], calls=calls, timeout_s=self.args.io_timeout * 4)
+                samples[kind].extend(window.latencies_ns)
+        return samples
+
     def latency(self, label, server_cmd, rounds, calls, warmup, diag=False):
         """Sequential calls on one session per transport, interleaved in rounds.
 
@@ -121,13 +133,7 @@ class Bench:
                 sessions["ping"].initialize()
                 single = self.start_proxy(server_cmd, env_extra={"TOKIO_WORKER_THREADS": "1"})
                 sessions["stream1"] = self.open_sessions("stream", 1, single.port, server_cmd)[0][0]
-            samples = {kind: [] for kind in sessions}
-            for kind, session in sessions.items():
-                loadgen.drive([session], calls=warmup, timeout_s=self.args.io_timeout * 4)
-            for _ in range(rounds):
-                for kind, session in sessions.items():
-                    window = loadgen.drive([session], calls=calls, timeout_s=self.args.io_timeout * 4)
-                    samples[kind].extend(window.latencies_ns)
+            samples = self.interleaved(sessions, rounds, calls, warmup)
         finally:
             close_all(sessions.values())
             self.stop(proxy)
@@ -159,13 +165,7 @@ class Bench:
             sessions["stdio"] = self.open_sessions("stdio", 1)[0][0]
             for era in ("legacy", "modern"):
                 sessions[era] = self.open_sessions("stream", 1, front.port, stream_path="/%s/mcp" % era)[0][0]
-            samples = {kind: [] for kind in sessions}
-            for session in sessions.values():
-                loadgen.drive([session], calls=warmup, timeout_s=self.args.io_timeout * 4)
-            for _ in range(rounds):
-                for kind, session in sessions.items():
-                    window = loadgen.drive([session], calls=calls, timeout_s=self.args.io_timeout * 4)
-                    samples[kind].extend(window.latencies_ns)
+            samples = self.interleaved(sessions, rounds, calls, warmup)
         finally:
             close_all(sessions.values())
             self.stop(front)
