@@ -986,7 +986,8 @@ async def test_every_client_reaches_a_2026_only_server_through_the_edge(start_wo
     questions (sampling, elicitation, roots, two at once: each retry in a fresh request,
     carrying the server's own state), hears a resource update and a tool list change on its
     listen, and gives up on a call. A 2025 client is told at once, for
-    each question, that only a 2026-07-28 client can answer it through the edge."""
+    each question, that only a 2026-07-28 client can answer it through the edge; it hears the
+    tool list change on its GET stream, and is told that resource subscriptions do not cross."""
     import test_modern_upstream as matrix
 
     remote = matrix.HttpUpstream("remote")
@@ -994,7 +995,15 @@ async def test_every_client_reaches_a_2026_only_server_through_the_edge(start_wo
         worker = start_worker({"MCP_PROXY_CONFIG": config_text({"remote": {"type": "streamable-http", "url": remote.url}})})
         endpoint = matrix.Endpoint("worker", matrix.UPSTREAMS["remote"], _AtTheEdge(worker), "/remote/mcp", remote=remote)
         marker = matrix.tag()
-        report = await matrix.run_client(client, matrix.matrix_script(client, endpoint, marker))
+        script = matrix.matrix_script(client, endpoint, marker)
+        if client in matrix.CLIENTS_2025:
+            # A 2025 client hears list changes on its GET stream (an upstream listen lives as
+            # long as it); a resource subscription, made in another request, cannot join it.
+            watched = endpoint.uri("static")
+            listen = {**script["steps"][9], "want": {"tools": 1}, "timeoutMs": 8000}
+            del listen["uri"]
+            script["steps"][9:10] = [listen, {"op": "subscribe", "uri": watched, "timeoutMs": 10}]
+        report = await matrix.run_client(client, script)
         matrix.assert_connected(report, client)
         assert "echo" in matrix.step_ok(report, 0)["names"]
         assert matrix.step_ok(report, 1)["texts"] == [f"echo: hello {marker}"]
@@ -1007,6 +1016,10 @@ async def test_every_client_reaches_a_2026_only_server_through_the_edge(start_wo
                 result = report["results"][index]
                 told = json.dumps(result)
                 assert "only a 2026-07-28 client can answer" in told, result
+            heard = matrix.step_ok(report, 9)
+            assert heard["counts"]["tools"] >= 1, f"no tool list change heard on the GET stream: {heard}"
+            refused = json.dumps(report["results"][10])
+            assert "do not cross the edge" in refused, refused
             return
         assert matrix.step_ok(report, 5)["texts"] == [f"sampled: Paris-{marker}"]
         assert matrix.step_ok(report, 6)["texts"] == [f"elicited: accept Alice-{marker}"]

@@ -490,7 +490,7 @@ fn a_2026_server_restarted_as_a_2025_one_is_found_out_by_its_next_child() {
 }
 
 #[test]
-fn at_the_edge_a_2025_clients_initialize_on_a_2026_server_leaves_nothing_running() {
+fn at_the_edge_a_2025_client_of_a_2026_server_listens_only_while_its_get_stream_is_open() {
     let file = r#"{"mcpServers": {"r": {"transportType": "streamable-http", "url": "http://127.0.0.1:9/mcp"}}}"#;
     let key = "3f9a0c4e7b21d86f5a0e9c3b7d14f2a68e5c0b9d3a7f1e24c6b8d0a5f3e7c91b";
     let config =
@@ -499,10 +499,59 @@ fn at_the_edge_a_2025_clients_initialize_on_a_2026_server_leaves_nothing_running
     let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
     let (exchange, outputs) = h.post_to("/r/mcp", None, &[], init);
     let probe = fetches(&outputs).remove(0);
-    let discover =
-        r#"{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true}}}"#;
+    let discover = r#"{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true},"resources":{"subscribe":true}}}"#;
     let outputs = answer_fetch(&mut h, &probe, discover);
-    assert!(response(&outputs, exchange).is_some(), "initialize answered from discover");
+    let (head, result) = response(&outputs, exchange).expect("initialize answered from discover");
+    assert_eq!(result["result"]["capabilities"]["tools"]["listChanged"], true);
+    assert!(
+        result["result"]["capabilities"]["resources"].get("subscribe").is_none(),
+        "a subscription could not reach the listen at the edge: {result}"
+    );
     assert!(fetches(&outputs).is_empty(), "no listen that would outlive the request: {outputs:?}");
     assert!(h.proxy.is_idle(), "the Worker may end");
+    let sealed = header(&head.headers, "mcp-session-id").expect("a session").to_owned();
+
+    // The client's GET stream, in a fresh isolate: an upstream listen lives as long as it.
+    let mut h = Harness::with_seed(&config, [9; 32]);
+    let (get, outputs) =
+        h.request("GET", "/r/mcp", &[("accept", "text/event-stream"), ("mcp-session-id", &sealed)], "");
+    assert!(stream_started(&outputs, get), "{outputs:?}");
+    let listen = fetches(&outputs).into_iter().find(|f| fetch_header(f, "mcp-method") == Some("subscriptions/listen"));
+    let listen = listen.expect("an upstream listen for the GET stream");
+    let sent: Value = serde_json::from_slice(&listen.body).expect("json");
+    assert_eq!(sent["params"]["notifications"]["toolsListChanged"], true, "{sent}");
+    assert!(sent["params"]["notifications"].get("resourceSubscriptions").is_none(), "{sent}");
+    head_and_events(&mut h, &listen, &sent);
+    let outputs = part(
+        &mut h,
+        listen.fetch,
+        r#"data: {"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":"mcp-proxy-listen"}}}
+
+"#,
+    );
+    let heard = events(&outputs, get);
+    assert_eq!(heard.len(), 1, "{outputs:?} {sent}");
+    assert_eq!(heard[0]["method"], "notifications/tools/list_changed");
+    assert!(heard[0]["params"].get("_meta").is_none(), "the proxy's own listen tag is taken off: {}", heard[0]);
+
+    // A subscription, in another request, is refused rather than left unheard.
+    let mut h = Harness::with_seed(&config, [10; 32]);
+    let subscribe = r#"{"jsonrpc":"2.0","id":5,"method":"resources/subscribe","params":{"uri":"file:///x"}}"#;
+    let (exchange, outputs) = h.post_to("/r/mcp", Some(&sealed), &[], subscribe);
+    let (_, refused) = response(&outputs, exchange).expect("answered");
+    assert_eq!(refused["error"]["code"], -32601, "{refused}");
+}
+
+/// Part of a fetch's body arrives (the stream goes on).
+fn part(h: &mut Harness, fetch: u64, data: &str) -> Vec<Output> {
+    h.input(mcp_proxy_core::Input::FetchData { fetch, data: data.as_bytes().to_vec() })
+}
+
+/// Starts the SSE answer of a listen and sends its acknowledgement.
+fn head_and_events(h: &mut Harness, listen: &mcp_proxy_core::FetchRequest, sent: &Value) {
+    head(h, listen.fetch, 200, &[("content-type", "text/event-stream")]);
+    let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+        "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": sent["id"]}, "notifications": {"toolsListChanged": true}}});
+    let outputs = part(h, listen.fetch, &format!("data: {ack}\n\n"));
+    assert!(fetches(&outputs).is_empty(), "the acknowledgement is the proxy's own: {outputs:?}");
 }

@@ -10,7 +10,7 @@ Besides the steps of ``sdk.py`` both know the 2025-only ones:
 
 * ``{"op": "setLevel", "level"}``: ``logging/setLevel``;
 * ``{"op": "subscribe", "uri", "then": [steps], "want": {"tools": n, "updated": [uris]},
-  "timeoutMs"}``: ``resources/subscribe``, the inner steps, then a wait for the
+  "timeoutMs"}``: ``resources/subscribe`` (none without a ``uri``), the inner steps, then a wait for the
   notifications wanted; answers ``counts`` (``tools``: list changes heard, ``updated``: the
   URIs of the updates heard) and ``then``.
 
@@ -83,7 +83,8 @@ class _LegacyPyDriver(_PyDriver):
             return {}
         if step["op"] == "subscribe":
             self.tools_changed, self.updated = 0, []
-            await client.subscribe_resource(step["uri"])
+            if step.get("uri"):
+                await client.subscribe_resource(step["uri"])
             inner = [await self.guarded(inner_step) for inner_step in step.get("then", [])]
             want = step.get("want", {})
             deadline = time.monotonic() + step.get("timeoutMs", 10000) / 1000

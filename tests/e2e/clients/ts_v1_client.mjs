@@ -10,7 +10,7 @@
 //   {"op": "readResource", "uri"}                        -> texts
 //   {"op": "setLevel", "level"}                          -> logging/setLevel
 //   {"op": "subscribe", "uri", "then": [steps], "want": {"tools": n, "updated": [uris]}, "timeoutMs"}
-//        resources/subscribe, then the inner steps, then waits for the notifications wanted
+//        resources/subscribe (none without a uri), then the inner steps, then waits for the notifications wanted
 //        -> counts, then
 //   {"op": "cancelAfterProgress", "name", "arguments", "timeoutMs", "settleMs"}
 //        aborts the call at its first progress event (the v1 client then sends
@@ -128,7 +128,7 @@ async function runStep(step) {
         case 'subscribe': {
             events.tools = 0;
             events.updated.length = 0;
-            await client.subscribeResource({ uri: step.uri });
+            if (step.uri) await client.subscribeResource({ uri: step.uri });
             const inner = [];
             for (const innerStep of step.then ?? []) inner.push(await guarded(innerStep));
             const deadline = Date.now() + (step.timeoutMs ?? 10000);

@@ -127,7 +127,17 @@ impl Proxy {
                 client.initialize.clone_from(&request.params);
                 let requested = param(&request.params, "protocolVersion").and_then(Value::as_str).map(str::to_owned);
                 let discover = self.eras.discover(upstream).cloned().unwrap_or_else(|| json!({}));
-                self.answer_later(proxy_id, Ok(initialize_result(&discover, requested.as_deref())));
+                let mut result = initialize_result(&discover, requested.as_deref());
+                if self.store.keeps_client_ids() {
+                    // At the edge a subscription cannot reach the listen that would carry its
+                    // updates (see `edge_upstream_listen`): it is not offered.
+                    if let Some(resources) =
+                        result.pointer_mut("/capabilities/resources").and_then(Value::as_object_mut)
+                    {
+                        resources.remove("subscribe");
+                    }
+                }
+                self.answer_later(proxy_id, Ok(result));
                 let now = self.ctx.now;
                 return self.upstream_listen(now, upstream);
             }
@@ -135,6 +145,14 @@ impl Proxy {
             mcp::LOGGING_SET_LEVEL => {
                 client.log_level = lowered(&request.params);
                 return self.answer_later(proxy_id, Ok(json!({})));
+            }
+            mcp::RESOURCES_SUBSCRIBE | mcp::RESOURCES_UNSUBSCRIBE if self.store.keeps_client_ids() => {
+                let error = ErrorObject::new(
+                    codes::METHOD_NOT_FOUND,
+                    "resource subscriptions of a 2026-07-28 server do not cross the edge: the subscription \
+                     would arrive in another request than the listen that carries its updates",
+                );
+                return self.answer_later(proxy_id, Err(error));
             }
             mcp::RESOURCES_SUBSCRIBE | mcp::RESOURCES_UNSUBSCRIBE => {
                 if let Some(uri) = param(&request.params, "uri").and_then(Value::as_str) {
@@ -340,11 +358,41 @@ impl Proxy {
     /// Opens (or opens again) the one upstream listen of a 2025 client's session, with what
     /// the server offers and what the client subscribed to.
     pub(crate) fn upstream_listen(&mut self, now: crate::time::Instant, upstream: UpstreamId) {
-        if self.store.keeps_client_ids() {
-            // At the edge nothing outlives its request: a listen would only hold the Worker
-            // until the platform stops it.
-            return;
+        if !self.store.keeps_client_ids() {
+            return self.open_upstream_listen(now, upstream, false);
         }
+        // At the edge nothing outlives its request: the listen is open only while the client
+        // listens on its GET stream (see `edge_upstream_listen`).
+        let listening =
+            self.modern.upstreams.clients.get(&upstream).and_then(|c| self.sessions.get(&c.session)).is_some_and(|s| {
+                matches!(s.transport, crate::state::session::Transport::Streamable { standalone: Some(_), .. })
+            });
+        if listening {
+            self.open_upstream_listen(now, upstream, true);
+        }
+    }
+
+    /// At the edge, a 2025 client's GET stream on a 2026 server: an upstream listen for the
+    /// list changes, living exactly as long as that stream (the Worker's request). What the
+    /// server offers is not kept between requests, so every list is asked for; the server
+    /// honours what it has. Resource subscriptions cannot join it: they arrive in other
+    /// requests, so at the edge the server's `resources.subscribe` is not offered.
+    pub(crate) fn edge_upstream_listen(&mut self, session_id: &SessionId, server: usize, upstream: UpstreamId) {
+        let initialize = self.sessions.get(session_id).and_then(|s| s.initialize_params.clone());
+        self.modern.upstreams.clients.entry(upstream).or_insert_with(|| ClientSide {
+            session: session_id.clone(),
+            server,
+            initialize,
+            log_level: None,
+            subscriptions: BTreeSet::new(),
+            listen: None,
+            backoff: Backoff::rejoin(self.ctx.now),
+        });
+        let now = self.ctx.now;
+        self.open_upstream_listen(now, upstream, true);
+    }
+
+    fn open_upstream_listen(&mut self, now: crate::time::Instant, upstream: UpstreamId, every_list: bool) {
         let Some(discover) = self.eras.discover(upstream).cloned() else {
             return;
         };
@@ -359,7 +407,7 @@ impl Proxy {
         for (key, section) in
             [("toolsListChanged", "tools"), ("promptsListChanged", "prompts"), ("resourcesListChanged", "resources")]
         {
-            if offers(section, "listChanged") {
+            if every_list || offers(section, "listChanged") {
                 filter.insert(key.into(), json!(true));
             }
         }

@@ -222,10 +222,14 @@ impl Proxy {
             let upstreams: Vec<_> = self
                 .sessions
                 .get(&session_id)
-                .map(|s| s.members.iter().filter(|m| !m.failed).map(|m| m.upstream).collect())
+                .map(|s| s.members.iter().filter(|m| !m.failed).map(|m| (m.server, m.upstream)).collect())
                 .unwrap_or_default();
-            for upstream in upstreams {
-                self.http.listen(&mut self.ctx, upstream);
+            for (server, upstream) in upstreams {
+                if self.eras.is_modern(upstream) {
+                    self.edge_upstream_listen(&session_id, server, upstream);
+                } else {
+                    self.http.listen(&mut self.ctx, upstream);
+                }
             }
         }
     }
