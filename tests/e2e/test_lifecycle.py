@@ -170,7 +170,8 @@ def eof_within(sock: socket.socket, timeout: float) -> bool:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_with_sessions_and_a_request_in_flight(start_proxy, http, signum):
-    proxy = start_proxy(command=TINY)
+    # A request longer than the grace period is cut: the servers stop when it ends.
+    proxy = start_proxy("--gracefulShutdownTimeout", "500", command=TINY)
     sessions = [open_raw_session(http, proxy.mcp_url) for _ in range(3)]
     legacy = open_legacy_stream(proxy)
     children = tracked_children(proxy, 4)
@@ -193,6 +194,31 @@ def test_signal_with_sessions_and_a_request_in_flight(start_proxy, http, signum)
     legacy.close()
     # Every child exited and the proxy reaped it before exiting: not even a zombie is left.
     assert_reaped(children, timeout=0.5)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_request_in_flight_is_let_finish_within_the_graceful_shutdown_timeout(start_proxy, http, signum):
+    """The TypeScript peer's --gracefulShutdownTimeout (default 5 s): a signal closes the door
+    to new connections, lets the calls being answered finish (not the GET streams, which last
+    as long as their clients), then stops the servers."""
+    proxy = start_proxy("--gracefulShutdownTimeout", "20000", command=TINY)
+    session = open_raw_session(http, proxy.mcp_url)
+    legacy = open_legacy_stream(proxy)
+    in_flight = InFlight(proxy, session, seconds=2)
+    proxy.wait_for_log("tiny sleeping", timeout=10)
+    started = time.monotonic()
+    proxy.proc.send_signal(signum)
+    time.sleep(0.3)
+    with pytest.raises(OSError):
+        # The listening socket is closed at once.
+        socket.create_connection((proxy.host, proxy.port), timeout=2).close()
+    assert in_flight.join(10), "the in-flight request hangs"
+    assert not in_flight.failed(), f"the call was cut although it ended within the grace: {in_flight.describe()}"
+    assert proxy.proc.wait(10) == 0
+    elapsed = time.monotonic() - started
+    assert 1.0 < elapsed < 10, f"exited {elapsed:.1f}s after the signal: it should wait for the call (2 s), not for the GET stream"
+    assert eof_within(legacy, 5), "the legacy SSE stream stayed open after the proxy exited"
+    legacy.close()
 
 
 def test_child_that_ignores_sigterm_is_killed_after_the_grace_period(start_proxy, http):

@@ -85,24 +85,34 @@ pub(crate) struct Cli {
     #[arg(long = "cors-origin", alias = "corsOrigin")]
     pub(crate) cors_origin: Vec<String>,
     /// Extra request header to allow in CORS preflights (repeatable).
-    #[arg(long = "cors-allow-header", alias = "corsAllowHeader")]
+    #[arg(long = "cors-allow-header", visible_alias = "corsAddAllowedHeader", alias = "corsAllowHeader")]
     pub(crate) cors_allow_header: Vec<String>,
     /// Send no CORS headers at all.
     #[arg(long = "no-cors", alias = "noCors")]
     pub(crate) no_cors: bool,
     /// Events each session keeps for resuming broken streams with Last-Event-ID (0: off)
     /// [default: 1000].
-    #[arg(long = "eventStoreSize", alias = "event-store-size")]
+    #[arg(long = "eventStoreSize", visible_alias = "eventStoreMaxEvents", alias = "event-store-size")]
     pub(crate) event_store_size: Option<usize>,
     /// Keep no events for resumption (same as --eventStoreSize 0).
-    #[arg(long = "no-eventStore", alias = "no-event-store")]
+    #[arg(long = "no-eventStore", alias = "no-event-store", overrides_with = "event_store")]
     pub(crate) no_event_store: bool,
+    /// Keep events for resumption (the default; `--eventStore=false` is --no-eventStore).
+    #[arg(
+        long = "eventStore",
+        alias = "event-store",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        overrides_with = "no_event_store"
+    )]
+    pub(crate) event_store: Option<bool>,
     /// Milliseconds between keep-alive comments on open SSE streams (0: off) [default: 15000].
     #[arg(long = "keepAlive", alias = "keep-alive")]
     pub(crate) keep_alive: Option<u64>,
     /// Milliseconds after which an idle session (no requests, no open stream) ends (0: never)
     /// [default: 1800000].
-    #[arg(long = "sessionTimeout", alias = "session-timeout")]
+    #[arg(long = "sessionTimeout", visible_alias = "sessionIdleTimeout", alias = "session-timeout")]
     pub(crate) session_timeout: Option<u64>,
     /// Most sessions at once (each runs its own server process); more get 503 [default: 1000].
     #[arg(long = "maxSessions", alias = "max-sessions")]
@@ -149,6 +159,10 @@ pub(crate) struct Cli {
     /// Milliseconds a connection with no request in flight stays open.
     #[arg(long = "keepAliveTimeout", alias = "keep-alive-timeout", default_value_t = 5_000)]
     pub(crate) keep_alive_timeout: u64,
+    /// Milliseconds SIGTERM/SIGINT waits for requests in flight (GET streams aside) before the
+    /// servers are stopped; new connections are refused meanwhile.
+    #[arg(long = "gracefulShutdownTimeout", alias = "graceful-shutdown-timeout", default_value_t = 5_000)]
+    pub(crate) graceful_shutdown_timeout: u64,
     /// Milliseconds a request body may take to arrive (then 408).
     #[arg(long = "bodyTimeout", alias = "body-timeout", default_value_t = 30_000)]
     pub(crate) body_timeout: u64,
@@ -265,7 +279,8 @@ impl Cli {
         });
         config[served_key] = served;
         let endpoints = self.endpoints();
-        let event_store_size = if self.no_event_store { Some(0) } else { self.event_store_size };
+        let off = self.no_event_store || self.event_store == Some(false);
+        let event_store_size = if off { Some(0) } else { self.event_store_size };
         let modern = match (self.modern, self.no_modern) {
             (_, true) => Some(false),
             (true, false) => Some(true),
@@ -408,6 +423,14 @@ mod tests {
     #[test]
     fn no_event_store_means_size_zero() {
         assert_eq!(config_of(&["--no-eventStore", "srv"])["eventStoreSize"], 0);
+        assert_eq!(config_of(&["--eventStore=false", "srv"])["eventStoreSize"], 0);
+        assert_eq!(config_of(&["--no-eventStore", "--eventStore", "srv"]).get("eventStoreSize"), None, "the last wins");
+        let cli = parse(&["--eventStore", "npx", "srv"]);
+        assert_eq!(cli.command, ["npx", "srv"], "a bare --eventStore takes no value");
+        assert_eq!(config_of(&["--eventStoreMaxEvents", "7", "srv"])["eventStoreSize"], 7);
+        assert_eq!(config_of(&["--sessionIdleTimeout", "9", "srv"])["sessionTimeoutMs"], 9);
+        let value = config_of(&["--corsAddAllowedHeader", "X-API-Key", "--corsAddAllowedHeader", "X-B", "srv"]);
+        assert_eq!(value["cors"]["allowHeaders"], json!(["X-API-Key", "X-B"]));
         assert_eq!(config_of(&["--no-event-store", "--eventStoreSize", "5", "srv"])["eventStoreSize"], 0);
     }
 

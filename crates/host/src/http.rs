@@ -66,6 +66,8 @@ pub(crate) struct Connections {
     table: Mutex<ConnectionTable>,
     /// Connections refused because every open one was busy.
     refused: AtomicU64,
+    /// Requests in flight that are not a GET stream (what a graceful shutdown waits for).
+    requests: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -87,7 +89,7 @@ struct Connection {
 impl Connection {
     fn begin(self: &Arc<Self>) -> InFlight {
         self.active.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
+        InFlight { connection: self.clone(), request: None }
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -99,12 +101,28 @@ impl Connection {
 }
 
 /// A request in flight on a connection; dropped when its response is done.
-pub(crate) struct InFlight(Arc<Connection>);
+pub(crate) struct InFlight {
+    connection: Arc<Connection>,
+    /// The count of requests a graceful shutdown waits for, if this is one of them.
+    request: Option<Arc<AtomicUsize>>,
+}
+
+impl InFlight {
+    /// Counts this request among those a graceful shutdown waits for.
+    fn awaited(mut self, requests: &Arc<AtomicUsize>) -> InFlight {
+        requests.fetch_add(1, Ordering::AcqRel);
+        self.request = Some(requests.clone());
+        self
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            *self.0.idle_since.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        if self.connection.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.connection.idle_since.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        }
+        if let Some(requests) = &self.request {
+            requests.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -123,6 +141,19 @@ impl Drop for Registered<'_> {
 }
 
 impl Connections {
+    /// Waits until no request but GET streams is in flight, or `timeout` passes; the number
+    /// still in flight then.
+    pub(crate) async fn drain(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = self.requests.load(Ordering::Acquire);
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionTable> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -237,6 +268,11 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let exchange = server.next_exchange.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = request.into_parts();
+    // A GET stream lasts as long as its client: a shutdown does not wait for it.
+    let in_flight = match parts.method {
+        http::Method::GET => in_flight,
+        _ => in_flight.awaited(&server.connections.requests),
+    };
     let mut headers: Vec<Header> = parts
         .headers
         .iter()

@@ -189,6 +189,7 @@ async fn run(cli: Cli) -> Result<ExitCode, StartError> {
         limits,
         connections: http::Connections::default(),
     });
+    let drain = server.clone();
     let accept = tokio::spawn(http::serve(listener, tls, server));
     tracing::info!("mcp-proxy listening on {scheme}://{address}");
     if !cli.host.is_loopback() && cli.api_key.is_none() {
@@ -214,6 +215,16 @@ async fn run(cli: Cli) -> Result<ExitCode, StartError> {
         () = shared.failed() => true,
     };
     accept.abort();
+    if !failed {
+        // New connections are refused now; what is being answered is let finish.
+        let grace = std::time::Duration::from_millis(cli.graceful_shutdown_timeout);
+        if grace > std::time::Duration::ZERO {
+            let left = drain.connections.drain(grace).await;
+            if left > 0 {
+                tracing::warn!("{left} request(s) still in flight after {} ms; stopping anyway", grace.as_millis());
+            }
+        }
+    }
     timer.abort();
     reporter.abort();
     tracing::info!("shutting down");
