@@ -113,6 +113,11 @@ pub(crate) fn public_endpoint_path(config: &Config, target: Target, endpoint: En
     }
 }
 
+/// `path` under the public base URL (`mcpProxy.baseURL`), if one is set.
+pub(crate) fn public_url(config: &Config, path: &str) -> Option<String> {
+    config.aggregator.as_ref()?.base_url.as_ref().map(|base| format!("{base}{path}"))
+}
+
 /// The prefix of `server`'s tools and prompts on the merged endpoint.
 pub(crate) fn prefix(config: &Config, server: usize) -> &str {
     config.servers.get(server).map_or("", crate::config::file::ServerEntry::display_name)

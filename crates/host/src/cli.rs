@@ -15,12 +15,14 @@ use serde_json::{json, Value};
     override_usage = "mcp-proxy [OPTIONS] [--] <COMMAND> [ARGS]..."
 )]
 pub(crate) struct Cli {
-    /// Port to listen on (0 picks a free port).
-    #[arg(long, default_value_t = 8080)]
-    pub(crate) port: u16,
-    /// Address to bind; keep the loopback default unless clients are remote.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub(crate) host: IpAddr,
+    /// Port to listen on (0 picks a free port) [default: 8080, or the config file's
+    /// mcpProxy.addr].
+    #[arg(long)]
+    pub(crate) port: Option<u16>,
+    /// Address to bind; keep the loopback default unless clients are remote [default:
+    /// 127.0.0.1, or the config file's mcpProxy.addr].
+    #[arg(long)]
+    pub(crate) host: Option<IpAddr>,
     /// Serve only one transport (default: both).
     #[arg(long, value_enum)]
     pub(crate) server: Option<ServerKind>,
@@ -130,6 +132,13 @@ pub(crate) struct Cli {
     /// Replace ${VAR} in the configuration file with environment variables.
     #[arg(long = "expand-env", alias = "expandEnv", requires = "config")]
     pub(crate) expand_env: bool,
+    /// Seconds fetching an http(s) --config may take [default: 30].
+    #[arg(long = "config-timeout", alias = "configTimeout", requires = "config")]
+    pub(crate) config_timeout: Option<u64>,
+    /// Accept any TLS certificate from the server of an https --config (the connection is
+    /// encrypted but not authenticated).
+    #[arg(long, requires = "config")]
+    pub(crate) insecure: bool,
     /// Bearer token for the runtime server API at /api/servers (repeatable; the file's
     /// mcpProxy.options.authTokens work too).
     #[arg(
@@ -176,6 +185,88 @@ pub(crate) struct Cli {
     /// The stdio MCP server to run, with its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub(crate) command: Vec<String>,
+}
+
+/// The Go `mcp-proxy`'s flags (Go's `flag` package: one or two dashes, `-name value` or
+/// `-name=value`) at the start of a command line, in this CLI's spelling; with no arguments at
+/// all, `./config.json` if it exists, as the Go binary does. The Go binary expands `${VAR}` in
+/// a local file by default, so a command line in its spelling does too (`-expand-env=false`
+/// turns it off). Everything from the first argument that is not a Go flag on is left as it is.
+pub(crate) fn from_go_spelling(args: Vec<std::ffi::OsString>, config_json_exists: bool) -> Vec<std::ffi::OsString> {
+    let mut args = args.into_iter();
+    let program = args.next().unwrap_or_else(|| "mcp-proxy".into());
+    let rest: Vec<std::ffi::OsString> = args.collect();
+    let mut out = vec![program];
+    if rest.is_empty() {
+        if config_json_exists {
+            out.extend(["--config".into(), "config.json".into(), "--expand-env".into()]);
+        }
+        return out;
+    }
+    let mut go_style = false;
+    let mut expand: Option<bool> = None;
+    let mut remote = false;
+    let mut config = false;
+    let mut index = 0;
+    while let Some(arg) = rest.get(index).and_then(|a| a.to_str()) {
+        let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else { break };
+        let single = !arg.starts_with("--");
+        let (name, inline) = match flag.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (flag, None),
+        };
+        let takes_value = matches!(name, "config" | "http-headers" | "http-timeout");
+        if !takes_value && !matches!(name, "expand-env" | "insecure" | "version" | "help" | "h") {
+            break;
+        }
+        let value = match (takes_value, inline) {
+            (true, Some(value)) => Some(value),
+            (true, None) => {
+                index += 1;
+                match rest.get(index).and_then(|a| a.to_str()) {
+                    Some(value) => Some(value.to_owned()),
+                    // A missing value is clap's to report.
+                    None => {
+                        out.push(format!("--{name}").into());
+                        break;
+                    }
+                }
+            }
+            (false, inline) => inline,
+        };
+        go_style |= single || matches!(name, "http-headers" | "http-timeout");
+        // Go's strconv.ParseBool.
+        let on = |value: &Option<String>| {
+            value.as_deref().is_none_or(|v| matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True"))
+        };
+        match (name, value) {
+            ("config", Some(value)) => {
+                remote = value.starts_with("http://") || value.starts_with("https://");
+                config = true;
+                out.extend(["--config".into(), value.into()]);
+            }
+            ("http-headers", Some(value)) => {
+                for pair in value.split(';').filter(|p| !p.trim().is_empty()) {
+                    out.extend(["--config-header".into(), pair.trim().into()]);
+                }
+            }
+            ("http-timeout", Some(value)) => out.extend(["--config-timeout".into(), value.into()]),
+            ("expand-env", value) => expand = Some(on(&value)),
+            ("insecure", value) => {
+                if on(&value) {
+                    out.push("--insecure".into());
+                }
+            }
+            ("version", _) => out.push("--version".into()),
+            _ => out.push("--help".into()),
+        }
+        index += 1;
+    }
+    if config && expand.unwrap_or(go_style && !remote) {
+        out.push("--expand-env".into());
+    }
+    out.extend(rest.into_iter().skip(index));
+    out
 }
 
 /// A single transport to serve.
@@ -310,6 +401,19 @@ impl Cli {
     }
 }
 
+impl Cli {
+    /// Where to listen: the config file's `mcpProxy.addr` unless `--host` or `--port` is given
+    /// (no host there means every interface, as in Go), else 127.0.0.1:8080.
+    pub(crate) fn listen_on(&self, file: Option<mcp_proxy_core::config_file::ListenAddr>) -> (IpAddr, u16) {
+        let file = file.filter(|_| self.host.is_none() && self.port.is_none());
+        let every = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let host =
+            self.host.or(file.map(|f| f.host.unwrap_or(every))).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let port = self.port.or(file.map(|f| f.port)).unwrap_or(8080);
+        (host, port)
+    }
+}
+
 /// The proxy's environment, as far as it is text (a variable that is not UTF-8 is left out).
 fn environment() -> Vec<(String, String)> {
     std::env::vars_os()
@@ -332,10 +436,57 @@ mod tests {
         serde_json::from_str(&config).expect("the configuration is JSON")
     }
 
+    fn go(args: &[&str], config_json: bool) -> Vec<String> {
+        let args = std::iter::once("mcp-proxy").chain(args.iter().copied()).map(Into::into).collect();
+        from_go_spelling(args, config_json).into_iter().skip(1).map(|a| a.into_string().expect("utf-8")).collect()
+    }
+
+    #[test]
+    fn the_go_binarys_spelling_is_translated_at_the_start_only() {
+        assert_eq!(go(&[], true), ["--config", "config.json", "--expand-env"], "./config.json, expanded as Go does");
+        assert!(go(&[], false).is_empty(), "nothing to serve: the usage");
+        assert_eq!(go(&["-config", "c.json"], false), ["--config", "c.json", "--expand-env"]);
+        assert_eq!(go(&["-config=c.json", "-expand-env=false"], false), ["--config", "c.json"]);
+        assert_eq!(go(&["--config", "c.json"], false), ["--config", "c.json"], "this CLI's spelling: no expansion");
+        assert_eq!(
+            go(
+                &["-config", "https://h/c.json", "-http-headers", "A:1; B: 2", "-http-timeout", "5", "-insecure"],
+                false
+            ),
+            [
+                "--config",
+                "https://h/c.json",
+                "--config-header",
+                "A:1",
+                "--config-header",
+                "B: 2",
+                "--config-timeout",
+                "5",
+                "--insecure"
+            ],
+            "a remote file is never expanded"
+        );
+        assert_eq!(go(&["-version"], false), ["--version"]);
+        assert_eq!(go(&["-help"], false), ["--help"]);
+        assert_eq!(go(&["-insecure=false", "-config", "c.json"], false), ["--config", "c.json", "--expand-env"]);
+        // A server's own arguments are left alone.
+        assert_eq!(go(&["--port", "9", "npx", "-config", "x"], false), ["--port", "9", "npx", "-config", "x"]);
+        assert_eq!(go(&["npx", "-version"], false), ["npx", "-version"]);
+        let cli = Cli::try_parse_from(from_go_spelling(
+            ["mcp-proxy", "-config", "c.json", "-http-headers", "Authorization:Bearer x"].map(Into::into).to_vec(),
+            false,
+        ))
+        .expect("parses");
+        assert_eq!(
+            (cli.config.as_deref(), cli.expand_env, cli.config_header),
+            (Some("c.json"), true, vec!["Authorization:Bearer x".to_owned()])
+        );
+    }
+
     #[test]
     fn command_without_double_dash_keeps_its_flags() {
         let cli = parse(&["--port", "9000", "npx", "-y", "server", "--flag"]);
-        assert_eq!(cli.port, 9000);
+        assert_eq!(cli.port, Some(9000));
         assert_eq!(cli.command, ["npx", "-y", "server", "--flag"]);
     }
 

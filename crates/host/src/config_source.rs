@@ -109,7 +109,11 @@ pub(crate) fn display_name(source: &str) -> String {
 /// remote configuration must come over https (plain http only from a loopback host), and
 /// `${VAR}` expansion is for local files only: a remote file must not pull the proxy's
 /// environment (its secrets) into a URL.
-pub(crate) async fn load(source: &str, headers: &[String], expand_env: bool) -> Result<String, ConfigSourceError> {
+pub(crate) async fn load(
+    source: &str,
+    fetch_options: &Fetch<'_>,
+    expand_env: bool,
+) -> Result<String, ConfigSourceError> {
     if !is_remote(source) {
         return std::fs::read_to_string(source)
             .map_err(|source_error| ConfigSourceError::Read { path: source.into(), source: source_error });
@@ -120,8 +124,20 @@ pub(crate) async fn load(source: &str, headers: &[String], expand_env: bool) -> 
     }
     mcp_proxy_core::policy::network::config_url_allowed(source)
         .map_err(|refusal| ConfigSourceError::Refused { url: url.clone(), refusal })?;
-    let fetched = tokio::time::timeout(FETCH_TIMEOUT, fetch(source, &url, headers)).await;
-    fetched.unwrap_or(Err(ConfigSourceError::Timeout { url, after: FETCH_TIMEOUT }))
+    let after = fetch_options.timeout.unwrap_or(FETCH_TIMEOUT);
+    let fetched = tokio::time::timeout(after, fetch(source, &url, fetch_options)).await;
+    fetched.unwrap_or(Err(ConfigSourceError::Timeout { url, after }))
+}
+
+/// How a remote configuration is fetched.
+#[derive(Debug, Default)]
+pub(crate) struct Fetch<'a> {
+    /// Headers sent with it ("Name: value").
+    pub(crate) headers: &'a [String],
+    /// How long the fetch may take (default [`FETCH_TIMEOUT`]).
+    pub(crate) timeout: Option<Duration>,
+    /// Accept any certificate from the server (`--insecure`).
+    pub(crate) insecure: bool,
 }
 
 /// Parses one `--config-header` ("Name: value").
@@ -135,14 +151,18 @@ fn parse_header(header: &str) -> Result<(HeaderName, HeaderValue), ConfigSourceE
 }
 
 /// Fetches `source` (`url`: the same, as errors show it).
-async fn fetch(source: &str, url: &str, headers: &[String]) -> Result<String, ConfigSourceError> {
+async fn fetch(source: &str, url: &str, options: &Fetch<'_>) -> Result<String, ConfigSourceError> {
     let url = || url.to_owned();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .map_err(|source| ConfigSourceError::Tls { url: url(), source })?
-        .https_or_http()
-        .enable_http1()
-        .build();
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = if options.insecure {
+        builder.with_tls_config(crate::tls::insecure_client_config())
+    } else {
+        builder
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|source| ConfigSourceError::Tls { url: url(), source })?
+    };
+    let connector = builder.https_or_http().enable_http1().build();
+    let headers = options.headers;
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let mut request =
         Request::get(source).body(Empty::new()).map_err(|source| ConfigSourceError::BadUrl { url: url(), source })?;
@@ -188,17 +208,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_remote_file_is_never_expanded_and_its_url_is_redacted() {
-        let error = load("https://example.com/c.json?key=s3cret", &[], true).await.expect_err("refused");
+        let error = load("https://example.com/c.json?key=s3cret", &Fetch::default(), true).await.expect_err("refused");
         assert!(matches!(error, ConfigSourceError::ExpandRemote { .. }), "{error}");
         assert!(!error.to_string().contains("s3cret"), "{error}");
-        let error = load("http://example.com/c.json?key=s3cret", &[], false).await.expect_err("plain http");
+        let error =
+            load("http://example.com/c.json?key=s3cret", &Fetch::default(), false).await.expect_err("plain http");
         assert!(matches!(error, ConfigSourceError::Refused { refusal: UrlRefusal::PlainHttp, .. }), "{error}");
         assert!(!error.to_string().contains("s3cret"), "{error}");
     }
 
     #[tokio::test]
     async fn a_missing_file_names_its_path() {
-        let error = load("/nonexistent/mcp-proxy.json", &[], false).await.expect_err("no such file");
+        let error = load("/nonexistent/mcp-proxy.json", &Fetch::default(), false).await.expect_err("no such file");
         assert!(error.to_string().starts_with("/nonexistent/mcp-proxy.json: cannot read"), "{error}");
     }
 }

@@ -93,7 +93,14 @@ impl StartError {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = cli::from_go_spelling(std::env::args_os().collect(), std::path::Path::new("config.json").is_file());
+    if args.len() == 1 {
+        // Nothing to serve: the usage, as the Go binary prints it.
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let _ = command.print_help();
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse_from(args);
     log::init(cli.debug);
     // Every connection and child pipe is a file descriptor: use what the system allows.
     limits::raise_open_files();
@@ -123,7 +130,14 @@ async fn run(cli: Cli) -> Result<ExitCode, StartError> {
     }
     let persist_to = cli.persist_to()?;
     let config_text = match &cli.config {
-        Some(source) => Some(config_source::load(source, &cli.config_header, cli.expand_env).await?),
+        Some(source) => {
+            let fetch = config_source::Fetch {
+                headers: &cli.config_header,
+                timeout: cli.config_timeout.map(std::time::Duration::from_secs),
+                insecure: cli.insecure,
+            };
+            Some(config_source::load(source, &fetch, cli.expand_env).await?)
+        }
         None => None,
     };
     let config = cli.core_config(config_text.as_deref())?;
@@ -139,7 +153,14 @@ async fn run(cli: Cli) -> Result<ExitCode, StartError> {
     })?;
     // What the core serves at the root, with its defaults applied (read natively: the same
     // rules as the component's).
-    let served = if cli.config.is_none() { Some(mcp_proxy_core::Config::from_json(&config)?) } else { None };
+    let native = mcp_proxy_core::Config::from_json(&config)?;
+    let file = native.aggregator.as_ref();
+    let (host, port) = cli.listen_on(file.and_then(|a| a.addr));
+    let base_url = file.and_then(|a| a.base_url.clone());
+    // Every server asks for a token (--apiKey, or each one's authTokens in the file).
+    let guarded = cli.api_key.is_some()
+        || (cli.config.is_some() && native.servers.entries().all(|s| !s.options.auth_tokens.is_empty()));
+    let served = if cli.config.is_none() { Some(native) } else { None };
     let max_body_size = core.max_body_size()?;
     let factory: CoreFactory = {
         let engine = engine.clone();
@@ -156,10 +177,12 @@ async fn run(cli: Cli) -> Result<ExitCode, StartError> {
         }
         _ => None,
     };
-    let listener = TcpListener::bind(SocketAddr::new(cli.host, cli.port))
-        .await
-        .map_err(|source| StartError::Listen { host: cli.host, port: cli.port, source })?;
-    let address = listener.local_addr().map_or_else(|_| format!("{}:{}", cli.host, cli.port), |a| a.to_string());
+    let listener = TcpListener::bind(SocketAddr::new(host, port)).await.map_err(|source| StartError::Listen {
+        host,
+        port,
+        source,
+    })?;
+    let address = listener.local_addr().map_or_else(|_| format!("{host}:{port}"), |a| a.to_string());
     let scheme = if tls.is_some() { "https" } else { "http" };
 
     let fetcher = fetch::Fetcher::new()?;
@@ -192,10 +215,12 @@ async fn run(cli: Cli) -> Result<ExitCode, StartError> {
     let drain = server.clone();
     let accept = tokio::spawn(http::serve(listener, tls, server));
     tracing::info!("mcp-proxy listening on {scheme}://{address}");
-    if !cli.host.is_loopback() && cli.api_key.is_none() {
+    if let Some(base_url) = &base_url {
+        tracing::info!("  public URL (mcpProxy.baseURL): {base_url}");
+    }
+    if !host.is_loopback() && !guarded {
         tracing::warn!(
-            "listening beyond loopback ({}) without --apiKey: anyone who can reach this address can use the servers",
-            cli.host
+            "listening beyond loopback ({host}) without --apiKey or authTokens on every server: anyone who can reach this address can use them"
         );
     }
     if let Some(served) = &served {

@@ -33,10 +33,11 @@ pub struct ConfigFile {
 /// The `mcpProxy` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxySettings {
-    /// The public base URL, if set.
+    /// The public base URL (`https://mcp.example.com`, no trailing `/`), if set: where the
+    /// proxy names itself (the legacy SSE `endpoint` event, the API listing, logs).
     pub base_url: Option<String>,
     /// The listen address (`:9090`, `127.0.0.1:8080`), if set.
-    pub addr: Option<String>,
+    pub addr: Option<ListenAddr>,
     /// The name the merged endpoint reports in `serverInfo`.
     pub name: String,
     /// The version it reports.
@@ -194,8 +195,8 @@ fn proxy_settings(value: &Value, path: &str, warnings: &mut Vec<String>) -> Resu
         }
     }
     Ok(ProxySettings {
-        base_url: string(map, "baseURL", path)?,
-        addr: string(map, "addr", path)?,
+        base_url: base_url(string(map, "baseURL", path)?, &format!("{path}.baseURL"))?,
+        addr: listen_addr(string(map, "addr", path)?, &format!("{path}.addr"))?,
         name: string(map, "name", path)?.unwrap_or_else(|| "mcp-proxy".into()),
         version: string(map, "version", path)?.unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
         serve,
@@ -211,8 +212,8 @@ fn v1_proxy_settings(value: &Value) -> Result<ProxySettings, ConfigError> {
     let map = object(value, "server")?;
     let global = tokens(map, "globalAuthTokens", "server")?.unwrap_or_default();
     Ok(ProxySettings {
-        base_url: string(map, "baseURL", "server")?,
-        addr: string(map, "addr", "server")?,
+        base_url: base_url(string(map, "baseURL", "server")?, "server.baseURL")?,
+        addr: listen_addr(string(map, "addr", "server")?, "server.addr")?,
         name: string(map, "name", "server")?.unwrap_or_else(|| "mcp-proxy".into()),
         version: string(map, "version", "server")?.unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
         serve: None,
@@ -247,9 +248,78 @@ fn top_level_settings(root: &Map<String, Value>) -> Result<ProxySettings, Config
     })
 }
 
+/// Where the Go tool listened (`mcpProxy.addr`): Go's `host:port`, where an empty host
+/// (`":9090"`) means every interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// The address to bind; `None`: every interface.
+    pub host: Option<std::net::IpAddr>,
+    /// The port.
+    pub port: u16,
+}
+
+fn listen_addr(text: Option<String>, field: &str) -> Result<Option<ListenAddr>, ConfigError> {
+    let Some(text) = text else { return Ok(None) };
+    let bad = || {
+        ConfigError::new(
+            field,
+            format!("must be \"host:port\" or \":port\" (an IP address or localhost), got {text:?}"),
+        )
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse::<u16>().map_err(|_| bad())?;
+    let host = match host.trim_start_matches('[').trim_end_matches(']') {
+        "" => None,
+        "localhost" => Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        other => Some(other.parse().map_err(|_| bad())?),
+    };
+    Ok(Some(ListenAddr { host, port }))
+}
+
+fn base_url(text: Option<String>, field: &str) -> Result<Option<String>, ConfigError> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
+    let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
+    let ok = rest.is_some_and(|rest| {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty()
+            && !host.contains('@')
+            && !rest.contains(['?', '#'])
+            && !rest.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    });
+    if !ok {
+        return Err(ConfigError::new(
+            field,
+            format!("must be an http(s) URL without query or credentials, got {text:?}"),
+        ));
+    }
+    Ok(Some(text.trim_end_matches('/').to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_go_tools_addr_and_base_url_are_read() {
+        let addr = |text: &str| listen_addr(Some(text.into()), "mcpProxy.addr");
+        assert_eq!(addr(":9090").expect("valid"), Some(ListenAddr { host: None, port: 9090 }));
+        assert_eq!(
+            addr("127.0.0.1:80").expect("valid").and_then(|a| a.host).map(|h| h.to_string()),
+            Some("127.0.0.1".into())
+        );
+        assert_eq!(addr("[::1]:80").expect("valid").and_then(|a| a.host).map(|h| h.to_string()), Some("::1".into()));
+        assert!(addr("localhost:1").expect("valid").is_some_and(|a| a.host.is_some_and(|h| h.is_loopback())));
+        for bad in ["9090", ":http", "example.com:80", ":70000"] {
+            let error = addr(bad).expect_err(bad);
+            assert!(error.to_string().contains("mcpProxy.addr"), "{error}");
+        }
+        let url = |text: &str| base_url(Some(text.into()), "mcpProxy.baseURL");
+        assert_eq!(url("https://mcp.example.com/").expect("valid").as_deref(), Some("https://mcp.example.com"));
+        assert_eq!(url("http://h:8/proxy").expect("valid").as_deref(), Some("http://h:8/proxy"));
+        for bad in ["mcp.example.com", "ftp://h", "https://u:p@h", "https://h/?x=1", "https://"] {
+            assert!(url(bad).is_err(), "{bad}");
+        }
+    }
 
     fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
         ConfigFile::parse(text, None)

@@ -90,15 +90,19 @@ impl Proxy {
             ServerSource::Api => "api",
             ServerSource::Temporary => "temporary",
         };
-        Some(json!({
+        let (mcp, sse) = (
+            public_endpoint_path(&self.ctx.config, Target::Server(server), Endpoint::Stream),
+            public_endpoint_path(&self.ctx.config, Target::Server(server), Endpoint::Sse),
+        );
+        let urls = crate::route::public_url(&self.ctx.config, &mcp)
+            .zip(crate::route::public_url(&self.ctx.config, &sse))
+            .map(|(mcp, sse)| json!({"mcp": mcp, "sse": sse}));
+        let mut listed = json!({
             "name": entry.display_name(),
             "pathToken": entry.path_token().is_some(),
             "transport": transport,
             "source": source,
-            "paths": {
-                "mcp": public_endpoint_path(&self.ctx.config, Target::Server(server), Endpoint::Stream),
-                "sse": public_endpoint_path(&self.ctx.config, Target::Server(server), Endpoint::Sse),
-            },
+            "paths": {"mcp": mcp, "sse": sse},
             "sessions": sessions,
             "toolFilter": entry.options.tool_filter.as_ref().map(|f| json!({
                 "mode": if f.mode == crate::config::file::FilterMode::Allow { "allow" } else { "block" },
@@ -108,7 +112,12 @@ impl Proxy {
             "shareUpstream": entry.options.share_upstream,
             // The era it was last found to speak (none yet: not asked yet).
             "protocol": self.eras.verdict_of(server),
-        }))
+        });
+        // Under `mcpProxy.baseURL`, when one is set.
+        if let Some(urls) = urls {
+            listed["urls"] = urls;
+        }
+        Some(listed)
     }
 
     fn add_server(&mut self, request: &HttpRequest, cors: Vec<Header>) {
