@@ -62,6 +62,8 @@ pub(crate) fn input(input: wit::Input) -> core::Input {
         },
         wit::Input::FetchData(data) => core::Input::FetchData { fetch: data.fetch, data: data.data },
         wit::Input::FetchEnd(end) => core::Input::FetchEnd { fetch: end.fetch, error: end.error },
+        wit::Input::ClientMessage(data) => core::Input::ClientMessage(data),
+        wit::Input::ClientClosed => core::Input::ClientClosed,
     }
 }
 
@@ -96,6 +98,8 @@ pub(crate) fn output(output: core::Output) -> wit::Output {
         }),
         core::Output::CancelFetch(fetch) => wit::Output::CancelFetch(fetch),
         core::Output::PersistConfig(text) => wit::Output::PersistConfig(text),
+        core::Output::ClientSend(data) => wit::Output::ClientSend(data),
+        core::Output::ClientDone => wit::Output::ClientDone,
     }
 }
 

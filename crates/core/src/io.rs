@@ -54,6 +54,11 @@ pub enum Input {
         /// What went wrong, if anything.
         error: Option<String>,
     },
+    /// Reverse mode: the local stdio client wrote one message (a line of the proxy's stdin,
+    /// without its newline).
+    ClientMessage(Vec<u8>),
+    /// Reverse mode: the local client closed the proxy's stdin.
+    ClientClosed,
 }
 
 /// Why an upstream ended.
@@ -135,6 +140,12 @@ pub enum Output {
     CancelFetch(u64),
     /// Write this text as the configuration file (atomically: the runtime API changed it).
     PersistConfig(String),
+    /// Reverse mode: write one message to the local stdio client (a line of the proxy's
+    /// stdout; the shell adds the newline).
+    ClientSend(Vec<u8>),
+    /// Reverse mode: the local client's session is over; the shell may exit once the
+    /// core is idle.
+    ClientDone,
     /// Write a log line.
     Log {
         /// Severity.

@@ -62,6 +62,8 @@ pub struct Proxy {
     pub(crate) local_answers: VecDeque<(ProxyRequestId, Result<serde_json::Value, crate::wire::jsonrpc::ErrorObject>)>,
     pub(crate) next_server_request: u64,
     pub(crate) keepalive_armed: bool,
+    /// Reverse mode: the local stdio client's session.
+    pub(crate) stdio: crate::transport::stdio::StdioClient,
 }
 
 impl Proxy {
@@ -108,6 +110,7 @@ impl Proxy {
             local_answers: VecDeque::new(),
             next_server_request: 0,
             keepalive_armed: false,
+            stdio: Default::default(),
         };
         for notice in proxy.ctx.config.notices.clone() {
             proxy.ctx.log(LogLevel::Warn, format!("configuration: {notice}"));
@@ -199,6 +202,8 @@ impl Proxy {
                 self.http.handle_end(&mut self.ctx, fetch, error, &mut events);
                 self.handle_http_events(events);
             }
+            Input::ClientMessage(line) => self.client_message(now, &line),
+            Input::ClientClosed => self.client_closed(),
         }
         self.deliver_local_answers();
         self.arm_keepalive();

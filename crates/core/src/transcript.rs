@@ -257,6 +257,8 @@ pub fn input_json(input: &Input) -> Value {
         }
         Input::FetchData { fetch, data } => json!({"fetchData": {"fetch": fetch, "data": bytes_json(data)}}),
         Input::FetchEnd { fetch, error } => json!({"fetchEnd": {"fetch": fetch, "error": error}}),
+        Input::ClientMessage(data) => json!({"clientMessage": bytes_json(data)}),
+        Input::ClientClosed => json!("clientClosed"),
     }
 }
 
@@ -265,6 +267,7 @@ pub fn input_from(value: &Value, path: &str) -> Result<Input, TranscriptError> {
     match value.as_str() {
         Some("timeout") => return Ok(Input::Timeout),
         Some("shutdown") => return Ok(Input::Shutdown),
+        Some("clientClosed") => return Ok(Input::ClientClosed),
         _ => {}
     }
     let (kind, body) = single(value, path)?;
@@ -302,6 +305,7 @@ pub fn input_from(value: &Value, path: &str) -> Result<Input, TranscriptError> {
             fetch: u64_at(body, "fetch", &at("fetch"))?,
             error: body.get("error").and_then(Value::as_str).map(str::to_owned),
         },
+        "clientMessage" => Input::ClientMessage(bytes_from(Some(body), &at("data"))?),
         other => return Err(error(path, format!("unknown input {other:?}"))),
     })
 }
@@ -334,12 +338,17 @@ pub fn output_json(output: &Output) -> Value {
         }}),
         Output::CancelFetch(fetch) => json!({"cancelFetch": fetch}),
         Output::PersistConfig(text) => json!({"persistConfig": text}),
+        Output::ClientSend(data) => json!({"clientSend": bytes_json(data)}),
+        Output::ClientDone => json!("clientDone"),
         Output::Log { level, message } => json!({"log": {"level": level_name(*level), "message": message}}),
     }
 }
 
 /// Reads an output written by [`output_json`].
 pub fn output_from(value: &Value, path: &str) -> Result<Output, TranscriptError> {
+    if value.as_str() == Some("clientDone") {
+        return Ok(Output::ClientDone);
+    }
     let (kind, body) = single(value, path)?;
     let at = |key: &str| format!("{path}.{kind}.{key}");
     Ok(match kind {
@@ -386,6 +395,7 @@ pub fn output_from(value: &Value, path: &str) -> Result<Output, TranscriptError>
         }),
         "cancelFetch" => Output::CancelFetch(body.as_u64().ok_or_else(|| error(path, "expected a number"))?),
         "persistConfig" => Output::PersistConfig(body.as_str().ok_or_else(|| error(path, "expected text"))?.to_owned()),
+        "clientSend" => Output::ClientSend(bytes_from(Some(body), &at("data"))?),
         "log" => Output::Log {
             level: match body.get("level").and_then(Value::as_str) {
                 Some("error") => LogLevel::Error,

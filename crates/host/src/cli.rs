@@ -135,10 +135,25 @@ pub(crate) struct Cli {
     /// Seconds fetching an http(s) --config may take [default: 30].
     #[arg(long = "config-timeout", alias = "configTimeout", requires = "config")]
     pub(crate) config_timeout: Option<u64>,
-    /// Accept any TLS certificate from the server of an https --config (the connection is
-    /// encrypted but not authenticated).
-    #[arg(long, requires = "config")]
+    /// Accept any TLS certificate from the server of an https --config, or from the remote of
+    /// --connect (the connection is encrypted but not authenticated).
+    #[arg(long)]
     pub(crate) insecure: bool,
+    /// Reverse mode: be a stdio MCP server for a local client, forwarding to this remote
+    /// server (a bare http(s) URL as the only argument does the same).
+    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    pub(crate) connect: Option<String>,
+    /// Reverse mode: the remote's transport (auto: Streamable HTTP, then legacy SSE if the URL
+    /// refuses the POST).
+    #[arg(long, value_enum, default_value_t = ConnectTransport::Auto)]
+    pub(crate) transport: ConnectTransport,
+    /// Reverse mode: a header for every request to the remote, as "Name: value" (repeatable;
+    /// API_ACCESS_TOKEN in the environment adds "Authorization: Bearer <it>").
+    #[arg(long = "header")]
+    pub(crate) header: Vec<String>,
+    /// Reverse mode: a header for the remote as two arguments (the Python mcp-proxy's -H).
+    #[arg(short = 'H', num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
+    pub(crate) header_pair: Vec<String>,
     /// Bearer token for the runtime server API at /api/servers (repeatable; the file's
     /// mcpProxy.options.authTokens work too).
     #[arg(
@@ -269,6 +284,17 @@ pub(crate) fn from_go_spelling(args: Vec<std::ffi::OsString>, config_json_exists
     out
 }
 
+/// Reverse mode's transport toward the remote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ConnectTransport {
+    /// Streamable HTTP, then legacy SSE.
+    Auto,
+    /// Streamable HTTP only.
+    StreamableHttp,
+    /// Legacy HTTP+SSE only.
+    Sse,
+}
+
 /// A single transport to serve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ServerKind {
@@ -290,6 +316,9 @@ pub(crate) enum CliError {
     /// `--persist` with a configuration fetched from a URL: there is no file to write.
     #[error("--persist needs --config to name a local file, not a URL")]
     PersistRemote,
+    /// A reverse-mode header that is not "Name: value".
+    #[error("--header {0:?}: expected \"Name: value\"")]
+    Header(String),
 }
 
 /// The endpoints the command line chose; `None` leaves the core's default.
@@ -302,6 +331,57 @@ pub(crate) struct Endpoints<'a> {
 }
 
 impl Cli {
+    /// Reverse mode's remote: `--connect URL`, or a bare http(s) URL as the only argument.
+    pub(crate) fn connect_url(&self) -> Option<&str> {
+        match (self.connect.as_deref(), self.command.as_slice()) {
+            (Some(url), _) => Some(url),
+            (None, [url]) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
+            _ => None,
+        }
+    }
+
+    /// The core's configuration for reverse mode (see [`Cli::connect_url`]); `api_access_token`
+    /// is the Python peer's `API_ACCESS_TOKEN`.
+    pub(crate) fn reverse_config(&self, url: &str, api_access_token: Option<&str>) -> Result<String, CliError> {
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if let Some(token) = api_access_token.filter(|t| !t.is_empty()) {
+            headers.push(("Authorization".into(), format!("Bearer {token}")));
+        }
+        for header in &self.header {
+            let (name, value) = header.split_once(':').ok_or_else(|| CliError::Header(header.clone()))?;
+            if name.trim().is_empty() {
+                return Err(CliError::Header(header.clone()));
+            }
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+        for pair in self.header_pair.chunks(2) {
+            if let [name, value] = pair {
+                headers.push((name.clone(), value.clone()));
+            }
+        }
+        let transport = match self.transport {
+            ConnectTransport::Auto => "auto",
+            ConnectTransport::StreamableHttp => "streamable-http",
+            ConnectTransport::Sse => "sse",
+        };
+        let mut config = json!({
+            "connect": {"url": url, "transport": transport, "headers": headers},
+            "debug": self.debug,
+            "environment": [],
+        });
+        let given = [
+            ("upstreamProtocol", self.upstream_protocol.clone().map(Value::from)),
+            ("connectionTimeoutMs", self.connection_timeout.map(Value::from)),
+            ("requestTimeoutMs", self.request_timeout.map(Value::from)),
+        ];
+        for (key, value) in given {
+            if let Some(value) = value {
+                config[key] = value;
+            }
+        }
+        Ok(config.to_string())
+    }
+
     /// The endpoints asked for: `--streamEndpoint` and `--sseEndpoint`, with `--endpoint` in
     /// place of the one of the transport `--server` chose (with both: the Streamable HTTP one).
     pub(crate) fn endpoints(&self) -> Endpoints<'_> {

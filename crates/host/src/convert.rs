@@ -68,6 +68,8 @@ pub(crate) fn input_in(input: wit::Input) -> core::Input {
         },
         wit::Input::FetchData(data) => core::Input::FetchData { fetch: data.fetch, data: data.data },
         wit::Input::FetchEnd(end) => core::Input::FetchEnd { fetch: end.fetch, error: end.error },
+        wit::Input::ClientMessage(data) => core::Input::ClientMessage(data),
+        wit::Input::ClientClosed => core::Input::ClientClosed,
     }
 }
 
@@ -99,6 +101,8 @@ pub(crate) fn input_out(input: core::Input) -> wit::Input {
         }),
         core::Input::FetchData { fetch, data } => wit::Input::FetchData(wit::FetchData { fetch, data }),
         core::Input::FetchEnd { fetch, error } => wit::Input::FetchEnd(wit::FetchEnd { fetch, error }),
+        core::Input::ClientMessage(data) => wit::Input::ClientMessage(data),
+        core::Input::ClientClosed => wit::Input::ClientClosed,
     }
 }
 
@@ -143,6 +147,8 @@ pub(crate) fn output_in(output: wit::Output) -> core::Output {
         }),
         wit::Output::CancelFetch(fetch) => core::Output::CancelFetch(fetch),
         wit::Output::PersistConfig(text) => core::Output::PersistConfig(text),
+        wit::Output::ClientSend(data) => core::Output::ClientSend(data),
+        wit::Output::ClientDone => core::Output::ClientDone,
         wit::Output::Log(log) => core::Output::Log {
             level: match log.level {
                 wit::LogLevel::Error => core::LogLevel::Error,

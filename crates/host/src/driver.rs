@@ -59,6 +59,10 @@ pub(crate) enum Event {
     FetchData { fetch: u64, data: Vec<u8> },
     /// A fetch is over.
     FetchEnd { fetch: u64, error: Option<String> },
+    /// Reverse mode: a line from the local client (stdin).
+    ClientMessage(Vec<u8>),
+    /// Reverse mode: the local client closed stdin.
+    ClientClosed,
 }
 
 /// The response the core chose for an HTTP request.
@@ -121,6 +125,7 @@ impl Shared {
             follow_ups: VecDeque::new(),
             deadline: None,
             stopping: false,
+            client: None,
         };
         let shared = Shared {
             driver: Arc::new(Mutex::new(driver)),
@@ -129,6 +134,19 @@ impl Shared {
         };
         shared.lock().shared = Some(shared.clone());
         shared
+    }
+
+    /// Reverse mode: where the core's messages for the local client arrive, in order; the
+    /// channel closes when the client's session is over.
+    pub(crate) fn client_lines(&self) -> mpsc::UnboundedReceiver<Vec<u8>> {
+        let (lines, receiver) = mpsc::unbounded_channel();
+        self.lock().client = Some(lines);
+        receiver
+    }
+
+    /// Whether a fetch is still running (reverse mode waits for the remote session's DELETE).
+    pub(crate) fn fetching(&self) -> bool {
+        self.lock().fetcher.busy()
     }
 
     fn lock(&self) -> MutexGuard<'_, Driver> {
@@ -231,6 +249,8 @@ impl Shared {
             Event::FetchHead { fetch, status, headers } => Input::FetchHead(FetchHead { fetch, status, headers }),
             Event::FetchData { fetch, data } => Input::FetchData(FetchData { fetch, data }),
             Event::FetchEnd { fetch, error } => Input::FetchEnd(FetchEnd { fetch, error }),
+            Event::ClientMessage(line) => Input::ClientMessage(line),
+            Event::ClientClosed => Input::ClientClosed,
         };
         let fed = driver.feed(input).or_else(|error| driver.recover(&error));
         if let Err(error) = fed {
@@ -341,6 +361,8 @@ pub(crate) struct Driver {
     deadline: Option<u64>,
     /// Shutting down: events are ignored.
     stopping: bool,
+    /// Reverse mode: the lines for the local client's stdout; dropped when its session is over.
+    client: Option<mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 impl Driver {
@@ -460,6 +482,13 @@ impl Driver {
                 }
             }
             Output::CancelFetch(fetch) => self.fetcher.cancel(fetch),
+            Output::ClientSend(line) => match &self.client {
+                Some(client) => {
+                    let _ = client.send(line);
+                }
+                None => tracing::warn!("a message for a stdio client was dropped: not in reverse mode"),
+            },
+            Output::ClientDone => self.client = None,
             Output::PersistConfig(text) => match &self.persist {
                 Some(writes) => {
                     let _ = writes.send(text);

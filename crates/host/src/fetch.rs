@@ -73,7 +73,21 @@ fn tls_builder() -> Result<hyper_rustls::HttpsConnectorBuilder<hyper_rustls::bui
 impl Fetcher {
     /// Clients for http and https (web PKI roots): one for any address, one for public ones.
     pub(crate) fn new() -> Result<Fetcher, FetcherError> {
-        let connector = tls_builder()?.https_or_http().enable_http1().enable_http2().build();
+        Fetcher::with_tls(None)
+    }
+
+    /// The same, with `tls` (when given) for the client that reaches any address: reverse
+    /// mode's remote with `--sslCa` or `--insecure`.
+    pub(crate) fn with_tls(tls: Option<rustls::ClientConfig>) -> Result<Fetcher, FetcherError> {
+        let connector = match tls {
+            Some(tls) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .build(),
+            None => tls_builder()?.https_or_http().enable_http1().enable_http2().build(),
+        };
         let mut http = HttpConnector::new_with_resolver(PublicResolver(GaiResolver::new()));
         http.enforce_http(false);
         let public = tls_builder()?.https_or_http().enable_http1().enable_http2().wrap_connector(http);
@@ -124,6 +138,12 @@ impl Fetcher {
         });
         self.running.retain(|_, handle| !handle.is_finished());
         self.running.insert(fetch, task.abort_handle());
+    }
+
+    /// Whether a fetch is still running.
+    pub(crate) fn busy(&mut self) -> bool {
+        self.running.retain(|_, handle| !handle.is_finished());
+        !self.running.is_empty()
     }
 
     /// Stops a fetch.

@@ -16,6 +16,7 @@ mod http;
 mod limits;
 mod log;
 mod record;
+mod reverse;
 mod stdio;
 mod tls;
 mod vectors;
@@ -127,6 +128,9 @@ async fn run(cli: Cli) -> Result<ExitCode, StartError> {
         let info = core.build_info()?;
         println!("mcp-proxy {} (core: {info})", env!("CARGO_PKG_VERSION"));
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(url) = cli.connect_url() {
+        return reverse::run(&cli, url, engine, core).await;
     }
     let persist_to = cli.persist_to()?;
     let config_text = match &cli.config {

@@ -66,6 +66,26 @@ pub(crate) fn server_config(cert: &Path, key: &Path, ca: Option<&Path>) -> Resul
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration for reverse mode's remote: any certificate with `insecure`, the
+/// certificates of `ca` (PEM) instead of the web's roots with `ca`, else `None` (the web's
+/// roots, as for every fetch).
+pub(crate) fn client_config(ca: Option<&Path>, insecure: bool) -> Result<Option<rustls::ClientConfig>, TlsError> {
+    if insecure {
+        return Ok(Some(insecure_client_config()));
+    }
+    let Some(ca) = ca else { return Ok(None) };
+    let mut roots = RootCertStore::empty();
+    for certificate in read_certificates(ca)? {
+        roots.add(certificate).map_err(|source| TlsError::Anchor { path: ca.to_owned(), source })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(config))
+}
+
 /// A client TLS configuration that accepts any server certificate (`--insecure`: the Go
 /// peer's `-insecure` for a remote configuration). The connection is still encrypted, but
 /// not authenticated: anyone on the path can answer for the server.

@@ -208,6 +208,8 @@ impl Driver {
             Output::CloseUpstream(upstream) => {
                 log::error(&format!("asked to stop stdio upstream {upstream:?}: {NO_PROCESSES}"))
             }
+            // Reverse mode is the native binary's (a Worker has no stdin).
+            Output::ClientSend(_) | Output::ClientDone => {}
             Output::PersistConfig(_) => {
                 log::error("the server list changed but a Worker cannot write its configuration; the change is lost")
             }

@@ -134,6 +134,36 @@ pub struct Config {
     /// travels in its id, sealed.
     #[serde(default)]
     pub edge: Option<Edge>,
+    /// Reverse mode: serve one local stdio client, forwarding to this remote server.
+    #[serde(default)]
+    pub connect: Option<Connect>,
+}
+
+/// Reverse mode's remote server.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Connect {
+    /// Its URL.
+    pub url: String,
+    /// How to reach it.
+    #[serde(default)]
+    pub transport: ConnectTransport,
+    /// Headers sent with every request to it.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reverse mode's transport toward the remote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectTransport {
+    /// Streamable HTTP, then legacy SSE if the URL refuses the POST with a 4xx.
+    #[default]
+    Auto,
+    /// Streamable HTTP only.
+    StreamableHttp,
+    /// Legacy HTTP+SSE only.
+    Sse,
 }
 
 /// The edge runtime's settings.
@@ -346,6 +376,29 @@ impl Config {
     }
 
     fn resolve_servers(&mut self) -> Result<(), ConfigError> {
+        if let Some(connect) = &self.connect {
+            if self.server.is_some() || self.config_file.is_some() {
+                return Err(ConfigError::new("connect", "reverse mode serves one remote: no server command or file"));
+            }
+            if !(connect.url.starts_with("http://") || connect.url.starts_with("https://")) {
+                return Err(ConfigError::new("connect.url", format!("must be an http(s) URL, got {:?}", connect.url)));
+            }
+            let (url, headers) = (connect.url.clone(), connect.headers.clone());
+            let upstream = match connect.transport {
+                ConnectTransport::Sse => UpstreamConfig::Sse { url, headers },
+                ConnectTransport::Auto | ConnectTransport::StreamableHttp => {
+                    UpstreamConfig::StreamableHttp { url, headers, timeout_ms: None }
+                }
+            };
+            self.servers = crate::registry::ServerTable::default();
+            self.servers.insert(ServerEntry {
+                name: String::new(),
+                upstream,
+                options: ServerOptions::default(),
+                source: ServerSource::Config,
+            });
+            return Ok(());
+        }
         match (&self.server, &self.config_file) {
             (Some(_), Some(_)) => {
                 Err(ConfigError::new("configFile", "give either a server command or a configuration file, not both"))

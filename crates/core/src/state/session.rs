@@ -86,6 +86,8 @@ pub(crate) enum Transport {
         /// The stream.
         stream: ExchangeId,
     },
+    /// Reverse mode: the local client on the shell's stdin and stdout.
+    Stdio,
 }
 
 /// One upstream of a session.

@@ -204,6 +204,9 @@ impl Proxy {
         if matches!(session.transport, Transport::Pool { .. }) {
             return self.route_from_pool_member(session_id, message);
         }
+        if matches!(session.transport, Transport::Stdio) {
+            return self.ctx.push(Output::ClientSend(message.to_bytes()));
+        }
         let request_related = matches!(message, Message::Request(_)) || message.method() == Some(mcp::MESSAGE);
         let candidates: Vec<ExchangeId> = match &session.transport {
             Transport::LegacySse { stream } => vec![*stream],
@@ -211,7 +214,7 @@ impl Proxy {
                 posts.iter().rev().chain(standalone.iter()).copied().filter(|id| self.is_live(*id)).collect()
             }
             Transport::Streamable { standalone, .. } => standalone.iter().copied().collect(),
-            Transport::Pool { .. } => Vec::new(),
+            Transport::Pool { .. } | Transport::Stdio => Vec::new(),
         };
         if candidates.into_iter().any(|exchange| self.send_event(exchange, message)) {
             return;

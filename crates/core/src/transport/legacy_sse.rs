@@ -41,7 +41,14 @@ impl Proxy {
             return self.ctx.refuse(exchange, cors, 400, "Bad Request: the sessionId query parameter is required");
         };
         let session_id = match SessionId::parse(&raw_id) {
-            Some(id) if self.sessions.get(&id).is_some_and(|s| !s.is_streamable() && s.target == target) => id,
+            Some(id)
+                if self
+                    .sessions
+                    .get(&id)
+                    .is_some_and(|s| matches!(s.transport, Transport::LegacySse { .. }) && s.target == target) =>
+            {
+                id
+            }
             _ => return self.ctx.refuse(exchange, cors, 404, "Session not found"),
         };
         if !self.caller_covers(&session_id, caller) {

@@ -89,6 +89,10 @@ impl Proxy {
                 self.pool_member_ended(server, slot);
                 Vec::new()
             }
+            Transport::Stdio => {
+                self.stdio_session_ended(session_id);
+                Vec::new()
+            }
         };
         for exchange_id in exchanges {
             let Some(exchange) = self.exchanges.remove(&exchange_id) else {

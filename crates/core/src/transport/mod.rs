@@ -6,4 +6,5 @@ pub(crate) mod delivery;
 pub(crate) mod forward;
 pub(crate) mod legacy_sse;
 pub(crate) mod lifecycle;
+pub(crate) mod stdio;
 pub(crate) mod streamable;

@@ -197,7 +197,15 @@ impl Proxy {
             }
             remote => {
                 let authorization = self.client_authorization(upstream);
-                let connect = Connect { forward_authorization: forward, public_only, authorization };
+                // Reverse mode's `auto`: a Streamable HTTP remote that refuses the POST is tried
+                // as legacy SSE.
+                let fall_back_to_sse = self
+                    .ctx
+                    .config
+                    .connect
+                    .as_ref()
+                    .is_some_and(|c| c.transport == crate::config::ConnectTransport::Auto);
+                let connect = Connect { forward_authorization: forward, public_only, authorization, fall_back_to_sse };
                 self.http.open(&mut self.ctx, upstream, &remote, connect);
             }
         }

@@ -58,6 +58,9 @@ pub(crate) struct Connect {
     pub(crate) public_only: bool,
     /// The client's `Authorization`, for a server that forwards it.
     pub(crate) authorization: Option<String>,
+    /// A Streamable HTTP URL that refuses the first POST with a 4xx (not 401/403) is tried
+    /// as legacy HTTP+SSE, as the SDKs' clients do (reverse mode's `--transport auto`).
+    pub(crate) fall_back_to_sse: bool,
 }
 
 /// The id of the `initialize` the proxy sends itself to renew an upstream session.

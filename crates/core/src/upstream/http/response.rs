@@ -49,6 +49,9 @@ impl HttpUpstreams {
             return;
         };
         ctx.push(Output::CancelFetch(fetch));
+        if self.fall_back_to_sse(ctx, upstream, status, &purpose, &failed.sent) {
+            return;
+        }
         if status == 404
             && matches!(purpose, Purpose::Post { modern: false, .. })
             && self.reinitialize(ctx, upstream, failed.sent)
@@ -60,10 +63,22 @@ impl HttpUpstreams {
                 let reason = format!("initializing the upstream again failed: HTTP {status}");
                 self.gone(ctx, upstream, reason, events);
             }
-            Purpose::Post { request: Some(id), .. } => {
-                let message = format!("the upstream answered HTTP {status}");
+            Purpose::Post { request: Some(id), modern, .. } => {
+                let message = match (status, self.upstreams.get(&upstream)) {
+                    (401, Some(state)) => {
+                        let how = if ctx.config.connect.is_some() {
+                            "give one with --header \"Authorization: Bearer <token>\" (or API_ACCESS_TOKEN)"
+                        } else {
+                            "give one in the server's \"headers\""
+                        };
+                        let url = crate::policy::network::redacted(&state.url);
+                        format!("{url} answered HTTP 401 Unauthorized: the server needs a credential; {how}")
+                    }
+                    _ => format!("the upstream answered HTTP {status}"),
+                };
                 events.push(upstream_error(upstream, id, ErrorObject::new(codes::UPSTREAM_CLOSED, message)));
-                if status == 404 {
+                // A 2026 request has no session to expire (a 404 there is the server's answer).
+                if status == 404 && !modern {
                     self.gone(ctx, upstream, "the upstream session expired (HTTP 404)".into(), events);
                 }
             }
@@ -73,6 +88,47 @@ impl HttpUpstreams {
             }
             _ => {}
         }
+    }
+
+    /// A Streamable HTTP upstream that may fall back to legacy SSE refused its first POST:
+    /// it becomes a legacy SSE upstream, its stream is opened, and what was POSTed waits for
+    /// the stream's `endpoint`. False if it is not that case.
+    fn fall_back_to_sse(
+        &mut self,
+        ctx: &mut Ctx,
+        upstream: UpstreamId,
+        status: u16,
+        purpose: &Purpose,
+        sent: &[u8],
+    ) -> bool {
+        if !(400..500).contains(&status) || status == 401 || status == 403 {
+            return false;
+        }
+        // Only the client's `initialize` tells (a 2026 probe's refusal says only that the
+        // server is not of 2026).
+        let initialize = Message::parse(sent).is_ok_and(|m| m.method() == Some(crate::wire::mcp::INITIALIZE));
+        if !matches!(purpose, Purpose::Post { modern: false, .. }) || !initialize {
+            return false;
+        }
+        let Some(state) = self.upstreams.get_mut(&upstream) else {
+            return false;
+        };
+        if !state.connect.fall_back_to_sse || !matches!(state.flavor, Flavor::Streamable { session: None, .. }) {
+            return false;
+        }
+        state.connect.fall_back_to_sse = false;
+        state.flavor = Flavor::Sse { endpoint: None, waiting: vec![sent.to_vec()], replay: None, replaying: false };
+        let url = state.url.clone();
+        ctx.log(
+            LogLevel::Info,
+            format!(
+                "{} refused the Streamable HTTP POST (HTTP {status}); trying legacy SSE",
+                crate::policy::network::redacted(&url)
+            ),
+        );
+        let accept = vec![Header::new("accept", "text/event-stream")];
+        self.fetch(ctx, upstream, "GET", url, accept, Vec::new(), Purpose::Stream);
+        true
     }
 
     /// Body bytes of a fetch arrived.
@@ -134,7 +190,8 @@ impl HttpUpstreams {
             };
         }
         if let (Body::Json(body), None) = (&state.body, &error) {
-            if !body.iter().all(u8::is_ascii_whitespace) {
+            // A 202 carries no message (a legacy SSE server's POSTs answer "Accepted").
+            if state.status != 202 && !body.iter().all(u8::is_ascii_whitespace) {
                 events.push(HttpEvent::Message(upstream, body.clone()));
             }
         }
