@@ -290,6 +290,7 @@ pub(crate) enum ConnectTransport {
     /// Streamable HTTP, then legacy SSE.
     Auto,
     /// Streamable HTTP only.
+    #[value(alias = "streamablehttp")]
     StreamableHttp,
     /// Legacy HTTP+SSE only.
     Sse,
