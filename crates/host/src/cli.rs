@@ -139,6 +139,16 @@ pub(crate) struct Cli {
     /// --connect (the connection is encrypted but not authenticated).
     #[arg(long)]
     pub(crate) insecure: bool,
+    /// Expose the proxy through a public tunnel (the localtunnel/pipenet protocol; the
+    /// TypeScript peer's tunnel.gla.ma unless --tunnelServer says otherwise).
+    #[arg(long)]
+    pub(crate) tunnel: bool,
+    /// Ask the tunnel server for this name (not guaranteed).
+    #[arg(long = "tunnelSubdomain", alias = "tunnel-subdomain", requires = "tunnel")]
+    pub(crate) tunnel_subdomain: Option<String>,
+    /// The tunnel server [default: https://tunnel.gla.ma].
+    #[arg(long = "tunnelServer", alias = "tunnel-server", requires = "tunnel")]
+    pub(crate) tunnel_server: Option<String>,
     /// Reverse mode: be a stdio MCP server for a local client, forwarding to this remote
     /// server (a bare http(s) URL as the only argument does the same).
     #[arg(long, value_name = "URL", conflicts_with = "config")]

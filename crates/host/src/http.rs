@@ -218,6 +218,16 @@ pub(crate) async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, serve
     }
 }
 
+/// Serves one connection of a public tunnel (see `tunnel.rs`) like an accepted one; its
+/// requests are not from loopback.
+pub(crate) async fn serve_tunneled(stream: tokio::net::TcpStream, server: &Arc<Server>) {
+    let Some(registered) = server.connections.register(server.limits.max_connections) else {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        return;
+    };
+    serve_connection(TokioIo::new(stream), server, &registered, false).await;
+}
+
 async fn serve_connection<I>(io: TokioIo<I>, server: &Arc<Server>, registered: &Registered<'_>, loopback: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

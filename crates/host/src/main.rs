@@ -19,6 +19,7 @@ mod record;
 mod reverse;
 mod stdio;
 mod tls;
+mod tunnel;
 mod vectors;
 
 use std::net::{IpAddr, SocketAddr};
@@ -217,6 +218,17 @@ async fn run(cli: Cli) -> Result<ExitCode, StartError> {
         connections: http::Connections::default(),
     });
     let drain = server.clone();
+    let tunnel = cli.tunnel.then(|| {
+        if cli.api_key.is_none() && !guarded {
+            tracing::warn!(
+                "--tunnel without --apiKey: anyone who learns the tunnel's URL can use the servers; add --apiKey <secret>"
+            );
+        }
+        let at = cli.tunnel_server.clone().unwrap_or_else(|| tunnel::DEFAULT_SERVER.to_owned());
+        tracing::info!("establishing tunnel via {at}");
+        let local_port = listener.local_addr().map_or(port, |a| a.port());
+        tokio::spawn(tunnel::run(at, cli.tunnel_subdomain.clone(), server.clone(), local_port))
+    });
     let accept = tokio::spawn(http::serve(listener, tls, server));
     tracing::info!("mcp-proxy listening on {scheme}://{address}");
     if let Some(base_url) = &base_url {
@@ -244,6 +256,9 @@ async fn run(cli: Cli) -> Result<ExitCode, StartError> {
         () = shared.failed() => true,
     };
     accept.abort();
+    if let Some(tunnel) = &tunnel {
+        tunnel.abort();
+    }
     if !failed {
         // New connections are refused now; what is being answered is let finish.
         let grace = std::time::Duration::from_millis(cli.graceful_shutdown_timeout);
