@@ -323,6 +323,7 @@ impl Proxy {
                 Timer::Parked(number) => self.mrtr_expired(number),
                 Timer::AskAgain(round) => self.ask_again(round),
                 Timer::Relisten(upstream) => self.upstream_listen(now, upstream),
+                Timer::Ungate(upstream) => self.http.open_gate(&mut self.ctx, upstream),
                 Timer::Connect(session_id) => {
                     let expecting = self
                         .sessions

@@ -36,15 +36,19 @@ fn streamable_http_upstreams_get_posts_and_keep_their_session() {
         "the upstream's session id is sent back"
     );
     let outputs = head(&mut h, notify.fetch, 202, &[]);
-    let listen = &fetches(&outputs)[0];
+    let listen = fetches(&outputs).remove(0);
     assert_eq!(listen.method, "GET", "after initialized, the server's own stream is opened");
-    // A request answered as an SSE stream, with progress first.
+    // A request written before that stream is up waits for it (what the server says outside
+    // the request would be lost otherwise).
     let (exchange, outputs) = h.post_to(
         "/r/mcp",
         Some(&session),
         &[],
         r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"_meta":{"progressToken":"p"}}}"#,
     );
+    assert!(fetches(&outputs).is_empty(), "held until the stream is up: {outputs:?}");
+    let outputs = head(&mut h, listen.fetch, 200, &[("content-type", "text/event-stream")]);
+    // A request answered as an SSE stream, with progress first.
     let call = &fetches(&outputs)[0];
     let id: serde_json::Value = serde_json::from_slice(&call.body).expect("json");
     head(&mut h, call.fetch, 200, &[("content-type", "text/event-stream")]);
@@ -140,9 +144,18 @@ fn an_expired_upstream_session_is_initialized_again_without_the_client_noticing(
                 .to_owned()
         })
         .collect();
-    assert_eq!(methods, ["notifications/initialized", "tools/list"], "confirmed, then the request is sent again");
+    assert_eq!(methods, ["notifications/initialized"], "confirmed first");
+    // Once the server took it (and its stream is up), the request is sent again.
+    let mut outputs = head(&mut h, again[0].fetch, 202, &[]);
+    if let Some(stream) = fetches(&outputs).into_iter().find(|f| f.method == "GET") {
+        outputs = head(&mut h, stream.fetch, 200, &[("content-type", "text/event-stream")]);
+    }
+    let again: Vec<_> = fetches(&outputs).into_iter().filter(|f| f.method == "POST").collect();
+    assert_eq!(again.len(), 1, "{outputs:?}");
+    let resent: serde_json::Value = serde_json::from_slice(&again[0].body).expect("json");
+    assert_eq!(resent["method"], "tools/list");
     assert!(again.iter().all(|f| f.headers.iter().any(|h| h.name == "mcp-session-id" && h.value == "up-2")));
-    let replay = &again[1];
+    let replay = &again[0];
     let id: serde_json::Value = serde_json::from_slice(&replay.body).expect("json");
     head(&mut h, replay.fetch, 200, &[("content-type", "application/json")]);
     let outputs =

@@ -32,6 +32,9 @@ pub(crate) enum Timer {
     AskAgain(u64),
     /// A 2025 session's listen on its 2026 upstream is due to be opened again.
     Relisten(crate::ids::UpstreamId),
+    /// A Streamable HTTP upstream's first requests have waited for its session's start as
+    /// long as they may (see `upstream/http/gate.rs`).
+    Ungate(crate::ids::UpstreamId),
 }
 
 /// The armed timers, earliest first (ties broken by the timer, so the order is fixed).

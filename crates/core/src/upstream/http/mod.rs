@@ -9,6 +9,7 @@
 //! - [`response`]: reading what comes back (status, body, SSE events, the legacy `endpoint`
 //!   event, renewing an expired session).
 
+mod gate;
 mod response;
 
 use std::collections::BTreeMap;
@@ -76,6 +77,8 @@ struct HttpUpstream {
     headers: Vec<(String, String)>,
     flavor: Flavor,
     connect: Connect,
+    /// POSTs held while the session starts (see `gate.rs`).
+    gate: Option<gate::Gate>,
 }
 
 #[derive(Debug)]
@@ -182,7 +185,7 @@ impl HttpUpstreams {
             UpstreamConfig::Stdio(_) => return,
         };
         let sse = matches!(flavor, Flavor::Sse { .. });
-        self.upstreams.insert(upstream, HttpUpstream { url: url.clone(), headers, flavor, connect });
+        self.upstreams.insert(upstream, HttpUpstream { url: url.clone(), headers, flavor, connect, gate: None });
         if sse {
             let accept = vec![Header::new("accept", "text/event-stream")];
             self.fetch(ctx, upstream, "GET", url, accept, Vec::new(), Purpose::Stream);
@@ -241,7 +244,10 @@ impl HttpUpstreams {
         *listening = true;
         let url = url.clone();
         let accept = vec![Header::new("accept", "text/event-stream")];
-        self.fetch(ctx, upstream, "GET", url, accept, Vec::new(), Purpose::Stream);
+        if let Some(fetch) = self.fetch(ctx, upstream, "GET", url, accept, Vec::new(), Purpose::Stream) {
+            // The first requests wait for the stream (see `gate.rs`).
+            self.gate_waits_for(upstream, fetch);
+        }
     }
 
     /// Sends one message to a remote upstream; `authorization` is the client's latest (used
@@ -269,7 +275,8 @@ impl HttpUpstreams {
             headers.extend(params.into_iter().map(|(name, value)| Header::new(format!("mcp-param-{name}"), value)));
             let target = state.url.clone();
             let purpose = Purpose::Post { request, initialized: false, modern: true };
-            return self.fetch(ctx, upstream, "POST", target, headers, data, purpose);
+            self.fetch(ctx, upstream, "POST", target, headers, data, purpose);
+            return;
         }
         let target = match &mut state.flavor {
             Flavor::Streamable { reinit: Some(waiting), .. } => {
@@ -294,7 +301,17 @@ impl HttpUpstreams {
             Header::new("content-type", "application/json"),
             Header::new("accept", "application/json, text/event-stream"),
         ];
-        self.fetch(ctx, upstream, "POST", target, headers, data, Purpose::Post { request, initialized, modern: false });
+        let purpose = Purpose::Post { request, initialized, modern: false };
+        let streamable = self.is_streamable_or_stdio(upstream);
+        let Some((headers, data, purpose)) = self.hold(upstream, headers, data, purpose) else {
+            return;
+        };
+        let fetch = self.fetch(ctx, upstream, "POST", target, headers, data, purpose);
+        if initialized && streamable {
+            if let Some(fetch) = fetch {
+                self.close_gate(ctx, upstream, fetch);
+            }
+        }
     }
 
     /// Stops the request with upstream id `id`: its response stream is closed (how a 2026
@@ -330,7 +347,8 @@ impl HttpUpstreams {
     }
 
     /// Queues a fetch for `upstream` with its configured headers, its session, and the
-    /// client's credentials where the server forwards them (never over configured ones).
+    /// client's credentials where the server forwards them (never over configured ones); its
+    /// number, if the upstream is known.
     #[allow(clippy::too_many_arguments)] // one call shape for every fetch; a struct would only rename them
     fn fetch(
         &mut self,
@@ -341,10 +359,8 @@ impl HttpUpstreams {
         mut headers: Vec<Header>,
         body: Vec<u8>,
         purpose: Purpose,
-    ) {
-        let Some(state) = self.upstreams.get(&upstream) else {
-            return;
-        };
+    ) -> Option<u64> {
+        let state = self.upstreams.get(&upstream)?;
         headers.extend(state.headers.iter().map(|(name, value)| Header::new(name.clone(), value.clone())));
         let configured = state.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
         if let (true, false, Some(credentials)) =
@@ -367,6 +383,7 @@ impl HttpUpstreams {
         let public_only = state.connect.public_only;
         self.fetches.insert(fetch, Fetch { upstream, purpose, sent, status: 0, body: Body::Unknown });
         ctx.push(Output::Fetch(FetchRequest { fetch, method: method.into(), url, headers, body, public_only }));
+        Some(fetch)
     }
 }
 

@@ -43,7 +43,14 @@ impl HttpUpstreams {
             if matches!(purpose, Purpose::Post { initialized: true, .. }) && self.listens_ahead {
                 self.listen(ctx, upstream);
             }
+            // The session has started (and its stream is up, if it waited for that).
+            if self.gate_waits_on(upstream, fetch) {
+                self.open_gate(ctx, upstream);
+            }
             return;
+        }
+        if self.gate_waits_on(upstream, fetch) {
+            self.open_gate(ctx, upstream);
         }
         let Some(failed) = self.fetches.remove(&fetch) else {
             return;
@@ -65,15 +72,7 @@ impl HttpUpstreams {
             }
             Purpose::Post { request: Some(id), modern, .. } => {
                 let message = match (status, self.upstreams.get(&upstream)) {
-                    (401, Some(state)) => {
-                        let how = if ctx.config.connect.is_some() {
-                            "give one with --header \"Authorization: Bearer <token>\" (or API_ACCESS_TOKEN)"
-                        } else {
-                            "give one in the server's \"headers\""
-                        };
-                        let url = crate::policy::network::redacted(&state.url);
-                        format!("{url} answered HTTP 401 Unauthorized: the server needs a credential; {how}")
-                    }
+                    (401, Some(state)) => unauthorized(ctx, &state.url),
                     _ => format!("the upstream answered HTTP {status}"),
                 };
                 events.push(upstream_error(upstream, id, ErrorObject::new(codes::UPSTREAM_CLOSED, message)));
@@ -83,7 +82,10 @@ impl HttpUpstreams {
                 }
             }
             Purpose::Stream if self.is_sse(upstream) => {
-                let reason = format!("the upstream SSE stream answered HTTP {status}");
+                let reason = match (status, self.upstreams.get(&upstream)) {
+                    (401, Some(state)) => unauthorized(ctx, &state.url),
+                    _ => format!("the upstream SSE stream answered HTTP {status}"),
+                };
                 self.gone(ctx, upstream, reason, events);
             }
             _ => {}
@@ -179,6 +181,9 @@ impl HttpUpstreams {
             return;
         };
         let upstream = state.upstream;
+        if self.gate_waits_on(upstream, fetch) {
+            self.open_gate(ctx, upstream);
+        }
         // What the shell says may quote the URL, whose query can hold a secret (`?key=`).
         let error = error.map(|error| self.without_url(upstream, error));
         if state.purpose == Purpose::Reinit {
@@ -237,7 +242,8 @@ impl HttpUpstreams {
         if let Some(params) = replay.take() {
             *replaying = true;
             let purpose = Purpose::Post { request: None, initialized: false, modern: false };
-            return self.fetch(ctx, upstream, "POST", resolved, json(), reinitialize_body(params), purpose);
+            self.fetch(ctx, upstream, "POST", resolved, json(), reinitialize_body(params), purpose);
+            return;
         }
         for data in std::mem::take(waiting) {
             let request = match Message::parse(&data) {
@@ -352,4 +358,16 @@ impl HttpUpstreams {
 /// Answers a request the upstream could not, as if the upstream had.
 fn upstream_error(upstream: UpstreamId, id: RequestId, error: ErrorObject) -> HttpEvent {
     HttpEvent::Message(upstream, Message::Response(Response::error(Some(id), error)).to_bytes())
+}
+
+/// What a client is told when the upstream wants a credential: the URL (without secrets) and
+/// how to give one.
+fn unauthorized(ctx: &Ctx, url: &str) -> String {
+    let how = if ctx.config.connect.is_some() {
+        "give one with --header \"Authorization: Bearer <token>\" (or API_ACCESS_TOKEN)"
+    } else {
+        "give one in the server's \"headers\""
+    };
+    let url = crate::policy::network::redacted(url);
+    format!("{url} answered HTTP 401 Unauthorized: the server needs a credential; {how}")
 }
