@@ -207,6 +207,7 @@ impl Proxy {
         }
         self.deliver_local_answers();
         self.arm_keepalive();
+        self.announce_client_done();
     }
 
     /// The next thing for the shell to do, if any.

@@ -144,11 +144,6 @@ impl Shared {
         receiver
     }
 
-    /// Whether a fetch is still running (reverse mode waits for the remote session's DELETE).
-    pub(crate) fn fetching(&self) -> bool {
-        self.lock().fetcher.busy()
-    }
-
     fn lock(&self) -> MutexGuard<'_, Driver> {
         // A panic under the lock is a bug; the state it left is still the best there is.
         self.driver.lock().unwrap_or_else(PoisonError::into_inner)

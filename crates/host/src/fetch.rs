@@ -140,12 +140,6 @@ impl Fetcher {
         self.running.insert(fetch, task.abort_handle());
     }
 
-    /// Whether a fetch is still running.
-    pub(crate) fn busy(&mut self) -> bool {
-        self.running.retain(|_, handle| !handle.is_finished());
-        !self.running.is_empty()
-    }
-
     /// Stops a fetch.
     pub(crate) fn cancel(&mut self, fetch: u64) {
         if let Some(handle) = self.running.remove(&fetch) {

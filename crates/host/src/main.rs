@@ -113,13 +113,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
             tracing::error!("{error}");
             error.exit_code()
         }
-    }
+    };
+    // A read of stdin (reverse mode) blocks a thread the runtime would otherwise wait for.
+    runtime.shutdown_background();
+    code
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, StartError> {

@@ -48,8 +48,9 @@ pub(crate) async fn run(
     let mut lines = shared.client_lines();
     shared.start();
     let timer = tokio::spawn(shared.clone().run_timer());
-    let reader = tokio::spawn(read_client(shared.clone(), max_line));
-    let writer = tokio::spawn(async move {
+    let eof = Arc::new(tokio::sync::Notify::new());
+    let reader = tokio::spawn(read_client(shared.clone(), max_line, eof.clone()));
+    let mut writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         while let Some(mut line) = lines.recv().await {
             line.push(b'\n');
@@ -63,18 +64,23 @@ pub(crate) async fn run(
 
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
-    let failed = tokio::select! {
-        _ = writer => false,
-        _ = interrupt.recv() => false,
-        _ = terminate.recv() => false,
-        () = shared.failed() => true,
+    // The writer ends when the core says the client's session is over (after stdin closed and
+    // the remote heard of it), or when stdout is gone.
+    let (failed, done) = tokio::select! {
+        _ = &mut writer => (false, true),
+        () = eof.notified() => (false, false),
+        _ = interrupt.recv() => (false, false),
+        _ = terminate.recv() => (false, false),
+        () = shared.failed() => (true, true),
     };
     reader.abort();
-    // The remote hears that the session is over, if the client closed it.
-    let deadline = tokio::time::Instant::now() + GOODBYE;
-    while shared.fetching() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    if !done {
+        // A signal, or stdin closed: the session ends (the remote's is deleted), for at most
+        // GOODBYE.
+        shared.handle(Event::ClientClosed);
+        let _ = tokio::time::timeout(GOODBYE, &mut writer).await;
     }
+    writer.abort();
     timer.abort();
     shared.shutdown().await;
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -83,7 +89,7 @@ pub(crate) async fn run(
 /// Hands every line of stdin to the core; a line longer than `max_line` bytes is skipped (and
 /// answered with a parse error by the core, as an empty message would not be); EOF ends the
 /// client's session.
-async fn read_client(shared: Shared, max_line: usize) {
+async fn read_client(shared: Shared, max_line: usize, eof: Arc<tokio::sync::Notify>) {
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     let mut too_long = false;
@@ -120,5 +126,5 @@ async fn read_client(shared: Shared, max_line: usize) {
     if !line.is_empty() && !too_long {
         shared.handle(Event::ClientMessage(line));
     }
-    shared.handle(Event::ClientClosed);
+    eof.notify_one();
 }

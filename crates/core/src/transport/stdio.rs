@@ -24,6 +24,8 @@ use crate::wire::jsonrpc::{Message, Payload};
 pub(crate) struct StdioClient {
     session: Option<SessionId>,
     done: bool,
+    /// [`Output::ClientDone`] was given.
+    announced: bool,
 }
 
 impl Proxy {
@@ -66,7 +68,16 @@ impl Proxy {
         if let Some(session_id) = self.stdio.session.take() {
             self.end_session(&session_id, &RequestError::SessionEnded, "the local client closed stdin");
         }
-        self.ctx.push(Output::ClientDone);
+        self.announce_client_done();
+    }
+
+    /// Once the local client is gone and the remote has heard the session end (its DELETE
+    /// answered), the shell is told it may exit.
+    pub(crate) fn announce_client_done(&mut self) {
+        if self.stdio.done && !self.stdio.announced && !self.http.delivering() {
+            self.stdio.announced = true;
+            self.ctx.push(Output::ClientDone);
+        }
     }
 
     /// The client's session ended for another reason (its remote session is gone): the next
