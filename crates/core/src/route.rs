@@ -118,6 +118,16 @@ pub(crate) fn public_url(config: &Config, path: &str) -> Option<String> {
     config.aggregator.as_ref()?.base_url.as_ref().map(|base| format!("{base}{path}"))
 }
 
+/// The path of the public base URL (`https://h/proxy` -> `/proxy`; none: empty): what a
+/// reverse proxy in front strips, so what the proxy's own links must carry.
+pub(crate) fn public_path_prefix(config: &Config) -> &str {
+    let Some(base) = config.aggregator.as_ref().and_then(|a| a.base_url.as_deref()) else {
+        return "";
+    };
+    let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
+    rest.find('/').map_or("", |at| &rest[at..])
+}
+
 /// The prefix of `server`'s tools and prompts on the merged endpoint.
 pub(crate) fn prefix(config: &Config, server: usize) -> &str {
     config.servers.get(server).map_or("", crate::config::file::ServerEntry::display_name)

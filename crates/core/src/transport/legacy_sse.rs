@@ -28,8 +28,10 @@ impl Proxy {
         );
         self.ctx.start_stream(exchange, cors);
         let messages = crate::route::endpoint_path(&self.ctx.config, target, crate::route::Endpoint::Messages);
-        // Behind a public base URL the client is told the whole URL, as the Go tool does.
-        let messages = crate::route::public_url(&self.ctx.config, &messages).unwrap_or(messages);
+        // Behind a public base URL its path comes first (what a reverse proxy in front strips);
+        // the origin stays the connection's, which clients check (the Python SDK refuses an
+        // endpoint of another origin).
+        let messages = format!("{}{messages}", crate::route::public_path_prefix(&self.ctx.config));
         let endpoint = format!("{messages}?sessionId={session_id}");
         self.ctx.stream_data(exchange, sse::event(None, Some("endpoint"), endpoint.as_bytes()));
     }
