@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import anyio
@@ -324,6 +325,50 @@ def test_api_changes_survive_a_restart_with_persist(start_proxy, tmp_path, http)
     second = start_proxy("--config", path, command=())
     assert post_rpc(http, second.url("/added/mcp"), initialize_request()).status == 200
     assert post_rpc(http, second.url("/tiny/mcp"), initialize_request()).status == 404
+
+
+def test_a_persisted_runtime_server_keeps_the_runtime_rules_after_a_restart(start_proxy, tmp_path, http):
+    """An admin adds a remote on a loopback address under --allow-runtime-hosts; --persist writes
+    it back marked as added at run time. Restarted without the exception, the proxy does not
+    trust it as a file entry: it may not reach inside. With the exception, it works again."""
+    upstream = start_proxy(command=TINY_COMMAND)
+    config = {"mcpServers": {"tiny": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:])}}}
+    path = write_config(tmp_path, config)
+    admin = {"Authorization": "Bearer adm"}
+    first = start_proxy("--config", path, "--admin-token", "adm", "--allow-runtime-hosts", "127.0.0.1", "--persist",
+                        command=())
+    entry = {"transportType": "streamable-http", "url": upstream.mcp_url}
+    added = http.post(first.url("/api/servers"), headers=admin, json={"name": "inside", "config": entry})
+    assert added.status_code == 201, added.text
+    assert post_rpc(http, first.url("/inside/mcp"), initialize_request()).status == 200, "allowed while excepted"
+    first.wait_for_log(r"wrote the server list back")
+    saved = json.loads(open(path).read())
+    assert saved["mcpServers"]["inside"]["options"]["addedThroughApi"] is True, saved
+    first.stop()
+
+    reached = len(re.findall(r"session [0-9a-f]{32}: started", upstream.stderr))
+    second = start_proxy("--config", path, command=())
+    refused = post_rpc(http, second.url("/inside/mcp"), initialize_request())
+    assert "result" not in (refused.body or {}), (refused.status, refused.body)
+    second.wait_for_log(r"not a public address|public addresses only|refused")
+    assert len(re.findall(r"session [0-9a-f]{32}: started", upstream.stderr)) == reached, "it reached inside"
+    second.stop()
+
+    third = start_proxy("--config", path, "--allow-runtime-hosts", "127.0.0.1", command=())
+    assert post_rpc(http, third.url("/inside/mcp"), initialize_request()).status == 200
+
+
+def test_config_notices_never_name_a_path_token(start_proxy, tmp_path):
+    config = {
+        "mcpServers": {
+            "fetch/s3cretpath": {"command": TINY_COMMAND[0], "args": list(TINY_COMMAND[1:]), "bogus": 1},
+            "other/t0kenpath": {"transportType": "carrier-pigeon"},
+        }
+    }
+    proxy = start_proxy("--config", write_config(tmp_path, config), command=())
+    proxy.wait_for_log(r"mcpServers\.fetch/….bogus: unknown field")
+    proxy.wait_for_log(r"mcpServers\.other/…")
+    assert "s3cretpath" not in proxy.stderr and "t0kenpath" not in proxy.stderr, proxy.stderr
 
 
 async def test_an_expired_remote_session_is_renewed_transparently(start_proxy, tmp_path, http):

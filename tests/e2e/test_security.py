@@ -12,16 +12,19 @@ The sections follow the security properties of the proxy:
 3. path tokens never leave (listings, logs, merged cursors);
 4. an empty token is a configuration error, not "no auth";
 5. ``forwardAuthorization`` never forwards a credential the proxy itself consumed;
-6. servers added at run time cannot reach the proxy's own network (SSRF);
-7. a legacy SSE upstream cannot redirect messages (and its headers) to another origin;
+6. servers added at run time (API or temporary) cannot reach the proxy's own network (SSRF);
+7. an upstream cannot redirect messages (and its headers) elsewhere: neither a legacy SSE
+   endpoint on another origin nor an HTTP redirect is followed;
 8. remote configurations come over https (or loopback) and are never expanded;
 9. children never see the proxy's secrets, and configured servers only a short list;
 10. a child's grandchildren end with it;
 11. browsers and DNS rebinding when listening beyond loopback;
 12. ``--sslCa`` is mutual TLS;
 13. on a shared upstream, one client cannot answer another client's server request;
-14. bounded under abuse: idle connections, slow-loris, huge batches, requests in flight,
-    large unauthenticated bodies.
+14. bounded under abuse: idle connections, slow-loris (HTTP/1 and h2c), huge batches, requests
+    in flight, large unauthenticated bodies, sessions flooding the resumption event store;
+15. what children and upstreams send cannot break the proxy: non-UTF-8 stderr, SSE events
+    over the limit.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import resource
 import select
 import signal
@@ -173,6 +177,21 @@ def peer_closed(sock: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the peer closed (or reset) ``sock``, reading and dropping whatever it sent first."""
+    sock.setblocking(False)
+    try:
+        while True:
+            if sock.recv(65536) == b"":
+                return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.setblocking(True)
 
 
 def post_head(path: str, host: str, port: int, length: int, session: str | None = None, extra: list[str] = ()) -> bytes:
@@ -597,6 +616,143 @@ def test_forward_authorization_never_forwards_a_consumed_credential(start_proxy,
     assert not any("the-key" in value for seen in upstream.seen for _, value in seen.headers), "X-API-Key left"
 
 
+def remote_entry(url: str, **options: Any) -> dict:
+    """A Streamable HTTP upstream entry (``options`` as given)."""
+    entry: dict[str, Any] = {"transportType": "streamable-http", "url": url}
+    if options:
+        entry["options"] = options
+    return entry
+
+
+def authorizations_seen(server: LoopbackServer) -> list[list[str]]:
+    """The Authorization values of every request ``server`` received, request by request."""
+    return [seen.header("authorization") for seen in server.seen]
+
+
+def assert_reached_without_authorization(server: LoopbackServer, credential: str) -> None:
+    posts = [seen for seen in server.seen if seen.method == "POST"]
+    assert len(posts) >= 3, f"initialize, initialized and tools/list reach the upstream: {[s.body for s in posts]}"
+    leaked = [(seen.method, seen.header("authorization")) for seen in server.seen if seen.header("authorization")]
+    assert not leaked, f"{credential!r}, consumed by the proxy, reached the upstream: {leaked}"
+    assert not any(credential in value for seen in server.seen for _, value in seen.headers), "under another header"
+
+
+@pytest.fixture
+def forwarding_proxy(start_proxy, tmp_path, loopback_server):
+    """Two recorders behind forwardAuthorization: `locked` (its own token `srv-token`) and
+    `open` (no token); the admin token is `adm`."""
+    locked, opened = loopback_server(), loopback_server()
+    config = {
+        "mcpServers": {
+            "locked": remote_entry(locked.url("/mcp"), forwardAuthorization=True, authTokens=["srv-token"]),
+            "open": remote_entry(opened.url("/mcp"), forwardAuthorization=True),
+        }
+    }
+    proxy = start_proxy("--config", write_config(tmp_path, config), "--admin-token", "adm", command=())
+    return proxy, locked, opened
+
+
+def forwarded_control(http: httpx.Client, proxy: ProxyProcess, recorder: LoopbackServer) -> None:
+    """An Authorization no proxy check used is forwarded, on every request (the control case)."""
+    recorder.clear()
+    own = {"Authorization": "Bearer users-own-oauth"}
+    url = proxy.url("/open/mcp")
+    session = open_raw_session(http, url, own)
+    assert tool_names(http, url, session, own) == ["echo"]
+    posts = [seen for seen in recorder.seen if seen.method == "POST"]
+    assert len(posts) >= 3 and all(seen.header("authorization") == ["Bearer users-own-oauth"] for seen in posts), (
+        authorizations_seen(recorder)
+    )
+
+
+def test_forward_authorization_never_forwards_a_server_token(forwarding_proxy, http):
+    """`Bearer srv-token` opens /locked (its authTokens): consumed there, so `locked`'s upstream
+    never sees it (nor a spelling the check also accepts); nor does `open`'s when the same
+    token is sent to /open or to the merged endpoint (it is still one of the proxy's
+    credentials). A token of the user's own IS forwarded (control)."""
+    proxy, locked, opened = forwarding_proxy
+    # The token is what opens the door: without it, 401 (so it really is consumed by the check).
+    with httpx.Client(timeout=15) as fresh:
+        assert post_rpc(fresh, proxy.url("/locked/mcp"), initialize_request()).status == 401
+    for value in ("Bearer srv-token", "BEARER srv-token", "Bearer  srv-token"):
+        locked.clear()
+        token = {"Authorization": value}
+        session = open_raw_session(http, proxy.url("/locked/mcp"), token)
+        assert tool_names(http, proxy.url("/locked/mcp"), session, token) == ["echo"]
+        assert_reached_without_authorization(locked, "srv-token")
+
+    token = {"Authorization": "Bearer srv-token"}
+    session = open_raw_session(http, proxy.url("/open/mcp"), token)
+    assert tool_names(http, proxy.url("/open/mcp"), session, token) == ["echo"]
+    assert_reached_without_authorization(opened, "srv-token")
+
+    locked.clear()
+    opened.clear()
+    session = open_raw_session(http, proxy.url("/mcp"), token)
+    assert sorted(tool_names(http, proxy.url("/mcp"), session, token)) == ["locked__echo", "open__echo"]
+    assert_reached_without_authorization(locked, "srv-token")
+    assert_reached_without_authorization(opened, "srv-token")
+
+    forwarded_control(http, proxy, opened)
+    assert not any("srv-token" in value for seen in opened.seen for _, value in seen.headers)
+
+
+@pytest.mark.parametrize("value", ["Bearer adm", "bearer adm"])
+def test_forward_authorization_never_forwards_an_admin_token(forwarding_proxy, http, value):
+    """The admin token (it opens /api/servers) sent to /open: never forwarded, not even when a
+    session opened with the user's own token switches to it later; the control is forwarded."""
+    proxy, _, opened = forwarding_proxy
+    admin = {"Authorization": value}
+    assert http.get(proxy.url("/api/servers"), headers=admin).status_code == 200, "it is the admin token"
+    url = proxy.url("/open/mcp")
+    session = open_raw_session(http, url, admin)
+    assert tool_names(http, url, session, admin) == ["echo"]
+    assert_reached_without_authorization(opened, "adm")
+
+    forwarded_control(http, proxy, opened)
+    own = {"Authorization": "Bearer users-own-oauth"}
+    session = open_raw_session(http, url, own)
+    opened.clear()
+    assert tool_names(http, url, session, admin) == ["echo"], "the session's later request, with the admin token"
+    lists = [seen for seen in opened.seen if b'"tools/list"' in seen.body]
+    assert len(lists) == 1, [seen.body for seen in opened.seen]
+    assert not any("adm" in header for seen in opened.seen for header in seen.header("authorization")), (
+        authorizations_seen(opened)
+    )
+
+
+def open_temporary(client: httpx.Client, proxy: ProxyProcess, entry: dict, headers: dict) -> Any:
+    """``POST /sse`` with ``{"config": entry}``: the streaming response (a context manager)."""
+    return client.stream("POST", proxy.url("/sse"), json={"config": entry},
+                         headers={**headers, "Accept": "text/event-stream"})
+
+
+def test_a_temporary_server_never_gets_the_admin_token_that_opened_it(start_proxy, tmp_path, loopback_server):
+    """A temporary server with forwardAuthorization: the admin token opens it and its messages
+    endpoint (consumed twice), and never reaches the upstream."""
+    upstream = loopback_server()
+    proxy = start_proxy("--config", write_config(tmp_path, {"mcpServers": {"tiny": tiny_entry()}}),
+                        "--admin-token", "adm", "--allow-runtime-hosts", "127.0.0.1", command=())
+    entry = remote_entry(upstream.url("/mcp"), forwardAuthorization=True)
+    with httpx.Client(timeout=15) as streamer, httpx.Client(timeout=15) as poster:
+        with open_temporary(streamer, proxy, entry, ADMIN) as stream:
+            assert stream.status_code == 200, stream.read()
+            events = SseReader(stream)
+            endpoint = next(events)
+            assert endpoint.event == "endpoint" and "/temporary-" in endpoint.data, endpoint
+            messages = proxy.url(endpoint.data)
+            init = initialize_request()
+            assert poster.post(messages, json=init, headers=ADMIN).status_code == 202
+            answer = events.next_message(init["id"])
+            assert answer["result"]["serverInfo"]["name"] == "recorder", answer
+            assert poster.post(messages, json=rpc_notification("notifications/initialized"),
+                               headers=ADMIN).status_code == 202
+            listed = rpc_request("tools/list")
+            assert poster.post(messages, json=listed, headers=ADMIN).status_code == 202
+            assert [t["name"] for t in events.next_message(listed["id"])["result"]["tools"]] == ["echo"]
+    assert_reached_without_authorization(upstream, "adm")
+
+
 # --------------------------------------------------------------------------
 # 6. SSRF: servers added at run time stay off the proxy's own network
 # --------------------------------------------------------------------------
@@ -679,8 +835,63 @@ def test_a_dns_name_resolving_inside_is_refused_at_connect_time(start_proxy, tmp
     assert upstream.seen == [], f"the proxy connected to {name} -> loopback: {upstream.seen}"
 
 
+#: Internal URLs a temporary server may not name, and what the refusal says.
+INTERNAL_URLS = (
+    "http://127.0.0.1:{port}/mcp",
+    "http://10.0.0.1/mcp",
+    "http://169.254.169.254/latest/meta-data",
+    "http://[::1]:{port}/mcp",
+)
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+def test_temporary_servers_may_not_name_internal_addresses(start_proxy, tmp_path, loopback_server, transport):
+    """`POST /sse` with an admin token and a config naming loopback, private, link-local or
+    IPv6 loopback: 400 naming the rule, no stream, no temporary server, no connection."""
+    upstream = loopback_server()
+    proxy = start_proxy("--config", write_config(tmp_path, {"mcpServers": {"tiny": tiny_entry()}}),
+                        "--admin-token", "adm", command=())
+    with httpx.Client(timeout=15) as client:
+        for template in INTERNAL_URLS:
+            url = template.format(port=upstream.port)
+            entry = {"transportType": transport, "url": url} if transport != "sse" else {"url": url}
+            with open_temporary(client, proxy, entry, ADMIN) as refused:
+                body = refused.read().decode(errors="replace")
+            assert refused.status_code == 400, (url, refused.status_code, body)
+            assert "not a public address" in body and "--allow-runtime-hosts" in body, (url, body)
+            assert not refused.headers.get("content-type", "").startswith("text/event-stream"), url
+        listed = client.get(proxy.url("/api/servers"), headers=ADMIN).json()
+    assert [s["name"] for s in listed["servers"]] == ["tiny"], "a refused temporary server was listed"
+    assert "temporary server temporary-" not in proxy.stderr, proxy.stderr
+    time.sleep(0.2)  # a connection the proxy made anyway would have arrived by now
+    assert upstream.seen == [], f"the proxy connected to a refused URL: {upstream.seen}"
+
+
+def test_allow_runtime_hosts_opens_a_named_exception_for_temporary_servers(start_proxy, tmp_path, loopback_server):
+    """With `--allow-runtime-hosts 127.0.0.1` the loopback recorder serves a temporary session;
+    10.0.0.1 and 169.254.169.254 are still refused."""
+    upstream = loopback_server()
+    proxy = start_proxy("--config", write_config(tmp_path, {"mcpServers": {"tiny": tiny_entry()}}),
+                        "--admin-token", "adm", "--allow-runtime-hosts", "127.0.0.1", command=())
+    with httpx.Client(timeout=15) as streamer, httpx.Client(timeout=15) as poster:
+        for url in ("http://10.0.0.1/mcp", "http://169.254.169.254/latest/meta-data"):
+            with open_temporary(poster, proxy, remote_entry(url), ADMIN) as refused:
+                body = refused.read().decode(errors="replace")
+            assert refused.status_code == 400 and "not a public address" in body, (url, refused.status_code, body)
+        with open_temporary(streamer, proxy, remote_entry(upstream.url("/mcp")), ADMIN) as stream:
+            assert stream.status_code == 200, stream.read()
+            events = SseReader(stream)
+            endpoint = next(events)
+            assert endpoint.event == "endpoint", endpoint
+            init = initialize_request()
+            assert poster.post(proxy.url(endpoint.data), json=init, headers=ADMIN).status_code == 202
+            answer = events.next_message(init["id"])
+            assert answer["result"]["serverInfo"]["name"] == "recorder", answer
+    assert any(b'"initialize"' in seen.body for seen in upstream.seen), upstream.seen
+
+
 # --------------------------------------------------------------------------
-# 7. A legacy SSE upstream's endpoint must be same-origin
+# 7. An upstream cannot send messages elsewhere: same-origin endpoints, no redirects
 # --------------------------------------------------------------------------
 
 
@@ -709,6 +920,44 @@ def test_legacy_sse_endpoint_on_another_origin_is_not_followed(start_proxy, tmp_
     proxy.wait_for_log("another origin")
     assert [seen.method for seen in upstream.seen] == ["GET"], "the SSE stream was opened"
     assert thief.seen == [], f"the other origin got requests: {[(s.method, s.path, s.headers) for s in thief.seen]}"
+
+
+@pytest.mark.parametrize("status", [302, 307, 308])
+def test_a_redirecting_upstream_is_not_followed(start_proxy, tmp_path, http, loopback_server, status):
+    """An upstream (Streamable HTTP, or legacy SSE whose GET stream is redirected) that answers
+    every request with a redirect to another local server: the proxy does not follow it (that
+    server sees no request, so none of the configured or forwarded credentials), and the client
+    gets a JSON-RPC error naming the status."""
+    thief = loopback_server()
+
+    def redirect(handler: Any, seen: Seen, server: LoopbackServer) -> None:
+        send(handler, status, headers=[("Location", thief.url("/mcp"))])
+
+    redirector = loopback_server(redirect)
+    config = {
+        "mcpServers": {
+            "configured": {"transportType": "streamable-http", "url": redirector.url("/mcp"),
+                           "headers": {"Authorization": "Bearer upstream-secret", "X-Upstream-Key": "key-e2e"}},
+            "forwarding": remote_entry(redirector.url("/mcp"), forwardAuthorization=True),
+            "legacy": {"url": redirector.url("/sse"), "headers": {"Authorization": "Bearer upstream-secret"}},
+        }
+    }
+    proxy = start_proxy("--config", write_config(tmp_path, config), command=())
+    clients = (("configured", {}), ("forwarding", {"Authorization": "Bearer users-own-oauth"}), ("legacy", {}))
+    for name, headers in clients:
+        reply = post_rpc(http, proxy.url(f"/{name}/mcp"), initialize_request(), headers=headers)
+        assert "result" not in (reply.body or {}), f"{name}: a redirect was followed: {reply.body!r}"
+        assert reply.status >= 400 or rpc_error_code(reply.body) is not None, (name, reply.status, reply.body)
+        message = json.dumps(reply.body)
+        assert f"HTTP {status}" in message, f"{name}: the error does not say what happened: {reply.body!r}"
+        assert thief.url("/") not in message, reply.body
+    # The redirector got the requests (with the credentials), the other server nothing at all.
+    assert redirector.seen, "the upstream was never asked"
+    assert any(s.header("authorization") == ["Bearer upstream-secret"] for s in redirector.seen)
+    assert any(s.header("authorization") == ["Bearer users-own-oauth"] for s in redirector.seen)
+    assert any(s.method == "GET" and s.path == "/sse" for s in redirector.seen), "the legacy stream was asked"
+    time.sleep(0.2)  # a followed redirect would have arrived by now
+    assert thief.seen == [], f"the redirect was followed: {[(s.method, s.path, s.headers) for s in thief.seen]}"
 
 
 # --------------------------------------------------------------------------
@@ -740,7 +989,8 @@ def test_a_remote_config_from_loopback_works_but_is_never_expanded(start_proxy, 
 SECRETS = {
     "MCP_PROXY_API_KEY": "apikey-e2e-0001",
     "MCP_PROXY_ADMIN_TOKEN": "admintoken-e2e-0002",
-    "MCP_PROXY_SESSION_KEY": "sessionkey-e2e-0003",
+    # A valid key (the proxy reads it: replicas share it), and a secret like the others.
+    "MCP_PROXY_SESSION_KEY": "1b44db8bedffa759fecbac1c7165a372b0440074dcb7e14a3ef288a1150809fb",
     "MCP_PROXY_OTHER": "other-e2e-0004",
 }
 USER_ENV = {"MY_TOKEN": "mine-e2e-0005"}
@@ -1075,12 +1325,154 @@ def wait_for_close_while(sock: socket.socket, trickle: Callable[[], bytes | None
 
 
 def test_slow_loris_headers_are_cut_off(start_proxy, http):
+    """One connection trickles a header byte every 0.2 s, 100 others sit on 32 KiB of a head
+    that never ends: all are closed on their deadline, and the proxy's memory comes back."""
     proxy = start_proxy("--keepAliveTimeout", "1000", command=TINY_COMMAND)
-    with raw_connect("127.0.0.1", proxy.port) as sock:
-        sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-        answer = wait_for_close_while(sock, lambda: b"a", interval=0.2, limit=15)
-    assert answer == b"" or status_of(answer) in (400, 408, 431), answer[:300]
+    before = rss_mib(proxy.pid)
+    crowd: list[socket.socket] = []
+    try:
+        for n in range(100):
+            sock = raw_connect("127.0.0.1", proxy.port)
+            sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow-%d: " % n + b"a" * 32 * 1024)
+            crowd.append(sock)
+        with raw_connect("127.0.0.1", proxy.port) as sock:
+            sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            answer = wait_for_close_while(sock, lambda: b"a", interval=0.2, limit=15)
+        assert answer == b"" or status_of(answer) in (400, 408, 431), answer[:300]
+        assert wait_until(lambda: all(closed_by_peer(s) for s in crowd), timeout=15, interval=0.2), (
+            f"{sum(not closed_by_peer(s) for s in crowd)} of 100 half-sent heads still open"
+        )
+    finally:
+        for sock in crowd:
+            sock.close()
     assert http.get(proxy.url("/ping")).text == "pong"
+    assert_rss_returns(proxy, before, bound_mib=50)
+
+# ---- HTTP/2 (h2c with prior knowledge: the proxy serves it on plain connections) -------
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_DATA, H2_HEADERS, H2_SETTINGS, H2_PING, H2_GOAWAY, H2_CONTINUATION = 0x0, 0x1, 0x4, 0x6, 0x7, 0x9
+H2_END_STREAM, H2_ACK, H2_END_HEADERS = 0x1, 0x1, 0x4
+
+
+def h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def hpack_literal(index: int, value: bytes) -> bytes:
+    """A literal header field without indexing, its name from the static table (values < 127 bytes)."""
+    assert index < 15 and len(value) < 127
+    return bytes([index, len(value)]) + value
+
+
+def h2_request_block(path: str, port: int, method_get: bool = True) -> bytes:
+    """HPACK for `GET|POST path` on http://127.0.0.1:port (static table: 2 GET, 3 POST, 6 http)."""
+    return (bytes([0x82 if method_get else 0x83, 0x86]) + hpack_literal(4, path.encode())
+            + hpack_literal(1, f"127.0.0.1:{port}".encode()))
+
+
+def h2_frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    """The complete frames in ``data`` (kind, flags, stream, payload)."""
+    frames, at = [], 0
+    while at + 9 <= len(data):
+        length = int.from_bytes(data[at:at + 3], "big")
+        if at + 9 + length > len(data):
+            break
+        kind, flags = data[at + 3], data[at + 4]
+        stream = int.from_bytes(data[at + 5:at + 9], "big") & 0x7FFFFFFF
+        frames.append((kind, flags, stream, data[at + 9:at + 9 + length]))
+        at += 9 + length
+    return frames
+
+
+def h2_open(port: int) -> socket.socket:
+    """A connection that has sent the client preface and an empty SETTINGS frame."""
+    sock = raw_connect("127.0.0.1", port)
+    sock.sendall(H2_PREFACE + h2_frame(H2_SETTINGS, 0, 0))
+    return sock
+
+
+def h2_get(sock: socket.socket, path: str, port: int, stream: int = 1) -> bytes:
+    """Sends a complete GET on ``stream`` (acknowledging the server's SETTINGS); returns the
+    DATA of the response on that stream."""
+    sock.sendall(h2_frame(H2_HEADERS, H2_END_HEADERS | H2_END_STREAM, stream, h2_request_block(path, port)))
+    received, acked = b"", False
+    deadline = time.monotonic() + SOCKET_TIMEOUT_S
+    while True:
+        frames = h2_frames(received)
+        if not acked and any(k == H2_SETTINGS and not f & H2_ACK for k, f, _, _ in frames):
+            sock.sendall(h2_frame(H2_SETTINGS, H2_ACK, 0))
+            acked = True
+        body = b"".join(p for k, _, s, p in frames if k == H2_DATA and s == stream)
+        if any(k in (H2_DATA, H2_HEADERS) and s == stream and f & H2_END_STREAM for k, f, s, _ in frames):
+            return body
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no complete h2 response within {SOCKET_TIMEOUT_S}s: {frames}"
+        sock.settimeout(remaining)
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed before the h2 response ended: {frames}"
+        received += chunk
+
+
+def assert_spoke_h2(received: bytes) -> list[int]:
+    """The server answered as HTTP/2 (its first frame is SETTINGS), not an HTTP/1 refusal."""
+    frames = h2_frames(received)
+    assert frames and frames[0][0] == H2_SETTINGS and frames[0][2] == 0, (
+        f"the server did not answer the h2 preface with SETTINGS: {received[:200]!r}"
+    )
+    return [kind for kind, _, _, _ in frames]
+
+
+def test_http2_idle_connections_are_closed_on_their_deadline(start_proxy, http):
+    """h2c: a connection that sends only the preface, and one that sends a request and then
+    sits idle, are both closed after --keepAliveTimeout (plus the close grace)."""
+    proxy = start_proxy("--keepAliveTimeout", "1000", command=TINY_COMMAND)
+    with h2_open(proxy.port) as silent, h2_open(proxy.port) as used:
+        assert h2_get(used, "/ping", proxy.port) == b"pong", "h2c prior knowledge is served (control)"
+        nothing = wait_for_close_while(silent, lambda: None, interval=0.2, limit=15)
+        assert_spoke_h2(nothing)
+        wait_for_close_while(used, lambda: None, interval=0.2, limit=15)
+    assert http.get(proxy.url("/ping")).text == "pong"
+
+
+def goaway_codes(received: bytes) -> list[int]:
+    return [int.from_bytes(p[4:8], "big") for kind, _, _, p in h2_frames(received) if kind == H2_GOAWAY]
+
+
+def test_http2_slow_loris_is_cut_off(start_proxy, http):
+    """h2c, three ways to hold a connection without ever completing a request head: 50
+    connections send a HEADERS frame without END_HEADERS (plus 16 KiB of CONTINUATION) and go
+    silent; one sends a PING every 0.2 s (traffic, but no request); one trickles a
+    CONTINUATION byte every 0.2 s. All are closed (the first two on their deadline, with no
+    protocol error), no request is answered, and the proxy's memory comes back."""
+    proxy = start_proxy("--keepAliveTimeout", "1000", command=TINY_COMMAND)
+    before = rss_mib(proxy.pid)
+    # :method POST, :scheme http, :path /mcp, :authority, then "x-slow" with a 60000-byte value.
+    head = h2_request_block("/mcp", proxy.port, method_get=False) + b"\x00\x06x-slow\x7f" + bytes([0xE1, 0xD3, 0x03])
+    crowd: list[socket.socket] = []
+    try:
+        for _ in range(50):
+            sock = h2_open(proxy.port)
+            sock.sendall(h2_frame(H2_HEADERS, 0, 1, head) + h2_frame(H2_CONTINUATION, 0, 1, b"a" * 16384))
+            crowd.append(sock)
+        with h2_open(proxy.port) as pinger:
+            pinged = wait_for_close_while(pinger, lambda: h2_frame(H2_PING, 0, 0, b"loris123"), interval=0.2, limit=15)
+        kinds = assert_spoke_h2(pinged)
+        assert any(k == H2_PING and f & H2_ACK for k, f, _, _ in h2_frames(pinged)), "the pings were answered"
+        assert set(goaway_codes(pinged)) <= {0}, f"closed for an error, not the deadline: {goaway_codes(pinged)}"
+        with h2_open(proxy.port) as loris:
+            loris.sendall(h2_frame(H2_HEADERS, 0, 1, head))
+            answer = wait_for_close_while(loris, lambda: h2_frame(H2_CONTINUATION, 0, 1, b"a"), interval=0.2, limit=15)
+        kinds = assert_spoke_h2(answer)
+        assert H2_HEADERS not in kinds, f"a request was answered: {h2_frames(answer)}"
+        assert wait_until(lambda: all(closed_by_peer(s) for s in crowd), timeout=15, interval=0.2), (
+            f"{sum(not closed_by_peer(s) for s in crowd)} of 50 half-sent h2 heads still open"
+        )
+    finally:
+        for sock in crowd:
+            sock.close()
+    assert http.get(proxy.url("/ping")).text == "pong"
+    assert_rss_returns(proxy, before, bound_mib=50)
 
 
 def test_slow_bodies_get_408(start_proxy, http):
@@ -1178,3 +1570,223 @@ def test_an_early_refusal_says_the_connection_closes(merged_proxy):
             raise AssertionError(f"the 401 kept the connection open in its headers, then it was closed: {error}\n"
                                  f"{head.decode(errors='replace')}") from error
     assert b"200" in answer.split(b"\r\n", 1)[0], answer[:300]
+
+
+@pytest.mark.timeout(120)
+def test_many_sessions_flooding_the_event_store_stay_bounded(start_proxy, http):
+    """20 sessions each stream ~13 MB of log notifications (400 events of 32 KiB, under the
+    1000-event count), all kept for resumption only up to 4 MiB per session and 64 MiB in all:
+    resuming every stream from its first event gets back no more than that, the proxy's RSS
+    grows far less than the ~250 MiB that went through, and a new session still works."""
+    proxy = start_proxy(command=TINY_COMMAND)
+    warm = open_raw_session(http, proxy.mcp_url)
+    assert post_rpc(http, proxy.mcp_url, rpc_request("ping"), warm).status == 200
+    before = rss_mib(proxy.pid)
+    sessions, count, size = 20, 400, 32 * 1024
+    flooded: list[tuple[str, list[str]]] = []
+    for _ in range(sessions):
+        session = open_raw_session(http, proxy.mcp_url)
+        call = rpc_request("tools/call", {"name": "flood", "arguments": {"count": count, "size": size}})
+        with http.stream("POST", proxy.mcp_url, content=json.dumps(call), headers=session_headers(session)) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.status_code
+            ids, final = [], None
+            for event in SseReader(r):
+                if event.data.strip():
+                    ids.append(event.id)
+                    message = json.loads(event.data)
+                    if message.get("id") == call["id"]:
+                        final = message
+                        break
+        assert final is not None and result_text(final) == f"flooded {count}", final
+        assert len(ids) == count + 1 and all(ids), f"every event has an id: {ids[:3]}..."
+        flooded.append((session, ids))
+    grown = rss_mib(proxy.pid) - before
+    sent_mib = sessions * count * size / 2**20
+    assert grown < 200, f"RSS grew {grown:.0f} MiB while {sent_mib:.0f} MiB of events were stored (bound: 64 MiB)"
+
+    # What the store still holds, stream by stream: resume each from its first event.
+    kept: list[tuple[int, int]] = []
+    for session, ids in flooded:
+        headers = {**session_headers(session), "Accept": "text/event-stream", "Last-Event-ID": ids[0]}
+        with http.stream("GET", proxy.mcp_url, headers=headers) as r:
+            assert r.status_code == 200, (r.status_code, r.read()[:300])
+            replayed = [event for event in SseReader(r) if event.data.strip()]
+        assert all(event.id in ids[1:] for event in replayed), "a replay holds events of another stream"
+        kept.append((len(replayed), sum(len(event.data) for event in replayed)))
+    per_session = [b for _, b in kept]
+    assert max(per_session) <= 4 * 2**20, f"a session kept more than 4 MiB: {max(per_session)} bytes"
+    assert sum(per_session) <= 64 * 2**20, f"the store kept {sum(per_session) / 2**20:.1f} MiB in all"
+    assert kept[-1][0] > 0, "the newest session's events are kept (resumption works: the control)"
+
+    fresh = open_raw_session(http, proxy.mcp_url)
+    call = rpc_request("tools/call", {"name": "echo", "arguments": {"message": "after the flood"}})
+    assert result_text(post_rpc(http, proxy.mcp_url, call, fresh).body) == "Echo: after the flood"
+
+
+# --------------------------------------------------------------------------
+# 15. What children and upstreams send cannot break the proxy
+# --------------------------------------------------------------------------
+
+#: A stdio server whose `tools/call` writes to stderr: `bad` the bytes FF FE (not UTF-8) in a
+#: line, `long` a 1 MiB line of them, `good` a plain line; it answers each.
+STDERR_SOURCE = r'''
+import json, os, sys
+sys.stderr.buffer.write(f"stderr-child pid {os.getpid()}\n".encode()); sys.stderr.flush()
+for line in sys.stdin:
+    message = json.loads(line)
+    if "id" not in message or "method" not in message:
+        continue
+    params = message.get("params") or {}
+    if message["method"] == "initialize":
+        result = {"protocolVersion": params.get("protocolVersion"), "capabilities": {"tools": {}},
+                  "serverInfo": {"name": "stderr-child", "version": "0"}}
+    elif message["method"] == "tools/call":
+        name = params.get("name")
+        if name == "bad":
+            sys.stderr.buffer.write(b"bad \xff\xfe bytes\n")
+        elif name == "long":
+            sys.stderr.buffer.write(b"long \xff" + b"\xfe" * (1024 * 1024) + b"\n")
+        else:
+            sys.stderr.buffer.write(b"a later line, after the bad bytes\n")
+        sys.stderr.buffer.flush()
+        result = {"content": [{"type": "text", "text": "wrote " + name}]}
+    else:
+        result = {}
+    sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}) + "\n")
+    sys.stdout.flush()
+'''
+
+
+class RawLogProxy:
+    """The binary with its stderr in a file, read as bytes (ProxyProcess decodes the log, which
+    would hide whether the proxy wrote invalid UTF-8 itself)."""
+
+    def __init__(self, binary: Path, log: Path, *args: str) -> None:
+        self.log = log
+        self._file = log.open("wb")
+        self.proc = subprocess.Popen([str(binary), "--port", "0", *args], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self._file, env=clean_env(),
+                                     start_new_session=True)
+        found = wait_until(lambda: re.search(rb"listening on http://([^\s/]+):(\d+)", log.read_bytes()), timeout=30)
+        assert found, f"no 'listening on' line:\n{log.read_bytes()[-3000:]!r}"
+        self.port = int(found.group(2))
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def raw(self) -> bytes:
+        return self.log.read_bytes()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._file.close()
+
+
+def test_a_childs_non_utf8_stderr_is_logged_lossily_and_it_keeps_serving(proxy_bin, tmp_path, http):
+    script = tmp_path / "stderr_child.py"
+    script.write_text(STDERR_SOURCE)
+    proxy = RawLogProxy(proxy_bin, tmp_path / "proxy.log", "--", sys.executable, str(script))
+    try:
+        url = proxy.url("/mcp")
+        session = open_raw_session(http, url)
+
+        def call(name: str) -> str:
+            reply = post_rpc(http, url, rpc_request("tools/call", {"name": name, "arguments": {}}), session)
+            return result_text(reply.body)
+
+        assert call("bad") == "wrote bad"
+        replaced = "bad \ufffd\ufffd bytes".encode()
+        assert wait_until(lambda: replaced in proxy.raw(), timeout=10), f"not logged lossily:\n{proxy.raw()[-2000:]!r}"
+        assert call("long") == "wrote long"
+        assert wait_until(lambda: b"stderr: (a line over 16384 bytes)" in proxy.raw(), timeout=10), proxy.raw()[-2000:]
+        assert call("good") == "wrote good", "the child stopped serving after its bad stderr lines"
+        assert wait_until(lambda: b"a later line, after the bad bytes" in proxy.raw(), timeout=10), (
+            f"the later stderr line was not logged:\n{proxy.raw()[-2000:]!r}"
+        )
+        log = proxy.raw()
+        assert len(log) < 64 * 1024, f"the 1 MiB line was logged ({len(log)} bytes of log)"
+        assert b"\xff" not in log and b"\xfe" not in log, "the proxy wrote the child's invalid bytes to its log"
+        log.decode("utf-8")  # the whole log is valid UTF-8
+        assert log.count(b"stderr-child pid") == 1, "the child was restarted"
+    finally:
+        proxy.stop()
+
+
+#: The largest SSE event the proxy reads from an upstream (crates/core/src/upstream/http/mod.rs).
+MAX_UPSTREAM_EVENT = 64 * 1024 * 1024
+
+
+def big_then_good(handler: Any, seen: Seen, server: LoopbackServer) -> None:
+    """A Streamable HTTP upstream answering `tools/call` with an SSE response: first a log
+    notification over the proxy's event limit (1 KiB over it the first time, twice the limit
+    after), then the (small) result."""
+    message = json.loads(seen.body) if seen.body.strip() else {}
+    if seen.method != "POST" or message.get("method") != "tools/call":
+        return answer_as_mcp_server(handler, seen, server)
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    calls = sum(1 for earlier in server.seen if b'"tools/call"' in earlier.body)
+    padding = MAX_UPSTREAM_EVENT + 1024 if calls == 1 else 2 * MAX_UPSTREAM_EVENT
+    opening = b'data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"'
+    handler.wfile.write(opening)
+    chunk = b"x" * (1024 * 1024)
+    for _ in range(padding // len(chunk)):
+        handler.wfile.write(chunk)
+    handler.wfile.write(b'"}}\n\n')
+    content = [{"type": "text", "text": "after the big one"}]
+    good = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": content}}
+    handler.wfile.write(b"id: up-2\ndata: " + json.dumps(good).encode() + b"\n\n")
+    handler.wfile.flush()
+
+
+@pytest.mark.timeout(120)
+def test_an_upstream_sse_event_over_the_limit_is_dropped_and_the_next_arrives(start_proxy, tmp_path, loopback_server):
+    upstream = loopback_server(big_then_good)
+    proxy = start_proxy("--config", write_config(tmp_path, {"mcpServers": {"up": remote_entry(upstream.url("/mcp"))}}),
+                        command=())
+    url = proxy.url("/up/mcp")
+    with httpx.Client(timeout=httpx.Timeout(60.0)) as client:
+        session = open_raw_session(client, url)
+        before = rss_mib(proxy.pid)
+        after_each = []
+        # Twice: what the first held is not kept, and the bytes of an event being skipped are
+        # not held (the second is twice the limit): no growth per event.
+        for round_no in range(2):
+            call = rpc_request("tools/call", {"name": "echo", "arguments": {}})
+            received: list[int] = []
+            with client.stream("POST", url, content=json.dumps(call), headers=session_headers(session)) as response:
+                assert response.status_code == 200, response.read()[:300]
+                if response.headers.get("content-type", "").startswith("text/event-stream"):
+                    final = None
+                    for event in SseReader(response):
+                        received.append(len(event.data))
+                        if event.data.strip() and json.loads(event.data).get("id") == call["id"]:
+                            final = json.loads(event.data)
+                            break
+                else:
+                    raw = response.read()
+                    received.append(len(raw))
+                    final = json.loads(raw)
+            assert final is not None, f"round {round_no}: no answer; events of sizes {received}"
+            assert result_text(final) == "after the big one", final
+            assert max(received) < 1024 * 1024, f"round {round_no}: the oversized event reached the client: {received}"
+            after_each.append(rss_mib(proxy.pid))
+        proxy.wait_for_log(rf"an SSE event over {MAX_UPSTREAM_EVENT} bytes was dropped")
+        assert proxy.stderr.count("an SSE event over") == 2, proxy.stderr[-2000:]
+        # Bounded: one event's worth (a few copies of 64 MiB at most), and no growth per event.
+        assert after_each[0] < before + 400, f"RSS {before:.0f} -> {after_each[0]:.0f} MiB after one oversized event"
+        assert after_each[1] < after_each[0] + 100, f"RSS grew again on the second event: {after_each}"
+        ping = post_rpc(client, url, rpc_request("ping"), session)
+        assert ping.status == 200 and ping.body.get("result") == {}, ping

@@ -3,6 +3,7 @@
 mod harness;
 
 use harness::*;
+use mcp_proxy_core::config::file::ServerSource;
 use mcp_proxy_core::Output;
 
 const FILE: &str = r#"{
@@ -166,7 +167,12 @@ fn changes_are_written_back_when_asked() {
         outputs.iter().find_map(|o| if let Output::PersistConfig(text) = o { Some(text.clone()) } else { None });
     let file: serde_json::Value = serde_json::from_str(&written.expect("persisted")).expect("json");
     assert_eq!(file["mcpServers"]["echo"]["command"], "echo-server");
+    assert_eq!(file["mcpServers"]["echo"]["options"]["addedThroughApi"], true, "marked as added at run time");
     assert_eq!(file["mcpProxy"]["name"], "agg", "the rest of the file is kept");
+    let read_back = mcp_proxy_core::config::file::ConfigFile::parse(&file.to_string(), None).expect("valid");
+    let sources: Vec<_> = read_back.servers.iter().map(|s| (s.name.as_str(), s.source)).collect();
+    assert!(sources.contains(&("echo", ServerSource::Api)), "read back, it keeps the runtime rules: {sources:?}");
+    assert!(sources.contains(&("time", ServerSource::Config)), "{sources:?}");
     let (exchange, outputs) = h.request("DELETE", "/api/servers/time", &[AUTH], "");
     assert_eq!(status(&outputs, exchange), Some(200));
     let written =

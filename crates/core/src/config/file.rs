@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 pub use super::expand::{expand_env, EnvLookup};
 use super::json::{boolean, object, string, tokens};
+pub(crate) use super::server::ADDED_THROUGH_API;
 use super::server::{options, server_entry, v1_client, validate_name, PartialOptions};
 pub use super::server::{
     parse_server, FilterMode, ServerEntry, ServerOptions, ServerSource, ToolFilter, UpstreamConfig, UpstreamProtocol,
@@ -120,10 +121,11 @@ impl ConfigFile {
             });
             match checked {
                 Ok((upstream, options)) => {
+                    let source = options.source();
                     let options = options.inherit(&proxy.options);
                     if !options.disabled {
                         names.insert(name.clone(), ());
-                        servers.push(ServerEntry { name, upstream, options, source: ServerSource::Config });
+                        servers.push(ServerEntry { name, upstream, options, source });
                     }
                 }
                 Err(error) if panics(root, &name, &proxy.options) => return Err(error),
@@ -414,6 +416,21 @@ mod tests {
         assert_eq!(file.skipped[0].path, "mcpServers.bad.transportType");
         let strict = r#"{"mcpProxy": {"options": {"panicIfInvalid": true}}, "mcpServers": {"bad": {}}}"#;
         assert_eq!(parse(strict).expect_err("strict").path, "mcpServers.bad");
+    }
+
+    #[test]
+    fn notices_never_name_a_path_token() {
+        let file = parse(r#"{"mcpServers": {"fetch/s3cret": {"command": "x", "bogus": 1}, "bad/t0ken": {"transportType": "pigeon"}}}"#)
+            .expect("valid");
+        assert_eq!(file.warnings, ["mcpServers.fetch/….bogus: unknown field, ignored"]);
+        assert_eq!(file.skipped[0].path, "mcpServers.bad/….transportType");
+        let strict = r#"{"mcpProxy": {"options": {"panicIfInvalid": true}}, "mcpServers": {"x/s3cret": {"args": 1}}}"#;
+        let error = parse(strict).expect_err("strict");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        let v1 =
+            parse(r#"{"clients": {"fetch/s3cret": {"type": "stdio", "config": {"args": 1}, "panicIfInvalid": true}}}"#)
+                .expect_err("v1");
+        assert!(!format!("{}{}", v1.path, v1.message).contains("s3cret"), "{v1}");
     }
 
     #[test]

@@ -131,6 +131,9 @@ impl TryFrom<String> for UpstreamProtocol {
     }
 }
 
+/// The option `--persist` marks entries added at run time with.
+pub(crate) const ADDED_THROUGH_API: &str = "addedThroughApi";
+
 /// Option fields as written: absent fields inherit from `mcpProxy.options`.
 #[derive(Clone, Debug, Default)]
 pub(super) struct PartialOptions {
@@ -143,9 +146,21 @@ pub(super) struct PartialOptions {
     forward_authorization: bool,
     inherit_env: Option<bool>,
     protocol: Option<UpstreamProtocol>,
+    /// `addedThroughApi`: written by `--persist` on entries added at run time, so they stay
+    /// held to the runtime rules (public addresses only) when the file is read again.
+    added_through_api: bool,
 }
 
 impl PartialOptions {
+    /// Where the entry came from, as the file says.
+    pub(super) fn source(&self) -> ServerSource {
+        if self.added_through_api {
+            ServerSource::Api
+        } else {
+            ServerSource::Config
+        }
+    }
+
     pub(super) fn inherit(self, defaults: &ServerOptions) -> ServerOptions {
         ServerOptions {
             panic_if_invalid: self.panic_if_invalid.unwrap_or(defaults.panic_if_invalid),
@@ -170,8 +185,17 @@ pub fn parse_server(name: &str, entry: &Value, defaults: &ServerOptions) -> Resu
     Ok(ServerEntry { name: name.to_owned(), upstream, options: options.inherit(defaults), source: ServerSource::Api })
 }
 
+/// How a configuration notice names the entry `name` of `section`: without its path token
+/// (`mcpServers.fetch/…` for `fetch/s3cret`), which is a secret.
+pub(super) fn entry_path(section: &str, name: &str) -> String {
+    match name.split_once('/') {
+        Some((shown, _)) => format!("{section}.{shown}/…"),
+        None => format!("{section}.{name}"),
+    }
+}
+
 pub(super) fn validate_name(name: &str) -> Result<(), ConfigError> {
-    let path = format!("mcpServers.{name}");
+    let path = entry_path("mcpServers", name);
     if name.is_empty() {
         return Err(ConfigError::new(path, "a server name must not be empty"));
     }
@@ -204,6 +228,7 @@ pub(super) fn options(value: Option<&Value>, path: &str) -> Result<PartialOption
         share_upstream: boolean(map, "shareUpstream", path)?,
         forward_authorization: boolean(map, "forwardAuthorization", path)?.unwrap_or(false),
         inherit_env: boolean(map, "inheritEnv", path)?,
+        added_through_api: boolean(map, ADDED_THROUGH_API, path)?.unwrap_or(false),
         protocol: protocol(map, path)?,
     })
 }
@@ -240,7 +265,7 @@ pub(super) fn server_entry(
     value: &Value,
     warnings: &mut Vec<String>,
 ) -> Result<(UpstreamConfig, PartialOptions), ConfigError> {
-    let path = format!("mcpServers.{name}");
+    let path = entry_path("mcpServers", name);
     let map = object(value, &path)?;
     for key in map.keys() {
         let known =
@@ -309,7 +334,7 @@ pub(super) fn server_entry(
 }
 
 pub(super) fn v1_client(name: &str, value: &Value) -> Result<(UpstreamConfig, PartialOptions), ConfigError> {
-    let path = format!("clients.{name}");
+    let path = entry_path("clients", name);
     let map = object(value, &path)?;
     let kind = string(map, "type", &path)?.ok_or_else(|| ConfigError::new(format!("{path}.type"), "missing"))?;
     let config = map.get("config").ok_or_else(|| ConfigError::new(format!("{path}.config"), "missing"))?;
@@ -317,7 +342,7 @@ pub(super) fn v1_client(name: &str, value: &Value) -> Result<(UpstreamConfig, Pa
     v2.insert("transportType".into(), Value::String(kind));
     let mut ignored = Vec::new();
     let (upstream, _) = server_entry(name, &Value::Object(v2), &mut ignored).map_err(|e| {
-        ConfigError::new(e.path.replacen(&format!("mcpServers.{name}"), &format!("{path}.config"), 1), e.message)
+        ConfigError::new(e.path.replacen(&entry_path("mcpServers", name), &format!("{path}.config"), 1), e.message)
     })?;
     let options = PartialOptions {
         panic_if_invalid: boolean(map, "panicIfInvalid", &path)?,
@@ -329,6 +354,8 @@ pub(super) fn v1_client(name: &str, value: &Value) -> Result<(UpstreamConfig, Pa
         forward_authorization: false,
         inherit_env: None,
         protocol: None,
+        // v1 files predate the runtime API: nothing in them was added through it.
+        added_through_api: false,
     };
     Ok((upstream, options))
 }

@@ -38,8 +38,9 @@ pub enum Reach {
 }
 
 /// Whether `ip` is an address on the public internet: not loopback, private (RFC 1918, unique
-/// local), shared (RFC 6598), link-local, unspecified, multicast, broadcast or reserved; an
-/// IPv4 address inside IPv6 (mapped, compatible, NAT64) is judged as that IPv4 address.
+/// local), shared (RFC 6598), benchmarking (RFC 2544), link-local, unspecified, multicast,
+/// broadcast or reserved; an IPv4 address inside IPv6 (mapped, compatible, NAT64, 6to4) is
+/// judged as that IPv4 address.
 pub fn is_public_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
@@ -59,6 +60,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a == 0
         || (a == 100 && (64..128).contains(&b))
         || (a == 192 && b == 0)
+        || (a == 198 && (18..20).contains(&b))
         || a >= 240)
 }
 
@@ -71,6 +73,12 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (segments[..6] == [0; 6] && segments[6] != 0) {
         let [a, b] = segments[6].to_be_bytes();
         let [c, d] = segments[7].to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    // 6to4 (2002::/16) carries an IPv4 address in its next 32 bits.
+    if segments[0] == 0x2002 {
+        let [a, b] = segments[1].to_be_bytes();
+        let [c, d] = segments[2].to_be_bytes();
         return is_public_v4(Ipv4Addr::new(a, b, c, d));
     }
     !(ip.is_unspecified()
@@ -126,7 +134,11 @@ pub(crate) fn entry_reach(entry: &crate::config::file::ServerEntry, allowed_host
     };
     match entry.source {
         ServerSource::Config => Some(Reach::Anywhere),
-        ServerSource::Api | ServerSource::Temporary => runtime_url_reach(url, allowed_hosts).ok(),
+        // A URL the runtime rules refuse (an entry read back from a `--persist`ed file after
+        // its exception was withdrawn) may still reach public addresses only.
+        ServerSource::Api | ServerSource::Temporary => {
+            Some(runtime_url_reach(url, allowed_hosts).unwrap_or(Reach::PublicOnly))
+        }
     }
 }
 
@@ -192,6 +204,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_entry_added_at_run_time_never_reaches_inside() {
+        use crate::config::file::{parse_server, ServerOptions, ServerSource};
+        let entry = |url: &str, source| {
+            let mut entry =
+                parse_server("r", &serde_json::json!({"url": url}), &ServerOptions::default()).expect("a valid entry");
+            entry.source = source;
+            entry
+        };
+        let inside = "http://127.0.0.1:9/mcp";
+        assert_eq!(entry_reach(&entry(inside, ServerSource::Config), &[]), Some(Reach::Anywhere));
+        // Read back from a persisted file without the exception it was added under.
+        assert_eq!(entry_reach(&entry(inside, ServerSource::Api), &[]), Some(Reach::PublicOnly));
+        assert_eq!(entry_reach(&entry(inside, ServerSource::Api), &["127.0.0.1".into()]), Some(Reach::Anywhere));
+        let named = "https://mcp.example.com/mcp";
+        assert_eq!(entry_reach(&entry(named, ServerSource::Temporary), &[]), Some(Reach::PublicOnly));
+    }
+
+    #[test]
     fn classifies_addresses() {
         for private in [
             "127.0.0.1",
@@ -211,10 +241,16 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::10.0.0.1",
+            "2002:a9fe:a9fe::",
+            "2002:7f00:1::1",
+            "198.18.0.1",
+            "198.19.255.254",
         ] {
             assert!(!is_public_address(private.parse().expect("ip")), "{private}");
         }
-        for public in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "::ffff:1.1.1.1"] {
+        for public in
+            ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "::ffff:1.1.1.1", "2002:0101:0101::1", "198.20.0.1"]
+        {
             assert!(is_public_address(public.parse().expect("ip")), "{public}");
         }
     }

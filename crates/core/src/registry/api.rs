@@ -142,7 +142,15 @@ impl Proxy {
         let index = self.ctx.config.servers.insert(server);
         self.ctx.log(LogLevel::Info, format!("server {shown} added through the API"));
         self.persist(|servers| {
-            servers.insert(name.to_owned(), entry.clone());
+            // Read again, it is still held to the runtime rules (public addresses only).
+            let mut written = entry.clone();
+            if let Some(fields) = written.as_object_mut() {
+                let options = fields.entry("options").or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Some(options) = options.as_object_mut() {
+                    options.insert(crate::config::file::ADDED_THROUGH_API.to_owned(), Value::Bool(true));
+                }
+            }
+            servers.insert(name.to_owned(), written);
         });
         let body = self.describe(index).unwrap_or_default();
         self.admin_reply(exchange, cors, 201, body);
