@@ -21,6 +21,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import secrets
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -657,3 +659,65 @@ def test_listen_without_a_filter_is_invalid_params(fixture_bridge, http):
     reply = raw.post(http, fixture_bridge.mcp_url, body, raw.headers_for(body))
     assert reply.status in (200, 400), (reply.status, reply.body)
     assert reply.body["id"] == "nofilter" and reply.error["code"] == -32602, reply.body
+
+
+def test_a_listen_ends_with_its_result_when_the_proxy_stops_without_waiting_out_the_grace(proxy_bin):
+    """A listen is not a request that finishes by itself: on SIGTERM it ends at once with its
+    result, and the proxy does not wait out --gracefulShutdownTimeout for it."""
+    with running_proxy(proxy_bin, "--gracefulShutdownTimeout", "60000", command=MODERN_COMMAND) as proxy:
+        warm(proxy)
+        with raw.listening(proxy.mcp_url, {"toolsListChanged": True}, request_id="bye") as stream:
+            assert stream.wait_for(lambda messages: messages[:1], timeout=15), stream.messages
+            started = time.monotonic()
+            proxy.proc.send_signal(signal.SIGTERM)
+            assert stream.wait_ended(timeout=20), "the listen should end when the proxy stops"
+            assert proxy.proc.wait(20) == 0
+            assert time.monotonic() - started < 30, "it waited out the 60 s grace"
+        result = stream.messages[-1]
+        assert result.get("id") == "bye" and result["result"]["resultType"] == "complete", stream.messages
+
+
+def test_a_listen_stream_keeps_alive_and_is_not_buffered_by_proxies(proxy_bin):
+    with running_proxy(proxy_bin, "--keepAlive", "200", command=MODERN_COMMAND) as proxy:
+        warm(proxy)
+        body = raw.request_body("subscriptions/listen", {"notifications": {"toolsListChanged": True}}, request_id=1)
+        with httpx.Client(timeout=httpx.Timeout(10.0)) as client:
+            with client.stream("POST", proxy.mcp_url, content=json.dumps(body), headers=raw.headers_for(body)) as r:
+                assert r.status_code == 200 and r.headers["x-accel-buffering"] == "no", r.headers
+                seen = b""
+                for chunk in r.iter_raw():
+                    seen += chunk
+                    if seen.count(b": keep-alive") >= 2:
+                        break
+        assert b"notifications/subscriptions/acknowledged" in seen, seen
+        assert seen.count(b"\n: keep-alive\n") >= 1 or seen.count(b": keep-alive") >= 2, seen
+
+
+def test_an_unknown_mcp_param_header_is_ignored_where_nothing_goes_upstream_by_it(tiny_bridge, http):
+    reply = raw.call(http, tiny_bridge.mcp_url, "tools/call", {"name": "echo", "arguments": {"message": "p"}},
+                     headers={"Mcp-Param-Nonsense": "1", "Mcp-Param-X-Other": "=?base64?eA==?="})
+    assert reply.status == 200 and "result" in reply.body, (reply.status, reply.body)
+
+
+def test_legacy_sse_stays_2025(tiny_bridge, http):
+    """/sse speaks only the 2025 revision: a 2026 request there is not served."""
+    body = raw.request_body("tools/call", {"name": "echo", "arguments": {"message": "p"}})
+    response = http.post(tiny_bridge.sse_url, content=json.dumps(body), headers=raw.headers_for(body))
+    assert response.status_code in (404, 405), (response.status_code, response.text)
+    assert "result" not in response.text
+
+
+@pytest.mark.parametrize("same_key", [True, False], ids=["same-key", "other-key"])
+def test_a_round_survives_a_restart_with_a_shared_session_key(proxy_bin, http, same_key):
+    """--session-key: a state sealed by one process opens in another (a restart, or another
+    replica); the call is run again there and answered from the retry's inputResponses."""
+    key = secrets.token_hex(32)
+    with running_proxy(proxy_bin, "--session-key", key, command=MODERN_COMMAND) as first:
+        round_one = ask(http, warm(first).mcp_url, "sample")
+    other = key if same_key else secrets.token_hex(32)
+    with running_proxy(proxy_bin, command=MODERN_COMMAND, env={"MCP_PROXY_SESSION_KEY": other}) as second:
+        reply = answer_sample(http, warm(second).mcp_url, round_one, "after the restart", request_id="resumed")
+        if same_key:
+            assert reply.status == 200 and reply.result["content"][0]["text"] == "sampled: after the restart", reply.body
+        else:
+            assert assert_refused(reply, 400, -32602, "resumed").get("data") == INVALID_STATE

@@ -73,10 +73,12 @@ impl Proxy {
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Proxy {
         let stateless = config.stateless;
         let store = SessionStore::new(&config);
-        // `input_required` states are sealed with the edge key where there is one (any
-        // isolate or replica opens them), else with a key of this proxy's own.
-        let modern_key = match &config.edge {
-            Some(edge) => edge.key.clone(),
+        // `input_required` states are sealed with the edge key or the replicas' shared key
+        // where there is one (any isolate or replica opens them), else with a key of this
+        // proxy's own.
+        let shared_key = config.edge.as_ref().map(|edge| &edge.key).or(config.session_key_bytes.as_ref());
+        let modern_key = match shared_key {
+            Some(key) => key.clone(),
             None => {
                 use sha2::Digest;
                 sha2::Sha256::new()

@@ -174,6 +174,11 @@ pub(crate) struct Cli {
         hide_env_values = true
     )]
     pub(crate) admin_token: Vec<String>,
+    /// A secret replicas share: what one proxy seals for a client (a 2026 input_required
+    /// state) any other opens, also after a restart. 32 random bytes as 64 hex digits or
+    /// base64 (`openssl rand -hex 32`); without it each process uses a key of its own.
+    #[arg(long = "session-key", alias = "sessionKey", env = "MCP_PROXY_SESSION_KEY", hide_env_values = true)]
+    pub(crate) session_key: Option<String>,
     /// Let the runtime server API add stdio servers: anyone with an admin token can then start
     /// processes on this machine.
     #[arg(long = "allow-runtime-stdio", requires = "config")]
@@ -452,6 +457,7 @@ impl Cli {
             "debug": self.debug,
             "originCheck": !self.no_origin_check,
             "adminTokens": self.admin_token,
+            "sessionKey": self.session_key,
             "allowRuntimeStdio": self.allow_runtime_stdio,
             "allowRuntimeHosts": self.allow_runtime_hosts,
             "passEnvironment": self.pass_environment,

@@ -63,6 +63,8 @@ pub(crate) enum Event {
     ClientMessage(Vec<u8>),
     /// Reverse mode: the local client closed stdin.
     ClientClosed,
+    /// The proxy is stopping (a signal).
+    Shutdown,
 }
 
 /// The response the core chose for an HTTP request.
@@ -246,6 +248,7 @@ impl Shared {
             Event::FetchEnd { fetch, error } => Input::FetchEnd(FetchEnd { fetch, error }),
             Event::ClientMessage(line) => Input::ClientMessage(line),
             Event::ClientClosed => Input::ClientClosed,
+            Event::Shutdown => Input::Shutdown,
         };
         let fed = driver.feed(input).or_else(|error| driver.recover(&error));
         if let Err(error) = fed {
@@ -296,6 +299,13 @@ impl Shared {
     /// Resolves if the core failed for good.
     pub(crate) async fn failed(&self) {
         self.fatal.notified().await;
+    }
+
+    /// Tells the core the proxy is stopping: streams that can end gracefully (a 2026 listen
+    /// stream gets its result) end now, while requests in flight are let finish.
+    pub(crate) fn begin_shutdown(&self) {
+        let spawns = self.feed_event(Event::Shutdown);
+        self.start_children(spawns);
     }
 
     /// Stops every child and waits for them (each gets its grace period, all at once).

@@ -265,6 +265,8 @@ async fn run(cli: Cli) -> Result<ExitCode, StartError> {
     if !failed {
         // New connections are refused now; what is being answered is let finish.
         let grace = std::time::Duration::from_millis(cli.graceful_shutdown_timeout);
+        // Streams that end gracefully (a 2026 listen gets its result) end now, not after the grace.
+        shared.begin_shutdown();
         if grace > std::time::Duration::ZERO {
             let left = drain.connections.drain(grace).await;
             if left > 0 {

@@ -137,6 +137,14 @@ pub struct Config {
     /// Reverse mode: serve one local stdio client, forwarding to this remote server.
     #[serde(default)]
     pub connect: Option<Connect>,
+    /// A secret replicas share (`--session-key`): what one seals for a client (an
+    /// `input_required` state) any other opens, and a restart keeps them valid. Absent: a key
+    /// of this process's own. At the edge, `edge.sessionKey` plays this part.
+    #[serde(default)]
+    pub session_key: Option<String>,
+    /// The bytes of `session_key`, read when the configuration is validated.
+    #[serde(skip)]
+    pub session_key_bytes: Option<Vec<u8>>,
 }
 
 /// Reverse mode's remote server.
@@ -309,6 +317,11 @@ impl Config {
         })?;
         config.resolve_servers()?;
         config.validate()?;
+        if let Some(key) = &config.session_key {
+            let bytes = crate::modes::edge::session_key_bytes(key)
+                .map_err(|message| ConfigError::new("sessionKey", message))?;
+            config.session_key_bytes = Some(bytes);
+        }
         config.fit_the_edge()?;
         Ok(config)
     }
@@ -359,7 +372,7 @@ impl Config {
     pub(crate) fn secret_values(&self) -> Vec<&str> {
         let admin = self.admin_tokens.iter().chain(self.aggregator.iter().flat_map(|a| a.admin_tokens.iter()));
         let servers = self.servers.entries().flat_map(|s| s.options.auth_tokens.iter());
-        let edge = self.edge.iter().map(|e| &e.session_key);
+        let edge = self.edge.iter().map(|e| &e.session_key).chain(self.session_key.iter());
         self.api_key
             .iter()
             .chain(admin)
