@@ -55,8 +55,15 @@ const CORE_PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/core.c
 const TARGET: &str = env!("MCP_PROXY_TARGET");
 
 /// The settings of the engine the core runs in (the same as `build.rs` compiled it with).
+///
+/// With `MCP_PROXY_PERF_MAP=1` the core's compiled functions are named in
+/// `/tmp/perf-<pid>.map`, so `perf` shows where time goes inside the core (see `bench/README.md`).
 pub(crate) fn engine_config() -> Result<wasmtime::Config, EngineError> {
-    Ok(crate::engine_config::engine_config(TARGET)?)
+    let mut config = crate::engine_config::engine_config(TARGET)?;
+    if std::env::var_os("MCP_PROXY_PERF_MAP").is_some_and(|value| value == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    Ok(config)
 }
 
 /// Why the core could not be loaded or called.
