@@ -1,7 +1,7 @@
 //! Conversions between the WIT types and the core's types.
 
 use crate::bindings::exports::mcp_proxy::core::proxy as wit;
-use mcp_proxy_core::{self as core, ExchangeId, UpstreamId};
+use mcp_proxy_core::{self as core, ExchangeId, FetchId, UpstreamId};
 
 fn header_in(header: wit::Header) -> core::Header {
     core::Header { name: header.name, value: header.value }
@@ -56,12 +56,12 @@ pub(crate) fn input(input: wit::Input) -> core::Input {
         wit::Input::Timeout => core::Input::Timeout,
         wit::Input::Shutdown => core::Input::Shutdown,
         wit::Input::FetchHead(head) => core::Input::FetchHead {
-            fetch: head.fetch,
+            fetch: FetchId(head.fetch),
             status: head.status,
             headers: head.headers.into_iter().map(header_in).collect(),
         },
-        wit::Input::FetchData(data) => core::Input::FetchData { fetch: data.fetch, data: data.data },
-        wit::Input::FetchEnd(end) => core::Input::FetchEnd { fetch: end.fetch, error: end.error },
+        wit::Input::FetchData(data) => core::Input::FetchData { fetch: FetchId(data.fetch), data: data.data },
+        wit::Input::FetchEnd(end) => core::Input::FetchEnd { fetch: FetchId(end.fetch), error: end.error },
         wit::Input::ClientMessage(data) => core::Input::ClientMessage(data),
         wit::Input::ClientClosed => core::Input::ClientClosed,
     }
@@ -89,14 +89,14 @@ pub(crate) fn output(output: core::Output) -> wit::Output {
         core::Output::CloseUpstream(upstream) => wit::Output::CloseUpstream(upstream.0),
         core::Output::Log { level, message } => wit::Output::Log(wit::Log { level: log_level(level), message }),
         core::Output::Fetch(request) => wit::Output::Fetch(wit::FetchRequest {
-            fetch: request.fetch,
+            fetch: request.fetch.0,
             method: request.method,
             url: request.url,
             headers: request.headers.into_iter().map(header_out).collect(),
             body: request.body,
             public_only: request.public_only,
         }),
-        core::Output::CancelFetch(fetch) => wit::Output::CancelFetch(fetch),
+        core::Output::CancelFetch(fetch) => wit::Output::CancelFetch(fetch.0),
         core::Output::PersistConfig(text) => wit::Output::PersistConfig(text),
         core::Output::ClientSend(data) => wit::Output::ClientSend(data),
         core::Output::ClientDone => wit::Output::ClientDone,

@@ -1,5 +1,6 @@
 //! Typed errors of the core and their one mapping onto JSON-RPC error objects.
 
+use crate::io::UpstreamEnd;
 use crate::wire::jsonrpc::ErrorObject;
 
 /// JSON-RPC error codes the proxy produces.
@@ -30,6 +31,14 @@ pub mod codes {
     pub const SESSION_ENDED: i64 = -32005;
     /// The client cancelled the request (its answer, if it still listens).
     pub const CANCELLED: i64 = -32006;
+    /// 2026-07-28: a header and the body disagree, or a required header is missing
+    /// (`HeaderMismatch`).
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// 2026-07-28: the server needs a client capability the request did not declare
+    /// (`data.requiredCapabilities` says which).
+    pub const MISSING_CAPABILITY: i64 = -32021;
+    /// 2026-07-28: the revision named is not served (`data.supported` lists what is).
+    pub const UNSUPPORTED_VERSION: i64 = -32022;
 }
 
 /// A configuration error, naming the field it is about.
@@ -55,7 +64,7 @@ impl ConfigError {
 pub enum RequestError {
     /// The upstream server exited or its connection closed.
     #[error("upstream server closed the connection: {0}")]
-    UpstreamClosed(String),
+    UpstreamClosed(UpstreamEnd),
     /// The upstream server gave no answer within the request timeout.
     #[error("request timed out after {0} ms")]
     Timeout(u64),

@@ -12,6 +12,28 @@ pub struct ExchangeId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UpstreamId(pub u64);
 
+/// A server the proxy serves: its number in the server table
+/// ([`crate::registry::ServerTable`]), never given twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerId(pub usize);
+
+impl ServerId {
+    /// The first server of the configuration: the only one a bridge (one server) serves.
+    pub const FIRST: ServerId = ServerId(0);
+}
+
+impl fmt::Display for ServerId {
+    /// The number, as pagination cursors and edge request ids carry it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A request the core asked the shell to make ([`crate::Output::Fetch`]), numbered by the
+/// core; the shell reports its answer under the same number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FetchId(pub u64);
+
 /// A request id the proxy puts on requests it forwards upstream.
 ///
 /// Always an integer the proxy chose, never a client's string, so two clients

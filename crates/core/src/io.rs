@@ -2,7 +2,7 @@
 //! observed ([`Input`]) and what it must do ([`Output`]).
 
 use crate::config::StdioServer;
-use crate::ids::{ExchangeId, UpstreamId};
+use crate::ids::{ExchangeId, FetchId, UpstreamId};
 use crate::wire::http::{Header, HttpRequest, ResponseHead};
 
 /// Something the shell observed.
@@ -26,7 +26,7 @@ pub enum Input {
         /// Why, for the log and for the errors sent to clients.
         reason: UpstreamEnd,
     },
-    /// The deadline from [`Proxy::poll_timeout`] passed.
+    /// The deadline from [`crate::Proxy::poll_timeout`] passed.
     Timeout,
     /// The shell is stopping: open streams end gracefully (2026 listen streams get their
     /// final result) before the shell closes them.
@@ -34,7 +34,7 @@ pub enum Input {
     /// The status and headers of a [`Output::Fetch`] arrived.
     FetchHead {
         /// Which fetch.
-        fetch: u64,
+        fetch: FetchId,
         /// The HTTP status.
         status: u16,
         /// The response headers.
@@ -43,14 +43,14 @@ pub enum Input {
     /// Body bytes of a fetch arrived.
     FetchData {
         /// Which fetch.
-        fetch: u64,
+        fetch: FetchId,
         /// The bytes.
         data: Vec<u8>,
     },
     /// A fetch is over; `error` says why if it failed or broke off.
     FetchEnd {
         /// Which fetch.
-        fetch: u64,
+        fetch: FetchId,
         /// What went wrong, if anything.
         error: Option<String>,
     },
@@ -66,7 +66,7 @@ pub enum Input {
 #[non_exhaustive]
 pub enum UpstreamEnd {
     /// The process exited or its connection closed; the shell's description (like
-    /// `exit status 1`).
+    /// `exit status 1`), or the core's when its HTTP client gives up on a remote upstream.
     Exited(String),
     /// The process could not be started; the shell's description of why.
     SpawnFailed(String),
@@ -137,7 +137,7 @@ pub enum Output {
     /// Make an HTTP request to a remote upstream; report with the `Fetch*` inputs.
     Fetch(crate::upstream::http::FetchRequest),
     /// Abandon a fetch (stop reading its response).
-    CancelFetch(u64),
+    CancelFetch(FetchId),
     /// Write this text as the configuration file (atomically: the runtime API changed it).
     PersistConfig(String),
     /// Reverse mode: write one message to the local stdio client (a line of the proxy's

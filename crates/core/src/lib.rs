@@ -34,6 +34,7 @@
 //! Panic policy: bad input from clients, servers or configuration never panics; it becomes
 //! an HTTP refusal, a JSON-RPC error or a log line. Panics mean a broken invariant.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
@@ -62,7 +63,7 @@ pub use wire::{http, jsonrpc, mcp, sse};
 pub use config::{Config, Cors, Edge, StdioServer, Transports};
 pub use error::{ConfigError, RequestError};
 pub use http::{Header, HttpRequest, ResponseHead};
-pub use ids::{ExchangeId, SessionId, UpstreamId};
+pub use ids::{ExchangeId, FetchId, ServerId, SessionId, UpstreamId};
 pub use io::{Input, LogLevel, Output, UpstreamEnd};
 pub use modes::pool::PoolSession;
 pub use proxy::Proxy;

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha20Rng;
 use crate::config::Config;
 use crate::ctx::Ctx;
 use crate::error::RequestError;
-use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
+use crate::ids::{ExchangeId, ProxyRequestId, ServerId, SessionId};
 use crate::io::{Input, LogLevel, Output};
 use crate::modes::edge::SessionStore;
 use crate::modes::pool::Pools;
@@ -186,7 +186,7 @@ impl Proxy {
             }
             Input::HttpClosed(exchange) => self.handle_http_closed(exchange),
             Input::UpstreamMessage { upstream, data } => self.handle_upstream_message(upstream, &data),
-            Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason.to_string()),
+            Input::UpstreamClosed { upstream, reason } => self.handle_upstream_closed(upstream, reason),
             Input::Timeout => self.handle_timeout(now),
             Input::Shutdown => self.listen_close_all(),
             Input::FetchHead { fetch, status, headers } => {
@@ -352,7 +352,7 @@ const EVENT_STORE_SESSION_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub(crate) struct Caller {
     pub(crate) target: Target,
-    pub(crate) servers: Vec<usize>,
+    pub(crate) servers: Vec<ServerId>,
     /// At the edge, a digest of the credential presented: sessions are sealed for it.
     pub(crate) credential: [u8; 32],
 }

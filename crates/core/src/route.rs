@@ -9,6 +9,7 @@
 
 use crate::config::file::PrefixMode;
 use crate::config::Config;
+use crate::ids::ServerId;
 
 /// A client-facing endpoint kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +26,7 @@ pub(crate) enum Endpoint {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
     /// One server (index into `Config::servers`).
-    Server(usize),
+    Server(ServerId),
     /// Every server of the aggregator at once.
     Merged,
 }
@@ -49,7 +50,7 @@ pub(crate) fn route(config: &Config, path: &str) -> Option<Route> {
             continue;
         }
         if path == suffix {
-            let target = if config.is_bridge() { Target::Server(0) } else { Target::Merged };
+            let target = if config.is_bridge() { Target::Server(ServerId::FIRST) } else { Target::Merged };
             return Some(Route { target, endpoint });
         }
         if config.is_bridge() {
@@ -66,7 +67,7 @@ pub(crate) fn route(config: &Config, path: &str) -> Option<Route> {
 }
 
 /// The active server called `name`; a path token is compared in constant time.
-pub(crate) fn server_named(config: &Config, name: &str) -> Option<usize> {
+pub(crate) fn server_named(config: &Config, name: &str) -> Option<ServerId> {
     let (display, token) = name.split_once('/').map_or((name, None), |(display, token)| (display, Some(token)));
     config.servers.position(|entry| {
         if entry.options.disabled || entry.display_name() != display {
@@ -129,7 +130,7 @@ pub(crate) fn public_path_prefix(config: &Config) -> &str {
 }
 
 /// The prefix of `server`'s tools and prompts on the merged endpoint.
-pub(crate) fn prefix(config: &Config, server: usize) -> &str {
+pub(crate) fn prefix(config: &Config, server: ServerId) -> &str {
     config.servers.get(server).map_or("", crate::config::file::ServerEntry::display_name)
 }
 
@@ -148,7 +149,7 @@ fn separator(config: &Config) -> &str {
 }
 
 /// Names a tool or prompt of `server` for the merged endpoint.
-pub(crate) fn prefixed(config: &Config, server: usize, name: &str) -> String {
+pub(crate) fn prefixed(config: &Config, server: ServerId, name: &str) -> String {
     if prefixes(config) {
         format!("{}{}{name}", prefix(config, server), separator(config))
     } else {
@@ -158,7 +159,7 @@ pub(crate) fn prefixed(config: &Config, server: usize, name: &str) -> String {
 
 /// Finds which of `servers` a merged name belongs to (the longest matching prefix wins) and
 /// the name that server knows.
-pub(crate) fn split_prefixed<'a>(config: &Config, servers: &[usize], name: &'a str) -> Option<(usize, &'a str)> {
+pub(crate) fn split_prefixed<'a>(config: &Config, servers: &[ServerId], name: &'a str) -> Option<(ServerId, &'a str)> {
     servers
         .iter()
         .filter_map(|&server| {
@@ -182,13 +183,16 @@ mod tests {
     #[test]
     fn the_bridge_serves_the_root_endpoints() {
         let config = Config::from_json(r#"{"server": {"command": "x"}}"#).expect("valid");
-        assert_eq!(route(&config, "/mcp"), Some(Route { target: Target::Server(0), endpoint: Endpoint::Stream }));
+        assert_eq!(
+            route(&config, "/mcp"),
+            Some(Route { target: Target::Server(ServerId::FIRST), endpoint: Endpoint::Stream })
+        );
         assert_eq!(
             route(&config, "/messages"),
-            Some(Route { target: Target::Server(0), endpoint: Endpoint::Messages })
+            Some(Route { target: Target::Server(ServerId::FIRST), endpoint: Endpoint::Messages })
         );
         assert_eq!(route(&config, "/x/mcp"), None);
-        assert_eq!(endpoint_path(&config, Target::Server(0), Endpoint::Messages), "/messages");
+        assert_eq!(endpoint_path(&config, Target::Server(ServerId::FIRST), Endpoint::Messages), "/messages");
     }
 
     #[test]

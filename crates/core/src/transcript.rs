@@ -10,12 +10,14 @@
 //!
 //! Bytes are written as a JSON string when they are UTF-8, else as `{"base64": "..."}`.
 
+use std::path::{Path, PathBuf};
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use crate::config::{Config, StdioServer};
-use crate::ids::{ExchangeId, UpstreamId};
+use crate::ids::{ExchangeId, FetchId, UpstreamId};
 use crate::io::{Input, LogLevel, Output, UpstreamEnd};
 use crate::time::{Instant, WallClock};
 use crate::upstream::http::FetchRequest;
@@ -130,6 +132,28 @@ impl Transcript {
         text.push_str("\n]\n}\n");
         text
     }
+}
+
+/// Reads every transcript in `dir` (the files named `*.json`), in the order of their names,
+/// each with its path.
+pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, Transcript)>, TranscriptError> {
+    let unreadable = |path: &Path, e: std::io::Error| error(&path.display().to_string(), e.to_string());
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| unreadable(dir, e))? {
+        let path = entry.map_err(|e| unreadable(dir, e))?.path();
+        if path.extension().is_some_and(|ext| ext == "json") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let mut transcripts = Vec::with_capacity(files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| unreadable(&file, e))?;
+        let transcript =
+            Transcript::from_json(&text).map_err(|e| error(&format!("{}: {}", file.display(), e.path), e.message))?;
+        transcripts.push((file, transcript));
+    }
+    Ok(transcripts)
 }
 
 /// Replays `transcript` on a native core: every call in order, its answers compared with the
@@ -253,10 +277,10 @@ pub fn input_json(input: &Input) -> Value {
         Input::Timeout => json!("timeout"),
         Input::Shutdown => json!("shutdown"),
         Input::FetchHead { fetch, status, headers } => {
-            json!({"fetchHead": {"fetch": fetch, "status": status, "headers": headers_json(headers)}})
+            json!({"fetchHead": {"fetch": fetch.0, "status": status, "headers": headers_json(headers)}})
         }
-        Input::FetchData { fetch, data } => json!({"fetchData": {"fetch": fetch, "data": bytes_json(data)}}),
-        Input::FetchEnd { fetch, error } => json!({"fetchEnd": {"fetch": fetch, "error": error}}),
+        Input::FetchData { fetch, data } => json!({"fetchData": {"fetch": fetch.0, "data": bytes_json(data)}}),
+        Input::FetchEnd { fetch, error } => json!({"fetchEnd": {"fetch": fetch.0, "error": error}}),
         Input::ClientMessage(data) => json!({"clientMessage": bytes_json(data)}),
         Input::ClientClosed => json!("clientClosed"),
     }
@@ -292,17 +316,17 @@ pub fn input_from(value: &Value, path: &str) -> Result<Input, TranscriptError> {
             Input::UpstreamClosed { upstream: UpstreamId(u64_at(body, "upstream", &at("upstream"))?), reason }
         }
         "fetchHead" => Input::FetchHead {
-            fetch: u64_at(body, "fetch", &at("fetch"))?,
+            fetch: FetchId(u64_at(body, "fetch", &at("fetch"))?),
             status: u16::try_from(u64_at(body, "status", &at("status"))?)
                 .map_err(|_| error(&at("status"), "not a status"))?,
             headers: headers_from(body.get("headers"), &at("headers"))?,
         },
         "fetchData" => Input::FetchData {
-            fetch: u64_at(body, "fetch", &at("fetch"))?,
+            fetch: FetchId(u64_at(body, "fetch", &at("fetch"))?),
             data: bytes_from(body.get("data"), &at("data"))?,
         },
         "fetchEnd" => Input::FetchEnd {
-            fetch: u64_at(body, "fetch", &at("fetch"))?,
+            fetch: FetchId(u64_at(body, "fetch", &at("fetch"))?),
             error: body.get("error").and_then(Value::as_str).map(str::to_owned),
         },
         "clientMessage" => Input::ClientMessage(bytes_from(Some(body), &at("data"))?),
@@ -329,14 +353,14 @@ pub fn output_json(output: &Output) -> Value {
         Output::Send { upstream, data } => json!({"send": {"upstream": upstream.0, "data": bytes_json(data)}}),
         Output::CloseUpstream(upstream) => json!({"closeUpstream": upstream.0}),
         Output::Fetch(fetch) => json!({"fetch": {
-            "fetch": fetch.fetch,
+            "fetch": fetch.fetch.0,
             "method": fetch.method,
             "url": fetch.url,
             "headers": headers_json(&fetch.headers),
             "body": bytes_json(&fetch.body),
             "publicOnly": fetch.public_only,
         }}),
-        Output::CancelFetch(fetch) => json!({"cancelFetch": fetch}),
+        Output::CancelFetch(fetch) => json!({"cancelFetch": fetch.0}),
         Output::PersistConfig(text) => json!({"persistConfig": text}),
         Output::ClientSend(data) => json!({"clientSend": bytes_json(data)}),
         Output::ClientDone => json!("clientDone"),
@@ -386,14 +410,14 @@ pub fn output_from(value: &Value, path: &str) -> Result<Output, TranscriptError>
             Output::CloseUpstream(UpstreamId(body.as_u64().ok_or_else(|| error(path, "expected a number"))?))
         }
         "fetch" => Output::Fetch(FetchRequest {
-            fetch: u64_at(body, "fetch", &at("fetch"))?,
+            fetch: FetchId(u64_at(body, "fetch", &at("fetch"))?),
             method: str_at(body, "method", &at("method"))?,
             url: str_at(body, "url", &at("url"))?,
             headers: headers_from(body.get("headers"), &at("headers"))?,
             body: bytes_from(body.get("body"), &at("body"))?,
             public_only: body.get("publicOnly").and_then(Value::as_bool).unwrap_or(false),
         }),
-        "cancelFetch" => Output::CancelFetch(body.as_u64().ok_or_else(|| error(path, "expected a number"))?),
+        "cancelFetch" => Output::CancelFetch(FetchId(body.as_u64().ok_or_else(|| error(path, "expected a number"))?)),
         "persistConfig" => Output::PersistConfig(body.as_str().ok_or_else(|| error(path, "expected text"))?.to_owned()),
         "clientSend" => Output::ClientSend(bytes_from(Some(body), &at("data"))?),
         "log" => Output::Log {

@@ -221,7 +221,7 @@ fn sse_isolate(seed: u8) -> Harness {
 }
 
 /// The upstream's SSE stream sends one event.
-fn sse_event(h: &mut Harness, fetch: u64, event: &str, data: &str) -> Vec<Output> {
+fn sse_event(h: &mut Harness, fetch: mcp_proxy_core::FetchId, event: &str, data: &str) -> Vec<Output> {
     h.input(Input::FetchData { fetch, data: format!("event: {event}\ndata: {data}\n\n").into_bytes() })
 }
 

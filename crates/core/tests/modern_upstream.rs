@@ -543,7 +543,7 @@ fn at_the_edge_a_2025_client_of_a_2026_server_listens_only_while_its_get_stream_
 }
 
 /// Part of a fetch's body arrives (the stream goes on).
-fn part(h: &mut Harness, fetch: u64, data: &str) -> Vec<Output> {
+fn part(h: &mut Harness, fetch: mcp_proxy_core::FetchId, data: &str) -> Vec<Output> {
     h.input(mcp_proxy_core::Input::FetchData { fetch, data: data.as_bytes().to_vec() })
 }
 

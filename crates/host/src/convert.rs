@@ -3,7 +3,7 @@
 //! replay them through the WIT (the conversions back are test-only).
 
 use mcp_proxy_core as core;
-use mcp_proxy_core::{ExchangeId, UpstreamId};
+use mcp_proxy_core::{ExchangeId, FetchId, UpstreamId};
 
 use crate::bindings::exports::mcp_proxy::core::proxy as wit;
 
@@ -62,12 +62,12 @@ pub(crate) fn input_in(input: wit::Input) -> core::Input {
         wit::Input::Timeout => core::Input::Timeout,
         wit::Input::Shutdown => core::Input::Shutdown,
         wit::Input::FetchHead(head) => core::Input::FetchHead {
-            fetch: head.fetch,
+            fetch: FetchId(head.fetch),
             status: head.status,
             headers: head.headers.into_iter().map(header_in).collect(),
         },
-        wit::Input::FetchData(data) => core::Input::FetchData { fetch: data.fetch, data: data.data },
-        wit::Input::FetchEnd(end) => core::Input::FetchEnd { fetch: end.fetch, error: end.error },
+        wit::Input::FetchData(data) => core::Input::FetchData { fetch: FetchId(data.fetch), data: data.data },
+        wit::Input::FetchEnd(end) => core::Input::FetchEnd { fetch: FetchId(end.fetch), error: end.error },
         wit::Input::ClientMessage(data) => core::Input::ClientMessage(data),
         wit::Input::ClientClosed => core::Input::ClientClosed,
     }
@@ -95,12 +95,12 @@ pub(crate) fn input_out(input: core::Input) -> wit::Input {
         core::Input::Timeout => wit::Input::Timeout,
         core::Input::Shutdown => wit::Input::Shutdown,
         core::Input::FetchHead { fetch, status, headers } => wit::Input::FetchHead(wit::FetchHead {
-            fetch,
+            fetch: fetch.0,
             status,
             headers: headers.into_iter().map(header_out).collect(),
         }),
-        core::Input::FetchData { fetch, data } => wit::Input::FetchData(wit::FetchData { fetch, data }),
-        core::Input::FetchEnd { fetch, error } => wit::Input::FetchEnd(wit::FetchEnd { fetch, error }),
+        core::Input::FetchData { fetch, data } => wit::Input::FetchData(wit::FetchData { fetch: fetch.0, data }),
+        core::Input::FetchEnd { fetch, error } => wit::Input::FetchEnd(wit::FetchEnd { fetch: fetch.0, error }),
         core::Input::ClientMessage(data) => wit::Input::ClientMessage(data),
         core::Input::ClientClosed => wit::Input::ClientClosed,
     }
@@ -138,14 +138,14 @@ pub(crate) fn output_in(output: wit::Output) -> core::Output {
         wit::Output::Send(message) => core::Output::Send { upstream: UpstreamId(message.upstream), data: message.data },
         wit::Output::CloseUpstream(upstream) => core::Output::CloseUpstream(UpstreamId(upstream)),
         wit::Output::Fetch(request) => core::Output::Fetch(core::FetchRequest {
-            fetch: request.fetch,
+            fetch: FetchId(request.fetch),
             method: request.method,
             url: request.url,
             headers: request.headers.into_iter().map(header_in).collect(),
             body: request.body,
             public_only: request.public_only,
         }),
-        wit::Output::CancelFetch(fetch) => core::Output::CancelFetch(fetch),
+        wit::Output::CancelFetch(fetch) => core::Output::CancelFetch(FetchId(fetch)),
         wit::Output::PersistConfig(text) => core::Output::PersistConfig(text),
         wit::Output::ClientSend(data) => core::Output::ClientSend(data),
         wit::Output::ClientDone => core::Output::ClientDone,

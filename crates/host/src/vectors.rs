@@ -7,34 +7,17 @@
 mod tests {
     use std::path::PathBuf;
 
-    use mcp_proxy_core::transcript::{answers_json, compare, Call, Transcript};
+    use mcp_proxy_core::transcript::{answers_json, compare, load_dir, Call};
     use mcp_proxy_core::Instant;
 
     use crate::convert::{head_in, input_out, output_in, request_out};
     use crate::engine::CoreEngine;
 
-    fn transcripts() -> Vec<(PathBuf, Transcript)> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/transcripts");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .expect("tests/vectors/transcripts exists")
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-            .collect();
-        files.sort();
-        files
-            .into_iter()
-            .map(|path| {
-                let text = std::fs::read_to_string(&path).expect("readable");
-                let transcript = Transcript::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                (path, transcript)
-            })
-            .collect()
-    }
-
     #[test]
     fn the_component_replays_every_transcript_byte_for_byte() {
         let engine = CoreEngine::load().expect("the component loads");
-        let all = transcripts();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/transcripts");
+        let all = load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
         assert!(all.len() >= 5, "the recorded vector set is there ({} files)", all.len());
         for (path, transcript) in all {
             let name = path.display();

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
 use futures::StreamExt;
-use mcp_proxy_core::{Config, ExchangeId, Input, LogLevel, Output, Proxy, ShellRefusal, UpstreamEnd};
+use mcp_proxy_core::{Config, ExchangeId, FetchId, Input, LogLevel, Output, Proxy, ShellRefusal, UpstreamEnd};
 use worker::{Context, Delay, Request, Response, Result};
 
 use crate::response::ClientStream;
@@ -89,7 +89,7 @@ struct Driver {
     /// The open streaming response, if any.
     stream: Option<mpsc::Sender<Vec<u8>>>,
     /// Fetches in flight, by the core's number.
-    fetches: HashMap<u64, fetch::Running>,
+    fetches: HashMap<FetchId, fetch::Running>,
     /// Handed to fetches and streams to report back.
     events: mpsc::UnboundedSender<Input>,
     inbox: mpsc::UnboundedReceiver<Input>,

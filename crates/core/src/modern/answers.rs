@@ -81,7 +81,7 @@ pub(crate) fn status(message: &Message) -> u16 {
     match message {
         Message::Response(Response { outcome: Err(error), .. }) => match error.code {
             codes::METHOD_NOT_FOUND => 404,
-            crate::modern::classify::MISSING_CAPABILITY => 400,
+            codes::MISSING_CAPABILITY => 400,
             _ => 200,
         },
         _ => 200,
@@ -91,10 +91,11 @@ pub(crate) fn status(message: &Message) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ServerId;
     use crate::wire::jsonrpc::{ErrorObject, RequestId};
 
     fn post(method: &str, uri: Option<&str>) -> ModernPost {
-        ModernPost { server: Some(0), method: method.into(), uri: uri.map(str::to_owned) }
+        ModernPost { server: Some(ServerId(0)), method: method.into(), uri: uri.map(str::to_owned) }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::ids::ServerId;
 use crate::time::Instant;
 use crate::wire::mcp;
 
@@ -30,7 +31,7 @@ const CACHEABLE: [&str; 5] =
 /// private result the credential of the client it was given to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Key {
-    server: usize,
+    server: ServerId,
     method: String,
     params: String,
     credential: Option<[u8; 32]>,
@@ -76,7 +77,7 @@ impl ResultCache {
     pub(crate) fn get(
         &mut self,
         now: Instant,
-        server: usize,
+        server: ServerId,
         method: &str,
         params: &Option<Value>,
         credential: [u8; 32],
@@ -100,7 +101,7 @@ impl ResultCache {
     pub(crate) fn put(
         &mut self,
         now: Instant,
-        server: usize,
+        server: ServerId,
         method: &str,
         params: &Option<Value>,
         credential: [u8; 32],
@@ -138,7 +139,7 @@ impl ResultCache {
 
     /// A server said its list changed (`notifications/{tools,prompts,resources}/list_changed`):
     /// its kept lists of that kind (and its discover result) go.
-    pub(crate) fn changed(&mut self, server: usize, notification: &str) {
+    pub(crate) fn changed(&mut self, server: ServerId, notification: &str) {
         let methods: &[&str] = match notification {
             mcp::TOOLS_LIST_CHANGED => &[mcp::TOOLS_LIST],
             mcp::PROMPTS_LIST_CHANGED => &[mcp::PROMPTS_LIST],
@@ -178,11 +179,15 @@ mod tests {
         let mut cache = ResultCache::default();
         let now = Instant(0);
         let result = json!({"resultType": "complete", "tools": [], "ttlMs": 1000, "cacheScope": "private"});
-        cache.put(now, 0, mcp::TOOLS_LIST, &None, A, &result);
-        assert_eq!(cache.get(now, 0, mcp::TOOLS_LIST, &None, A), Some(result));
-        assert_eq!(cache.get(now, 0, mcp::TOOLS_LIST, &None, B), None, "never across credentials");
-        assert_eq!(cache.get(now, 1, mcp::TOOLS_LIST, &None, A), None, "nor across servers");
-        assert_eq!(cache.get(now.after(Duration::from_millis(1000)), 0, mcp::TOOLS_LIST, &None, A), None, "expired");
+        cache.put(now, ServerId(0), mcp::TOOLS_LIST, &None, A, &result);
+        assert_eq!(cache.get(now, ServerId(0), mcp::TOOLS_LIST, &None, A), Some(result));
+        assert_eq!(cache.get(now, ServerId(0), mcp::TOOLS_LIST, &None, B), None, "never across credentials");
+        assert_eq!(cache.get(now, ServerId(1), mcp::TOOLS_LIST, &None, A), None, "nor across servers");
+        assert_eq!(
+            cache.get(now.after(Duration::from_millis(1000)), ServerId(0), mcp::TOOLS_LIST, &None, A),
+            None,
+            "expired"
+        );
         assert!(cache.entries.is_empty() && cache.bytes == 0);
     }
 
@@ -192,14 +197,14 @@ mod tests {
         let now = Instant(0);
         let params = Some(json!({"cursor": "c", "_meta": {"x": 1}}));
         let result = json!({"resultType": "complete", "tools": [], "ttlMs": 60000, "cacheScope": "public"});
-        cache.put(now, 0, mcp::TOOLS_LIST, &params, A, &result);
+        cache.put(now, ServerId(0), mcp::TOOLS_LIST, &params, A, &result);
         let other_meta = Some(json!({"cursor": "c", "_meta": {"y": 2}}));
-        assert!(cache.get(now, 0, mcp::TOOLS_LIST, &other_meta, B).is_some(), "_meta does not count");
-        assert!(cache.get(now, 0, mcp::TOOLS_LIST, &None, B).is_none(), "another page is another result");
-        cache.changed(0, mcp::PROMPTS_LIST_CHANGED);
-        assert!(cache.get(now, 0, mcp::TOOLS_LIST, &params, B).is_some());
-        cache.changed(0, mcp::TOOLS_LIST_CHANGED);
-        assert!(cache.get(now, 0, mcp::TOOLS_LIST, &params, B).is_none());
+        assert!(cache.get(now, ServerId(0), mcp::TOOLS_LIST, &other_meta, B).is_some(), "_meta does not count");
+        assert!(cache.get(now, ServerId(0), mcp::TOOLS_LIST, &None, B).is_none(), "another page is another result");
+        cache.changed(ServerId(0), mcp::PROMPTS_LIST_CHANGED);
+        assert!(cache.get(now, ServerId(0), mcp::TOOLS_LIST, &params, B).is_some());
+        cache.changed(ServerId(0), mcp::TOOLS_LIST_CHANGED);
+        assert!(cache.get(now, ServerId(0), mcp::TOOLS_LIST, &params, B).is_none());
     }
 
     #[test]
@@ -211,9 +216,9 @@ mod tests {
             json!({"resultType": "complete", "tools": [], "ttlMs": 0}),
             json!({"resultType": "input_required", "ttlMs": 5000}),
         ] {
-            cache.put(now, 0, mcp::TOOLS_LIST, &None, A, &result);
+            cache.put(now, ServerId(0), mcp::TOOLS_LIST, &None, A, &result);
         }
-        cache.put(now, 0, mcp::TOOLS_CALL, &None, A, &json!({"resultType": "complete", "ttlMs": 5000}));
+        cache.put(now, ServerId(0), mcp::TOOLS_CALL, &None, A, &json!({"resultType": "complete", "ttlMs": 5000}));
         assert!(cache.entries.is_empty());
     }
 
@@ -224,7 +229,7 @@ mod tests {
             let params = Some(json!({"cursor": n.to_string()}));
             cache.put(
                 Instant(0),
-                0,
+                ServerId(0),
                 mcp::TOOLS_LIST,
                 &params,
                 A,
@@ -233,7 +238,7 @@ mod tests {
         }
         assert_eq!(cache.entries.len(), MAX_ENTRIES);
         assert!(
-            cache.get(Instant(0), 0, mcp::TOOLS_LIST, &Some(json!({"cursor": "0"})), A).is_none(),
+            cache.get(Instant(0), ServerId(0), mcp::TOOLS_LIST, &Some(json!({"cursor": "0"})), A).is_none(),
             "the oldest went"
         );
     }

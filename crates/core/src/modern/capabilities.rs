@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::modern::classify::MISSING_CAPABILITY;
+use crate::error::codes::MISSING_CAPABILITY;
 use crate::wire::jsonrpc::{param, ErrorObject, Request, Response};
 use crate::wire::mcp;
 

@@ -10,13 +10,6 @@ use crate::modern::envelope::{self, Envelope, MODERN_VERSION, SUPPORTED};
 use crate::wire::http::HttpRequest;
 use crate::wire::jsonrpc::{param, ErrorObject, Message, RequestId, Response};
 
-/// A header and the body disagree, or a required header is missing (`HeaderMismatch`).
-pub(crate) const HEADER_MISMATCH: i64 = -32020;
-/// The server needs a client capability this request did not declare.
-pub(crate) const MISSING_CAPABILITY: i64 = -32021;
-/// The revision named is not served (`data.supported` lists what is).
-pub(crate) const UNSUPPORTED_VERSION: i64 = -32022;
-
 /// The era of a POST.
 #[derive(Debug)]
 pub(crate) enum Era {
@@ -61,7 +54,7 @@ pub(crate) fn classify(request: &HttpRequest, messages: &[Message], batch: bool)
             true => refuse(
                 id,
                 400,
-                HEADER_MISMATCH,
+                codes::HEADER_MISMATCH,
                 "Header mismatch: an initialize request (the 2025 handshake) was sent with a 2026-07-28 MCP-Protocol-Version header",
             ),
             false => Era::Legacy,
@@ -110,19 +103,19 @@ pub(crate) fn classify(request: &HttpRequest, messages: &[Message], batch: bool)
             clip(header),
             clip(&envelope.version)
         );
-        return refuse(id, 400, HEADER_MISMATCH, &message);
+        return refuse(id, 400, codes::HEADER_MISMATCH, &message);
     }
     if let Some(header) = request.header("mcp-method").map(|m| m.trim_matches([' ', '\t'])) {
         if header != method {
             let message =
                 format!("Header mismatch: Mcp-Method header {:?} does not match the body's {method:?}", clip(header));
-            return refuse(id, 400, HEADER_MISMATCH, &message);
+            return refuse(id, 400, codes::HEADER_MISMATCH, &message);
         }
     }
     if !SUPPORTED.contains(&envelope.version.as_str()) {
         let message = format!("Unsupported protocol version {:?}", clip(&envelope.version));
         let data = json!({"supported": SUPPORTED, "requested": envelope.version});
-        return refuse_data(id, 400, UNSUPPORTED_VERSION, &message, data);
+        return refuse_data(id, 400, codes::UNSUPPORTED_VERSION, &message, data);
     }
     if id.is_some() {
         if let Some(refusal) = check_headers(request, id, method, params) {
@@ -138,12 +131,17 @@ fn check_headers(request: &HttpRequest, id: Option<&RequestId>, method: &str, pa
         return Some(refuse(
             id,
             400,
-            HEADER_MISMATCH,
+            codes::HEADER_MISMATCH,
             "Header mismatch: the required MCP-Protocol-Version header is absent",
         ));
     }
     if request.header("mcp-method").is_none() {
-        return Some(refuse(id, 400, HEADER_MISMATCH, "Header mismatch: the required Mcp-Method header is absent"));
+        return Some(refuse(
+            id,
+            400,
+            codes::HEADER_MISMATCH,
+            "Header mismatch: the required Mcp-Method header is absent",
+        ));
     }
     let key = envelope::named_param(method)?;
     let body = param(params, key).map(|value| match value {
@@ -151,20 +149,21 @@ fn check_headers(request: &HttpRequest, id: Option<&RequestId>, method: &str, pa
         other => other.to_string(),
     });
     let Some(header) = request.header("mcp-name") else {
-        return body
-            .map(|_| refuse(id, 400, HEADER_MISMATCH, "Header mismatch: the required Mcp-Name header is absent"));
+        return body.map(|_| {
+            refuse(id, 400, codes::HEADER_MISMATCH, "Header mismatch: the required Mcp-Name header is absent")
+        });
     };
     let Some(decoded) = envelope::decode_header(header) else {
         return Some(refuse(
             id,
             400,
-            HEADER_MISMATCH,
+            codes::HEADER_MISMATCH,
             "Header mismatch: Mcp-Name has an invalid Base64 sentinel value",
         ));
     };
     (body.as_deref() != Some(decoded.as_str())).then(|| {
         let message = format!("Header mismatch: Mcp-Name header {:?} does not match the body's {key}", clip(&decoded));
-        refuse(id, 400, HEADER_MISMATCH, &message)
+        refuse(id, 400, codes::HEADER_MISMATCH, &message)
     })
 }
 

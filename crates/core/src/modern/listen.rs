@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 use crate::error::codes;
-use crate::ids::{ExchangeId, SessionId};
+use crate::ids::{ExchangeId, ServerId, SessionId};
 use crate::modern::envelope::SUBSCRIPTION_ID;
 use crate::modern::ModernWait;
 use crate::modes::pool::Waiter;
@@ -26,7 +26,7 @@ use crate::wire::sse;
 #[derive(Debug)]
 pub(crate) struct Listener {
     /// The servers it hears.
-    servers: Vec<usize>,
+    servers: Vec<ServerId>,
     /// The listen request's id (every message carries it).
     id: RequestId,
     tools: bool,
@@ -156,7 +156,7 @@ impl Proxy {
     }
 
     /// Brings every ready child of `server`'s pool to exactly the URIs its listeners want.
-    pub(crate) fn listen_subscribe(&mut self, now: Instant, server: usize) {
+    pub(crate) fn listen_subscribe(&mut self, now: Instant, server: ServerId) {
         let wanted: BTreeSet<String> = self
             .modern
             .listens
@@ -181,7 +181,7 @@ impl Proxy {
         }
     }
 
-    fn listen_ask(&mut self, now: Instant, member: &SessionId, server: usize, method: &str, uri: &str) {
+    fn listen_ask(&mut self, now: Instant, member: &SessionId, server: ServerId, method: &str, uri: &str) {
         let id = RequestId::String(format!("mcp-proxy-{method}"));
         let request = Request { id, method: method.into(), params: Some(json!({"uri": uri})) };
         self.forward_to(now, member, server, ReplyTo::Discard, request);
@@ -223,7 +223,7 @@ impl Proxy {
 
     /// A pool child of `server` sent a notification no request asked for: listeners that
     /// want it hear it.
-    pub(crate) fn listen_notify(&mut self, server: usize, notification: &Notification) {
+    pub(crate) fn listen_notify(&mut self, server: ServerId, notification: &Notification) {
         let uri = param(&notification.params, "uri").and_then(Value::as_str);
         let wanted = |listener: &Listener| match notification.method.as_str() {
             mcp::TOOLS_LIST_CHANGED => listener.tools,

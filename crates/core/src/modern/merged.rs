@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::error::codes;
-use crate::ids::SessionId;
+use crate::ids::{ServerId, SessionId};
 use crate::modern::{answers, envelope, ModernPost, ModernWait};
 use crate::modes::aggregate::{self, Part};
 use crate::modes::pool::{Need, Waiter};
@@ -25,7 +25,7 @@ const FAN_OUT: [&str; 5] =
 impl Proxy {
     /// Serves a 2026 request on the merged endpoint.
     pub(crate) fn merged_modern(&mut self, now: Instant, mut wait: ModernWait) {
-        let servers: Vec<usize> = wait
+        let servers: Vec<ServerId> = wait
             .caller
             .servers
             .iter()
@@ -95,7 +95,7 @@ impl Proxy {
         }
     }
 
-    fn merged_owner(&self, servers: &[usize], holder: &mut Option<Value>, key: &str) -> Option<usize> {
+    fn merged_owner(&self, servers: &[ServerId], holder: &mut Option<Value>, key: &str) -> Option<ServerId> {
         let object = holder.as_mut()?.as_object_mut()?;
         let name = object.get(key)?.as_str()?.to_owned();
         if !crate::route::prefixes(&self.ctx.config) {
@@ -107,8 +107,8 @@ impl Proxy {
     }
 
     /// Asks every server at once (a child of each pool) and answers with the merged result.
-    fn merged_fan_out(&mut self, now: Instant, wait: ModernWait, servers: Vec<usize>) {
-        let mut parts: Vec<(usize, Option<String>)> = servers.into_iter().map(|s| (s, None)).collect();
+    fn merged_fan_out(&mut self, now: Instant, wait: ModernWait, servers: Vec<ServerId>) {
+        let mut parts: Vec<(ServerId, Option<String>)> = servers.into_iter().map(|s| (s, None)).collect();
         if let Some(cursor) = param(&wait.request.params, "cursor").and_then(Value::as_str) {
             let Some(cursors) = aggregate::split_cursor(cursor) else {
                 let error = ErrorObject::new(codes::INVALID_PARAMS, "not a cursor of this endpoint");

@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::error::codes;
-use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
+use crate::ids::{ExchangeId, ProxyRequestId, ServerId, SessionId};
 use crate::modes::pool::{Need, Waiter};
 use crate::proxy::{Caller, Proxy};
 use crate::route::Target;
@@ -101,7 +101,7 @@ pub(crate) struct ModernWait {
 #[derive(Clone, Debug)]
 pub(crate) struct ModernPost {
     /// The server answering (its `serverInfo` goes into results), or `None` on the merged endpoint.
-    pub(crate) server: Option<usize>,
+    pub(crate) server: Option<ServerId>,
     /// The method asked.
     pub(crate) method: String,
     /// For `resources/read`: the URI (a "not found" error names it).
@@ -119,7 +119,7 @@ pub(crate) struct InFlight {
     pub(crate) method: String,
     pub(crate) name: Option<String>,
     /// The server and the credential the request came with.
-    pub(crate) server: usize,
+    pub(crate) server: ServerId,
     pub(crate) credential: [u8; 32],
     /// Client capabilities the child asked for that this request did not declare: if the call
     /// then fails, the client is told what it lacked (`-32021`).
@@ -247,7 +247,7 @@ impl Proxy {
                 return self.wait_for_pool(server, Waiter::Modern(Box::new(wait)));
             };
             if let Err(problem) = params::check(&mirrored, &wait.request.params, &wait.param_headers) {
-                let error = ErrorObject::new(classify::HEADER_MISMATCH, format!("Header mismatch: {problem}"));
+                let error = ErrorObject::new(codes::HEADER_MISMATCH, format!("Header mismatch: {problem}"));
                 return self.modern_reply(wait.exchange, wait.cors, 400, Response::error(Some(wait.request.id), error));
             }
         }
@@ -265,7 +265,7 @@ impl Proxy {
         &mut self,
         now: Instant,
         member: &SessionId,
-        server: usize,
+        server: ServerId,
         wait: ModernWait,
         interactive: bool,
     ) {

@@ -508,7 +508,7 @@ impl Proxy {
 /// How a state names the endpoint it was issued on (a retry must come to the same one).
 fn endpoint_tag(endpoint: crate::route::Target) -> Value {
     match endpoint {
-        crate::route::Target::Server(server) => json!(server),
+        crate::route::Target::Server(server) => json!(server.0),
         crate::route::Target::Merged => json!("merged"),
     }
 }

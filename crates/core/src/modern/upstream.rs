@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::error::codes;
-use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
+use crate::ids::{ProxyRequestId, ServerId, SessionId, UpstreamId};
 use crate::modern::cache::{cacheable, ResultCache};
 use crate::proxy::Proxy;
 use crate::state::pending::{PendingRequest, ReplyTo};
@@ -46,7 +46,7 @@ const ASKING: [&str; 3] = [mcp::TOOLS_CALL, mcp::PROMPTS_GET, mcp::RESOURCES_REA
 #[derive(Debug)]
 struct ClientSide {
     session: SessionId,
-    server: usize,
+    server: ServerId,
     /// The client's `initialize` parameters (its capabilities and identity).
     initialize: Option<Value>,
     /// The level the client set with `logging/setLevel`.
@@ -56,6 +56,22 @@ struct ClientSide {
     /// The upstream listen request in flight.
     listen: Option<ProxyRequestId>,
     backoff: Backoff,
+}
+
+impl ClientSide {
+    /// A client first seen at `now`, with the `initialize` parameters it is known by (a
+    /// session restored at the edge brings them along).
+    fn new(session: &SessionId, server: ServerId, initialize: Option<Value>, now: crate::time::Instant) -> ClientSide {
+        ClientSide {
+            session: session.clone(),
+            server,
+            initialize,
+            log_level: None,
+            subscriptions: BTreeSet::new(),
+            listen: None,
+            backoff: Backoff::rejoin(now),
+        }
+    }
 }
 
 /// A call whose server asked for input, while its client answers.
@@ -87,7 +103,7 @@ pub(crate) struct ModernUpstreams {
 
 impl ModernUpstreams {
     /// A 2026 server announced a list change: what is kept of that list goes.
-    pub(crate) fn list_changed(&mut self, server: usize, notification: &str) {
+    pub(crate) fn list_changed(&mut self, server: ServerId, notification: &str) {
         self.cache.changed(server, notification);
     }
 }
@@ -102,7 +118,7 @@ impl Proxy {
     pub(crate) fn modern_upstream_request(
         &mut self,
         session_id: &SessionId,
-        server: usize,
+        server: ServerId,
         upstream: UpstreamId,
         proxy_id: ProxyRequestId,
         mut request: Request,
@@ -113,15 +129,12 @@ impl Proxy {
         let pool = self.is_pool_member(session_id);
         // A session restored at the edge brings its client's `initialize` along.
         let initialize = self.sessions.get(session_id).and_then(|s| s.initialize_params.clone());
-        let client = self.modern.upstreams.clients.entry(upstream).or_insert_with(|| ClientSide {
-            session: session_id.clone(),
-            server,
-            initialize,
-            log_level: None,
-            subscriptions: BTreeSet::new(),
-            listen: None,
-            backoff: Backoff::rejoin(self.ctx.now),
-        });
+        let client = self
+            .modern
+            .upstreams
+            .clients
+            .entry(upstream)
+            .or_insert_with(|| ClientSide::new(session_id, server, initialize, self.ctx.now));
         match request.method.as_str() {
             mcp::INITIALIZE => {
                 client.initialize.clone_from(&request.params);
@@ -377,17 +390,13 @@ impl Proxy {
     /// server offers is not kept between requests, so every list is asked for; the server
     /// honours what it has. Resource subscriptions cannot join it: they arrive in other
     /// requests, so at the edge the server's `resources.subscribe` is not offered.
-    pub(crate) fn edge_upstream_listen(&mut self, session_id: &SessionId, server: usize, upstream: UpstreamId) {
+    pub(crate) fn edge_upstream_listen(&mut self, session_id: &SessionId, server: ServerId, upstream: UpstreamId) {
         let initialize = self.sessions.get(session_id).and_then(|s| s.initialize_params.clone());
-        self.modern.upstreams.clients.entry(upstream).or_insert_with(|| ClientSide {
-            session: session_id.clone(),
-            server,
-            initialize,
-            log_level: None,
-            subscriptions: BTreeSet::new(),
-            listen: None,
-            backoff: Backoff::rejoin(self.ctx.now),
-        });
+        self.modern
+            .upstreams
+            .clients
+            .entry(upstream)
+            .or_insert_with(|| ClientSide::new(session_id, server, initialize, self.ctx.now));
         let now = self.ctx.now;
         self.open_upstream_listen(now, upstream, true);
     }

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::error::codes;
+use crate::ids::ServerId;
 use crate::route::prefixed;
 use crate::wire::jsonrpc::ErrorObject;
 use crate::wire::mcp;
@@ -14,7 +15,7 @@ use crate::wire::mcp;
 /// One server's answer to a fanned-out request.
 #[derive(Clone, Debug)]
 pub(crate) struct Part {
-    pub(crate) server: usize,
+    pub(crate) server: ServerId,
     pub(crate) outcome: Result<Value, ErrorObject>,
 }
 
@@ -23,8 +24,8 @@ pub(crate) struct Part {
 #[derive(Debug)]
 pub(crate) struct Merged {
     pub(crate) outcome: Result<Value, ErrorObject>,
-    pub(crate) owners: Vec<(String, usize)>,
-    pub(crate) names: Vec<(String, usize)>,
+    pub(crate) owners: Vec<(String, ServerId)>,
+    pub(crate) names: Vec<(String, ServerId)>,
 }
 
 /// Methods the merged endpoint sends to every server.
@@ -42,7 +43,7 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
     if matches!(method, mcp::RESOURCES_READ | mcp::RESOURCES_SUBSCRIBE | mcp::RESOURCES_UNSUBSCRIBE) {
         return Merged { outcome: first_answer(parts), owners: Vec::new(), names: Vec::new() };
     }
-    let ok: Vec<(usize, &Value)> =
+    let ok: Vec<(ServerId, &Value)> =
         parts.iter().filter_map(|p| p.outcome.as_ref().ok().map(|v| (p.server, v))).collect();
     if ok.is_empty() {
         let failures: Vec<String> = parts
@@ -65,7 +66,7 @@ pub(crate) fn merge(config: &Config, method: &str, requested_version: Option<&st
         }
     }
     let mut owners = Vec::new();
-    let mut names: Vec<(String, usize)> = Vec::new();
+    let mut names: Vec<(String, ServerId)> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let outcome = match method {
         mcp::INITIALIZE => initialize(config, requested_version, &ok),
@@ -116,7 +117,7 @@ fn first_answer(parts: &[Part]) -> Result<Value, ErrorObject> {
     }
 }
 
-fn server_name(config: &Config, server: usize) -> &str {
+fn server_name(config: &Config, server: ServerId) -> &str {
     config.servers.get(server).map_or("?", crate::config::file::ServerEntry::display_name)
 }
 
@@ -132,9 +133,9 @@ fn renamed(item: &Value, name: String) -> Value {
 /// and combines the parts' `nextCursor`s into one cursor naming each server's own.
 fn list(
     config: &Config,
-    parts: &[(usize, &Value)],
+    parts: &[(ServerId, &Value)],
     key: &str,
-    mut each: impl FnMut(&Config, usize, &Value) -> Option<Value>,
+    mut each: impl FnMut(&Config, ServerId, &Value) -> Option<Value>,
 ) -> Result<Value, ErrorObject> {
     let mut items = Vec::new();
     let mut cursors = BTreeMap::new();
@@ -166,7 +167,7 @@ pub(crate) fn split_cursor(cursor: &str) -> Option<BTreeMap<String, String>> {
 fn initialize(
     config: &Config,
     requested_version: Option<&str>,
-    parts: &[(usize, &Value)],
+    parts: &[(ServerId, &Value)],
 ) -> Result<Value, ErrorObject> {
     let versions: Vec<&str> =
         parts.iter().filter_map(|(_, r)| r.get("protocolVersion").and_then(Value::as_str)).collect();
@@ -235,7 +236,7 @@ mod tests {
         Config::from_json(&json!({"configFile": {"text": file}}).to_string()).expect("valid")
     }
 
-    fn part(server: usize, outcome: Value) -> Part {
+    fn part(server: ServerId, outcome: Value) -> Part {
         Part { server, outcome: Ok(outcome) }
     }
 
@@ -243,8 +244,8 @@ mod tests {
     fn tools_are_prefixed_filtered_and_paged_per_server() {
         let config = config();
         let parts = [
-            part(0, json!({"tools": [{"name": "one", "inputSchema": {}}], "nextCursor": "a-page-2"})),
-            part(1, json!({"tools": [{"name": "keep"}, {"name": "drop"}]})),
+            part(ServerId(0), json!({"tools": [{"name": "one", "inputSchema": {}}], "nextCursor": "a-page-2"})),
+            part(ServerId(1), json!({"tools": [{"name": "keep"}, {"name": "drop"}]})),
         ];
         let merged = merge(&config, "tools/list", None, &parts).outcome.expect("merged");
         let names: Vec<&str> =
@@ -259,14 +260,14 @@ mod tests {
         let config = config();
         let parts = [
             part(
-                0,
+                ServerId(0),
                 json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {"listChanged": true}}, "instructions": "use a"}),
             ),
             part(
-                1,
+                ServerId(1),
                 json!({"protocolVersion": "2025-06-18", "capabilities": {"resources": {"subscribe": true}, "logging": {}}}),
             ),
-            Part { server: 1, outcome: Err(ErrorObject::new(-1, "down")) },
+            Part { server: ServerId(1), outcome: Err(ErrorObject::new(-1, "down")) },
         ];
         let result = merge(&config, "initialize", Some("2025-11-25"), &parts).outcome.expect("merged");
         assert_eq!(result["protocolVersion"], "2025-06-18", "the servers did not all agree to the client's");
@@ -280,16 +281,16 @@ mod tests {
     #[test]
     fn resources_keep_their_uris_and_record_owners() {
         let config = config();
-        let parts = [part(1, json!({"resources": [{"uri": "file:///x", "name": "x"}]}))];
+        let parts = [part(ServerId(1), json!({"resources": [{"uri": "file:///x", "name": "x"}]}))];
         let merged = merge(&config, "resources/list", None, &parts);
         assert_eq!(merged.outcome.expect("merged")["resources"][0]["uri"], "file:///x");
-        assert_eq!(merged.owners, [("file:///x".to_owned(), 1)]);
+        assert_eq!(merged.owners, [("file:///x".to_owned(), ServerId(1))]);
     }
 
     #[test]
     fn all_parts_failing_is_an_error() {
         let config = config();
-        let parts = [Part { server: 0, outcome: Err(ErrorObject::new(-1, "down")) }];
+        let parts = [Part { server: ServerId(0), outcome: Err(ErrorObject::new(-1, "down")) }];
         let error = merge(&config, "tools/list", None, &parts).outcome.expect_err("nothing answered");
         assert!(error.message.contains("a: down"), "{}", error.message);
     }

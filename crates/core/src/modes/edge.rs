@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::ids::{ProxyRequestId, SessionId};
+use crate::ids::{ProxyRequestId, ServerId, SessionId};
 use crate::proxy::Proxy;
 use crate::route::Target;
 use crate::state::session::{Member, Session, SessionState, Transport};
@@ -207,6 +207,12 @@ impl SessionStore {
         matches!(self, SessionStore::Memory)
     }
 
+    /// Whether a session is rebuilt from the id its client sends back (at the edge, where the
+    /// id carries it sealed) rather than looked up among the proxy's own (in memory).
+    pub(crate) fn restores_from_ids(&self) -> bool {
+        matches!(self, SessionStore::Sealed(_))
+    }
+
     /// Whether an upstream's own stream is opened as soon as its session is initialized
     /// (in memory), or only while a client listens on its GET stream (at the edge, where the
     /// proxy lives only as long as a request).
@@ -334,21 +340,21 @@ impl Proxy {
         Some(id)
     }
 
-    fn server_named(&self, name: &str) -> Option<usize> {
+    fn server_named(&self, name: &str) -> Option<ServerId> {
         crate::route::server_named(&self.ctx.config, name)
     }
 }
 
 /// The id a merged session's client sees for a server's request: the server's number and
 /// its own id, so the answer finds its way back without anything remembered.
-pub(crate) fn name_server_request(server: usize, id: &crate::wire::jsonrpc::RequestId) -> String {
+pub(crate) fn name_server_request(server: ServerId, id: &crate::wire::jsonrpc::RequestId) -> String {
     format!("mcp-proxy~{server}~{}", serde_json::to_string(id).expect("a request id always serializes"))
 }
 
 /// Reads an id made by [`name_server_request`].
-pub(crate) fn unname_server_request(named: &str) -> Option<(usize, crate::wire::jsonrpc::RequestId)> {
+pub(crate) fn unname_server_request(named: &str) -> Option<(ServerId, crate::wire::jsonrpc::RequestId)> {
     let (server, id) = named.strip_prefix("mcp-proxy~")?.split_once('~')?;
-    Some((server.parse().ok()?, serde_json::from_str(id).ok()?))
+    Some((ServerId(server.parse().ok()?), serde_json::from_str(id).ok()?))
 }
 
 #[cfg(test)]

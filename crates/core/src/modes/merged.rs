@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::error::{codes, RequestError};
-use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
-use crate::io::LogLevel;
+use crate::ids::{ProxyRequestId, ServerId, SessionId, UpstreamId};
+use crate::io::{LogLevel, UpstreamEnd};
 use crate::modes::aggregate::{self, Part, FAN_OUT};
 use crate::proxy::Proxy;
 use crate::route::split_prefixed;
@@ -129,10 +129,10 @@ impl Proxy {
     fn owner_by_name(
         &self,
         session_id: &SessionId,
-        live: &[usize],
+        live: &[ServerId],
         holder: &mut Option<Value>,
         key: &str,
-    ) -> Option<usize> {
+    ) -> Option<ServerId> {
         let object = holder.as_mut()?.as_object_mut()?;
         let name = object.get(key)?.as_str()?.to_owned();
         if !crate::route::prefixes(&self.ctx.config) {
@@ -147,7 +147,7 @@ impl Proxy {
 
     /// Finds the server of a resource URI: the one that listed it, or whose template's fixed
     /// part starts it, or the only server left.
-    fn owner_by_uri(&self, session_id: &SessionId, live: &[usize], uri: &str) -> Option<usize> {
+    fn owner_by_uri(&self, session_id: &SessionId, live: &[ServerId], uri: &str) -> Option<ServerId> {
         let session = self.sessions.get(session_id)?;
         let listed = session.resource_owners.get(uri).copied().or_else(|| {
             session
@@ -164,8 +164,15 @@ impl Proxy {
         listed.filter(|server| live.contains(server)).or_else(|| (live.len() == 1).then(|| live[0]))
     }
 
-    fn fan_out(&mut self, now: Instant, session_id: &SessionId, reply_to: ReplyTo, request: Request, live: Vec<usize>) {
-        let mut servers: Vec<(usize, Option<String>)> = live.into_iter().map(|s| (s, None)).collect();
+    fn fan_out(
+        &mut self,
+        now: Instant,
+        session_id: &SessionId,
+        reply_to: ReplyTo,
+        request: Request,
+        live: Vec<ServerId>,
+    ) {
+        let mut servers: Vec<(ServerId, Option<String>)> = live.into_iter().map(|s| (s, None)).collect();
         if let Some(cursor) = param(&request.params, "cursor").and_then(Value::as_str) {
             let Some(cursors) = aggregate::split_cursor(cursor) else {
                 let error = ErrorObject::new(codes::INVALID_PARAMS, "not a cursor of this endpoint");
@@ -206,7 +213,7 @@ impl Proxy {
     }
 
     /// One server answered its part of a fanned-out request.
-    pub(crate) fn aggregate_part(&mut self, number: u64, server: usize, outcome: Result<Value, ErrorObject>) {
+    pub(crate) fn aggregate_part(&mut self, number: u64, server: ServerId, outcome: Result<Value, ErrorObject>) {
         let Some(aggregate) = self.aggregates.open.get_mut(&number) else {
             return;
         };
@@ -231,7 +238,8 @@ impl Proxy {
         }
         if initialize {
             // Servers that refused initialize are left out of this session.
-            let refused: Vec<usize> = aggregate.parts.iter().filter(|p| p.outcome.is_err()).map(|p| p.server).collect();
+            let refused: Vec<ServerId> =
+                aggregate.parts.iter().filter(|p| p.outcome.is_err()).map(|p| p.server).collect();
             for server in refused {
                 self.leave_out(&aggregate.session, server, "it did not initialize");
             }
@@ -239,7 +247,7 @@ impl Proxy {
         let pending = PendingRequest {
             id: ProxyRequestId(0),
             session: aggregate.session,
-            server: 0,
+            server: ServerId(0),
             upstream: UpstreamId(0),
             reply_to: aggregate.reply_to,
             original_id: aggregate.original_id.clone(),
@@ -262,7 +270,7 @@ impl Proxy {
         let pending = PendingRequest {
             id: ProxyRequestId(0),
             session: session_id.clone(),
-            server: 0,
+            server: ServerId(0),
             upstream: UpstreamId(0),
             reply_to,
             original_id: request.id.clone(),
@@ -279,7 +287,7 @@ impl Proxy {
     }
 
     /// A server of a merged session exited: it is left out; the session ends with the last one.
-    pub(crate) fn merged_member_closed(&mut self, session_id: &SessionId, upstream: UpstreamId, reason: String) {
+    pub(crate) fn merged_member_closed(&mut self, session_id: &SessionId, upstream: UpstreamId, reason: UpstreamEnd) {
         let Some(server) = self.sessions.get(session_id).and_then(|s| s.server_of(upstream)) else {
             return;
         };
@@ -304,7 +312,7 @@ impl Proxy {
     }
 
     /// Takes `server` out of a merged session (its child stops); ends the session if none is left.
-    pub(crate) fn leave_out(&mut self, session_id: &SessionId, server: usize, why: &str) {
+    pub(crate) fn leave_out(&mut self, session_id: &SessionId, server: ServerId, why: &str) {
         let Some(session) = self.sessions.get_mut(session_id) else {
             return;
         };
@@ -324,7 +332,7 @@ impl Proxy {
     }
 
     /// Brings a left-out server back after a backoff that grows with each try.
-    fn schedule_rejoin(&mut self, session_id: &SessionId, server: usize) {
+    fn schedule_rejoin(&mut self, session_id: &SessionId, server: ServerId) {
         if self.ctx.config.servers.get(server).is_none_or(|s| s.options.disabled) {
             return;
         }
@@ -338,7 +346,7 @@ impl Proxy {
     }
 
     /// Starts a fresh upstream for a left-out server and initializes it like the client did.
-    pub(crate) fn rejoin(&mut self, now: Instant, session_id: &SessionId, server: usize) {
+    pub(crate) fn rejoin(&mut self, now: Instant, session_id: &SessionId, server: ServerId) {
         if self.ctx.config.servers.get(server).is_none_or(|s| s.options.disabled) {
             return;
         }
@@ -363,7 +371,7 @@ impl Proxy {
     }
 
     /// The proxy's `initialize` of a returning server was answered.
-    pub(crate) fn rejoined(&mut self, session_id: &SessionId, server: usize, outcome: Result<Value, ErrorObject>) {
+    pub(crate) fn rejoined(&mut self, session_id: &SessionId, server: ServerId, outcome: Result<Value, ErrorObject>) {
         let name = self.ctx.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default();
         let Some(member) =
             self.sessions.get_mut(session_id).and_then(|s| s.members.iter_mut().find(|m| m.server == server))

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
+use crate::ids::{ExchangeId, ProxyRequestId, ServerId, SessionId};
 use crate::io::LogLevel;
 use crate::modern::params::{learn, HeaderMap};
 use crate::proxy::Proxy;
@@ -123,7 +123,7 @@ struct Pool {
 /// Every server's pool.
 #[derive(Debug, Default)]
 pub(crate) struct Pools {
-    by_server: BTreeMap<usize, Pool>,
+    by_server: BTreeMap<ServerId, Pool>,
 }
 
 /// What a request needs of a child.
@@ -193,7 +193,7 @@ impl Proxy {
     pub(crate) fn start_pool(&mut self, now: Instant) {
         let size = self.ctx.config.stateless_pool_size.max(1);
         for _ in 0..size {
-            self.add_pool_slot(now, 0);
+            self.add_pool_slot(now, ServerId::FIRST);
         }
     }
 
@@ -203,14 +203,14 @@ impl Proxy {
     }
 
     /// Adds a child to `server`'s pool.
-    fn add_pool_slot(&mut self, now: Instant, server: usize) {
+    fn add_pool_slot(&mut self, now: Instant, server: ServerId) {
         let pool = self.pools.by_server.entry(server).or_default();
         pool.slots.push(Slot { session: None, ready: false, busy: None, backoff: Backoff::restart(now) });
         let slot = pool.slots.len() - 1;
         self.spawn_pool_member(now, server, slot);
     }
 
-    fn spawn_pool_member(&mut self, now: Instant, server: usize, slot: usize) {
+    fn spawn_pool_member(&mut self, now: Instant, server: ServerId, slot: usize) {
         let deadline = now.after(Duration::from_millis(self.ctx.config.connection_timeout_ms));
         let session = self.open_session(
             Target::Server(server),
@@ -261,7 +261,7 @@ impl Proxy {
     }
 
     /// A pool child ended: schedule its replacement.
-    pub(crate) fn pool_member_ended(&mut self, server: usize, slot: usize) {
+    pub(crate) fn pool_member_ended(&mut self, server: ServerId, slot: usize) {
         let now = self.ctx.now;
         let Some(entry) = self.pools.by_server.get_mut(&server).and_then(|p| p.slots.get_mut(slot)) else {
             return;
@@ -289,7 +289,7 @@ impl Proxy {
     }
 
     /// The replacement timer of a slot fired.
-    pub(crate) fn respawn(&mut self, now: Instant, server: usize, slot: usize) {
+    pub(crate) fn respawn(&mut self, now: Instant, server: ServerId, slot: usize) {
         let empty =
             self.pools.by_server.get(&server).and_then(|p| p.slots.get(slot)).is_some_and(|s| s.session.is_none());
         if empty && self.ctx.config.servers.get(server).is_some() {
@@ -298,7 +298,7 @@ impl Proxy {
     }
 
     /// The pool and slot of a child's session.
-    fn pool_slot_of(&self, session: &SessionId) -> Option<(usize, usize)> {
+    fn pool_slot_of(&self, session: &SessionId) -> Option<(ServerId, usize)> {
         match self.sessions.get(session).map(|s| &s.transport) {
             Some(Transport::Pool { server, slot }) => Some((*server, *slot)),
             _ => None,
@@ -307,18 +307,18 @@ impl Proxy {
 
     /// The `initialize` result of `server`'s pool, once a child answered it; starts the pool
     /// if it has no child yet.
-    pub(crate) fn pool_result(&mut self, now: Instant, server: usize) -> Option<Value> {
+    pub(crate) fn pool_result(&mut self, now: Instant, server: ServerId) -> Option<Value> {
         self.ensure_pool(now, server);
         self.pools.by_server.get(&server).and_then(|p| p.initialize_result.clone())
     }
 
     /// The cached `initialize` result of `server`'s pool, if a child answered it.
-    pub(crate) fn pool_initialize_result(&self, server: usize) -> Option<&Value> {
+    pub(crate) fn pool_initialize_result(&self, server: ServerId) -> Option<&Value> {
         self.pools.by_server.get(&server)?.initialize_result.as_ref()
     }
 
     /// The ready children of `server`'s pool.
-    pub(crate) fn pool_ready_members(&self, server: usize) -> Vec<SessionId> {
+    pub(crate) fn pool_ready_members(&self, server: ServerId) -> Vec<SessionId> {
         let Some(pool) = self.pools.by_server.get(&server) else {
             return Vec::new();
         };
@@ -329,7 +329,7 @@ impl Proxy {
     /// A pool starts with `--statelessPoolSize` children (so a call that takes one leaves
     /// another ready), and grows to `--modernPoolMax` as calls need them. At the edge, where
     /// a pool lives as long as one request, it starts with one.
-    pub(crate) fn ensure_pool(&mut self, now: Instant, server: usize) {
+    pub(crate) fn ensure_pool(&mut self, now: Instant, server: ServerId) {
         if self.pools.by_server.get(&server).is_none_or(|p| p.slots.is_empty()) {
             let size = match self.store.remembers() {
                 true => self.ctx.config.stateless_pool_size.clamp(1, self.pool_max()),
@@ -343,7 +343,7 @@ impl Proxy {
 
     /// A ready child of `server`'s pool for a request that needs `need`, taking it for
     /// `busy` when it needs its own; `None` if none is free now (the pool grows if it may).
-    pub(crate) fn pool_member(&mut self, now: Instant, server: usize, need: Need) -> Option<SessionId> {
+    pub(crate) fn pool_member(&mut self, now: Instant, server: ServerId, need: Need) -> Option<SessionId> {
         self.ensure_pool(now, server);
         let max = self.pool_max();
         let pool = self.pools.by_server.get(&server)?;
@@ -416,7 +416,7 @@ impl Proxy {
     }
 
     /// Serves what waits on `server`'s pool, in order, as far as children are free.
-    fn pump_pool(&mut self, now: Instant, server: usize) {
+    fn pump_pool(&mut self, now: Instant, server: ServerId) {
         let waiting: Vec<Waiter> = match self.pools.by_server.get_mut(&server) {
             Some(pool) => {
                 pool.waiting_bytes = 0;
@@ -435,7 +435,7 @@ impl Proxy {
 
     /// Holds `waiter` until a child of `server`'s pool is free (bounded in count, bytes and
     /// time: `--connectionTimeout`).
-    pub(crate) fn wait_for_pool(&mut self, server: usize, waiter: Waiter) {
+    pub(crate) fn wait_for_pool(&mut self, server: ServerId, waiter: Waiter) {
         let pool = self.pools.by_server.entry(server).or_default();
         if pool.waiting.len() >= WAITING_LIMIT || pool.waiting_bytes + waiter.bytes() > WAITING_BYTES {
             return waiter.refuse(self, "Service Unavailable: no server process is ready");
@@ -471,7 +471,7 @@ impl Proxy {
 
     /// Which tool arguments of `server` are mirrored in headers; `None` while the proxy asks
     /// the server's `tools/list` (what waits on the pool is served once it knows).
-    pub(crate) fn pool_tool_headers(&mut self, now: Instant, server: usize) -> Option<HeaderMap> {
+    pub(crate) fn pool_tool_headers(&mut self, now: Instant, server: ServerId) -> Option<HeaderMap> {
         self.ensure_pool(now, server);
         let pool = self.pools.by_server.get(&server)?;
         if let Some(headers) = &pool.headers {
@@ -488,7 +488,7 @@ impl Proxy {
         None
     }
 
-    fn scan_tools(&mut self, now: Instant, member: &SessionId, server: usize, cursor: Option<String>) {
+    fn scan_tools(&mut self, now: Instant, member: &SessionId, server: ServerId, cursor: Option<String>) {
         let params = cursor.map(|cursor| json!({"cursor": cursor}));
         let request =
             // Its own id: at the edge requests go upstream under their ids, and the proxy's
@@ -500,7 +500,7 @@ impl Proxy {
     }
 
     /// A page of the proxy's own `tools/list` came back.
-    pub(crate) fn pool_tools_scanned(&mut self, server: usize, member: &SessionId, page: Result<Value, ()>) {
+    pub(crate) fn pool_tools_scanned(&mut self, server: ServerId, member: &SessionId, page: Result<Value, ()>) {
         let now = self.ctx.now;
         let Some(pool) = self.pools.by_server.get_mut(&server) else {
             return;
@@ -527,7 +527,7 @@ impl Proxy {
     }
 
     /// `server`'s tool list changed: what is mirrored in headers is asked again when needed.
-    pub(crate) fn pool_forget_tools(&mut self, server: usize) {
+    pub(crate) fn pool_forget_tools(&mut self, server: ServerId) {
         if let Some(pool) = self.pools.by_server.get_mut(&server) {
             pool.headers = None;
         }
@@ -543,8 +543,8 @@ impl Proxy {
     }
 
     fn dispatch_stateless(&mut self, now: Instant, post: WaitingPost) {
-        let Some(result) = self.pools.by_server.get(&0).and_then(|p| p.initialize_result.clone()) else {
-            return self.wait_for_pool(0, Waiter::Stateless(post));
+        let Some(result) = self.pools.by_server.get(&ServerId::FIRST).and_then(|p| p.initialize_result.clone()) else {
+            return self.wait_for_pool(ServerId::FIRST, Waiter::Stateless(post));
         };
         if let [Message::Request(request)] = post.messages.as_slice() {
             if request.method == mcp::INITIALIZE {
@@ -553,8 +553,8 @@ impl Proxy {
                 return self.ctx.respond(json_head(post.exchange, 200, post.cors), body);
             }
         }
-        let Some(member) = self.pool_member(now, 0, Need::Any) else {
-            return self.wait_for_pool(0, Waiter::Stateless(post));
+        let Some(member) = self.pool_member(now, ServerId::FIRST, Need::Any) else {
+            return self.wait_for_pool(ServerId::FIRST, Waiter::Stateless(post));
         };
         // The proxy initialized the child itself; the client's own `initialized` has no place.
         let messages: Vec<Message> =

@@ -10,6 +10,7 @@
 //! token cannot be presented there.
 
 use crate::config::Config;
+use crate::ids::ServerId;
 use crate::policy::auth::{bearer_token, check_api_key, check_bearer_token, constant_time_eq, AuthDecision};
 use crate::policy::origin::{check_origin, OriginDecision};
 use crate::route::{route, Endpoint, Route, Target};
@@ -35,7 +36,7 @@ pub(crate) enum Admission {
         /// Where the path leads.
         route: Route,
         /// The servers this request may reach.
-        servers: Vec<usize>,
+        servers: Vec<ServerId>,
     },
 }
 
@@ -126,7 +127,7 @@ fn admin(config: &Config, request: &HttpRequest) -> Result<(), Refusal> {
 /// The servers of the merged endpoint whose own token check `request` passes, in
 /// configuration order. Temporary servers belong to their one session; a server behind a path
 /// token needs header tokens to be reachable here at all.
-pub(crate) fn merged_servers(config: &Config, request: &HttpRequest) -> Vec<usize> {
+pub(crate) fn merged_servers(config: &Config, request: &HttpRequest) -> Vec<ServerId> {
     config
         .servers
         .iter()
@@ -180,7 +181,7 @@ mod tests {
         "guarded/p4th": {"command": "g", "options": {"authTokens": ["guard"]}}
     }}"#;
 
-    fn names(config: &Config, servers: &[usize]) -> Vec<String> {
+    fn names(config: &Config, servers: &[ServerId]) -> Vec<String> {
         servers.iter().filter_map(|&s| config.servers.get(s)).map(|s| s.name.clone()).collect()
     }
 
@@ -201,7 +202,7 @@ mod tests {
         let refusal = admit(&config, &request("POST", "/mcp", &[])).expect_err("nothing reachable");
         assert_eq!((refusal.status, refusal.challenge), (401, true));
         let admitted = admit(&config, &request("POST", "/mcp", &[("authorization", "Bearer x")])).expect("x opens a");
-        assert!(matches!(admitted, Admission::Endpoint { servers, .. } if servers == [0]));
+        assert!(matches!(admitted, Admission::Endpoint { servers, .. } if servers == [ServerId(0)]));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::error::codes;
+use crate::ids::ServerId;
 use crate::wire::jsonrpc::{param, ErrorObject, Request};
 use crate::wire::mcp;
 
@@ -45,13 +46,13 @@ pub(crate) fn filter_tools(result: &mut Value, filter: &ToolFilter) {
 }
 
 /// Whether `server` exposes the tool `name` (its filter, if any, allows it).
-pub(crate) fn tool_allowed(config: &Config, server: usize, name: &str) -> bool {
+pub(crate) fn tool_allowed(config: &Config, server: ServerId, name: &str) -> bool {
     config.servers.get(server).and_then(|s| s.options.tool_filter.as_ref()).is_none_or(|filter| filter.allows(name))
 }
 
 /// Refuses a `tools/call` of a tool `server` does not expose (the request names the tool as
 /// the server knows it).
-pub(crate) fn check_call(config: &Config, server: usize, request: &Request) -> Result<(), ErrorObject> {
+pub(crate) fn check_call(config: &Config, server: ServerId, request: &Request) -> Result<(), ErrorObject> {
     if request.method != mcp::TOOLS_CALL {
         return Ok(());
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::config::file::{ServerSource, UpstreamConfig};
 use crate::error::RequestError;
-use crate::ids::SessionId;
+use crate::ids::{ServerId, SessionId};
 use crate::io::LogLevel;
 use crate::proxy::Proxy;
 use crate::route::{public_endpoint_path, Endpoint, Target};
@@ -28,7 +28,7 @@ impl Proxy {
             path.strip_prefix(crate::policy::access::API).and_then(|rest| rest.strip_prefix('/')).map(str::to_owned);
         match (request.method.as_str(), name) {
             ("GET", None) => {
-                let numbers: Vec<usize> = self.ctx.config.servers.iter().map(|(server, _)| server).collect();
+                let numbers: Vec<ServerId> = self.ctx.config.servers.iter().map(|(server, _)| server).collect();
                 let servers: Vec<Value> = numbers.into_iter().filter_map(|s| self.describe(s)).collect();
                 self.admin_reply(exchange, cors, 200, json!({"servers": servers}));
             }
@@ -72,11 +72,11 @@ impl Proxy {
         );
     }
 
-    fn active_server(&self, name: &str) -> Option<usize> {
+    fn active_server(&self, name: &str) -> Option<ServerId> {
         crate::route::server_named(&self.ctx.config, name)
     }
 
-    fn describe(&self, server: usize) -> Option<Value> {
+    fn describe(&self, server: ServerId) -> Option<Value> {
         let entry = self.ctx.config.servers.get(server).filter(|s| !s.options.disabled)?;
         let transport = match entry.upstream {
             UpstreamConfig::Stdio(_) => "stdio",
@@ -157,7 +157,7 @@ impl Proxy {
     }
 
     /// Takes a server away: its sessions end, merged sessions go on without it.
-    fn remove_server(&mut self, server: usize) {
+    fn remove_server(&mut self, server: ServerId) {
         let Some(entry) = self.ctx.config.servers.get_mut(server) else {
             return;
         };

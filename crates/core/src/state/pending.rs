@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::ids::{ExchangeId, ProxyRequestId, SessionId, UpstreamId};
+use crate::ids::{ExchangeId, ProxyRequestId, ServerId, SessionId, UpstreamId};
 use crate::state::timers::{Timer, Timers};
 use crate::time::Instant;
 use crate::wire::jsonrpc::RequestId;
@@ -29,7 +29,7 @@ pub(crate) enum ReplyTo {
     /// Nobody: the answer is dropped (the client was answered already, or the proxy asked).
     Discard,
     /// The proxy's own `tools/list` of a pool's server (which arguments travel in headers).
-    ToolScan(usize),
+    ToolScan(ServerId),
     /// The proxy's `server/discover` asking a new upstream which era it speaks.
     Probe,
     /// The `subscriptions/listen` the proxy keeps on a 2026 upstream for a 2025 session.
@@ -43,7 +43,7 @@ pub(crate) struct PendingRequest {
     pub(crate) id: ProxyRequestId,
     pub(crate) session: SessionId,
     /// The server asked, and its upstream in the session.
-    pub(crate) server: usize,
+    pub(crate) server: ServerId,
     pub(crate) upstream: UpstreamId,
     pub(crate) reply_to: ReplyTo,
     pub(crate) original_id: RequestId,

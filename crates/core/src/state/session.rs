@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::ids::{ExchangeId, ProxyRequestId, UpstreamId};
+use crate::ids::{ExchangeId, ProxyRequestId, ServerId, UpstreamId};
 use crate::route::Target;
 use crate::state::event_log::{EventId, StreamNo};
 use crate::time::Instant;
@@ -77,7 +77,7 @@ pub(crate) enum Transport {
     /// A stateless pool child: no client of its own.
     Pool {
         /// Its server.
-        server: usize,
+        server: ServerId,
         /// Its place in the server's pool.
         slot: usize,
     },
@@ -93,7 +93,7 @@ pub(crate) enum Transport {
 /// One upstream of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Member {
-    pub(crate) server: usize,
+    pub(crate) server: ServerId,
     pub(crate) upstream: UpstreamId,
     /// It failed (initialize refused, or it exited): left out of the merged endpoint until it
     /// rejoins.
@@ -119,9 +119,9 @@ pub(crate) struct Session {
     /// asked, and its own id (two servers may use the same ids).
     pub(crate) server_requests: BTreeMap<u64, (UpstreamId, RequestId)>,
     /// Which server a resource URI came from (merged sessions, from `resources/list`).
-    pub(crate) resource_owners: BTreeMap<String, usize>,
+    pub(crate) resource_owners: BTreeMap<String, ServerId>,
     /// Which server a merged tool or prompt name came from (merged sessions, from the lists).
-    pub(crate) name_owners: BTreeMap<String, usize>,
+    pub(crate) name_owners: BTreeMap<String, ServerId>,
     /// The client's `initialize` parameters: a merged session's server that comes back, and an
     /// expired upstream session at the edge, are initialized with them.
     pub(crate) initialize_params: Option<serde_json::Value>,
@@ -202,17 +202,17 @@ impl Session {
     }
 
     /// The upstream of `server` in this session.
-    pub(crate) fn upstream_of(&self, server: usize) -> Option<UpstreamId> {
+    pub(crate) fn upstream_of(&self, server: ServerId) -> Option<UpstreamId> {
         self.members.iter().find(|m| m.server == server).map(|m| m.upstream)
     }
 
     /// The server behind `upstream`.
-    pub(crate) fn server_of(&self, upstream: UpstreamId) -> Option<usize> {
+    pub(crate) fn server_of(&self, upstream: UpstreamId) -> Option<ServerId> {
         self.members.iter().find(|m| m.upstream == upstream).map(|m| m.server)
     }
 
     /// The servers whose upstreams answered initialize (all of them before that).
-    pub(crate) fn live_servers(&self) -> Vec<usize> {
+    pub(crate) fn live_servers(&self) -> Vec<ServerId> {
         self.members.iter().filter(|m| !m.failed).map(|m| m.server).collect()
     }
 

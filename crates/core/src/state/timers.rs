@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
+use crate::ids::{ExchangeId, ProxyRequestId, ServerId, SessionId};
 use crate::time::Instant;
 
 /// Something that happens at a deadline.
@@ -13,7 +13,7 @@ pub(crate) enum Timer {
     /// A new session's `initialize` result is due.
     Connect(SessionId),
     /// A pool slot's replacement child is due (server, slot).
-    Respawn(usize, usize),
+    Respawn(ServerId, usize),
     /// Time to check whether a session went idle.
     Idle(SessionId),
     /// Time to write keep-alive comments on open streams.
@@ -21,9 +21,9 @@ pub(crate) enum Timer {
     /// A request has waited for a free pool child as long as it may.
     PoolWait(ExchangeId),
     /// A server left out of a merged session is due to be brought back.
-    Rejoin(SessionId, usize),
+    Rejoin(SessionId, ServerId),
     /// A dead shared upstream of a server is due to be started again.
-    SharedRespawn(usize),
+    SharedRespawn(ServerId),
     /// The questions a child asked for a 2026 request are gathered: ask its client.
     InputRequired(ProxyRequestId),
     /// A finished call that waited for its client's input was never collected.

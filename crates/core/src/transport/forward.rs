@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::error::{codes, RequestError};
-use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
+use crate::ids::{ProxyRequestId, ServerId, SessionId, UpstreamId};
 use crate::io::LogLevel;
 use crate::policy::access::forwardable_authorization;
 use crate::proxy::Proxy;
@@ -88,7 +88,7 @@ impl Proxy {
         &mut self,
         now: Instant,
         session_id: &SessionId,
-        server: usize,
+        server: ServerId,
         reply_to: ReplyTo,
         mut request: Request,
     ) -> Option<ProxyRequestId> {

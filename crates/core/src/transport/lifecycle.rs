@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::RequestError;
-use crate::ids::{ExchangeId, ProxyRequestId, SessionId};
+use crate::ids::{ExchangeId, ProxyRequestId, ServerId, SessionId};
 use crate::io::LogLevel;
 use crate::proxy::Proxy;
 use crate::route::Target;
@@ -25,7 +25,7 @@ impl Proxy {
     pub(crate) fn open_session(
         &mut self,
         target: Target,
-        servers: &[usize],
+        servers: &[ServerId],
         state: SessionState,
         transport: Transport,
     ) -> SessionId {

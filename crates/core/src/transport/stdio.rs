@@ -10,7 +10,7 @@
 //! told it may exit once the core is idle ([`Output::ClientDone`]).
 
 use crate::error::RequestError;
-use crate::ids::SessionId;
+use crate::ids::{ServerId, SessionId};
 use crate::io::{LogLevel, Output};
 use crate::proxy::Proxy;
 use crate::route::Target;
@@ -49,7 +49,12 @@ impl Proxy {
         let session_id = match &self.stdio.session {
             Some(id) if self.sessions.contains_key(id) => id.clone(),
             _ => {
-                let id = self.open_session(Target::Server(0), &[0], SessionState::Ready, Transport::Stdio);
+                let id = self.open_session(
+                    Target::Server(ServerId::FIRST),
+                    &[ServerId::FIRST],
+                    SessionState::Ready,
+                    Transport::Stdio,
+                );
                 self.stdio.session = Some(id.clone());
                 id
             }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::RequestError;
-use crate::ids::SessionId;
+use crate::ids::{ServerId, SessionId};
 use crate::modern::Era;
 use crate::proxy::{Caller, Proxy};
 use crate::state::event_log::EventId;
@@ -29,7 +29,7 @@ impl Proxy {
         let Some(header) = request.header("mcp-session-id") else {
             return SessionLookup::Missing;
         };
-        if let crate::modes::edge::SessionStore::Sealed(_) = self.store {
+        if self.store.restores_from_ids() {
             return match self.restore_session(header.trim(), target, caller.credential) {
                 Some(id) => SessionLookup::Found(id),
                 None => SessionLookup::Unknown,
@@ -46,7 +46,7 @@ impl Proxy {
     /// Whether the caller's credential reaches every server of a session (a merged session is
     /// opened with one credential; another that reaches less must not use it).
     pub(crate) fn caller_covers(&self, session_id: &SessionId, caller: &Caller) -> bool {
-        let removed = |server: usize| self.ctx.config.servers.get(server).is_none_or(|s| s.options.disabled);
+        let removed = |server: ServerId| self.ctx.config.servers.get(server).is_none_or(|s| s.options.disabled);
         self.sessions.get(session_id).is_some_and(|session| {
             session.members.iter().all(|member| removed(member.server) || caller.servers.contains(&member.server))
         })

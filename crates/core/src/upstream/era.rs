@@ -16,7 +16,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::config::file::UpstreamProtocol;
-use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
+use crate::error::codes;
+use crate::ids::{ProxyRequestId, ServerId, SessionId, UpstreamId};
 use crate::io::LogLevel;
 use crate::modern::envelope::{self, MODERN_VERSION};
 use crate::modern::params::HeaderMap;
@@ -52,15 +53,15 @@ pub(crate) enum Verdict {
 #[derive(Debug, Default)]
 pub(crate) struct Eras {
     by_upstream: BTreeMap<UpstreamId, Era>,
-    by_server: BTreeMap<usize, Verdict>,
+    by_server: BTreeMap<ServerId, Verdict>,
     /// Which tool arguments each 2026 server mirrors in `Mcp-Param-*` headers, learned from
     /// its `tools/list` answers: what the proxy must send with a call it builds itself.
-    mirrored: BTreeMap<usize, HeaderMap>,
+    mirrored: BTreeMap<ServerId, HeaderMap>,
     /// The `Mcp-Param-*` headers of the 2026 client request being forwarded right now: passed
     /// on untouched, known or not (the revision asks intermediaries to).
     forwarding: Option<Vec<(String, String)>>,
     /// Servers whose shared upstream refused the 2025 handshake as a 2026 server does.
-    refused_handshake: std::collections::BTreeSet<usize>,
+    refused_handshake: std::collections::BTreeSet<ServerId>,
 }
 
 impl Eras {
@@ -70,7 +71,7 @@ impl Eras {
     }
 
     /// Whether `server` was last found to speak 2026-07-28.
-    pub(crate) fn server_is_modern(&self, server: usize) -> bool {
+    pub(crate) fn server_is_modern(&self, server: ServerId) -> bool {
         matches!(self.by_server.get(&server), Some(Verdict::Modern(_)))
     }
 
@@ -83,7 +84,7 @@ impl Eras {
     }
 
     /// The era `server` was last found to speak, as the revision it names.
-    pub(crate) fn verdict_of(&self, server: usize) -> Option<&'static str> {
+    pub(crate) fn verdict_of(&self, server: ServerId) -> Option<&'static str> {
         match self.by_server.get(&server)? {
             Verdict::Legacy => Some(mcp::LATEST_PROTOCOL_VERSION),
             Verdict::Modern(_) => Some(MODERN_VERSION),
@@ -92,7 +93,7 @@ impl Eras {
 
     /// Learns which arguments of `server`'s tools are mirrored in headers from a page of its
     /// `tools/list`.
-    pub(crate) fn learn_tools(&mut self, server: usize, result: &Value) {
+    pub(crate) fn learn_tools(&mut self, server: ServerId, result: &Value) {
         crate::modern::params::learn(self.mirrored.entry(server).or_default(), result);
     }
 
@@ -104,7 +105,7 @@ impl Eras {
     /// The `Mcp-Param-*` headers of a `tools/call` going to 2026 server `server`: the
     /// client's own when it is a 2026 client's request being forwarded, else built from the
     /// arguments the server's tool mirrors.
-    pub(crate) fn param_headers(&mut self, server: Option<usize>, message: &Message) -> Vec<(String, String)> {
+    pub(crate) fn param_headers(&mut self, server: Option<ServerId>, message: &Message) -> Vec<(String, String)> {
         if let Some(given) = self.forwarding.take() {
             return given;
         }
@@ -124,8 +125,8 @@ impl Eras {
     /// A server taken for a 2025 one refused `initialize` as only a 2026 server does (it was
     /// restarted as one, say): its verdict is forgotten, so its next upstream is asked again.
     /// True if it was forgotten.
-    pub(crate) fn initialize_refused(&mut self, server: usize, error: &ErrorObject) -> bool {
-        let modern_refusal = error.code == crate::modern::classify::UNSUPPORTED_VERSION;
+    pub(crate) fn initialize_refused(&mut self, server: ServerId, error: &ErrorObject) -> bool {
+        let modern_refusal = error.code == codes::UNSUPPORTED_VERSION;
         modern_refusal && matches!(self.by_server.get(&server), Some(Verdict::Legacy)) && {
             self.by_server.remove(&server);
             true
@@ -134,8 +135,8 @@ impl Eras {
 
     /// A server's shared upstream refused `initialize` as only a 2026 server does: it is
     /// shared no more, and its sessions' upstreams ask it its revision.
-    pub(crate) fn handshake_refused(&mut self, server: usize, error: &ErrorObject) {
-        if error.code == crate::modern::classify::UNSUPPORTED_VERSION {
+    pub(crate) fn handshake_refused(&mut self, server: ServerId, error: &ErrorObject) {
+        if error.code == codes::UNSUPPORTED_VERSION {
             self.refused_handshake.insert(server);
         }
     }
@@ -147,7 +148,7 @@ impl Eras {
 
     /// Marks `upstream` of `server` as speaking what a sealed session (or a pool child kept
     /// from an earlier request) says it speaks; the server's verdict too, if none is known.
-    pub(crate) fn resume(&mut self, server: usize, upstream: UpstreamId, modern: Option<Value>) {
+    pub(crate) fn resume(&mut self, server: ServerId, upstream: UpstreamId, modern: Option<Value>) {
         let (era, verdict) = match modern {
             Some(discover) => (Era::Modern(Box::new(discover.clone())), Verdict::Modern(discover)),
             None => (Era::Legacy, Verdict::Legacy),
@@ -223,7 +224,7 @@ fn verdict(outcome: &Result<Value, ErrorObject>) -> Option<Value> {
                 .is_some_and(|versions| versions.iter().any(|v| v.as_str().is_some_and(envelope::is_modern)));
             offers.then(|| result.clone())
         }
-        Err(error) if error.code == crate::modern::classify::UNSUPPORTED_VERSION => {
+        Err(error) if error.code == codes::UNSUPPORTED_VERSION => {
             // A 2026 server that serves other revisions only; this proxy speaks 2026-07-28.
             None
         }
@@ -233,7 +234,7 @@ fn verdict(outcome: &Result<Value, ErrorObject>) -> Option<Value> {
 
 impl Proxy {
     /// What `server` is configured to speak.
-    fn protocol_of(&self, server: usize) -> UpstreamProtocol {
+    fn protocol_of(&self, server: ServerId) -> UpstreamProtocol {
         self.ctx
             .config
             .servers
@@ -244,14 +245,14 @@ impl Proxy {
 
     /// Whether `server` speaks, or may speak, 2026-07-28: told to, found to, or refused the
     /// 2025 handshake as a 2026 server does.
-    pub(crate) fn may_speak_modern(&self, server: usize) -> bool {
+    pub(crate) fn may_speak_modern(&self, server: ServerId) -> bool {
         self.protocol_of(server) == UpstreamProtocol::Modern
             || self.eras.server_is_modern(server)
             || (self.protocol_of(server) == UpstreamProtocol::Auto && self.eras.refused_handshake.contains(&server))
     }
 
     /// Whether what `server` speaks is known: configured as 2025, or found out.
-    pub(crate) fn revision_known(&self, server: usize) -> bool {
+    pub(crate) fn revision_known(&self, server: ServerId) -> bool {
         self.protocol_of(server) == UpstreamProtocol::Legacy || self.eras.verdict_of(server).is_some()
     }
 
@@ -260,7 +261,7 @@ impl Proxy {
     pub(crate) fn send_request_upstream(
         &mut self,
         session_id: &SessionId,
-        server: usize,
+        server: ServerId,
         upstream: UpstreamId,
         proxy_id: ProxyRequestId,
         request: Request,
@@ -292,7 +293,7 @@ impl Proxy {
         }
     }
 
-    fn send_legacy(&mut self, server: usize, upstream: UpstreamId, proxy_id: ProxyRequestId, request: Request) {
+    fn send_legacy(&mut self, server: ServerId, upstream: UpstreamId, proxy_id: ProxyRequestId, request: Request) {
         if self.shared.server_of(upstream).is_some() {
             return self.send_shared(server, proxy_id, request);
         }
@@ -303,7 +304,7 @@ impl Proxy {
     fn probe(
         &mut self,
         session_id: &SessionId,
-        server: usize,
+        server: ServerId,
         upstream: UpstreamId,
         held: ProxyRequestId,
         initialize: Request,

@@ -10,8 +10,8 @@ pub(crate) mod table;
 use crate::config::file::UpstreamConfig;
 use crate::error::RequestError;
 use crate::ids::ProxyRequestId;
-use crate::ids::{SessionId, UpstreamId};
-use crate::io::{LogLevel, Output};
+use crate::ids::{ServerId, SessionId, UpstreamId};
+use crate::io::{LogLevel, Output, UpstreamEnd};
 use crate::policy::env::child_environment;
 use crate::proxy::{truncate, Proxy};
 use crate::route::Target;
@@ -164,7 +164,7 @@ impl Proxy {
         }
     }
 
-    pub(crate) fn handle_upstream_closed(&mut self, upstream: UpstreamId, reason: String) {
+    pub(crate) fn handle_upstream_closed(&mut self, upstream: UpstreamId, reason: UpstreamEnd) {
         if let Some(server) = self.shared.server_of(upstream) {
             return self.shared_closed(server, upstream, reason);
         }
@@ -180,7 +180,7 @@ impl Proxy {
 
     /// Starts an upstream of `server` (a child, or a remote client) under a new id: the one
     /// place upstreams are allocated.
-    pub(crate) fn start_upstream(&mut self, server: usize, owner: Option<&SessionId>) -> Option<UpstreamId> {
+    pub(crate) fn start_upstream(&mut self, server: ServerId, owner: Option<&SessionId>) -> Option<UpstreamId> {
         let entry = self.ctx.config.servers.get(server)?;
         let config = entry.upstream.clone();
         // One client's credentials must not serve another's requests.
@@ -262,7 +262,7 @@ impl Proxy {
     }
 
     /// The server behind an upstream.
-    pub(crate) fn server_of_upstream(&self, upstream: UpstreamId) -> Option<usize> {
+    pub(crate) fn server_of_upstream(&self, upstream: UpstreamId) -> Option<ServerId> {
         if let Some(server) = self.shared.server_of(upstream) {
             return Some(server);
         }

@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::error::RequestError;
-use crate::ids::{ProxyRequestId, SessionId, UpstreamId};
-use crate::io::LogLevel;
+use crate::ids::{ProxyRequestId, ServerId, SessionId, UpstreamId};
+use crate::io::{LogLevel, UpstreamEnd};
 use crate::proxy::Proxy;
 use crate::state::pending::{PendingRequest, ReplyTo};
 use crate::state::timers::Timer;
@@ -64,13 +64,13 @@ struct Shared {
 /// Every shared upstream, by server.
 #[derive(Debug, Default)]
 pub(crate) struct SharedUpstreams {
-    by_server: BTreeMap<usize, Shared>,
-    by_upstream: BTreeMap<UpstreamId, usize>,
+    by_server: BTreeMap<ServerId, Shared>,
+    by_upstream: BTreeMap<UpstreamId, ServerId>,
 }
 
 impl SharedUpstreams {
     /// The server whose shared upstream `upstream` is, if it is one.
-    pub(crate) fn server_of(&self, upstream: UpstreamId) -> Option<usize> {
+    pub(crate) fn server_of(&self, upstream: UpstreamId) -> Option<ServerId> {
         self.by_upstream.get(&upstream).copied()
     }
 }
@@ -79,12 +79,12 @@ impl Proxy {
     /// Whether `server` shares one upstream between its sessions. A 2026-07-28 server has no
     /// session to share: each session's requests are forwarded on their own, as they are to
     /// any 2026 server.
-    pub(crate) fn is_shared_server(&self, server: usize) -> bool {
+    pub(crate) fn is_shared_server(&self, server: ServerId) -> bool {
         self.ctx.config.servers.get(server).is_some_and(|s| s.options.share_upstream) && !self.may_speak_modern(server)
     }
 
     /// The upstream a session should use for `server`: a new one of its own, or the shared one.
-    pub(crate) fn upstream_for(&mut self, session_id: &SessionId, server: usize) -> Option<UpstreamId> {
+    pub(crate) fn upstream_for(&mut self, session_id: &SessionId, server: ServerId) -> Option<UpstreamId> {
         if !self.is_shared_server(server) {
             return self.start_upstream(server, Some(session_id));
         }
@@ -124,7 +124,7 @@ impl Proxy {
     }
 
     /// Stops the shared upstream of a server taken away through the API.
-    pub(crate) fn drop_shared(&mut self, server: usize) {
+    pub(crate) fn drop_shared(&mut self, server: ServerId) {
         if let Some(shared) = self.shared.by_server.remove(&server) {
             self.shared.by_upstream.remove(&shared.upstream);
             self.fail_shared_requests(shared.upstream, &RequestError::SessionEnded);
@@ -134,7 +134,7 @@ impl Proxy {
 
     /// Sends a request (its id already the proxy's) to a shared upstream, or answers it, or
     /// holds it until the upstream is ready.
-    pub(crate) fn send_shared(&mut self, server: usize, proxy_id: ProxyRequestId, mut request: Request) {
+    pub(crate) fn send_shared(&mut self, server: ServerId, proxy_id: ProxyRequestId, mut request: Request) {
         if request.method == mcp::INITIALIZE {
             return self.shared_initialize(server, proxy_id, request);
         }
@@ -167,7 +167,7 @@ impl Proxy {
 
     /// A client's `initialize`: answered from the cached result, or once the proxy's own
     /// `initialize` (with the first client's parameters) is answered.
-    fn shared_initialize(&mut self, server: usize, proxy_id: ProxyRequestId, request: Request) {
+    fn shared_initialize(&mut self, server: ServerId, proxy_id: ProxyRequestId, request: Request) {
         let Some(shared) = self.shared.by_server.get_mut(&server) else {
             return self.answer_later(proxy_id, Err(RequestError::SessionEnded.to_error_object()));
         };
@@ -186,7 +186,7 @@ impl Proxy {
     }
 
     /// Sends the proxy's own `initialize` to a shared upstream.
-    fn send_shared_initialize(&mut self, server: usize) {
+    fn send_shared_initialize(&mut self, server: ServerId) {
         let Some(shared) = self.shared.by_server.get_mut(&server) else {
             return;
         };
@@ -215,7 +215,7 @@ impl Proxy {
     /// The proxy's `initialize` of a shared upstream was answered (or failed, or timed out).
     pub(crate) fn shared_initialized(
         &mut self,
-        server: usize,
+        server: ServerId,
         upstream: UpstreamId,
         outcome: Result<Value, ErrorObject>,
     ) {
@@ -230,7 +230,7 @@ impl Proxy {
                     .log(LogLevel::Error, format!("shared upstream of {name} refused initialize: {}", error.message));
                 // Refused as only a 2026 server does: the next sessions find out its revision.
                 self.eras.handshake_refused(server, &error);
-                return self.shared_down(server, &RequestError::UpstreamClosed(error.message));
+                return self.shared_down(server, &RequestError::UpstreamClosed(UpstreamEnd::Exited(error.message)));
             }
         };
         shared.phase = Phase::Ready(result.clone());
@@ -249,7 +249,7 @@ impl Proxy {
 
     /// Whether a subscription change must reach the upstream (an `unsubscribe` while other
     /// clients still follow the URI is answered by the proxy).
-    fn track_subscription(&mut self, server: usize, proxy_id: ProxyRequestId, request: &Request) -> bool {
+    fn track_subscription(&mut self, server: ServerId, proxy_id: ProxyRequestId, request: &Request) -> bool {
         let subscribe = match request.method.as_str() {
             mcp::RESOURCES_SUBSCRIBE => true,
             mcp::RESOURCES_UNSUBSCRIBE => false,
@@ -274,7 +274,7 @@ impl Proxy {
     }
 
     /// A message from a shared upstream.
-    pub(crate) fn shared_message(&mut self, server: usize, upstream: UpstreamId, message: Message) {
+    pub(crate) fn shared_message(&mut self, server: ServerId, upstream: UpstreamId, message: Message) {
         match message {
             Message::Response(response) => self.handle_upstream_response(upstream, response),
             Message::Notification(mut notification) if notification.method == mcp::PROGRESS => {
@@ -331,7 +331,7 @@ impl Proxy {
     }
 
     /// The attached session with the newest request in flight on `upstream`.
-    fn newest_asker(&self, server: usize, upstream: UpstreamId) -> Option<SessionId> {
+    fn newest_asker(&self, server: ServerId, upstream: UpstreamId) -> Option<SessionId> {
         let shared = self.shared.by_server.get(&server)?;
         shared
             .attached
@@ -351,7 +351,7 @@ impl Proxy {
     }
 
     /// A shared upstream ended: what waits on it fails, and it is started again after a backoff.
-    pub(crate) fn shared_closed(&mut self, server: usize, upstream: UpstreamId, reason: String) {
+    pub(crate) fn shared_closed(&mut self, server: ServerId, upstream: UpstreamId, reason: UpstreamEnd) {
         if self.shared.by_server.get(&server).is_none_or(|s| s.upstream != upstream) {
             return;
         }
@@ -360,7 +360,7 @@ impl Proxy {
         self.shared_down(server, &RequestError::UpstreamClosed(reason));
     }
 
-    fn shared_down(&mut self, server: usize, error: &RequestError) {
+    fn shared_down(&mut self, server: ServerId, error: &RequestError) {
         let now = self.ctx.now;
         let Some(shared) = self.shared.by_server.get_mut(&server) else {
             return;
@@ -391,7 +391,7 @@ impl Proxy {
 
     /// The respawn timer of a dead shared upstream fired: start a new one, initialize it like
     /// the last one, and move its sessions over.
-    pub(crate) fn shared_respawn(&mut self, server: usize) {
+    pub(crate) fn shared_respawn(&mut self, server: ServerId) {
         if self.shared.by_server.get(&server).is_none_or(|s| !matches!(s.phase, Phase::Down)) {
             return;
         }
@@ -425,7 +425,7 @@ impl Proxy {
     }
 
     /// How log lines name a server.
-    fn server_name(&self, server: usize) -> String {
+    fn server_name(&self, server: ServerId) -> String {
         self.ctx.config.servers.get(server).map(|s| s.display_name().to_owned()).unwrap_or_default()
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mcp_proxy_core::transcript::{Call, Step, Transcript};
 use mcp_proxy_core::{
-    Config, ExchangeId, FetchRequest, Header, HttpRequest, Input, Instant, Output, Proxy, UpstreamId,
+    Config, ExchangeId, FetchId, FetchRequest, Header, HttpRequest, Input, Instant, Output, Proxy, UpstreamId,
 };
 use serde_json::Value;
 
@@ -255,13 +255,13 @@ pub fn fetches(outputs: &[Output]) -> Vec<FetchRequest> {
 }
 
 /// A fetch's status and headers arrive.
-pub fn head(h: &mut Harness, fetch: u64, status: u16, headers: &[(&str, &str)]) -> Vec<Output> {
+pub fn head(h: &mut Harness, fetch: FetchId, status: u16, headers: &[(&str, &str)]) -> Vec<Output> {
     let headers = headers.iter().map(|(n, v)| Header::new(*n, *v)).collect();
     h.input(Input::FetchHead { fetch, status, headers })
 }
 
 /// A fetch's whole body arrives, then its end.
-pub fn body(h: &mut Harness, fetch: u64, data: &str) -> Vec<Output> {
+pub fn body(h: &mut Harness, fetch: FetchId, data: &str) -> Vec<Output> {
     let mut outputs = h.input(Input::FetchData { fetch, data: data.as_bytes().to_vec() });
     outputs.extend(h.input(Input::FetchEnd { fetch, error: None }));
     outputs

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{HttpUpstreams, Purpose};
 use crate::ctx::Ctx;
-use crate::ids::UpstreamId;
+use crate::ids::{FetchId, UpstreamId};
 use crate::state::timers::Timer;
 use crate::wire::http::Header;
 
@@ -22,7 +22,7 @@ pub(crate) const GATE_BOUND: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(super) struct Gate {
     /// The fetch whose head opens the gate (the `initialized` POST, then the stream's GET).
-    pub(super) waiting_for: u64,
+    pub(super) waiting_for: FetchId,
     pub(super) held: Vec<(Vec<Header>, Vec<u8>, Purpose)>,
     /// When it opens anyway.
     bound: crate::time::Instant,
@@ -30,7 +30,7 @@ pub(super) struct Gate {
 
 impl HttpUpstreams {
     /// Closes the gate behind the `initialized` POST `fetch` of `upstream`.
-    pub(super) fn close_gate(&mut self, ctx: &mut Ctx, upstream: UpstreamId, fetch: u64) {
+    pub(super) fn close_gate(&mut self, ctx: &mut Ctx, upstream: UpstreamId, fetch: FetchId) {
         // At the edge each request is served on its own: nothing to order across them.
         if !self.listens_ahead {
             return;
@@ -60,14 +60,14 @@ impl HttpUpstreams {
     }
 
     /// The gate now waits for `fetch` (the stream's GET) instead.
-    pub(super) fn gate_waits_for(&mut self, upstream: UpstreamId, fetch: u64) {
+    pub(super) fn gate_waits_for(&mut self, upstream: UpstreamId, fetch: FetchId) {
         if let Some(gate) = self.upstreams.get_mut(&upstream).and_then(|s| s.gate.as_mut()) {
             gate.waiting_for = fetch;
         }
     }
 
     /// Whether `fetch` is what `upstream`'s gate waits for.
-    pub(super) fn gate_waits_on(&self, upstream: UpstreamId, fetch: u64) -> bool {
+    pub(super) fn gate_waits_on(&self, upstream: UpstreamId, fetch: FetchId) -> bool {
         self.upstreams.get(&upstream).and_then(|s| s.gate.as_ref()).is_some_and(|g| g.waiting_for == fetch)
     }
 

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use crate::config::file::UpstreamConfig;
 use crate::ctx::Ctx;
-use crate::ids::UpstreamId;
-use crate::io::Output;
+use crate::ids::{FetchId, UpstreamId};
+use crate::io::{Output, UpstreamEnd};
 use crate::wire::http::Header;
 use crate::wire::jsonrpc::{Message, RequestId};
 use crate::wire::mcp;
@@ -27,7 +27,7 @@ use crate::wire::sse_parser::SseParser;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchRequest {
     /// The core's number for this request.
-    pub fetch: u64,
+    pub fetch: FetchId,
     /// The method.
     pub method: String,
     /// The absolute URL.
@@ -47,7 +47,7 @@ pub(crate) enum HttpEvent {
     /// A message from the upstream, as a stdio child's line would be.
     Message(UpstreamId, Vec<u8>),
     /// The upstream is gone, for this reason: handled like a child that exited.
-    Gone(UpstreamId, String),
+    Gone(UpstreamId, UpstreamEnd),
 }
 
 /// How to connect a remote upstream.
@@ -135,7 +135,7 @@ struct Fetch {
 #[derive(Debug)]
 pub(crate) struct HttpUpstreams {
     upstreams: BTreeMap<UpstreamId, HttpUpstream>,
-    fetches: BTreeMap<u64, Fetch>,
+    fetches: BTreeMap<FetchId, Fetch>,
     next_fetch: u64,
     /// Open an upstream's own stream as soon as its session is initialized (the native
     /// host), rather than only while a client listens (the edge).
@@ -332,7 +332,8 @@ impl HttpUpstreams {
 
     /// Ends a remote upstream: its session is deleted, its fetches cancelled.
     pub(crate) fn close(&mut self, ctx: &mut Ctx, upstream: UpstreamId) {
-        let open: Vec<u64> = self.fetches.iter().filter(|(_, f)| f.upstream == upstream).map(|(id, _)| *id).collect();
+        let open: Vec<FetchId> =
+            self.fetches.iter().filter(|(_, f)| f.upstream == upstream).map(|(id, _)| *id).collect();
         for fetch in open {
             self.fetches.remove(&fetch);
             ctx.push(Output::CancelFetch(fetch));
@@ -359,7 +360,7 @@ impl HttpUpstreams {
         mut headers: Vec<Header>,
         body: Vec<u8>,
         purpose: Purpose,
-    ) -> Option<u64> {
+    ) -> Option<FetchId> {
         let state = self.upstreams.get(&upstream)?;
         headers.extend(state.headers.iter().map(|(name, value)| Header::new(name.clone(), value.clone())));
         let configured = state.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
@@ -378,7 +379,7 @@ impl HttpUpstreams {
             }
         }
         self.next_fetch += 1;
-        let fetch = self.next_fetch;
+        let fetch = FetchId(self.next_fetch);
         let sent = if matches!(purpose, Purpose::Post { .. }) { body.clone() } else { Vec::new() };
         let public_only = state.connect.public_only;
         self.fetches.insert(fetch, Fetch { upstream, purpose, sent, status: 0, body: Body::Unknown });

@@ -3,8 +3,8 @@
 
 use crate::ctx::Ctx;
 use crate::error::codes;
-use crate::ids::UpstreamId;
-use crate::io::{LogLevel, Output};
+use crate::ids::{FetchId, UpstreamId};
+use crate::io::{LogLevel, Output, UpstreamEnd};
 use crate::policy::network::{join, redacted, same_origin};
 use crate::wire::http::Header;
 use crate::wire::jsonrpc::{ErrorObject, Message, RequestId, Response};
@@ -20,7 +20,7 @@ impl HttpUpstreams {
     pub(crate) fn handle_head(
         &mut self,
         ctx: &mut Ctx,
-        fetch: u64,
+        fetch: FetchId,
         status: u16,
         headers: &[Header],
         events: &mut Vec<HttpEvent>,
@@ -134,7 +134,7 @@ impl HttpUpstreams {
     }
 
     /// Body bytes of a fetch arrived.
-    pub(crate) fn handle_data(&mut self, ctx: &mut Ctx, fetch: u64, data: &[u8], events: &mut Vec<HttpEvent>) {
+    pub(crate) fn handle_data(&mut self, ctx: &mut Ctx, fetch: FetchId, data: &[u8], events: &mut Vec<HttpEvent>) {
         let Some(state) = self.fetches.get_mut(&fetch) else {
             return;
         };
@@ -176,7 +176,13 @@ impl HttpUpstreams {
     }
 
     /// A fetch finished (`error`: it broke off).
-    pub(crate) fn handle_end(&mut self, ctx: &mut Ctx, fetch: u64, error: Option<String>, events: &mut Vec<HttpEvent>) {
+    pub(crate) fn handle_end(
+        &mut self,
+        ctx: &mut Ctx,
+        fetch: FetchId,
+        error: Option<String>,
+        events: &mut Vec<HttpEvent>,
+    ) {
         let Some(state) = self.fetches.remove(&fetch) else {
             return;
         };
@@ -350,7 +356,7 @@ impl HttpUpstreams {
     fn gone(&mut self, ctx: &mut Ctx, upstream: UpstreamId, reason: String, events: &mut Vec<HttpEvent>) {
         if self.upstreams.contains_key(&upstream) {
             self.close(ctx, upstream);
-            events.push(HttpEvent::Gone(upstream, reason));
+            events.push(HttpEvent::Gone(upstream, UpstreamEnd::Exited(reason)));
         }
     }
 }
