@@ -113,6 +113,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def system_seconds(pid):
+    """stime alone: the time the kernel spent on the process's behalf (its syscalls), in seconds."""
+    return int(_stat_fields(pid)[12]) / CLK_TCK
+
+
 def parent_pid(pid):
     return int(_stat_fields(pid)[1])
 

@@ -126,6 +126,7 @@ impl Shared {
             spawns: Vec::new(),
             follow_ups: VecDeque::new(),
             deadline: None,
+            wall: 0,
             stopping: false,
             client: None,
         };
@@ -173,8 +174,8 @@ impl Shared {
                 return None;
             }
         };
-        // Log lines the check produced.
-        if let Err(error) = driver.settle() {
+        // Log lines the check produced (it arms no timer: the deadline stays as it was).
+        if let Err(error) = driver.drain() {
             tracing::error!("the core failed: {error}");
         }
         let response = refused?;
@@ -228,11 +229,15 @@ impl Shared {
         let input = match event {
             Event::Http { request, reply } => {
                 driver.replies.insert(request.exchange, reply);
-                // What the core seals for clients is dated by the wall clock.
+                // What the core seals for clients is dated by the wall clock (in seconds: told
+                // again only when it moved on).
                 let wall =
                     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                if let Err(error) = driver.core.set_wall_clock(wall) {
-                    tracing::warn!("the core failed to take the time: {error}");
+                if wall != driver.wall {
+                    match driver.core.set_wall_clock(wall) {
+                        Ok(()) => driver.wall = wall,
+                        Err(error) => tracing::warn!("the core failed to take the time: {error}"),
+                    }
                 }
                 Input::HttpRequest(request)
             }
@@ -364,6 +369,8 @@ pub(crate) struct Driver {
     follow_ups: VecDeque<Input>,
     /// The core's next deadline, as of the last turn.
     deadline: Option<u64>,
+    /// The wall clock (Unix seconds) the core was last told.
+    wall: u64,
     /// Shutting down: events are ignored.
     stopping: bool,
     /// Reverse mode: the lines for the local client's stdout; dropped when its session is over.
@@ -394,6 +401,7 @@ impl Driver {
         self.follow_ups.clear();
         let now = self.now();
         self.core = (self.factory)(now)?;
+        self.wall = 0;
         self.settle()
     }
 
@@ -401,6 +409,18 @@ impl Driver {
     fn feed(&mut self, input: Input) -> Result<(), EngineError> {
         self.follow_ups.push_back(input);
         self.settle()
+    }
+
+    /// Carries out the outputs of a call that changes no deadline; settles if they led to more.
+    fn drain(&mut self) -> Result<(), EngineError> {
+        for output in self.core.poll_outputs()? {
+            self.carry_out(output);
+        }
+        if self.follow_ups.is_empty() {
+            Ok(())
+        } else {
+            self.settle()
+        }
     }
 
     /// Carries out every output, feeding back follow-ups, until the core has nothing to say.

@@ -8,6 +8,7 @@ mod body;
 mod cli;
 mod config_source;
 mod convert;
+mod core_cost;
 mod driver;
 mod engine;
 mod engine_config;
