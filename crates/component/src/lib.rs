@@ -41,8 +41,11 @@ impl GuestCore for CoreResource {
         self.proxy.borrow_mut().set_wall_clock(mcp_proxy_core::WallClock(seconds));
     }
 
-    fn handle_input(&self, now: u64, input: wit::Input) {
-        self.proxy.borrow_mut().handle_input(Instant(now), convert::input(input));
+    fn handle_input(&self, now: u64, input: wit::Input) -> wit::Turn {
+        let mut proxy = self.proxy.borrow_mut();
+        proxy.handle_input(Instant(now), convert::input(input));
+        let outputs = std::iter::from_fn(|| proxy.poll_output()).map(convert::output).collect();
+        wit::Turn { outputs, timeout: proxy.poll_timeout().map(|instant| instant.0) }
     }
 
     fn precheck(&self, request: wit::HttpRequest) -> Option<wit::Response> {

@@ -7,5 +7,5 @@ wasmtime::component::bindgen!({
 
 pub(crate) use exports::mcp_proxy::core::proxy::{
     ConfigError, FetchData, FetchEnd, FetchHead, FetchRequest, Header, HttpRequest, Input, LogLevel, Output, Response,
-    StdioServer, UpstreamClosed, UpstreamEnd, UpstreamMessage,
+    StdioServer, Turn, UpstreamClosed, UpstreamEnd, UpstreamMessage,
 };

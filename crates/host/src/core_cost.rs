@@ -1,7 +1,7 @@
 //! What a message costs the core: recorded real sessions (`tests/vectors/transcripts/host-*`)
 //! replayed many times, natively (the core linked into this binary) and as the component in
-//! wasmtime (the calls the driver makes for each event: the input, then the outputs and the
-//! deadline). A measurement, not a test: `bench/run` runs it and reports the two side by side.
+//! wasmtime (the calls the driver makes for each event: one crossing per input, which brings
+//! back its outputs and the deadline). A measurement, not a test: `bench/run` runs it and reports the two side by side.
 //!
 //! ```sh
 //! cargo test --release -p mcp-proxy --bin mcp-proxy core_cost -- --ignored --nocapture
@@ -38,12 +38,17 @@ mod tests {
         let started = Clock::now();
         for step in &transcript.steps {
             match &step.call {
-                Call::Input { at, input } => proxy.handle_input(*at, input.clone()),
-                Call::Precheck(request) => drop(proxy.precheck(request)),
+                Call::Input { at, input } => {
+                    proxy.handle_input(*at, input.clone());
+                    while proxy.poll_output().is_some() {}
+                    std::hint::black_box(proxy.poll_timeout());
+                }
+                Call::Precheck(request) => {
+                    drop(proxy.precheck(request));
+                    while proxy.poll_output().is_some() {}
+                }
                 Call::Wall(wall) => proxy.set_wall_clock(*wall),
             }
-            while proxy.poll_output().is_some() {}
-            std::hint::black_box(proxy.poll_timeout());
         }
         started.elapsed()
     }
@@ -66,13 +71,17 @@ mod tests {
         let started = Clock::now();
         for call in &calls {
             match call {
-                (Some((at, input)), _, _) => core.handle_input(*at, input).expect("no trap"),
-                (_, Some(request), _) => drop(core.precheck(request).expect("no trap")),
+                // One crossing: the input, its outputs and the deadline.
+                (Some((at, input)), _, _) => {
+                    drop(std::hint::black_box(core.handle_input(*at, input).expect("no trap")))
+                }
+                (_, Some(request), _) => {
+                    drop(core.precheck(request).expect("no trap"));
+                    std::hint::black_box(core.poll_outputs().expect("no trap"));
+                }
                 (_, _, Some(wall)) => core.set_wall_clock(*wall).expect("no trap"),
                 _ => {}
             }
-            std::hint::black_box(core.poll_outputs().expect("no trap"));
-            std::hint::black_box(core.poll_timeout().expect("no trap"));
         }
         started.elapsed()
     }

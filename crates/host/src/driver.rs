@@ -405,10 +405,10 @@ impl Driver {
         self.settle()
     }
 
-    /// Hands `input` to the core and settles.
+    /// Hands `input` to the core and carries out what it leads to.
     fn feed(&mut self, input: Input) -> Result<(), EngineError> {
         self.follow_ups.push_back(input);
-        self.settle()
+        self.run_follow_ups()
     }
 
     /// Carries out the outputs of a call that changes no deadline; settles if they led to more.
@@ -425,17 +425,28 @@ impl Driver {
 
     /// Carries out every output, feeding back follow-ups, until the core has nothing to say.
     fn settle(&mut self) -> Result<(), EngineError> {
-        loop {
-            for output in self.core.poll_outputs()? {
+        for output in self.core.poll_outputs()? {
+            self.carry_out(output);
+        }
+        if self.follow_ups.is_empty() {
+            self.deadline = self.core.poll_timeout()?;
+            return Ok(());
+        }
+        self.run_follow_ups()
+    }
+
+    /// Feeds the inputs waiting in `follow_ups` one by one, carrying out what each leads to
+    /// (which may add more), and keeps the deadline of the last turn.
+    fn run_follow_ups(&mut self) -> Result<(), EngineError> {
+        while let Some(input) = self.follow_ups.pop_front() {
+            let now = self.now();
+            let turn = self.core.handle_input(now, &input)?;
+            for output in turn.outputs {
                 self.carry_out(output);
             }
-            let Some(input) = self.follow_ups.pop_front() else {
-                self.deadline = self.core.poll_timeout()?;
-                return Ok(());
-            };
-            let now = self.now();
-            self.core.handle_input(now, &input)?;
+            self.deadline = turn.timeout;
         }
+        Ok(())
     }
 
     fn carry_out(&mut self, output: Output) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 
-use crate::bindings::{ConfigError, HttpRequest, Input, Output, ProxyCore, ProxyCorePre, Response};
+use crate::bindings::{ConfigError, HttpRequest, Input, Output, ProxyCore, ProxyCorePre, Response, Turn};
 
 /// The most linear memory the core may use.
 pub(crate) const MEMORY_LIMIT: usize = 1 << 30;
@@ -143,8 +143,8 @@ impl CoreInstance {
         self.core.ok_or_else(|| EngineError::Wasm(wasmtime::Error::msg("the proxy resource was not created")))
     }
 
-    /// Hands the core one input.
-    pub(crate) fn handle_input(&mut self, now: u64, input: &Input) -> Result<(), EngineError> {
+    /// Hands the core one input; what it led to comes back in the same crossing.
+    pub(crate) fn handle_input(&mut self, now: u64, input: &Input) -> Result<Turn, EngineError> {
         let core = self.core()?;
         if let Some(recorder) = &self.recorder {
             recorder.input(now, input);

@@ -29,22 +29,26 @@ mod tests {
                 panic!("{name}: {mismatch}");
             }
             for (index, step) in transcript.steps.iter().enumerate() {
-                let refusal = match &step.call {
+                let (refusal, outputs, timeout) = match &step.call {
+                    // An input's outputs and deadline come back with it, in one crossing.
                     Call::Input { at, input } => {
-                        core.handle_input(at.0, &input_out(input.clone())).expect("no trap");
-                        None
+                        let turn = core.handle_input(at.0, &input_out(input.clone())).expect("no trap");
+                        (None, turn.outputs, turn.timeout)
                     }
-                    Call::Precheck(request) => core
-                        .precheck(&request_out(request.clone()))
-                        .expect("no trap")
-                        .map(|response| (head_in(response.head), response.body)),
+                    Call::Precheck(request) => {
+                        let refusal = core
+                            .precheck(&request_out(request.clone()))
+                            .expect("no trap")
+                            .map(|response| (head_in(response.head), response.body));
+                        (refusal, core.poll_outputs().expect("outputs"), core.poll_timeout().expect("no trap"))
+                    }
                     Call::Wall(wall) => {
                         core.set_wall_clock(wall.0).expect("no trap");
-                        None
+                        (None, core.poll_outputs().expect("outputs"), core.poll_timeout().expect("no trap"))
                     }
                 };
-                let outputs: Vec<_> = core.poll_outputs().expect("outputs").into_iter().map(output_in).collect();
-                let timeout = core.poll_timeout().expect("no trap").map(Instant);
+                let outputs: Vec<_> = outputs.into_iter().map(output_in).collect();
+                let timeout = timeout.map(Instant);
                 let expected = answers_json(&step.refusal, &step.outputs, step.timeout);
                 if let Err(mismatch) = compare(index + 1, &expected, &answers_json(&refusal, &outputs, timeout)) {
                     panic!("{name}: {mismatch}");
