@@ -144,6 +144,28 @@ class Bench:
     # ---------------------------------------------------------------------------------------
     # 1c. 2026-07-28 upstreams
 
+    def sdk_latency(self, rounds, calls, warmup):
+        """What a user sees: the official Python SDK client (bench/sdk_client.py) calling the echo
+        tool straight over stdio and through the proxy over Streamable HTTP, rounds interleaved."""
+        log("sdk: the official Python SDK client, direct and through the proxy (%d rounds)" % rounds)
+        proxy = self.start_proxy(self.echo_cmd)
+        client = [sys.executable, os.path.join(HERE, "sdk_client.py"), "--calls", str(calls), "--warmup", str(warmup)]
+        ways = {
+            "stdio": client + ["--", *self.echo_cmd],
+            "stream": client + ["--url", "http://%s:%d/mcp" % (HOST, proxy.port)],
+        }
+        samples = {kind: [] for kind in ways}
+        try:
+            for _ in range(rounds):
+                for kind, argv in ways.items():
+                    done = subprocess.run(argv, capture_output=True, text=True, timeout=self.args.io_timeout * 8)
+                    if done.returncode != 0:
+                        raise RuntimeError("sdk_client.py (%s): %s" % (kind, done.stderr[-1500:]))
+                    samples[kind].extend(json.loads(done.stdout.strip().splitlines()[-1])["latencies_ns"])
+        finally:
+            self.stop(proxy)
+        return {kind: summarize(values) for kind, values in samples.items()}
+
     def upstream_eras(self, rounds, calls, warmup):
         """A 2025 client's tools/call through an aggregator to a remote server spoken to in the
         2025 revision (a session upstream) and to the same server spoken to in 2026-07-28 (the
@@ -411,6 +433,7 @@ class Bench:
         elif a.everything:
             self.notes.append("server-everything rows skipped: %s or node is missing" % EVERYTHING)
         self.step("upstream_eras", self.upstream_eras, max(2, a.rounds // 2), max(100, a.calls // 2), a.warmup)
+        self.step("sdk", self.sdk_latency, max(2, a.rounds // 2), max(100, a.calls // 4), max(10, a.warmup // 4))
         if a.payloads:
             self.step("payload", self.payload, a.payloads)
         self.step("throughput", self.throughput_all, a.sessions, a.duration, a.warmup_s)
@@ -582,6 +605,27 @@ def report(bench):
                 continue
             p50r = ratio(block["stream"]["p50"], block["stdio"]["p50"])
             goals.append(("p50 vs direct stdio, 1 session, Streamable HTTP (%s) ≤ %.1fx" % (label, goal), "%.2fx" % p50r, p50r <= goal))
+
+    sdk = r.get("sdk")
+    if sdk:
+        w("")
+        w("## 1d. What a user sees: the official Python SDK client")
+        w("")
+        w(
+            "The same echo tool called by the official `mcp` client (`bench/sdk_client.py`: one "
+            "`ClientSession`, sequential `call_tool`), over its stdio transport straight to the server "
+            "and over its Streamable HTTP transport through the proxy; rounds interleaved. The SDK's own "
+            "cost per call is most of what it sees on either path."
+        )
+        w("")
+        w("| path | calls | p50 µs | p90 µs | p99 µs | p50 ratio |")
+        w("|---|---:|---:|---:|---:|---:|")
+        for kind, label in (("stdio", "SDK stdio client → server"), ("stream", "SDK Streamable HTTP client → mcp-proxy → server")):
+            row = sdk[kind]
+            w(
+                "| %s | %d | %s | %s | %s | %s |"
+                % (label, row["n"], fmt(row["p50"]), fmt(row["p90"]), fmt(row["p99"]), fmt(ratio(row["p50"], sdk["stdio"]["p50"]), 2))
+            )
 
     eras = r.get("upstream_eras")
     if eras:
